@@ -1,0 +1,141 @@
+package tiers
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestBuiltinMatchesSpec(t *testing.T) {
+	tb := Builtin()
+	cases := []struct {
+		tier     string
+		slots    int
+		families []string
+		quotas   map[string]int
+		validity time.Duration
+	}{
+		{"trial", 7, []string{"sonnet"}, map[string]int{"sonnet": 42}, 24 * time.Hour},
+		{"medium", 7, []string{"sonnet"}, map[string]int{"sonnet": 42}, 30 * 24 * time.Hour},
+		{"high", 3, nil, map[string]int{"opus": 10, "sonnet": 50}, 0},
+		{"supreme", 2, nil, map[string]int{"opus": 15, "sonnet": 75}, 0},
+	}
+	for _, c := range cases {
+		tr, ok := tb.Get(c.tier)
+		if !ok {
+			t.Fatalf("tier %s missing", c.tier)
+		}
+		if tr.Slots != c.slots || time.Duration(tr.Validity) != c.validity {
+			t.Errorf("%s: slots %d validity %v", c.tier, tr.Slots, tr.Validity)
+		}
+		for f, n := range c.quotas {
+			if got, ok := tr.Quota(f); !ok || got != n {
+				t.Errorf("%s quota %s = %d,%v want %d", c.tier, f, got, ok, n)
+			}
+		}
+		if _, ok := tr.Quota(Other); ok {
+			t.Errorf("%s: other family must be unlimited", c.tier)
+		}
+		if len(c.families) > 0 && (!tr.Allows("sonnet") || tr.Allows("opus") || tr.Allows(Other)) {
+			t.Errorf("%s: sonnet only", c.tier)
+		}
+		if len(c.families) == 0 && (!tr.Allows("opus") || !tr.Allows(Other)) {
+			t.Errorf("%s: all families", c.tier)
+		}
+	}
+	if time.Duration(tb.Window) != 5*time.Hour {
+		t.Errorf("window %v", tb.Window)
+	}
+}
+
+func TestFamilyOf(t *testing.T) {
+	tb := Builtin()
+	for model, fam := range map[string]string{
+		"claude-opus-4-1-20250805":   "opus",
+		"claude-sonnet-4-5-20250929": "sonnet",
+		"claude-3-7-SONNET-latest":   "sonnet",
+		"claude-haiku-4-5":           Other,
+		"":                           Other,
+	} {
+		if got := tb.FamilyOf(model); got != fam {
+			t.Errorf("FamilyOf(%q) = %q want %q", model, got, fam)
+		}
+	}
+}
+
+func TestParse(t *testing.T) {
+	cases := []struct {
+		name, file, wantErr string
+	}{
+		{"only tiers", `{"tiers":[{"name":"gold","slots":4,"quotas":{"opus":3},"validity":"48h"}]}`, ""},
+		{"seconds validity", `{"tiers":[{"name":"gold","slots":4,"validity":3600}]}`, ""},
+		{"bad json", `{"tiers":[`, "invalid JSON"},
+		{"unknown field", `{"tiers":[{"name":"gold","slots":4,"slotz":3}]}`, "slotz"},
+		{"zero slots", `{"tiers":[{"name":"gold","slots":0}]}`, "tiers[0].slots"},
+		{"bad name", `{"tiers":[{"name":"Gold!","slots":1}]}`, "tiers[0].name"},
+		{"dup tier", `{"tiers":[{"name":"a","slots":1},{"name":"a","slots":1}]}`, "tiers[1].name"},
+		{"unknown family", `{"tiers":[{"name":"a","slots":1,"quotas":{"gpt":3}}]}`, "tiers[0].quotas"},
+		{"neg quota", `{"tiers":[{"name":"a","slots":1,"quotas":{"opus":-1}}]}`, "tiers[0].quotas.opus"},
+		{"no tiers", `{"tiers":[]}`, "tiers: at least one"},
+		{"bad window", `{"window":"-1h","tiers":[{"name":"a","slots":1}]}`, "window"},
+		{"family no match", `{"families":[{"name":"x"}],"tiers":[{"name":"a","slots":1}]}`, "families[0].match"},
+		{"bad duration", `{"tiers":[{"name":"a","slots":1,"validity":"soon"}]}`, "duration"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			tb, err := Parse([]byte(c.file))
+			if c.wantErr == "" {
+				if err != nil {
+					t.Fatalf("unexpected error %v", err)
+				}
+				if tb.Window == 0 || len(tb.Families) == 0 {
+					t.Fatalf("defaults not filled: %+v", tb)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+				t.Fatalf("error %v, want it to mention %q", err, c.wantErr)
+			}
+		})
+	}
+	_, err := Parse([]byte(`{"tiers":[{"name":"a","slots":0}]}`))
+	if !errors.Is(err, ErrInvalid) {
+		t.Errorf("validation errors must wrap ErrInvalid: %v", err)
+	}
+}
+
+func TestModelsForAndText(t *testing.T) {
+	tb := Builtin()
+	trial, _ := tb.Get("trial")
+	for _, m := range tb.ModelsFor(trial) {
+		if m.Family != "sonnet" {
+			t.Errorf("trial lists %s", m.ID)
+		}
+	}
+	high, _ := tb.Get("high")
+	if len(tb.ModelsFor(high)) <= len(tb.ModelsFor(trial)) {
+		t.Errorf("high should list more models than trial")
+	}
+	if got := trial.Title() + " tier can only use " + trial.AllowedText() + " models"; got != "Trial tier can only use Sonnet models" {
+		t.Errorf("text %q", got)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(`{"tiers":[{"name":"gold","slots":4,"quotas":{"opus":3},"validity":"48h"}]}`))
+	f.Add([]byte(`{"window":"5h","families":[{"name":"x","match":["x"]}],"tiers":[{"name":"a","slots":1,"families":["x"]}]}`))
+	f.Add([]byte(`{"tiers":[null]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		tb, err := Parse(b)
+		if err != nil {
+			return
+		}
+		// A table that parses must be usable without panics.
+		for _, tr := range tb.Tiers {
+			_ = tb.ModelsFor(tr)
+			_ = tr.AllowedText()
+		}
+		_ = tb.FamilyOf("claude-sonnet-4")
+	})
+}
