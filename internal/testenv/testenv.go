@@ -1,0 +1,87 @@
+// Package testenv gives tests the real services they need: a real Redis from
+// REDIS_URL. Outside CI a missing service skips the test; in CI (CI=true) it
+// fails it, so a green CI always means the real-store suites ran.
+package testenv
+
+import (
+	"context"
+	"os"
+	"testing"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/claude-route/claude-route/store"
+)
+
+// InCI reports whether the tests run under CI.
+func InCI() bool { return os.Getenv("CI") == "true" }
+
+// Require skips (or, in CI, fails) the test when a needed service is missing.
+func Require(t testing.TB, ok bool, what string) {
+	t.Helper()
+	if ok {
+		return
+	}
+	if InCI() {
+		t.Fatalf("%s is required in CI but missing", what)
+	}
+	t.Skipf("%s not available; set it up with .ci/run", what)
+}
+
+// IsCluster reports whether REDIS_URL names a Redis Cluster.
+func IsCluster() bool {
+	o, err := store.ParseURL(os.Getenv("REDIS_URL"))
+	return err == nil && o.IsClusterMode
+}
+
+// Redis returns a client to the real Redis of REDIS_URL, emptied first.
+// db picks a logical database so that packages tested in parallel do not
+// see each other's keys; each package uses its own number (see DESIGN.md).
+// A cluster has only database 0: its suite runs packages one at a time.
+func Redis(t testing.TB, db int) redis.UniversalClient {
+	t.Helper()
+	url := os.Getenv("REDIS_URL")
+	Require(t, url != "", "REDIS_URL (a real redis-server)")
+	o, err := store.ParseURL(url)
+	if err != nil {
+		t.Fatalf("REDIS_URL: %v", err)
+	}
+	if !o.IsClusterMode && o.MasterName == "" {
+		o.DB = db
+	}
+	c := redis.NewUniversalClient(o)
+	t.Cleanup(func() { _ = c.Close() })
+	ctx := context.Background()
+	if err := c.Ping(ctx).Err(); err != nil {
+		t.Fatalf("REDIS_URL %s unreachable: %v", url, err)
+	}
+	Flush(t, c)
+	return c
+}
+
+// Flush empties the store, every master of a cluster included.
+func Flush(t testing.TB, c redis.UniversalClient) {
+	t.Helper()
+	ctx := context.Background()
+	var err error
+	if cc, ok := c.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+			return m.FlushDB(ctx).Err()
+		})
+	} else {
+		err = c.FlushDB(ctx).Err()
+	}
+	if err != nil {
+		t.Fatalf("flush: %v", err)
+	}
+}
+
+// Mini returns a client to a fresh in-process miniredis, for fast unit tests.
+func Mini(t testing.TB) (redis.UniversalClient, *miniredis.Miniredis) {
+	t.Helper()
+	m := miniredis.RunT(t)
+	c := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{m.Addr()}})
+	t.Cleanup(func() { _ = c.Close() })
+	return c, m
+}

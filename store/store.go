@@ -1,0 +1,154 @@
+// Package store opens the Redis connection every other package shares: a
+// real server, Sentinel or Cluster through redis.UniversalClient, or, when no
+// URL is configured, an embedded in-process miniredis.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+)
+
+// Store is an open connection and what it takes to close it.
+type Store struct {
+	Client   redis.UniversalClient
+	Embedded *miniredis.Miniredis // nil unless REDIS_URL was empty
+	Cluster  bool
+}
+
+// Close closes the client and stops the embedded server, if any.
+func (s *Store) Close() error {
+	err := s.Client.Close()
+	if s.Embedded != nil {
+		s.Embedded.Close()
+	}
+	return err
+}
+
+// Ping checks the store within a short deadline; used by /health.
+func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	return s.Client.Ping(ctx).Err()
+}
+
+// Options tunes timeouts; zero values take the defaults.
+type Options struct {
+	// DialTimeout, ReadTimeout and WriteTimeout bound every call, so that a
+	// dead store turns into a fast 503 instead of a hanging request.
+	DialTimeout, ReadTimeout, WriteTimeout time.Duration
+}
+
+// ParseURL turns REDIS_URL into client options. Accepted forms:
+//
+//	redis://[user:pass@]host:port[/db]       one server (rediss:// for TLS)
+//	host1:port,host2:port,host3:port         a Redis Cluster
+//	redis://host1:port,host2:port            the same, with a scheme
+//	host1:26379,host2:26379?master=NAME      Sentinel, monitoring master NAME
+func ParseURL(raw string) (*redis.UniversalOptions, error) {
+	raw = strings.TrimSpace(raw)
+	if raw == "" {
+		return nil, errors.New("empty")
+	}
+	var query url.Values
+	if i := strings.IndexByte(raw, '?'); i >= 0 {
+		q, err := url.ParseQuery(raw[i+1:])
+		if err != nil {
+			return nil, fmt.Errorf("bad query: %w", err)
+		}
+		query, raw = q, raw[:i]
+	}
+	if !strings.Contains(raw, ",") && (strings.HasPrefix(raw, "redis://") || strings.HasPrefix(raw, "rediss://")) {
+		u := raw
+		if len(query) > 0 {
+			u += "?" + query.Encode()
+		}
+		if query.Get("master") != "" || query.Get("cluster") != "" {
+			u = raw // our own parameters are not go-redis options
+		}
+		o, err := redis.ParseURL(u)
+		if err != nil {
+			return nil, err
+		}
+		uo := &redis.UniversalOptions{
+			Addrs: []string{o.Addr}, Username: o.Username, Password: o.Password,
+			DB: o.DB, TLSConfig: o.TLSConfig, MasterName: query.Get("master"),
+		}
+		if query.Get("cluster") == "true" {
+			uo.IsClusterMode = true
+		}
+		return uo, nil
+	}
+	uo := &redis.UniversalOptions{MasterName: query.Get("master")}
+	scheme := ""
+	for i, part := range strings.Split(raw, ",") {
+		part = strings.TrimSpace(part)
+		if i == 0 {
+			for _, s := range []string{"redis://", "rediss://"} {
+				if strings.HasPrefix(part, s) {
+					scheme, part = s, strings.TrimPrefix(part, s)
+				}
+			}
+			if at := strings.LastIndexByte(part, '@'); at >= 0 {
+				cred := part[:at]
+				part = part[at+1:]
+				if c := strings.IndexByte(cred, ':'); c >= 0 {
+					uo.Username, uo.Password = cred[:c], cred[c+1:]
+				} else {
+					uo.Password = cred
+				}
+			}
+		}
+		part = strings.TrimSuffix(part, "/")
+		if !strings.Contains(part, ":") || strings.ContainsAny(part, "/ ") {
+			return nil, fmt.Errorf("address %q is not host:port", part)
+		}
+		uo.Addrs = append(uo.Addrs, part)
+	}
+	if scheme == "rediss://" {
+		return nil, errors.New("TLS with several addresses is not supported; use one rediss:// URL")
+	}
+	if uo.MasterName == "" && len(uo.Addrs) > 1 {
+		uo.IsClusterMode = true
+	}
+	return uo, nil
+}
+
+// Open connects to REDIS_URL, or starts an embedded store when it is empty.
+func Open(ctx context.Context, redisURL string, opts Options) (*Store, error) {
+	if opts.DialTimeout == 0 {
+		opts.DialTimeout = 500 * time.Millisecond
+	}
+	if opts.ReadTimeout == 0 {
+		opts.ReadTimeout = 800 * time.Millisecond
+	}
+	if opts.WriteTimeout == 0 {
+		opts.WriteTimeout = 800 * time.Millisecond
+	}
+	if strings.TrimSpace(redisURL) == "" {
+		m := miniredis.NewMiniRedis()
+		if err := m.StartAddr("127.0.0.1:0"); err != nil {
+			return nil, fmt.Errorf("start embedded store: %w", err)
+		}
+		c := redis.NewUniversalClient(&redis.UniversalOptions{
+			Addrs: []string{m.Addr()}, DialTimeout: opts.DialTimeout,
+			ReadTimeout: opts.ReadTimeout, WriteTimeout: opts.WriteTimeout,
+		})
+		return &Store{Client: c, Embedded: m}, nil
+	}
+	uo, err := ParseURL(redisURL)
+	if err != nil {
+		return nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	uo.DialTimeout, uo.ReadTimeout, uo.WriteTimeout = opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout
+	c := redis.NewUniversalClient(uo)
+	s := &Store{Client: c, Cluster: uo.IsClusterMode}
+	_ = ctx // the first command connects lazily; a down store is reported by /health, not fatal
+	return s, nil
+}
