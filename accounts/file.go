@@ -1,0 +1,291 @@
+// Package accounts owns the upstream accounts: their files under
+// ACCOUNT_DIR/<tier>/<name>.json, their credentials in Redis, and the pool
+// that binds client keys to them (slots, blacklist, upstream limits).
+package accounts
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Kind tells how an account authenticates upstream.
+type Kind string
+
+// The two credential shapes of SPEC.md.
+const (
+	OAuth  Kind = "oauth"
+	APIKey Kind = "apikey"
+)
+
+// Account is one upstream account. Its String form never shows a secret.
+type Account struct {
+	Name, Tier string
+	Kind       Kind
+	// OAuth credentials.
+	AccessToken, RefreshToken string
+	ExpiresAt                 time.Time
+	// API key credential.
+	APIKey string
+	// BaseURLs, tried in order; empty means the configured default upstream.
+	BaseURLs []string
+	// Path is the file the account was loaded from.
+	Path string
+}
+
+// String names the account without its credentials, so that %v and %+v
+// in a log line cannot leak a token.
+func (a Account) String() string { return fmt.Sprintf("account(%s/%s, %s)", a.Tier, a.Name, a.Kind) }
+
+// GoString is String, for %#v.
+func (a Account) GoString() string { return a.String() }
+
+// Credential is the secret used upstream: the access token or the API key.
+func (a Account) Credential() string {
+	if a.Kind == OAuth {
+		return a.AccessToken
+	}
+	return a.APIKey
+}
+
+// Fingerprint changes whenever anything the proxy uses changes, without
+// revealing the credential; sync uses it to report updated accounts.
+func (a Account) Fingerprint() string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00%d\x00%s\x00%s", a.Tier, a.Kind, a.AccessToken, a.RefreshToken,
+		a.ExpiresAt.UnixMilli(), a.APIKey, strings.Join(a.BaseURLs, ","))
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// ErrBadFile marks an account file that cannot be used.
+var ErrBadFile = errors.New("bad account file")
+
+type fileShape struct {
+	ClaudeAiOauth *struct {
+		AccessToken  string `json:"accessToken"`
+		RefreshToken string `json:"refreshToken"`
+		ExpiresAt    *int64 `json:"expiresAt"`
+	} `json:"claudeAiOauth"`
+	APIKey   string   `json:"apiKey"`
+	BaseURL  string   `json:"baseURL"`
+	BaseURLs []string `json:"baseURLs"`
+}
+
+// Parse reads an account file's bytes (either shape of SPEC.md). Name, Tier
+// and Path are left for the caller.
+func Parse(b []byte) (Account, error) {
+	var f fileShape
+	if err := json.Unmarshal(b, &f); err != nil {
+		return Account{}, fmt.Errorf("%w: invalid JSON: %v", ErrBadFile, err)
+	}
+	var a Account
+	switch {
+	case f.ClaudeAiOauth != nil && f.APIKey != "":
+		return Account{}, fmt.Errorf("%w: has both claudeAiOauth and apiKey", ErrBadFile)
+	case f.ClaudeAiOauth != nil:
+		o := f.ClaudeAiOauth
+		if o.AccessToken == "" && o.RefreshToken == "" {
+			return Account{}, fmt.Errorf("%w: claudeAiOauth needs accessToken or refreshToken", ErrBadFile)
+		}
+		a.Kind, a.AccessToken, a.RefreshToken = OAuth, o.AccessToken, o.RefreshToken
+		if o.ExpiresAt != nil {
+			if *o.ExpiresAt < 0 {
+				return Account{}, fmt.Errorf("%w: claudeAiOauth.expiresAt is negative", ErrBadFile)
+			}
+			a.ExpiresAt = time.UnixMilli(*o.ExpiresAt)
+		}
+	case f.APIKey != "":
+		a.Kind, a.APIKey = APIKey, f.APIKey
+	default:
+		return Account{}, fmt.Errorf("%w: neither claudeAiOauth nor apiKey", ErrBadFile)
+	}
+	if f.BaseURL != "" {
+		a.BaseURLs = append(a.BaseURLs, f.BaseURL)
+	}
+	a.BaseURLs = append(a.BaseURLs, f.BaseURLs...)
+	for _, u := range a.BaseURLs {
+		pu, err := url.Parse(u)
+		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			return Account{}, fmt.Errorf("%w: baseURL %q is not an http(s) URL", ErrBadFile, u)
+		}
+	}
+	return a, nil
+}
+
+// LoadError is a file that was skipped, with why.
+type LoadError struct {
+	Path string
+	Err  error
+}
+
+func (e LoadError) Error() string { return e.Path + ": " + e.Err.Error() }
+func (e LoadError) Unwrap() error { return e.Err }
+
+// LoadDir reads every ACCOUNT_DIR/<tier>/**/<name>.json whose tier is known.
+// A broken file is reported in the second result and skipped; it never stops
+// the others from loading. A name found twice is kept once (first path in
+// lexical order) and the other reported, since names identify accounts.
+func LoadDir(dir string, knownTier func(string) bool) ([]Account, []LoadError) {
+	var out []Account
+	var bad []LoadError
+	seen := map[string]string{}
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if path == dir {
+				return err
+			}
+			bad = append(bad, LoadError{path, err})
+			return nil
+		}
+		if d.IsDir() || !strings.HasSuffix(d.Name(), ".json") || strings.HasPrefix(d.Name(), ".") {
+			return nil
+		}
+		rel, _ := filepath.Rel(dir, path)
+		parts := strings.Split(filepath.ToSlash(rel), "/")
+		if len(parts) < 2 {
+			bad = append(bad, LoadError{path, fmt.Errorf("%w: not inside a tier folder", ErrBadFile)})
+			return nil
+		}
+		tier := parts[0]
+		if !knownTier(tier) {
+			bad = append(bad, LoadError{path, fmt.Errorf("%w: unknown tier folder %q", ErrBadFile, tier)})
+			return nil
+		}
+		name := strings.TrimSuffix(d.Name(), ".json")
+		if !ValidName(name) {
+			bad = append(bad, LoadError{path, fmt.Errorf("%w: account name %q must be letters, digits, '.', '-' or '_'", ErrBadFile, name)})
+			return nil
+		}
+		if prev, dup := seen[name]; dup {
+			bad = append(bad, LoadError{path, fmt.Errorf("%w: account name %q already used by %s", ErrBadFile, name, prev)})
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			bad = append(bad, LoadError{path, err})
+			return nil
+		}
+		a, err := Parse(b)
+		if err != nil {
+			bad = append(bad, LoadError{path, err})
+			return nil
+		}
+		a.Name, a.Tier, a.Path = name, tier, path
+		seen[name] = path
+		out = append(out, a)
+		return nil
+	})
+	if err != nil {
+		bad = append(bad, LoadError{dir, err})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, bad
+}
+
+// ValidName reports whether s can name an account (it appears in Redis keys,
+// logs and URLs).
+func ValidName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// WriteBack stores refreshed OAuth credentials in the account file: fields
+// the proxy does not know are kept, the JSON is minified as Claude Code
+// writes it, and the file is replaced atomically (temp file, fsync, rename)
+// with mode 0600, so a crash never leaves a half-written credential.
+func WriteBack(path, access, refresh string, expiresAt time.Time) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("write back: %w", err)
+	}
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return fmt.Errorf("write back %s: %w", path, err)
+	}
+	var oauth map[string]json.RawMessage
+	if raw, ok := doc["claudeAiOauth"]; ok {
+		if err := json.Unmarshal(raw, &oauth); err != nil {
+			return fmt.Errorf("write back %s: claudeAiOauth: %w", path, err)
+		}
+	}
+	if oauth == nil {
+		oauth = map[string]json.RawMessage{}
+	}
+	set := func(k string, v any) {
+		enc, _ := json.Marshal(v)
+		oauth[k] = enc
+	}
+	set("accessToken", access)
+	set("refreshToken", refresh)
+	set("expiresAt", expiresAt.UnixMilli())
+	enc, err := marshalCompact(oauth)
+	if err != nil {
+		return err
+	}
+	doc["claudeAiOauth"] = enc
+	out, err := marshalCompact(doc)
+	if err != nil {
+		return err
+	}
+	return atomicWrite(path, out)
+}
+
+func marshalCompact(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(buf.Bytes(), "\n"), nil
+}
+
+func atomicWrite(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	clean := func() { _ = os.Remove(tmp.Name()) }
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		clean()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		clean()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		clean()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		clean()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		clean()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}

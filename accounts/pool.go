@@ -1,0 +1,426 @@
+package accounts
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/sirupsen/logrus"
+
+	"github.com/claude-route/claude-route/internal/clock"
+)
+
+// Pool errors. The proxy maps them to SPEC.md's 503 messages.
+var (
+	// ErrFull: every usable account of the tier has all its slots taken.
+	ErrFull = errors.New("all accounts of the tier are at capacity")
+	// ErrEmpty: the tier has no usable account at all.
+	ErrEmpty = errors.New("no accounts available in the tier")
+	// ErrUnknownAccount: an explicit binding names an account the tier lacks.
+	ErrUnknownAccount = errors.New("unknown account for the tier")
+	// ErrBlacklisted: an explicit binding names a blacklisted account.
+	ErrBlacklisted = errors.New("account is blacklisted")
+)
+
+// All pool state shares the {pool} hash tag: binding must pick an account
+// and take its slot in one atomic step, which in a Redis Cluster requires
+// every key the script touches to live in one slot.
+const (
+	keyBind    = "cr:{pool}:bind"
+	keyUsed    = "cr:{pool}:used"
+	keyBL      = "cr:{pool}:bl"
+	keyLimited = "cr:{pool}:limited"
+	keyTiers   = "cr:{pool}:tiers" // SET of tier names that have a member set
+)
+
+func keyTier(tier string) string { return "cr:{pool}:tier:" + tier }
+
+// Pool binds client keys (by hash) to accounts of their tier.
+type Pool struct {
+	rdb   redis.UniversalClient
+	clock clock.Clock
+	log   logrus.FieldLogger
+}
+
+// NewPool returns the pool on rdb.
+func NewPool(rdb redis.UniversalClient, clk clock.Clock, log logrus.FieldLogger) *Pool {
+	return &Pool{rdb: rdb, clock: clk, log: log}
+}
+
+// Binding is the account serving a key, with the account's slot use.
+type Binding struct {
+	Account string
+	Used    int
+	Slots   int
+	// New is true when this call made the binding.
+	New bool
+}
+
+// bindScript picks the usable account of the tier with the fewest used
+// slots (ties: not upstream-limited first, then name order) with a free
+// slot, takes the slot and records the binding, all atomically. An existing
+// binding to a usable account is returned untouched; a binding to a
+// blacklisted or removed account is moved and the old slot given back.
+// ARGV: key hash, slots per account, now (unix s), wanted account or "".
+var bindScript = redis.NewScript(`
+local h, slots, now, want = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local cur = redis.call('HGET', KEYS[1], h)
+local function usable(name)
+  return redis.call('SISMEMBER', KEYS[5], name) == 1 and redis.call('HEXISTS', KEYS[3], name) == 0
+end
+local function used(name) return tonumber(redis.call('HGET', KEYS[2], name) or '0') end
+if cur and usable(cur) and (want == '' or want == cur) then
+  return {'ok', cur, used(cur), 0}
+end
+local best, bestUsed, bestLim = nil, 0, 0
+local any = false
+if want ~= '' then
+  if redis.call('SISMEMBER', KEYS[5], want) == 0 then return {'unknown'} end
+  if redis.call('HEXISTS', KEYS[3], want) == 1 then return {'blacklisted'} end
+  any = true
+  if used(want) < slots then best, bestUsed = want, used(want) end
+else
+  local members = redis.call('SMEMBERS', KEYS[5])
+  table.sort(members)
+  for _, name in ipairs(members) do
+    if redis.call('HEXISTS', KEYS[3], name) == 0 then
+      any = true
+      local u = used(name)
+      if u < slots then
+        local lim = 0
+        if tonumber(redis.call('HGET', KEYS[4], name) or '0') > now then lim = 1 end
+        if best == nil or lim < bestLim or (lim == bestLim and u < bestUsed) then
+          best, bestUsed, bestLim = name, u, lim
+        end
+      end
+    end
+  end
+end
+if best == nil then
+  if any then return {'full'} end
+  return {'empty'}
+end
+if cur and used(cur) > 0 then redis.call('HINCRBY', KEYS[2], cur, -1) end
+local n = redis.call('HINCRBY', KEYS[2], best, 1)
+redis.call('HSET', KEYS[1], h, best)
+return {'ok', best, n, 1}
+`)
+
+// Bind returns the key's account, binding it on first use (or after its
+// account was blacklisted or removed) to the least-loaded usable account.
+func (p *Pool) Bind(ctx context.Context, keyHash, tier string, slots int) (Binding, error) {
+	return p.bind(ctx, keyHash, tier, slots, "")
+}
+
+// BindTo binds the key to a named account of its tier (key issue --account).
+func (p *Pool) BindTo(ctx context.Context, keyHash, tier string, slots int, account string) (Binding, error) {
+	if account == "" {
+		return Binding{}, fmt.Errorf("%w: empty name", ErrUnknownAccount)
+	}
+	return p.bind(ctx, keyHash, tier, slots, account)
+}
+
+func (p *Pool) bind(ctx context.Context, keyHash, tier string, slots int, want string) (Binding, error) {
+	res, err := bindScript.Run(ctx, p.rdb,
+		[]string{keyBind, keyUsed, keyBL, keyLimited, keyTier(tier)},
+		keyHash, slots, p.clock.Now().Unix(), want).Slice()
+	if err != nil {
+		return Binding{}, fmt.Errorf("bind: %w", err)
+	}
+	switch res[0] {
+	case "ok":
+		b := Binding{Account: res[1].(string), Used: int(res[2].(int64)), Slots: slots, New: res[3].(int64) == 1}
+		if b.New {
+			p.log.WithFields(logrus.Fields{"tier": tier}).Infof("assigned to account: %s (slots: %d/%d)", b.Account, b.Used, slots)
+		}
+		return b, nil
+	case "full":
+		if want != "" {
+			return Binding{}, fmt.Errorf("%w: %s has no free slot", ErrFull, want)
+		}
+		return Binding{}, ErrFull
+	case "empty":
+		return Binding{}, ErrEmpty
+	case "unknown":
+		return Binding{}, fmt.Errorf("%w: %q is not in tier %s", ErrUnknownAccount, want, tier)
+	case "blacklisted":
+		return Binding{}, fmt.Errorf("%w: %s", ErrBlacklisted, want)
+	}
+	return Binding{}, fmt.Errorf("bind: unexpected answer %v", res)
+}
+
+// QueueBound adds the read of a key's current binding to a pipeline.
+func (p *Pool) QueueBound(ctx context.Context, pipe redis.Pipeliner, keyHash string) *redis.StringCmd {
+	return pipe.HGet(ctx, keyBind, keyHash)
+}
+
+// State is an account's pool state as the hot path needs it.
+type State struct {
+	InTier      bool
+	Blacklisted bool
+	LimitedTill time.Time
+}
+
+// StateCmds are the pipelined reads behind a State.
+type StateCmds struct {
+	member  *redis.BoolCmd
+	bl      *redis.BoolCmd
+	limited *redis.StringCmd
+}
+
+// QueueState adds the reads of an account's pool state to a pipeline.
+func (p *Pool) QueueState(ctx context.Context, pipe redis.Pipeliner, tier, account string) StateCmds {
+	return StateCmds{
+		member:  pipe.SIsMember(ctx, keyTier(tier), account),
+		bl:      pipe.HExists(ctx, keyBL, account),
+		limited: pipe.HGet(ctx, keyLimited, account),
+	}
+}
+
+// Result decodes the pipelined reads.
+func (c StateCmds) Result() (State, error) {
+	var s State
+	var err error
+	if s.InTier, err = c.member.Result(); err != nil {
+		return s, err
+	}
+	if s.Blacklisted, err = c.bl.Result(); err != nil {
+		return s, err
+	}
+	v, err := c.limited.Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return s, err
+	}
+	if secs, _ := strconv.ParseInt(v, 10, 64); secs > 0 {
+		s.LimitedTill = time.Unix(secs, 0)
+	}
+	return s, nil
+}
+
+var releaseScript = redis.NewScript(`
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if not cur then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+if tonumber(redis.call('HGET', KEYS[2], cur) or '0') > 0 then redis.call('HINCRBY', KEYS[2], cur, -1) end
+return 1
+`)
+
+// Release frees the key's slot (revoked or expired key).
+func (p *Pool) Release(ctx context.Context, keyHash string) (bool, error) {
+	n, err := releaseScript.Run(ctx, p.rdb, []string{keyBind, keyUsed}, keyHash).Int()
+	if err != nil {
+		return false, fmt.Errorf("release: %w", err)
+	}
+	return n == 1, nil
+}
+
+// Bound returns the key's account, "" when unbound.
+func (p *Pool) Bound(ctx context.Context, keyHash string) (string, error) {
+	v, err := p.rdb.HGet(ctx, keyBind, keyHash).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	return v, err
+}
+
+// BlacklistEntry says why and since when an account is blacklisted.
+type BlacklistEntry struct {
+	Reason string    `json:"reason"`
+	Since  time.Time `json:"since"`
+}
+
+// Blacklist takes an account out of service. Its keys move to another
+// account on their next request. Re-blacklisting keeps the first entry.
+func (p *Pool) Blacklist(ctx context.Context, account, reason string) error {
+	e, _ := json.Marshal(BlacklistEntry{Reason: reason, Since: p.clock.Now().UTC()})
+	added, err := p.rdb.HSetNX(ctx, keyBL, account, e).Result()
+	if err != nil {
+		return fmt.Errorf("blacklist %s: %w", account, err)
+	}
+	if added {
+		p.log.WithField("account", account).Warnf("Adding %s to blacklist: %s", account, reason)
+	}
+	return nil
+}
+
+// Recover takes an account off the blacklist; it reports whether it was on it.
+func (p *Pool) Recover(ctx context.Context, account string) (bool, error) {
+	n, err := p.rdb.HDel(ctx, keyBL, account).Result()
+	if err != nil {
+		return false, fmt.Errorf("recover %s: %w", account, err)
+	}
+	if n > 0 {
+		p.log.WithField("account", account).Infof("Removed %s from blacklist", account)
+	}
+	return n > 0, nil
+}
+
+// Limit marks the account as limited by the upstream until the given time.
+// Its bindings stay; new bindings prefer other accounts meanwhile.
+func (p *Pool) Limit(ctx context.Context, account string, until time.Time) error {
+	if err := p.rdb.HSet(ctx, keyLimited, account, until.Unix()).Err(); err != nil {
+		return fmt.Errorf("limit %s: %w", account, err)
+	}
+	p.log.WithField("account", account).Warnf("upstream usage limit on %s until %s", account, until.UTC().Format(time.RFC3339))
+	return nil
+}
+
+// SetTier puts the account in the tier's member set (and in no other).
+func (p *Pool) SetTier(ctx context.Context, account, tier string) error {
+	_, err := setTierScript.Run(ctx, p.rdb, []string{keyTiers, keyTier(tier)}, account, tier, keyTier("")).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("set tier of %s: %w", account, err)
+	}
+	return nil
+}
+
+// setTierScript builds other tiers' set names from a prefix; they share the
+// {pool} tag, so the cluster slot is the same as the declared keys'.
+var setTierScript = redis.NewScript(`
+for _, t in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if t ~= ARGV[2] then redis.call('SREM', ARGV[3] .. t, ARGV[1]) end
+end
+redis.call('SADD', KEYS[1], ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[1])
+return 1
+`)
+
+// removeScript drops an account and every piece of pool state about it;
+// the keys bound to it become unbound and bind again on their next request.
+var removeScript = redis.NewScript(`
+for _, t in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  redis.call('SREM', ARGV[2] .. t, ARGV[1])
+end
+redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('HDEL', KEYS[4], ARGV[1])
+redis.call('HDEL', KEYS[5], ARGV[1])
+local moved = 0
+local all = redis.call('HGETALL', KEYS[2])
+for i = 1, #all, 2 do
+  if all[i+1] == ARGV[1] then redis.call('HDEL', KEYS[2], all[i]); moved = moved + 1 end
+end
+return moved
+`)
+
+// Remove takes the account out of the pool with all its pool state and
+// returns how many keys lost their binding.
+func (p *Pool) Remove(ctx context.Context, account string) (int, error) {
+	n, err := removeScript.Run(ctx, p.rdb, []string{keyTiers, keyBind, keyUsed, keyBL, keyLimited}, account, keyTier("")).Int()
+	if err != nil {
+		return 0, fmt.Errorf("remove %s: %w", account, err)
+	}
+	return n, nil
+}
+
+// recountScript recomputes slots used from the live bindings: the counter is
+// derived state and a sync must not trust it. Bindings to accounts no longer
+// in any tier are dropped.
+var recountScript = redis.NewScript(`
+local members = {}
+for _, t in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  for _, a in ipairs(redis.call('SMEMBERS', ARGV[1] .. t)) do members[a] = true end
+end
+local counts = {}
+local dropped = 0
+local all = redis.call('HGETALL', KEYS[2])
+for i = 1, #all, 2 do
+  local a = all[i+1]
+  if members[a] then counts[a] = (counts[a] or 0) + 1
+  else redis.call('HDEL', KEYS[2], all[i]); dropped = dropped + 1 end
+end
+redis.call('DEL', KEYS[3])
+for a, n in pairs(counts) do redis.call('HSET', KEYS[3], a, n) end
+return dropped
+`)
+
+// Recount rebuilds the slot counters from the bindings.
+func (p *Pool) Recount(ctx context.Context) (dropped int, err error) {
+	n, err := recountScript.Run(ctx, p.rdb, []string{keyTiers, keyBind, keyUsed}, keyTier("")).Int()
+	if err != nil {
+		return 0, fmt.Errorf("recount slots: %w", err)
+	}
+	return n, nil
+}
+
+// Bindings returns every key hash → account binding.
+func (p *Pool) Bindings(ctx context.Context) (map[string]string, error) {
+	return p.rdb.HGetAll(ctx, keyBind).Result()
+}
+
+// RestoreBinding re-creates a binding read from the ledger when the key has
+// none, if the account is in the tier, not blacklisted and has a free slot.
+// It reports whether the binding was written.
+func (p *Pool) RestoreBinding(ctx context.Context, keyHash, tier string, slots int, account string) (bool, error) {
+	cur, err := p.Bound(ctx, keyHash)
+	if err != nil || cur != "" {
+		return false, err
+	}
+	_, err = p.BindTo(ctx, keyHash, tier, slots, account)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, ErrFull), errors.Is(err, ErrUnknownAccount), errors.Is(err, ErrBlacklisted):
+		return false, nil // it binds afresh on its next request
+	default:
+		return false, err
+	}
+}
+
+// AccountView is one account's line in `pool`.
+type AccountView struct {
+	Name        string          `json:"name"`
+	Tier        string          `json:"tier"`
+	SlotsUsed   int             `json:"slots_used"`
+	SlotsTotal  int             `json:"slots_total"`
+	BoundKeys   int             `json:"bound_keys"`
+	Blacklist   *BlacklistEntry `json:"blacklist,omitempty"`
+	LimitedTill *time.Time      `json:"limited_until,omitempty"`
+}
+
+// View reads the pool of the given tiers (slots per account from slotsOf).
+func (p *Pool) View(ctx context.Context, tierNames []string, slotsOf func(string) int) (map[string][]AccountView, error) {
+	pipe := p.rdb.Pipeline()
+	members := make([]*redis.StringSliceCmd, len(tierNames))
+	for i, t := range tierNames {
+		members[i] = pipe.SMembers(ctx, keyTier(t))
+	}
+	used := pipe.HGetAll(ctx, keyUsed)
+	bl := pipe.HGetAll(ctx, keyBL)
+	lim := pipe.HGetAll(ctx, keyLimited)
+	bind := pipe.HGetAll(ctx, keyBind)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("read pool: %w", err)
+	}
+	bound := map[string]int{}
+	for _, a := range bind.Val() {
+		bound[a]++
+	}
+	now := p.clock.Now()
+	out := map[string][]AccountView{}
+	for i, t := range tierNames {
+		names := members[i].Val()
+		sort.Strings(names)
+		views := make([]AccountView, 0, len(names))
+		for _, n := range names {
+			u, _ := strconv.Atoi(used.Val()[n])
+			v := AccountView{Name: n, Tier: t, SlotsUsed: u, SlotsTotal: slotsOf(t), BoundKeys: bound[n]}
+			if raw, ok := bl.Val()[n]; ok {
+				var e BlacklistEntry
+				_ = json.Unmarshal([]byte(raw), &e)
+				v.Blacklist = &e
+			}
+			if secs, _ := strconv.ParseInt(lim.Val()[n], 10, 64); secs > now.Unix() {
+				tl := time.Unix(secs, 0).UTC()
+				v.LimitedTill = &tl
+			}
+			views = append(views, v)
+		}
+		out[t] = views
+	}
+	return out, nil
+}
