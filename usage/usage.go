@@ -1,0 +1,109 @@
+// Package usage reads token usage out of Anthropic Messages responses and
+// keeps per-key, per-account and overall totals in Redis.
+//
+// The readers are taps: the proxy copies the upstream response to the client
+// as it arrives and hands the same bytes to a tap (io.MultiWriter or a direct
+// Write call). A tap never fails, never delays the stream and never keeps a
+// reference to the caller's buffer, so it cannot affect what the client sees.
+package usage
+
+import (
+	"encoding/json"
+	"math"
+	"strconv"
+)
+
+// MaxCount bounds a single token count read from the upstream. A value above
+// it (or negative, or not an integer) is treated as absent: an account's
+// baseURL may name any Anthropic-compatible server, and one bogus number
+// must not poison lifetime totals or overflow a Redis counter.
+const MaxCount = 1_000_000_000_000
+
+// Usage is the token usage of one Messages response.
+type Usage struct {
+	InputTokens              int64
+	OutputTokens             int64
+	CacheCreationInputTokens int64
+	CacheReadInputTokens     int64
+}
+
+// Total is the sum of all four counts, saturating instead of overflowing.
+func (u Usage) Total() int64 {
+	var t int64
+	for _, v := range [...]int64{u.InputTokens, u.OutputTokens, u.CacheCreationInputTokens, u.CacheReadInputTokens} {
+		if v > 0 && t > math.MaxInt64-v {
+			return math.MaxInt64
+		}
+		t += v
+	}
+	return t
+}
+
+// wireUsage is the "usage" object as the API sends it. Each field records
+// whether it was present, because message_delta overwrites only the fields
+// it carries.
+type wireUsage struct {
+	InputTokens              count `json:"input_tokens"`
+	OutputTokens             count `json:"output_tokens"`
+	CacheCreationInputTokens count `json:"cache_creation_input_tokens"`
+	CacheReadInputTokens     count `json:"cache_read_input_tokens"`
+}
+
+// applyTo overwrites the fields of u that w carries.
+func (w *wireUsage) applyTo(u *Usage) {
+	w.InputTokens.set(&u.InputTokens)
+	w.OutputTokens.set(&u.OutputTokens)
+	w.CacheCreationInputTokens.set(&u.CacheCreationInputTokens)
+	w.CacheReadInputTokens.set(&u.CacheReadInputTokens)
+}
+
+// count is a token count that may be absent. Its decoder never fails: a
+// malformed count is simply absent, so one odd field does not discard the
+// rest of the usage object.
+type count struct {
+	v  int64
+	ok bool
+}
+
+func (c *count) set(dst *int64) {
+	if c.ok {
+		*dst = c.v
+	}
+}
+
+func (c *count) UnmarshalJSON(b []byte) error {
+	*c = count{}
+	if len(b) == 0 || (b[0] != '-' && (b[0] < '0' || b[0] > '9')) {
+		return nil // null, string, object…: not a count
+	}
+	v, err := strconv.ParseInt(string(b), 10, 64)
+	if err != nil {
+		// Accept integral floats such as 12.0 or 1e3, which some
+		// compatible servers emit.
+		f, ferr := strconv.ParseFloat(string(b), 64)
+		if ferr != nil || f != math.Trunc(f) || f < 0 || f > MaxCount {
+			return nil
+		}
+		v = int64(f)
+	}
+	if v < 0 || v > MaxCount {
+		return nil
+	}
+	*c = count{v: v, ok: true}
+	return nil
+}
+
+// ParseJSON reads the usage of a non-streaming Messages response. ok is
+// false when the body is not valid JSON or carries no usage object (an error
+// body, for instance).
+func ParseJSON(body []byte) (Usage, bool) {
+	var m struct {
+		Usage *wireUsage `json:"usage"`
+	}
+	if err := json.Unmarshal(body, &m); err != nil || m.Usage == nil {
+		return Usage{}, false
+	}
+	var u Usage
+	m.Usage.applyTo(&u)
+	return u, true
+}
