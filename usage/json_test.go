@@ -1,0 +1,100 @@
+package usage
+
+import (
+	"math"
+	"testing"
+)
+
+const fullJSON = `{"id":"msg_01","type":"message","role":"assistant","model":"claude-sonnet-4-5",
+"content":[{"type":"text","text":"Hi! \"usage\":{\"output_tokens\":999}"}],
+"stop_reason":"end_turn","stop_sequence":null,
+"usage":{"input_tokens":12,"cache_creation_input_tokens":3,"cache_read_input_tokens":40,"output_tokens":6}}`
+
+func TestParseJSON(t *testing.T) {
+	tests := []struct {
+		name   string
+		body   string
+		want   Usage
+		wantOK bool
+	}{
+		{"full response", fullJSON, Usage{InputTokens: 12, OutputTokens: 6, CacheCreationInputTokens: 3, CacheReadInputTokens: 40}, true},
+		{"missing cache fields are zero", `{"type":"message","usage":{"input_tokens":1,"output_tokens":2}}`, Usage{InputTokens: 1, OutputTokens: 2}, true},
+		{"error body has no usage", `{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"},"request_id":"req_1"}`, Usage{}, false},
+		{"truncated body", fullJSON[:len(fullJSON)-1], Usage{}, false},
+		{"usage null", `{"usage":null}`, Usage{}, false},
+		{"usage wrong type", `{"usage":[1,2]}`, Usage{}, false},
+		{"not JSON", `<html>bad gateway</html>`, Usage{}, false},
+		{"empty", ``, Usage{}, false},
+		{"bad counts are ignored, good ones kept", `{"usage":{"input_tokens":-1,"output_tokens":"5","cache_read_input_tokens":4}}`, Usage{CacheReadInputTokens: 4}, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := ParseJSON([]byte(tc.body))
+			if got != tc.want || ok != tc.wantOK {
+				t.Fatalf("ParseJSON = %+v, %v; want %+v, %v", got, ok, tc.want, tc.wantOK)
+			}
+		})
+	}
+}
+
+func TestJSONTap(t *testing.T) {
+	body := []byte(fullJSON)
+	want, _ := ParseJSON(body)
+	tests := []struct {
+		name   string
+		max    int
+		chunk  int
+		wantOK bool
+	}{
+		{"fits in one write", len(body), len(body), true},
+		{"fits in many writes", len(body), 7, true},
+		{"one byte over the limit", len(body) - 1, 7, false},
+		{"over the limit in one write", 10, len(body), false},
+		{"zero limit", 0, len(body), false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tap := NewJSONTap(tc.max)
+			for b := body; len(b) > 0; {
+				n := min(tc.chunk, len(b))
+				if w, err := tap.Write(b[:n]); w != n || err != nil {
+					t.Fatalf("Write = %d, %v", w, err)
+				}
+				b = b[n:]
+			}
+			got, ok := tap.Usage()
+			if ok != tc.wantOK || (ok && got != want) || (!ok && got != (Usage{})) {
+				t.Fatalf("Usage = %+v, %v; want ok=%v (%+v)", got, ok, tc.wantOK, want)
+			}
+			if len(tap.buf) > tc.max {
+				t.Fatalf("tap holds %d bytes, limit %d", len(tap.buf), tc.max)
+			}
+		})
+	}
+}
+
+// A body cut short by the upstream (connection lost) gives no usage.
+func TestJSONTapTruncatedBody(t *testing.T) {
+	tap := NewJSONTap(1 << 20)
+	_, _ = tap.Write([]byte(fullJSON[:len(fullJSON)/2]))
+	if u, ok := tap.Usage(); ok {
+		t.Fatalf("usage %+v from half a body", u)
+	}
+}
+
+func TestUsageTotal(t *testing.T) {
+	tests := []struct {
+		u    Usage
+		want int64
+	}{
+		{Usage{}, 0},
+		{Usage{1, 2, 3, 4}, 10},
+		{Usage{math.MaxInt64, 1, 0, 0}, math.MaxInt64},
+		{Usage{math.MaxInt64 - 1, 1, 0, 0}, math.MaxInt64},
+	}
+	for _, tc := range tests {
+		if got := tc.u.Total(); got != tc.want {
+			t.Errorf("%+v.Total() = %d, want %d", tc.u, got, tc.want)
+		}
+	}
+}
