@@ -6,6 +6,7 @@ package testenv
 import (
 	"context"
 	"os"
+	"strconv"
 	"testing"
 
 	"github.com/alicebob/miniredis/v2"
@@ -84,4 +85,26 @@ func Mini(t testing.TB) (redis.UniversalClient, *miniredis.Miniredis) {
 	c := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{m.Addr()}})
 	t.Cleanup(func() { _ = c.Close() })
 	return c, m
+}
+
+// RedisURL returns a REDIS_URL for the real Redis, pointing at logical
+// database db (ignored for a cluster), emptied first. Use it to start whole
+// servers; use Redis for a client.
+func RedisURL(t testing.TB, db int) string {
+	t.Helper()
+	c := Redis(t, db)
+	_ = c
+	url := os.Getenv("REDIS_URL")
+	if IsCluster() {
+		return url
+	}
+	o, _ := store.ParseURL(url)
+	if o.MasterName != "" {
+		return url
+	}
+	u := "redis://"
+	if o.Password != "" {
+		u += o.Username + ":" + o.Password + "@"
+	}
+	return u + o.Addrs[0] + "/" + strconv.Itoa(db)
 }
