@@ -1,0 +1,249 @@
+package usage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/claude-route/claude-route/internal/clock"
+)
+
+// Redis layout. Each subject (a key, an account, all traffic) has one totals
+// HASH and one HASH per 5-minute bucket. The subject sits in a hash tag, so
+// all of a subject's keys share a cluster slot (Forget deletes them with one
+// command), while different subjects spread over the cluster:
+//
+//	cr:usage:{key:<keyhash>}            lifetime totals, no TTL
+//	cr:usage:{key:<keyhash>}:<unix>     bucket starting at <unix>, TTL 25h
+//	cr:usage:{acct:<name>}[:<unix>]
+//	cr:usage:{all}[:<unix>]
+//
+// Fields: requests, input, output, cache_creation, cache_read; the totals
+// hash also keeps f:<family>:<field> per model family.
+const (
+	keyPrefix = "cr:usage:"
+
+	// BucketSize is the granularity of the rolling windows.
+	BucketSize = 5 * time.Minute
+	// BucketTTL keeps a bucket a little longer than the longest window
+	// reads it, so bucket data never grows without bound.
+	BucketTTL = 25 * time.Hour
+
+	window5h  = 5 * time.Hour
+	window24h = 24 * time.Hour
+
+	familyPrefix = "f:"
+)
+
+var fields = [...]string{"requests", "input", "output", "cache_creation", "cache_read"}
+
+// ErrInvalid reports a Record call with a missing subject or negative counts.
+var ErrInvalid = errors.New("usage: invalid record")
+
+// Totals is a request count with the tokens of those requests.
+type Totals struct {
+	Requests int64
+	Usage
+}
+
+func (t *Totals) add(o Totals) {
+	t.Requests += o.Requests
+	t.InputTokens += o.InputTokens
+	t.OutputTokens += o.OutputTokens
+	t.CacheCreationInputTokens += o.CacheCreationInputTokens
+	t.CacheReadInputTokens += o.CacheReadInputTokens
+}
+
+// values lists t in the order of fields.
+func (t Totals) values() [len(fields)]int64 {
+	return [...]int64{t.Requests, t.InputTokens, t.OutputTokens, t.CacheCreationInputTokens, t.CacheReadInputTokens}
+}
+
+func (t *Totals) setField(name string, v int64) {
+	switch name {
+	case "requests":
+		t.Requests = v
+	case "input":
+		t.InputTokens = v
+	case "output":
+		t.OutputTokens = v
+	case "cache_creation":
+		t.CacheCreationInputTokens = v
+	case "cache_read":
+		t.CacheReadInputTokens = v
+	}
+}
+
+// Summary is a subject's usage: lifetime, and over the rolling windows.
+//
+// The windows are made of 5-minute buckets: a window sums every bucket that
+// overlaps [now-window, now], so it covers at least the full window and at
+// most BucketSize more (traffic up to 5h05m old may appear in Last5h).
+type Summary struct {
+	Total   Totals
+	Last5h  Totals
+	Last24h Totals
+	// ByFamily splits Total by model family.
+	ByFamily map[string]Totals
+}
+
+// Recorder keeps usage totals in Redis. It is safe for concurrent use; all
+// counters are Redis increments, so several proxy instances may share them.
+type Recorder struct {
+	rdb redis.UniversalClient
+	clk clock.Clock
+}
+
+// NewRecorder returns a Recorder on rdb that picks buckets by clk.
+func NewRecorder(rdb redis.UniversalClient, clk clock.Clock) *Recorder {
+	return &Recorder{rdb: rdb, clk: clk}
+}
+
+func keySubject(keyHash string) string { return "key:" + keyHash }
+func acctSubject(name string) string   { return "acct:" + name }
+func overallSubject() string           { return "all" }
+func totalsKey(subject string) string  { return keyPrefix + "{" + subject + "}" }
+func bucketStart(t time.Time) int64    { return t.Unix() - t.Unix()%int64(BucketSize/time.Second) }
+func bucketKey(subject string, start int64) string {
+	return totalsKey(subject) + ":" + strconv.FormatInt(start, 10)
+}
+
+// Record counts one request of keyHash served by account for a model of
+// family, with its usage (zero when unknown). It is one pipeline; the
+// counters of different subjects are separate keys and are not updated
+// atomically together (no multi-key operation can span cluster slots).
+func (r *Recorder) Record(ctx context.Context, keyHash, account, family string, u Usage) error {
+	if keyHash == "" || account == "" {
+		return fmt.Errorf("%w: key hash and account are required", ErrInvalid)
+	}
+	t := Totals{Requests: 1, Usage: u}
+	vals := t.values()
+	for _, v := range vals {
+		if v < 0 {
+			return fmt.Errorf("%w: negative count in %+v", ErrInvalid, u)
+		}
+	}
+	start := bucketStart(r.clk.Now())
+	pipe := r.rdb.Pipeline()
+	for _, subject := range [...]string{keySubject(keyHash), acctSubject(account), overallSubject()} {
+		tk, bk := totalsKey(subject), bucketKey(subject, start)
+		for i, f := range fields {
+			if vals[i] == 0 {
+				continue // an absent field reads as zero; save the command
+			}
+			pipe.HIncrBy(ctx, tk, f, vals[i])
+			pipe.HIncrBy(ctx, bk, f, vals[i])
+			if family != "" {
+				pipe.HIncrBy(ctx, tk, familyPrefix+family+":"+f, vals[i])
+			}
+		}
+		pipe.Expire(ctx, bk, BucketTTL)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("usage: record: %w", err)
+	}
+	return nil
+}
+
+// Key returns the usage of one client key.
+func (r *Recorder) Key(ctx context.Context, keyHash string) (Summary, error) {
+	return r.summary(ctx, keySubject(keyHash))
+}
+
+// Account returns the usage of one upstream account.
+func (r *Recorder) Account(ctx context.Context, name string) (Summary, error) {
+	return r.summary(ctx, acctSubject(name))
+}
+
+// Overall returns the usage of all traffic.
+func (r *Recorder) Overall(ctx context.Context) (Summary, error) {
+	return r.summary(ctx, overallSubject())
+}
+
+// summary reads the totals and the last 24 hours of buckets in one pipeline.
+func (r *Recorder) summary(ctx context.Context, subject string) (Summary, error) {
+	now := r.clk.Now()
+	cur := bucketStart(now)
+	first5h, first24h := bucketStart(now.Add(-window5h)), bucketStart(now.Add(-window24h))
+	step := int64(BucketSize / time.Second)
+
+	pipe := r.rdb.Pipeline()
+	totals := pipe.HGetAll(ctx, totalsKey(subject))
+	buckets := make([]*redis.MapStringStringCmd, 0, (cur-first24h)/step+1)
+	for s := cur; s >= first24h; s -= step {
+		buckets = append(buckets, pipe.HGetAll(ctx, bucketKey(subject, s)))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return Summary{}, fmt.Errorf("usage: read %s: %w", subject, err)
+	}
+
+	var sum Summary
+	var err error
+	if sum.Total, sum.ByFamily, err = parseTotals(totals.Val()); err != nil {
+		return Summary{}, fmt.Errorf("usage: read %s: %w", subject, err)
+	}
+	for i, b := range buckets {
+		t, _, err := parseTotals(b.Val())
+		if err != nil {
+			return Summary{}, fmt.Errorf("usage: read %s: %w", subject, err)
+		}
+		sum.Last24h.add(t)
+		if cur-int64(i)*step >= first5h {
+			sum.Last5h.add(t)
+		}
+	}
+	return sum, nil
+}
+
+// parseTotals reads a totals or bucket hash; family fields go to the map.
+func parseTotals(h map[string]string) (Totals, map[string]Totals, error) {
+	var t Totals
+	var fam map[string]Totals
+	for k, s := range h {
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return Totals{}, nil, fmt.Errorf("field %q: %w", k, err)
+		}
+		if rest, ok := strings.CutPrefix(k, familyPrefix); ok {
+			i := strings.LastIndexByte(rest, ':')
+			if i < 0 {
+				continue
+			}
+			if fam == nil {
+				fam = make(map[string]Totals)
+			}
+			ft := fam[rest[:i]]
+			ft.setField(rest[i+1:], v)
+			fam[rest[:i]] = ft
+			continue
+		}
+		t.setField(k, v)
+	}
+	return t, fam, nil
+}
+
+// Forget drops a key's usage: its totals and every bucket that may still be
+// alive. Buckets are found by time rather than by scanning, so the range
+// reaches past BucketTTL and a little into the future, for instances whose
+// clocks run ahead. A request still in flight may record again afterwards.
+func (r *Recorder) Forget(ctx context.Context, keyHash string) error {
+	subject := keySubject(keyHash)
+	now := r.clk.Now()
+	step := int64(BucketSize / time.Second)
+	last, first := bucketStart(now.Add(time.Hour)), bucketStart(now.Add(-BucketTTL-time.Hour))
+	keys := make([]string, 0, (last-first)/step+2)
+	keys = append(keys, totalsKey(subject))
+	for s := last; s >= first; s -= step {
+		keys = append(keys, bucketKey(subject, s))
+	}
+	// All the keys carry the subject's hash tag: one slot, one command.
+	if err := r.rdb.Del(ctx, keys...).Err(); err != nil {
+		return fmt.Errorf("usage: forget: %w", err)
+	}
+	return nil
+}
