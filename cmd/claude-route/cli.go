@@ -1,0 +1,381 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/claude-route/claude-route/keys"
+)
+
+// adminClient calls the running server's admin API: operator commands work
+// the same with the embedded store and with a shared Redis.
+type adminClient struct {
+	base, token string
+	http        *http.Client
+}
+
+func newAdminClient(getenv func(string) string) (*adminClient, error) {
+	base := strings.TrimRight(env(getenv, "CLAUDE_ROUTE_URL", "http://127.0.0.1:8080"), "/")
+	if _, err := url.Parse(base); err != nil {
+		return nil, &configError{"CLAUDE_ROUTE_URL", err}
+	}
+	tok := getenv("ADMIN_TOKEN")
+	if tok == "" {
+		return nil, &configError{"ADMIN_TOKEN", fmt.Errorf("operator commands need the server's admin token")}
+	}
+	return &adminClient{base: base, token: tok, http: &http.Client{Timeout: 5 * time.Minute}}, nil
+}
+
+func (a *adminClient) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, _ := json.Marshal(in)
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, a.base+path, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+a.token)
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := a.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach the server at %s (is it running? CLAUDE_ROUTE_URL): %w", a.base, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		var e struct {
+			Error struct{ Message string } `json:"error"`
+		}
+		if json.Unmarshal(raw, &e) == nil && e.Error.Message != "" {
+			return fmt.Errorf("%s", e.Error.Message)
+		}
+		return fmt.Errorf("server answered %s", resp.Status)
+	}
+	if out != nil {
+		return json.Unmarshal(raw, out)
+	}
+	return nil
+}
+
+// keyRef turns what the operator typed into a reference safe for a URL: a
+// full key becomes its id, so the secret never travels in a path or a log.
+func keyRef(s string) string {
+	if keys.CheckFormat(s) == nil {
+		return keys.ID(keys.Hash(s))
+	}
+	return s
+}
+
+type keyJSON struct {
+	ID        string     `json:"id"`
+	Prefix    string     `json:"prefix"`
+	Tier      string     `json:"tier"`
+	Status    string     `json:"status"`
+	Note      string     `json:"note"`
+	Account   string     `json:"account"`
+	CreatedAt time.Time  `json:"created_at"`
+	ExpiresAt *time.Time `json:"expires_at"`
+}
+
+func fmtTime(t *time.Time) string {
+	if t == nil || t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format("2006-01-02 15:04Z")
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func cmdOperator(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
+	cmd := args[0]
+	if cmd == "key" {
+		if len(args) < 2 {
+			return &usageError{"key needs a verb: issue, list, show or revoke"}
+		}
+		cmd = "key " + args[1]
+		args = args[1:]
+	}
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	tier := fs.String("tier", "", "tier")
+	account := fs.String("account", "", "account name")
+	note := fs.String("note", "", "note")
+	status := fs.String("status", "", "status filter")
+	reason := fs.String("reason", "", "reason")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(reorder(args[1:])); err != nil {
+		return &usageError{cmd + ": " + err.Error()}
+	}
+	pos := fs.Args()
+	need := func(n int, what string) error {
+		if len(pos) != n {
+			return &usageError{fmt.Sprintf("%s needs %s", cmd, what)}
+		}
+		return nil
+	}
+	ac, err := newAdminClient(getenv)
+	if err != nil {
+		return err
+	}
+	switch cmd {
+	case "key issue":
+		if *tier == "" {
+			return &usageError{"key issue needs --tier"}
+		}
+		var res struct {
+			Key    string  `json:"key"`
+			Record keyJSON `json:"record"`
+		}
+		if err := ac.do(ctx, http.MethodPost, "/admin/api/keys", map[string]string{"tier": *tier, "account": *account, "note": *note}, &res); err != nil {
+			return err
+		}
+		fmt.Fprintln(out, res.Key)
+		fmt.Fprintf(out, "id %s, tier %s, expires %s, account %s\n", res.Record.ID, res.Record.Tier, fmtTime(res.Record.ExpiresAt), dash(res.Record.Account))
+		return nil
+	case "key list":
+		q := url.Values{}
+		if *tier != "" {
+			q.Set("tier", *tier)
+		}
+		if *status != "" {
+			q.Set("status", *status)
+		}
+		var res struct {
+			Keys []keyJSON `json:"keys"`
+		}
+		if err := ac.do(ctx, http.MethodGet, "/admin/api/keys?"+q.Encode(), nil, &res); err != nil {
+			return err
+		}
+		if *asJSON {
+			return json.NewEncoder(out).Encode(res)
+		}
+		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tPREFIX\tTIER\tSTATUS\tACCOUNT\tCREATED\tEXPIRES\tNOTE")
+		for _, k := range res.Keys {
+			c := k.CreatedAt
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Prefix, k.Tier, k.Status, dash(k.Account), fmtTime(&c), fmtTime(k.ExpiresAt), k.Note)
+		}
+		return tw.Flush()
+	case "key show", "key revoke":
+		if err := need(1, "a key or key id"); err != nil {
+			return err
+		}
+		var res map[string]json.RawMessage
+		path := "/admin/api/keys/" + url.PathEscape(keyRef(pos[0]))
+		method := http.MethodGet
+		if cmd == "key revoke" {
+			method = http.MethodDelete
+		}
+		if err := ac.do(ctx, method, path, nil, &res); err != nil {
+			return err
+		}
+		if cmd == "key revoke" {
+			var k keyJSON
+			_ = json.Unmarshal(res["key"], &k)
+			fmt.Fprintf(out, "revoked %s (%s, tier %s)\n", k.ID, k.Prefix, k.Tier)
+			return nil
+		}
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(res)
+	case "pool":
+		return cmdPool(ctx, ac, *tier, *asJSON, out)
+	case "recover":
+		if err := need(1, "an account name"); err != nil {
+			return err
+		}
+		var res struct {
+			Was bool `json:"was_blacklisted"`
+		}
+		if err := ac.do(ctx, http.MethodPost, "/admin/api/accounts/"+url.PathEscape(pos[0])+"/recover", nil, &res); err != nil {
+			return err
+		}
+		if res.Was {
+			fmt.Fprintf(out, "%s is off the blacklist\n", pos[0])
+		} else {
+			fmt.Fprintf(out, "%s was not blacklisted\n", pos[0])
+		}
+		return nil
+	case "blacklist":
+		if err := need(1, "an account name"); err != nil {
+			return err
+		}
+		if err := ac.do(ctx, http.MethodPost, "/admin/api/accounts/"+url.PathEscape(pos[0])+"/blacklist", map[string]string{"reason": *reason}, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "%s is blacklisted\n", pos[0])
+		return nil
+	case "sync":
+		var res struct {
+			Summary string          `json:"summary"`
+			Report  json.RawMessage `json:"report"`
+		}
+		if err := ac.do(ctx, http.MethodPost, "/admin/api/sync", nil, &res); err != nil {
+			return err
+		}
+		if *asJSON {
+			_, err := fmt.Fprintln(out, string(res.Report))
+			return err
+		}
+		fmt.Fprintln(out, res.Summary)
+		return nil
+	case "status":
+		return cmdStatus(ctx, ac, *asJSON, out)
+	}
+	return &usageError{"unknown command " + cmd}
+}
+
+// reorder lets flags follow positional arguments ("recover NAME --json").
+func reorder(args []string) []string {
+	var flags, pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if strings.HasPrefix(a, "-") {
+			flags = append(flags, a)
+			if !strings.Contains(a, "=") && a != "--json" && a != "-json" && i+1 < len(args) {
+				flags = append(flags, args[i+1])
+				i++
+			}
+			continue
+		}
+		pos = append(pos, a)
+	}
+	return append(flags, pos...)
+}
+
+type accountJSON struct {
+	Name        string     `json:"name"`
+	Tier        string     `json:"tier"`
+	Kind        string     `json:"kind"`
+	SlotsUsed   int        `json:"slots_used"`
+	SlotsTotal  int        `json:"slots_total"`
+	BoundKeys   int        `json:"bound_keys"`
+	LimitedTill *time.Time `json:"limited_until"`
+	Blacklist   *struct {
+		Reason string    `json:"reason"`
+		Since  time.Time `json:"since"`
+	} `json:"blacklist"`
+	ExpiresAt      *time.Time `json:"expires_at"`
+	NextRefresh    *time.Time `json:"next_refresh"`
+	Attempts       int        `json:"refresh_attempts_24h"`
+	CooldownUntil  *time.Time `json:"cooldown_until"`
+	LastRefreshErr string     `json:"last_refresh_error"`
+}
+
+func cmdPool(ctx context.Context, ac *adminClient, tier string, asJSON bool, out io.Writer) error {
+	var res struct {
+		Tiers []struct {
+			Tier            string        `json:"tier"`
+			SlotsPerAccount int           `json:"slots_per_account"`
+			SlotsUsed       int           `json:"slots_used"`
+			SlotsTotal      int           `json:"slots_total"`
+			Accounts        []accountJSON `json:"accounts"`
+		} `json:"tiers"`
+	}
+	q := ""
+	if tier != "" {
+		q = "?tier=" + url.QueryEscape(tier)
+	}
+	var raw json.RawMessage
+	if err := ac.do(ctx, http.MethodGet, "/admin/api/pool"+q, nil, &raw); err != nil {
+		return err
+	}
+	if asJSON {
+		_, err := fmt.Fprintln(out, string(raw))
+		return err
+	}
+	if err := json.Unmarshal(raw, &res); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	for _, t := range res.Tiers {
+		fmt.Fprintf(tw, "%s\t%d slots per account\t%d/%d used\n", strings.ToUpper(t.Tier), t.SlotsPerAccount, t.SlotsUsed, t.SlotsTotal)
+		if len(t.Accounts) == 0 {
+			fmt.Fprintln(tw, "  (no accounts)")
+		}
+		for _, a := range t.Accounts {
+			state := "ok"
+			if a.Blacklist != nil {
+				state = fmt.Sprintf("BLACKLISTED since %s: %s", fmtTime(&a.Blacklist.Since), a.Blacklist.Reason)
+			} else if a.LimitedTill != nil {
+				state = "limited until " + fmtTime(a.LimitedTill)
+			}
+			refresh := ""
+			if a.Attempts > 0 || a.LastRefreshErr != "" {
+				refresh = fmt.Sprintf("refresh failures %d/3: %s", a.Attempts, a.LastRefreshErr)
+			}
+			fmt.Fprintf(tw, "  %s\t%s\tslots %d/%d\tkeys %d\t%s\t%s\n", a.Name, dash(a.Kind), a.SlotsUsed, a.SlotsTotal, a.BoundKeys, state, refresh)
+		}
+	}
+	return tw.Flush()
+}
+
+func cmdStatus(ctx context.Context, ac *adminClient, asJSON bool, out io.Writer) error {
+	var raw json.RawMessage
+	if err := ac.do(ctx, http.MethodGet, "/admin/api/status", nil, &raw); err != nil {
+		return err
+	}
+	if asJSON {
+		_, err := fmt.Fprintln(out, string(raw))
+		return err
+	}
+	var res struct {
+		Store struct {
+			OK bool `json:"ok"`
+		} `json:"store"`
+		Accounts []accountJSON `json:"accounts"`
+		LastSync *struct {
+			Summary string `json:"summary"`
+			Report  struct {
+				StartedAt time.Time `json:"started_at"`
+			} `json:"report"`
+		} `json:"last_sync"`
+	}
+	if err := json.Unmarshal(raw, &res); err != nil {
+		return err
+	}
+	store := "up"
+	if !res.Store.OK {
+		store = "DOWN"
+	}
+	fmt.Fprintf(out, "store: %s\n", store)
+	if res.LastSync != nil {
+		fmt.Fprintf(out, "last sync: %s — %s\n", fmtTime(&res.LastSync.Report.StartedAt), res.LastSync.Summary)
+	} else {
+		fmt.Fprintln(out, "last sync: never")
+	}
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ACCOUNT\tTIER\tKIND\tSTATE\tEXPIRES\tNEXT REFRESH\tATTEMPTS 24H\tCOOLDOWN UNTIL\tLAST ERROR")
+	for _, a := range res.Accounts {
+		state := "ok"
+		if a.Blacklist != nil {
+			state = "blacklisted"
+		} else if a.LimitedTill != nil {
+			state = "limited"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", a.Name, a.Tier, dash(a.Kind), state,
+			fmtTime(a.ExpiresAt), fmtTime(a.NextRefresh), a.Attempts, fmtTime(a.CooldownUntil), dash(a.LastRefreshErr))
+	}
+	return tw.Flush()
+}

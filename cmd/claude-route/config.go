@@ -1,0 +1,132 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/claude-route/claude-route/store"
+	"github.com/claude-route/claude-route/tiers"
+)
+
+// config is the environment of SPEC.md, validated once at start.
+type config struct {
+	ListenAddr     string
+	RedisURL       string
+	AccountDir     string
+	ProductDir     string
+	TiersFile      string
+	Tiers          *tiers.Table
+	UpstreamURL    string
+	OAuthTokenURL  string
+	OAuthClientID  string
+	AdminToken     string
+	SyncInterval   time.Duration
+	LogFormat      string
+	LogLevel       string
+	MaxBodyBytes   int64
+	HeaderTimeout  time.Duration
+	ShutdownGrace  time.Duration
+	RefreshLead    time.Duration
+	ClaudeRouteURL string
+}
+
+// configError names the variable at fault, so a bad start is one clear line.
+type configError struct {
+	Var string
+	Err error
+}
+
+func (e *configError) Error() string { return e.Var + ": " + e.Err.Error() }
+func (e *configError) Unwrap() error { return e.Err }
+
+func env(getenv func(string) string, name, def string) string {
+	if v := strings.TrimSpace(getenv(name)); v != "" {
+		return v
+	}
+	return def
+}
+
+func loadConfig(getenv func(string) string) (*config, error) {
+	c := &config{
+		ListenAddr:     env(getenv, "LISTEN_ADDR", ":8080"),
+		RedisURL:       env(getenv, "REDIS_URL", ""),
+		AccountDir:     env(getenv, "ACCOUNT_DIR", "./account"),
+		ProductDir:     env(getenv, "PRODUCT_DIR", "./product"),
+		TiersFile:      env(getenv, "TIERS_FILE", ""),
+		UpstreamURL:    env(getenv, "UPSTREAM_URL", "https://api.anthropic.com"),
+		OAuthTokenURL:  env(getenv, "OAUTH_TOKEN_URL", "https://platform.claude.com/v1/oauth/token"),
+		OAuthClientID:  env(getenv, "OAUTH_CLIENT_ID", "9d1c250a-e61b-44d9-88ed-5944d1962f5e"),
+		AdminToken:     getenv("ADMIN_TOKEN"),
+		LogFormat:      env(getenv, "LOG_FORMAT", "text"),
+		LogLevel:       env(getenv, "LOG_LEVEL", "info"),
+		ClaudeRouteURL: env(getenv, "CLAUDE_ROUTE_URL", "http://127.0.0.1:8080"),
+	}
+	if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
+		return nil, &configError{"LISTEN_ADDR", fmt.Errorf("want host:port like :8080, got %q", c.ListenAddr)}
+	}
+	if c.RedisURL != "" {
+		if _, err := store.ParseURL(c.RedisURL); err != nil {
+			return nil, &configError{"REDIS_URL", err}
+		}
+	}
+	for _, u := range []struct{ name, val string }{{"UPSTREAM_URL", c.UpstreamURL}, {"OAUTH_TOKEN_URL", c.OAuthTokenURL}, {"CLAUDE_ROUTE_URL", c.ClaudeRouteURL}} {
+		pu, err := url.Parse(u.val)
+		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			return nil, &configError{u.name, fmt.Errorf("want an http(s) URL, got %q", u.val)}
+		}
+	}
+	durations := []struct {
+		name string
+		def  string
+		dst  *time.Duration
+	}{
+		{"SYNC_INTERVAL", "4h", &c.SyncInterval},
+		{"UPSTREAM_HEADER_TIMEOUT", "10m", &c.HeaderTimeout},
+		{"SHUTDOWN_GRACE", "30s", &c.ShutdownGrace},
+		{"REFRESH_LEAD", "1m", &c.RefreshLead},
+	}
+	for _, d := range durations {
+		v := env(getenv, d.name, d.def)
+		parsed, err := time.ParseDuration(v)
+		if err != nil || parsed <= 0 {
+			return nil, &configError{d.name, fmt.Errorf("want a positive duration like %s, got %q", d.def, v)}
+		}
+		*d.dst = parsed
+	}
+	mb := env(getenv, "MAX_BODY_BYTES", strconv.Itoa(32<<20))
+	n, err := strconv.ParseInt(mb, 10, 64)
+	if err != nil || n < 1024 {
+		return nil, &configError{"MAX_BODY_BYTES", fmt.Errorf("want a byte count of at least 1024, got %q", mb)}
+	}
+	c.MaxBodyBytes = n
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		return nil, &configError{"LOG_FORMAT", fmt.Errorf("want text or json, got %q", c.LogFormat)}
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return nil, &configError{"LOG_LEVEL", fmt.Errorf("want debug, info, warn or error, got %q", c.LogLevel)}
+	}
+	c.Tiers = tiers.Builtin()
+	if c.TiersFile != "" {
+		t, err := tiers.Load(c.TiersFile)
+		if err != nil {
+			return nil, &configError{"TIERS_FILE", err}
+		}
+		c.Tiers = t
+	}
+	if st, err := os.Stat(c.AccountDir); err == nil && !st.IsDir() {
+		return nil, &configError{"ACCOUNT_DIR", fmt.Errorf("%s is not a directory", c.AccountDir)}
+	}
+	if st, err := os.Stat(c.ProductDir); err == nil && !st.IsDir() {
+		return nil, &configError{"PRODUCT_DIR", fmt.Errorf("%s is not a directory", c.ProductDir)}
+	}
+	return c, nil
+}

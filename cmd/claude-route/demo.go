@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/claude-route/claude-route/internal/fakeupstream"
+	"github.com/claude-route/claude-route/server"
+)
+
+// cmdDemo runs the whole service against the built-in fake upstream, with
+// the embedded store and throw-away account and ledger folders, and prints a
+// working curl. The fake upstream is wired here and only here: `serve`
+// never reaches it.
+func cmdDemo(ctx context.Context, getenv func(string) string, stdout, stderr io.Writer) error {
+	demoEnv := func(name string) string {
+		switch name {
+		case "REDIS_URL", "ACCOUNT_DIR", "PRODUCT_DIR", "UPSTREAM_URL", "OAUTH_TOKEN_URL":
+			return "" // the demo always uses its own
+		}
+		return getenv(name)
+	}
+	cfg, err := loadConfig(demoEnv)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+	fake, err := fakeupstream.Listen("127.0.0.1:0", fakeupstream.Options{ChunkDelay: 40 * time.Millisecond, Chunks: 8})
+	if err != nil {
+		return err
+	}
+	defer fake.Close()
+	dir, err := os.MkdirTemp("", "claude-route-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	cfg.AccountDir, cfg.ProductDir = filepath.Join(dir, "account"), filepath.Join(dir, "product")
+	cfg.UpstreamURL, cfg.OAuthTokenURL = fake.URL(), fake.TokenURL()
+	if cfg.AdminToken == "" {
+		cfg.AdminToken = "demo-" + randomHex(12)
+	}
+	// Two upstream accounts per tier: an API key and an OAuth login whose
+	// token the refresher renews through the fake token endpoint.
+	for _, t := range cfg.Tiers.Names() {
+		apiKey := "sk-ant-api03-demo-" + randomHex(8)
+		fake.AddAPIKey(apiKey)
+		access, refresh := "sk-ant-oat01-demo-"+randomHex(8), "sk-ant-ort01-demo-"+randomHex(8)
+		expires := time.Now().Add(8 * time.Hour)
+		fake.AddOAuth(access, refresh, expires)
+		files := map[string]any{
+			t + "-api":   map[string]any{"apiKey": apiKey},
+			t + "-oauth": map[string]any{"claudeAiOauth": map[string]any{"accessToken": access, "refreshToken": refresh, "expiresAt": expires.UnixMilli(), "scopes": []string{"user:inference"}, "subscriptionType": "max"}},
+		}
+		for name, body := range files {
+			if err := writeJSON(filepath.Join(cfg.AccountDir, t, name+".json"), body); err != nil {
+				return err
+			}
+		}
+	}
+	app, err := server.Assemble(ctx, appConfig(cfg, log))
+	if err != nil {
+		return err
+	}
+	defer app.Close()
+	ln, err := net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		return &configError{"LISTEN_ADDR", err}
+	}
+	key, rec, err := app.Keys.Issue(ctx, "trial", 24*time.Hour, "demo key", "")
+	if err != nil {
+		return err
+	}
+	base := "http://" + displayAddr(ln.Addr().String())
+	fmt.Fprintf(stdout, `claude-route demo: embedded store, fake upstream at %s
+  dashboard:    %s/admin/   (admin token: %s)
+  customer key: %s   (tier %s, id %s)
+
+Try it:
+  curl -sN %s/v1/messages -H 'x-api-key: %s' -H 'anthropic-version: 2023-06-01' -H 'content-type: application/json' -d '{"model":"claude-sonnet-4-5-20250929","max_tokens":256,"stream":true,"messages":[{"role":"user","content":"Hello"}]}'
+
+Point Claude Code at it:
+  ANTHROPIC_BASE_URL=%s ANTHROPIC_API_KEY=%s claude
+
+Operator commands from another shell:
+  export CLAUDE_ROUTE_URL=%s ADMIN_TOKEN=%s
+  claude-route pool
+
+Ctrl-C stops the demo; nothing it made is kept.
+`, fake.URL(), base, cfg.AdminToken, key, rec.Tier, rec.ID, base, key, base, key, base, cfg.AdminToken)
+	return app.Run(ctx, ln)
+}
+
+func displayAddr(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func writeJSON(path string, v any) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o600)
+}

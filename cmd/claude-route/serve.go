@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/claude-route/claude-route/server"
+)
+
+func newLogger(cfg *config, out io.Writer) *logrus.Logger {
+	log := logrus.New()
+	log.SetOutput(out)
+	if cfg.LogFormat == "json" {
+		log.SetFormatter(&logrus.JSONFormatter{})
+	} else {
+		log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
+	}
+	lvl, _ := logrus.ParseLevel(cfg.LogLevel)
+	log.SetLevel(lvl)
+	return log
+}
+
+func appConfig(cfg *config, log *logrus.Logger) server.AppConfig {
+	return server.AppConfig{
+		Server: server.Config{
+			UpstreamURL: cfg.UpstreamURL, MaxBodyBytes: cfg.MaxBodyBytes,
+			AdminToken: cfg.AdminToken, HeaderTimeout: cfg.HeaderTimeout,
+		},
+		RedisURL: cfg.RedisURL, AccountDir: cfg.AccountDir, ProductDir: cfg.ProductDir,
+		Tiers: cfg.Tiers, OAuthTokenURL: cfg.OAuthTokenURL, OAuthClientID: cfg.OAuthClientID,
+		RefreshLead: cfg.RefreshLead, SyncInterval: cfg.SyncInterval, ShutdownGrace: cfg.ShutdownGrace,
+		Log: log,
+	}
+}
+
+// cmdServe runs the service until ctx ends (SIGINT/SIGTERM). ready, when
+// set, receives the bound address (tests listen on port 0).
+func cmdServe(ctx context.Context, getenv func(string) string, logOut io.Writer, ready chan<- string) error {
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, logOut)
+	if cfg.AdminToken == "" {
+		log.Warn("ADMIN_TOKEN is empty: the admin API, the dashboard's data and the operator commands are refused")
+	}
+	app, err := server.Assemble(ctx, appConfig(cfg, log))
+	if err != nil {
+		return err
+	}
+	defer app.Close()
+	ln, err := net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		return &configError{"LISTEN_ADDR", err}
+	}
+	log.Infof("claude-route listening on %s (accounts: %s, ledger: %s)", ln.Addr(), cfg.AccountDir, cfg.ProductDir)
+	if ready != nil {
+		ready <- ln.Addr().String()
+	}
+	return app.Run(ctx, ln)
+}
+
+// cmdHealthcheck asks the local server's /health (the Docker HEALTHCHECK;
+// the image has no curl).
+func cmdHealthcheck(ctx context.Context, getenv func(string) string) error {
+	addr := env(getenv, "LISTEN_ADDR", ":8080")
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return &configError{"LISTEN_ADDR", err}
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, port)+"/health", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("health: %s", resp.Status)
+	}
+	return nil
+}
