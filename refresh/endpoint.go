@@ -105,7 +105,7 @@ func (r *Refresher) exchange(ctx context.Context, refreshToken string) (*oauth2.
 		AccessToken:  ans.AccessToken,
 		RefreshToken: ans.RefreshToken,
 		TokenType:    ans.TokenType,
-		Expiry:       now.Add(ttl),
+		Expiry:       now.Add(ttl).Truncate(time.Millisecond), // the store keeps milliseconds
 	}, nil
 }
 

@@ -540,6 +540,12 @@ func (r *Refresher) failed(ctx context.Context, log *logrus.Entry, name string, 
 	}
 	dead := ""
 	if errors.Is(err, ErrInvalidGrant) {
+		// A refusal of a token the store no longer holds (new credentials
+		// arrived from the file meanwhile) says nothing about the account.
+		if cur, cerr := r.st.Credentials(ctx, name); cerr == nil && cur.RefreshToken != creds.RefreshToken {
+			log.Warn("refresh token refused, but the store already holds a newer one; not blacklisting")
+			return result{kind: notNeeded, creds: cur, err: ErrStale}
+		}
 		dead = fingerprint(creds.RefreshToken)
 	}
 	n, rerr := r.recordFailure(ctx, name, now, until, err.Error(), dead)
