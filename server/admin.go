@@ -1,0 +1,471 @@
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/claude-route/claude-route/accounts"
+	"github.com/claude-route/claude-route/keys"
+	"github.com/claude-route/claude-route/refresh"
+)
+
+func (s *Server) adminRoutes(e *gin.Engine) {
+	a := e.Group("/admin/api", s.adminAuth)
+	a.GET("/keys", s.adminListKeys)
+	a.POST("/keys", s.adminIssueKey)
+	a.GET("/keys/:ref", s.adminShowKey)
+	a.DELETE("/keys/:ref", s.adminRevokeKey)
+	a.POST("/keys/:ref/revoke", s.adminRevokeKey)
+	a.GET("/pool", s.adminPool)
+	a.GET("/accounts", s.adminAccounts)
+	a.POST("/accounts/:name/recover", s.adminRecover)
+	a.POST("/accounts/:name/blacklist", s.adminBlacklist)
+	a.POST("/sync", s.adminSync)
+	a.GET("/status", s.adminStatus)
+	a.GET("/usage", s.adminUsage)
+	s.dashboardRoutes(e)
+}
+
+// adminAuth admits the operator's bearer token, compared in constant time
+// (on digests, so the length does not leak either). Without a configured
+// token the admin API is closed to everyone.
+func (s *Server) adminAuth(c *gin.Context) {
+	if s.cfg.AdminToken == "" {
+		writeError(c.Writer, http.StatusForbidden, errPermission, "The admin API is disabled: set ADMIN_TOKEN to enable it")
+		c.Abort()
+		return
+	}
+	got := c.GetHeader("Authorization")
+	if len(got) > 7 && strings.EqualFold(got[:7], "bearer ") {
+		got = strings.TrimSpace(got[7:])
+	} else {
+		got = ""
+	}
+	want := sha256.Sum256([]byte(s.cfg.AdminToken))
+	have := sha256.Sum256([]byte(got))
+	if got == "" || subtle.ConstantTimeCompare(want[:], have[:]) != 1 {
+		writeError(c.Writer, http.StatusUnauthorized, errAuthentication, "Invalid admin token")
+		c.Abort()
+		return
+	}
+	c.Next()
+}
+
+// keyView is a key as the operator sees it: never the key itself.
+type keyView struct {
+	ID        string     `json:"id"`
+	Prefix    string     `json:"prefix"`
+	Tier      string     `json:"tier"`
+	Status    string     `json:"status"`
+	Note      string     `json:"note"`
+	Account   string     `json:"account"`
+	CreatedAt time.Time  `json:"created_at"`
+	ExpiresAt *time.Time `json:"expires_at"`
+}
+
+func (s *Server) viewKey(r keys.Record, bound map[string]string) keyView {
+	v := keyView{ID: r.ID, Prefix: r.Prefix, Tier: r.Tier, Status: r.Status, Note: r.Note,
+		Account: r.Account, CreatedAt: r.Created.UTC()}
+	if a, ok := bound[r.Hash]; ok {
+		v.Account = a
+	}
+	if !r.Expires.IsZero() {
+		e := r.Expires.UTC()
+		v.ExpiresAt = &e
+		if r.Status == "active" && !r.Expires.After(s.d.Clock.Now()) {
+			v.Status = "expired"
+		}
+	}
+	return v
+}
+
+func adminErr(c *gin.Context, status int, msg string) {
+	typ := errInvalidRequest
+	switch status {
+	case http.StatusNotFound:
+		typ = errNotFound
+	case http.StatusServiceUnavailable:
+		typ = errAPI
+	case http.StatusConflict:
+		typ = errOverloaded
+	}
+	writeError(c.Writer, status, typ, msg)
+}
+
+func (s *Server) bindings(ctx context.Context) map[string]string {
+	type binder interface {
+		Bindings(ctx context.Context) (map[string]string, error)
+	}
+	if b, ok := s.d.Pool.(binder); ok {
+		if m, err := b.Bindings(ctx); err == nil {
+			return m
+		}
+	}
+	return nil
+}
+
+func (s *Server) adminListKeys(c *gin.Context) {
+	ctx := c.Request.Context()
+	recs, err := s.d.Keys.List(ctx, keys.Filter{Tier: c.Query("tier"), Status: c.Query("status"), Query: c.Query("q")})
+	if err != nil {
+		adminErr(c, http.StatusServiceUnavailable, "could not list keys: "+err.Error())
+		return
+	}
+	bound := s.bindings(ctx)
+	out := make([]keyView, 0, len(recs))
+	for _, r := range recs {
+		out = append(out, s.viewKey(r, bound))
+	}
+	c.JSON(http.StatusOK, gin.H{"keys": out})
+}
+
+func (s *Server) adminIssueKey(c *gin.Context) {
+	ctx := c.Request.Context()
+	var in struct {
+		Tier    string `json:"tier"`
+		Account string `json:"account"`
+		Note    string `json:"note"`
+	}
+	if err := c.ShouldBindJSON(&in); err != nil {
+		adminErr(c, http.StatusBadRequest, "body must be JSON {tier, account?, note?}")
+		return
+	}
+	tier, ok := s.d.Tiers.Get(in.Tier)
+	if !ok {
+		adminErr(c, http.StatusBadRequest, "unknown tier "+strqt(in.Tier)+"; tiers: "+strings.Join(s.d.Tiers.Names(), ", "))
+		return
+	}
+	if len(in.Note) > 500 {
+		adminErr(c, http.StatusBadRequest, "note is longer than 500 characters")
+		return
+	}
+	if in.Account != "" {
+		// Refuse up front what the binding would refuse, so no key is issued in vain.
+		view, err := s.d.Pool.View(ctx, []string{tier.Name}, s.slotsOf)
+		if err != nil {
+			adminErr(c, http.StatusServiceUnavailable, "store unavailable")
+			return
+		}
+		var found *accounts.AccountView
+		for i := range view[tier.Name] {
+			if view[tier.Name][i].Name == in.Account {
+				found = &view[tier.Name][i]
+			}
+		}
+		switch {
+		case found == nil:
+			adminErr(c, http.StatusBadRequest, "account "+strqt(in.Account)+" is not in tier "+tier.Name)
+			return
+		case found.Blacklist != nil:
+			adminErr(c, http.StatusConflict, "account "+in.Account+" is blacklisted: "+found.Blacklist.Reason)
+			return
+		case found.SlotsUsed >= found.SlotsTotal:
+			adminErr(c, http.StatusConflict, "account "+in.Account+" is full ("+strconv.Itoa(found.SlotsUsed)+"/"+strconv.Itoa(found.SlotsTotal)+" slots)")
+			return
+		}
+	}
+	key, rec, err := s.d.Keys.Issue(ctx, tier.Name, time.Duration(tier.Validity), in.Note, in.Account)
+	if err != nil {
+		adminErr(c, http.StatusServiceUnavailable, "could not issue the key: "+err.Error())
+		return
+	}
+	if in.Account != "" {
+		if _, err := s.d.Pool.BindTo(ctx, rec.Hash, tier.Name, tier.Slots, in.Account); err != nil {
+			// Lost a race for the last slot: take the key back.
+			_, _ = s.d.Keys.Revoke(ctx, rec.ID)
+			adminErr(c, http.StatusConflict, "could not bind to "+in.Account+": "+err.Error())
+			return
+		}
+	}
+	s.log.WithFields(map[string]any{"key": rec.ID, "tier": tier.Name}).Info("key issued")
+	c.JSON(http.StatusCreated, gin.H{"key": key, "record": s.viewKey(rec, map[string]string{rec.Hash: in.Account})})
+}
+
+func strqt(s string) string { return "\"" + s + "\"" }
+
+func (s *Server) adminShowKey(c *gin.Context) {
+	ctx := c.Request.Context()
+	rec, err := s.d.Keys.Get(ctx, c.Param("ref"))
+	if err != nil {
+		s.keyErr(c, err)
+		return
+	}
+	out := gin.H{"key": s.viewKey(rec, s.bindings(ctx))}
+	if s.d.Usage != nil {
+		if sum, err := s.d.Usage.Key(ctx, rec.Hash); err == nil {
+			out["usage"] = sum
+		}
+	}
+	if tier, ok := s.d.Tiers.Get(rec.Tier); ok {
+		q := gin.H{}
+		for fam, limit := range tier.Quotas {
+			if res, err := s.d.Limiter.Peek(ctx, s.quotaRequest(&caller{hash: rec.Hash, tier: tier}, fam, limit)); err == nil {
+				q[fam] = gin.H{"used": res.Count, "limit": limit, "reset": res.Reset.UTC()}
+			}
+		}
+		out["quotas"] = q
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) keyErr(c *gin.Context, err error) {
+	switch {
+	case errors.Is(err, keys.ErrNotFound), errors.Is(err, keys.ErrFormat):
+		adminErr(c, http.StatusNotFound, "no such key")
+	default:
+		adminErr(c, http.StatusServiceUnavailable, "store unavailable: "+err.Error())
+	}
+}
+
+func (s *Server) adminRevokeKey(c *gin.Context) {
+	ctx := c.Request.Context()
+	rec, err := s.d.Keys.Revoke(ctx, c.Param("ref"))
+	if err != nil {
+		s.keyErr(c, err)
+		return
+	}
+	if _, err := s.d.Pool.Release(ctx, rec.Hash); err != nil {
+		s.log.WithError(err).Warn("revoked key's slot not released; the next sync releases it")
+	}
+	s.log.WithField("key", rec.ID).Info("key revoked")
+	c.JSON(http.StatusOK, gin.H{"key": s.viewKey(rec, nil)})
+}
+
+// poolTier is one tier's block of `pool`.
+type poolTier struct {
+	Tier            string        `json:"tier"`
+	SlotsPerAccount int           `json:"slots_per_account"`
+	SlotsUsed       int           `json:"slots_used"`
+	SlotsTotal      int           `json:"slots_total"`
+	Accounts        []accountView `json:"accounts"`
+}
+
+// accountView is an account as the operator sees it: never its credential.
+type accountView struct {
+	accounts.AccountView
+	Kind            string     `json:"kind"`
+	ExpiresAt       *time.Time `json:"expires_at,omitempty"`
+	NextRefresh     *time.Time `json:"next_refresh,omitempty"`
+	RefreshAttempts int        `json:"refresh_attempts_24h"`
+	CooldownUntil   *time.Time `json:"cooldown_until,omitempty"`
+	LastRefreshErr  string     `json:"last_refresh_error,omitempty"`
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+func (s *Server) poolData(ctx context.Context, tierFilter string) ([]poolTier, error) {
+	names := s.d.Tiers.Names()
+	if tierFilter != "" {
+		if _, ok := s.d.Tiers.Get(tierFilter); !ok {
+			return nil, errUnknownTier
+		}
+		names = []string{tierFilter}
+	}
+	view, err := s.d.Pool.View(ctx, names, s.slotsOf)
+	if err != nil {
+		return nil, err
+	}
+	kinds := map[string]accounts.Account{}
+	if all, err := s.d.Accounts.All(ctx); err == nil {
+		for _, a := range all {
+			kinds[a.Name] = a
+		}
+	}
+	refreshes := map[string]refresh.Status{}
+	if s.d.Refresher != nil {
+		if st, err := s.d.Refresher.Status(ctx); err == nil {
+			for _, r := range st {
+				refreshes[r.Name] = r
+			}
+		}
+	}
+	out := make([]poolTier, 0, len(names))
+	for _, t := range names {
+		pt := poolTier{Tier: t, SlotsPerAccount: s.slotsOf(t), Accounts: []accountView{}}
+		for _, a := range view[t] {
+			av := accountView{AccountView: a, Kind: string(kinds[a.Name].Kind)}
+			if acc, ok := kinds[a.Name]; ok && acc.Kind == accounts.OAuth {
+				av.ExpiresAt = timePtr(acc.ExpiresAt)
+			}
+			if r, ok := refreshes[a.Name]; ok {
+				av.NextRefresh, av.CooldownUntil = timePtr(r.NextRefresh), timePtr(r.CooldownUntil)
+				if r.CooldownUntil.Before(s.d.Clock.Now()) {
+					av.CooldownUntil = nil
+				}
+				av.RefreshAttempts, av.LastRefreshErr = r.Attempts24h, r.LastError
+			}
+			pt.SlotsUsed += a.SlotsUsed
+			if a.Blacklist == nil {
+				pt.SlotsTotal += a.SlotsTotal
+			}
+			pt.Accounts = append(pt.Accounts, av)
+		}
+		out = append(out, pt)
+	}
+	return out, nil
+}
+
+var errUnknownTier = errors.New("unknown tier")
+
+func (s *Server) adminPool(c *gin.Context) {
+	data, err := s.poolData(c.Request.Context(), c.Query("tier"))
+	if errors.Is(err, errUnknownTier) {
+		adminErr(c, http.StatusBadRequest, "unknown tier "+strqt(c.Query("tier")))
+		return
+	}
+	if err != nil {
+		adminErr(c, http.StatusServiceUnavailable, "store unavailable")
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"tiers": data})
+}
+
+func (s *Server) adminAccounts(c *gin.Context) {
+	data, err := s.poolData(c.Request.Context(), "")
+	if err != nil {
+		adminErr(c, http.StatusServiceUnavailable, "store unavailable")
+		return
+	}
+	var out []accountView
+	for _, t := range data {
+		out = append(out, t.Accounts...)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	c.JSON(http.StatusOK, gin.H{"accounts": out})
+}
+
+func (s *Server) knownAccount(ctx context.Context, name string) bool {
+	_, err := s.d.Accounts.Get(ctx, name)
+	return err == nil
+}
+
+func (s *Server) adminRecover(c *gin.Context) {
+	ctx := c.Request.Context()
+	name := c.Param("name")
+	if !s.knownAccount(ctx, name) {
+		adminErr(c, http.StatusNotFound, "no account "+strqt(name))
+		return
+	}
+	was, err := s.d.Pool.Recover(ctx, name)
+	if err != nil {
+		adminErr(c, http.StatusServiceUnavailable, "store unavailable")
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"account": name, "was_blacklisted": was})
+}
+
+func (s *Server) adminBlacklist(c *gin.Context) {
+	ctx := c.Request.Context()
+	name := c.Param("name")
+	var in struct {
+		Reason string `json:"reason"`
+	}
+	_ = c.ShouldBindJSON(&in)
+	if in.Reason == "" {
+		in.Reason = "blacklisted by the operator"
+	}
+	if !s.knownAccount(ctx, name) {
+		adminErr(c, http.StatusNotFound, "no account "+strqt(name))
+		return
+	}
+	if err := s.d.Pool.Blacklist(ctx, name, truncate(in.Reason, 200)); err != nil {
+		adminErr(c, http.StatusServiceUnavailable, "store unavailable")
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"account": name, "blacklisted": true})
+}
+
+func (s *Server) adminSync(c *gin.Context) {
+	if s.d.Syncer == nil {
+		adminErr(c, http.StatusNotFound, "sync is not configured")
+		return
+	}
+	rep, err := s.d.Syncer.Sync(c.Request.Context())
+	s.SyncRun(err == nil)
+	if err != nil {
+		adminErr(c, http.StatusServiceUnavailable, "sync failed: "+err.Error())
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"report": rep, "summary": rep.String()})
+}
+
+func (s *Server) adminStatus(c *gin.Context) {
+	ctx := c.Request.Context()
+	out := gin.H{"time": s.d.Clock.Now().UTC()}
+	if err := s.d.Store.Ping(ctx); err != nil {
+		out["store"] = gin.H{"ok": false, "error": "unreachable"}
+		c.JSON(http.StatusServiceUnavailable, out)
+		return
+	}
+	out["store"] = gin.H{"ok": true}
+	if data, err := s.poolData(ctx, ""); err == nil {
+		var accts []accountView
+		for _, t := range data {
+			accts = append(accts, t.Accounts...)
+		}
+		out["accounts"] = accts
+		out["tiers"] = data
+	}
+	if s.d.Syncer != nil {
+		if last, err := s.d.Syncer.Last(ctx); err == nil && last != nil {
+			out["last_sync"] = gin.H{"report": last, "summary": last.String()}
+		}
+	}
+	if s.d.Usage != nil {
+		if sum, err := s.d.Usage.Overall(ctx); err == nil {
+			out["usage"] = sum
+		}
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) adminUsage(c *gin.Context) {
+	ctx := c.Request.Context()
+	if s.d.Usage == nil {
+		adminErr(c, http.StatusNotFound, "usage accounting is not configured")
+		return
+	}
+	if ref := c.Query("key"); ref != "" {
+		rec, err := s.d.Keys.Get(ctx, ref)
+		if err != nil {
+			s.keyErr(c, err)
+			return
+		}
+		sum, err := s.d.Usage.Key(ctx, rec.Hash)
+		if err != nil {
+			adminErr(c, http.StatusServiceUnavailable, "store unavailable")
+			return
+		}
+		c.JSON(http.StatusOK, gin.H{"key": rec.ID, "usage": sum})
+		return
+	}
+	overall, err := s.d.Usage.Overall(ctx)
+	if err != nil {
+		adminErr(c, http.StatusServiceUnavailable, "store unavailable")
+		return
+	}
+	per := gin.H{}
+	if all, err := s.d.Accounts.All(ctx); err == nil {
+		for _, a := range all {
+			if sum, err := s.d.Usage.Account(ctx, a.Name); err == nil {
+				per[a.Name] = sum
+			}
+		}
+	}
+	c.JSON(http.StatusOK, gin.H{"overall": overall, "accounts": per})
+}

@@ -1,0 +1,174 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/claude-route/claude-route/accounts"
+	"github.com/claude-route/claude-route/internal/clock"
+	"github.com/claude-route/claude-route/keys"
+	"github.com/claude-route/claude-route/ratelimit"
+	"github.com/claude-route/claude-route/refresh"
+	"github.com/claude-route/claude-route/store"
+	"github.com/claude-route/claude-route/syncer"
+	"github.com/claude-route/claude-route/tiers"
+	"github.com/claude-route/claude-route/usage"
+)
+
+// AppConfig is everything a running claude-route needs.
+type AppConfig struct {
+	Server        Config
+	RedisURL      string
+	AccountDir    string
+	ProductDir    string
+	Tiers         *tiers.Table
+	OAuthTokenURL string
+	OAuthClientID string
+	RefreshLead   time.Duration
+	SyncInterval  time.Duration
+	ShutdownGrace time.Duration
+	Clock         clock.Clock
+	Log           *logrus.Logger
+	// TokenClient overrides the HTTP client of the token endpoint (tests).
+	TokenClient *http.Client
+}
+
+// App is an assembled service: the store, every package, and the server.
+type App struct {
+	Cfg       AppConfig
+	Store     *store.Store
+	Keys      *keys.Store
+	Ledger    *keys.Ledger
+	Accounts  *accounts.Store
+	Pool      *accounts.Pool
+	Limiter   *ratelimit.Limiter
+	Refresher *refresh.Refresher
+	Usage     *usage.Recorder
+	Syncer    *syncer.Syncer
+	Server    *Server
+}
+
+// Assemble opens the store and builds every component. Nothing runs yet.
+func Assemble(ctx context.Context, cfg AppConfig) (*App, error) {
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	if cfg.Tiers == nil {
+		cfg.Tiers = tiers.Builtin()
+	}
+	log := cfg.Log
+	if err := os.MkdirAll(cfg.ProductDir, 0o700); err != nil {
+		return nil, fmt.Errorf("PRODUCT_DIR: %w", err)
+	}
+	st, err := store.Open(ctx, cfg.RedisURL, store.Options{})
+	if err != nil {
+		return nil, err
+	}
+	if st.Embedded != nil {
+		log.Warnf("REDIS_URL is empty: using an embedded in-process store at %s; quota windows and slot counters do not survive a restart (run sync after one)", st.Embedded.Addr())
+	}
+	rdb := st.Client
+	a := &App{Cfg: cfg, Store: st}
+	a.Ledger = keys.NewLedger(cfg.ProductDir, keys.NewRedisLocker(rdb))
+	a.Keys = keys.NewStore(rdb, a.Ledger, cfg.Clock)
+	a.Accounts = accounts.NewStore(rdb)
+	a.Pool = accounts.NewPool(rdb, cfg.Clock, log)
+	a.Limiter = ratelimit.New(rdb)
+	a.Usage = usage.NewRecorder(rdb, cfg.Clock)
+	a.Refresher = refresh.New(rdb, refreshStore{a.Accounts}, refreshFiles{a.Accounts}, a.Pool, refresh.Config{
+		TokenURL: cfg.OAuthTokenURL, ClientID: cfg.OAuthClientID, Lead: cfg.RefreshLead,
+		HTTPClient: cfg.TokenClient, Clock: cfg.Clock, Logger: log.WithField("component", "refresh"),
+	})
+	a.Syncer = syncer.New(rdb, syncer.Config{AccountDir: cfg.AccountDir, Tiers: cfg.Tiers, Clock: cfg.Clock,
+		Log: log.WithField("component", "sync")}, a.Accounts, a.Pool, a.Ledger, a.Keys, a.Refresher)
+	a.Server = New(cfg.Server, Deps{
+		Redis: rdb, Store: st, Tiers: cfg.Tiers, Keys: a.Keys, Pool: a.Pool, Accounts: a.Accounts,
+		Limiter: a.Limiter, Refresher: a.Refresher, Usage: a.Usage, Syncer: a.Syncer,
+		Clock: cfg.Clock, Log: log,
+	})
+	return a, nil
+}
+
+// Run syncs once, then serves on ln with the refresher and the periodic
+// sync running, until ctx ends; then it drains and stops everything.
+func (a *App) Run(ctx context.Context, ln net.Listener) error {
+	log := a.Cfg.Log
+	if rep, err := a.Syncer.Sync(ctx); err != nil {
+		// A store that is down at start is not fatal: requests get 503 and
+		// the periodic sync catches up when it returns.
+		log.WithError(err).Error("initial sync failed")
+	} else {
+		a.Server.SyncRun(true)
+		log.Info(rep.String())
+	}
+	bgctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := a.Refresher.Run(bgctx); err != nil && bgctx.Err() == nil {
+			log.WithError(err).Error("refresher stopped")
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		a.Syncer.Run(bgctx, a.Cfg.SyncInterval)
+	}()
+	err := a.Server.Serve(ctx, ln, a.Cfg.ShutdownGrace)
+	stop()
+	wg.Wait()
+	return err
+}
+
+// Close releases the store.
+func (a *App) Close() error { return a.Store.Close() }
+
+// refreshStore adapts the account store to what the refresher consumes.
+type refreshStore struct{ s *accounts.Store }
+
+func (r refreshStore) OAuthAccounts(ctx context.Context) ([]refresh.Account, error) {
+	all, err := r.s.All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []refresh.Account
+	for _, a := range all {
+		if a.Kind == accounts.OAuth {
+			out = append(out, refresh.Account{Name: a.Name, Tier: a.Tier, ExpiresAt: a.ExpiresAt})
+		}
+	}
+	return out, nil
+}
+
+func (r refreshStore) Credentials(ctx context.Context, name string) (refresh.Creds, error) {
+	a, err := r.s.Get(ctx, name)
+	if err != nil {
+		return refresh.Creds{}, err
+	}
+	return refresh.Creds{AccessToken: a.AccessToken, RefreshToken: a.RefreshToken, ExpiresAt: a.ExpiresAt}, nil
+}
+
+func (r refreshStore) SwapCredentials(ctx context.Context, name, usedRefresh string, next refresh.Creds) (bool, error) {
+	return r.s.SwapCredentials(ctx, name, usedRefresh, next.AccessToken, next.RefreshToken, next.ExpiresAt)
+}
+
+// refreshFiles writes refreshed tokens back to the account's file.
+type refreshFiles struct{ s *accounts.Store }
+
+func (r refreshFiles) WriteBack(ctx context.Context, name string, c refresh.Creds) error {
+	a, err := r.s.Get(ctx, name)
+	if err != nil {
+		return err
+	}
+	if a.Path == "" {
+		return nil
+	}
+	return accounts.WriteBack(a.Path, c.AccessToken, c.RefreshToken, c.ExpiresAt)
+}

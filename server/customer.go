@@ -1,0 +1,223 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/claude-route/claude-route/accounts"
+	"github.com/claude-route/claude-route/keys"
+	"github.com/claude-route/claude-route/tiers"
+)
+
+// caller is the typed scope of an authenticated customer request, passed
+// explicitly instead of stored in gin's untyped context bag.
+type caller struct {
+	hash    string
+	rec     keys.Record
+	tier    *tiers.Tier
+	account string // bound account, "" when not bound yet
+}
+
+// httpError is a refusal in the contract's shape.
+type httpError struct {
+	status     int
+	typ, msg   string
+	retryAfter time.Duration
+	cause      error
+}
+
+func (e *httpError) Error() string { return e.msg }
+func (e *httpError) Unwrap() error { return e.cause }
+
+func (e *httpError) write(w http.ResponseWriter) {
+	if e.retryAfter > 0 {
+		w.Header().Set("Retry-After", fmt.Sprint(ceilSeconds(e.retryAfter)))
+	}
+	writeError(w, e.status, e.typ, e.msg)
+}
+
+func ceilSeconds(d time.Duration) int64 {
+	s := int64((d + time.Second - 1) / time.Second)
+	if s < 1 {
+		s = 1
+	}
+	return s
+}
+
+func storeDown(err error) *httpError {
+	return &httpError{status: http.StatusServiceUnavailable, typ: errAPI,
+		msg: "Service temporarily unavailable, please retry", cause: err}
+}
+
+func unauthorized(msg string) *httpError {
+	return &httpError{status: http.StatusUnauthorized, typ: errAuthentication, msg: msg}
+}
+
+// clientKey takes the customer's key from x-api-key or Authorization:
+// Bearer. When both are sent, Bearer wins, as with Claude Code's
+// ANTHROPIC_AUTH_TOKEN over ANTHROPIC_API_KEY.
+func clientKey(h http.Header) string {
+	if a := h.Get("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
+		return strings.TrimSpace(a[7:])
+	}
+	return strings.TrimSpace(h.Get("X-Api-Key"))
+}
+
+// authenticate checks the key's format without touching the store, then
+// reads its record and binding in one round trip.
+func (s *Server) authenticate(ctx context.Context, h http.Header) (*caller, *httpError) {
+	key := clientKey(h)
+	if key == "" {
+		return nil, unauthorized("Unauthorized API key: no key given (x-api-key or Authorization: Bearer)")
+	}
+	if err := keys.CheckFormat(key); err != nil {
+		return nil, unauthorized("Invalid API key format: expected sk-cli-v1- followed by 32 letters or digits")
+	}
+	hash := keys.Hash(key)
+	pipe := s.d.Redis.Pipeline()
+	recCmd := s.d.Keys.QueueGet(ctx, pipe, hash)
+	bindCmd := s.d.Pool.QueueBound(ctx, pipe, hash)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, storeDown(err)
+	}
+	rec, err := keys.ParseRecord(hash, recCmd.Val())
+	if err != nil {
+		if errors.Is(err, keys.ErrNotFound) {
+			return nil, unauthorized("Unauthorized API key")
+		}
+		return nil, storeDown(err)
+	}
+	if err := rec.Active(s.d.Clock.Now()); err != nil {
+		if errors.Is(err, keys.ErrExpired) {
+			return nil, unauthorized("Unauthorized API key: key expired on " + rec.Expires.UTC().Format(time.RFC3339))
+		}
+		return nil, unauthorized("Unauthorized API key: key revoked")
+	}
+	tier, ok := s.d.Tiers.Get(rec.Tier)
+	if !ok {
+		return nil, unauthorized("Unauthorized API key: tier " + rec.Tier + " is no longer offered")
+	}
+	return &caller{hash: hash, rec: rec, tier: tier, account: bindCmd.Val()}, nil
+}
+
+// bind binds (or rebinds) the caller to an account of its tier.
+func (s *Server) bind(ctx context.Context, cl *caller) *httpError {
+	prev := cl.account
+	b, err := s.d.Pool.Bind(ctx, cl.hash, cl.tier.Name, cl.tier.Slots)
+	switch {
+	case errors.Is(err, accounts.ErrFull):
+		s.metrics.capacity.WithLabelValues(cl.tier.Name, "full").Inc()
+		return &httpError{status: http.StatusServiceUnavailable, typ: errOverloaded,
+			msg: fmt.Sprintf("All %s accounts are at capacity", cl.tier.Title()), cause: err}
+	case errors.Is(err, accounts.ErrEmpty):
+		s.metrics.capacity.WithLabelValues(cl.tier.Name, "empty").Inc()
+		return &httpError{status: http.StatusServiceUnavailable, typ: errOverloaded,
+			msg: fmt.Sprintf("No %s accounts available in pool", cl.tier.Title()), cause: err}
+	case err != nil:
+		return storeDown(err)
+	}
+	cl.account = b.Account
+	if b.New {
+		if prev != "" {
+			s.log.WithFields(logFields(cl)).Infof("key moved from %s to %s", prev, b.Account)
+		}
+		// The ledger is the durable record of bindings; a failure to write
+		// it is logged, not fatal: the live binding is in Redis.
+		if err := s.d.Keys.SetAccount(ctx, cl.hash, b.Account); err != nil {
+			s.log.WithFields(logFields(cl)).WithError(err).Warn("could not record the binding in the ledger")
+		}
+	}
+	return nil
+}
+
+func logFields(cl *caller) map[string]any {
+	return map[string]any{"key": cl.rec.ID, "tier": cl.tier.Name}
+}
+
+func (s *Server) requireCaller(w http.ResponseWriter, r *http.Request) *caller {
+	cl, herr := s.authenticate(r.Context(), r.Header)
+	if herr != nil {
+		herr.write(w)
+		return nil
+	}
+	return cl
+}
+
+// models lists the models the key's tier may call, in Anthropic's shape.
+func (s *Server) models(c *ginContext) {
+	cl := s.requireCaller(c.Writer, c.Request)
+	if cl == nil {
+		return
+	}
+	ms := s.d.Tiers.ModelsFor(cl.tier)
+	type model struct {
+		Type        string `json:"type"`
+		ID          string `json:"id"`
+		DisplayName string `json:"display_name"`
+		CreatedAt   string `json:"created_at"`
+	}
+	data := make([]model, 0, len(ms))
+	for _, m := range ms {
+		data = append(data, model{Type: "model", ID: m.ID, DisplayName: m.DisplayName, CreatedAt: "2025-01-01T00:00:00Z"})
+	}
+	resp := map[string]any{"data": data, "has_more": false, "first_id": nil, "last_id": nil}
+	if len(data) > 0 {
+		resp["first_id"], resp["last_id"] = data[0].ID, data[len(data)-1].ID
+	}
+	c.JSON(http.StatusOK, resp)
+}
+
+// customerUsage shows the key its own tier, expiry, account alias and quotas.
+func (s *Server) customerUsage(c *ginContext) {
+	ctx := c.Request.Context()
+	cl := s.requireCaller(c.Writer, c.Request)
+	if cl == nil {
+		return
+	}
+	fams := map[string]any{}
+	for _, f := range s.d.Tiers.Families {
+		if !cl.tier.Allows(f.Name) {
+			continue
+		}
+		limit, ok := cl.tier.Quota(f.Name)
+		if !ok {
+			fams[f.Name] = map[string]any{"used": nil, "limit": nil, "unlimited": true}
+			continue
+		}
+		res, err := s.d.Limiter.Peek(ctx, s.quotaRequest(cl, f.Name, limit))
+		if err != nil {
+			storeDown(err).write(c.Writer)
+			return
+		}
+		fams[f.Name] = map[string]any{"used": res.Count, "limit": limit, "remaining": res.Remaining,
+			"reset": res.Reset.UTC().Format(time.RFC3339)}
+	}
+	out := map[string]any{
+		"id": cl.rec.ID, "tier": cl.tier.Name, "status": cl.rec.Status,
+		"created_at": cl.rec.Created.UTC().Format(time.RFC3339),
+		"expires_at": nil, "account": nilIfEmpty(cl.account),
+		"window": time.Duration(s.d.Tiers.Window).String(), "families": fams,
+	}
+	if !cl.rec.Expires.IsZero() {
+		out["expires_at"] = cl.rec.Expires.UTC().Format(time.RFC3339)
+	}
+	if s.d.Usage != nil {
+		if sum, err := s.d.Usage.Key(ctx, cl.hash); err == nil {
+			out["tokens"] = sum
+		}
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+func nilIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}

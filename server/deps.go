@@ -1,0 +1,81 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/claude-route/claude-route/accounts"
+	"github.com/claude-route/claude-route/keys"
+	"github.com/claude-route/claude-route/ratelimit"
+	"github.com/claude-route/claude-route/refresh"
+	"github.com/claude-route/claude-route/syncer"
+	"github.com/claude-route/claude-route/usage"
+)
+
+// The server's view of its collaborators. Each is declared here, where it
+// is consumed, and kept to the methods the server calls; the concrete types
+// live in their own packages.
+
+// KeyStore is the client-key store.
+type KeyStore interface {
+	QueueGet(ctx context.Context, pipe redis.Pipeliner, hash string) *redis.MapStringStringCmd
+	Issue(ctx context.Context, tier string, validity time.Duration, note, account string) (string, keys.Record, error)
+	Get(ctx context.Context, ref string) (keys.Record, error)
+	List(ctx context.Context, f keys.Filter) ([]keys.Record, error)
+	Revoke(ctx context.Context, ref string) (keys.Record, error)
+	SetAccount(ctx context.Context, hash, account string) error
+}
+
+// Pool binds keys to accounts.
+type Pool interface {
+	QueueBound(ctx context.Context, pipe redis.Pipeliner, keyHash string) *redis.StringCmd
+	QueueState(ctx context.Context, pipe redis.Pipeliner, tier, account string) accounts.StateCmds
+	Bind(ctx context.Context, keyHash, tier string, slots int) (accounts.Binding, error)
+	BindTo(ctx context.Context, keyHash, tier string, slots int, account string) (accounts.Binding, error)
+	Release(ctx context.Context, keyHash string) (bool, error)
+	Blacklist(ctx context.Context, account, reason string) error
+	Recover(ctx context.Context, account string) (bool, error)
+	Limit(ctx context.Context, account string, until time.Time) error
+	View(ctx context.Context, tierNames []string, slotsOf func(string) int) (map[string][]accounts.AccountView, error)
+}
+
+// AccountStore holds upstream credentials.
+type AccountStore interface {
+	QueueGet(ctx context.Context, pipe redis.Pipeliner, name string) *redis.MapStringStringCmd
+	Get(ctx context.Context, name string) (accounts.Account, error)
+	All(ctx context.Context) ([]accounts.Account, error)
+}
+
+// Limiter admits requests into the 5-hour windows.
+type Limiter interface {
+	QueueAdmit(ctx context.Context, pipe redis.Pipeliner, r ratelimit.Request) *ratelimit.Pending
+	Refund(ctx context.Context, res ratelimit.Result) error
+	Peek(ctx context.Context, r ratelimit.Request) (ratelimit.Result, error)
+}
+
+// Refresher renews OAuth tokens.
+type Refresher interface {
+	RefreshNow(ctx context.Context, name, seenAccess string) (refresh.Creds, error)
+	Status(ctx context.Context) ([]refresh.Status, error)
+}
+
+// UsageRecorder keeps token totals.
+type UsageRecorder interface {
+	Record(ctx context.Context, keyHash, account, family string, u usage.Usage) error
+	Key(ctx context.Context, keyHash string) (usage.Summary, error)
+	Account(ctx context.Context, name string) (usage.Summary, error)
+	Overall(ctx context.Context) (usage.Summary, error)
+}
+
+// Syncer runs the full account-folder and ledger sync.
+type Syncer interface {
+	Sync(ctx context.Context) (syncer.Report, error)
+	Last(ctx context.Context) (*syncer.Report, error)
+}
+
+// Pinger reports store health.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}

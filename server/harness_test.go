@@ -1,0 +1,253 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/claude-route/claude-route/internal/clock"
+	"github.com/claude-route/claude-route/internal/fakeupstream"
+	"github.com/claude-route/claude-route/internal/testenv"
+	"github.com/claude-route/claude-route/tiers"
+)
+
+const adminToken = "test-admin-token"
+
+// env is one test world: a fake upstream, an account folder, a ledger and
+// the real Redis, with one or more proxy instances sharing them.
+type env struct {
+	t        *testing.T
+	fake     *fakeupstream.Server
+	redisURL string
+	acctDir  string
+	prodDir  string
+	tiers    *tiers.Table
+	clock    clock.Clock
+	logs     *syncBuffer
+	apps     []*App
+	urls     []string
+}
+
+// syncBuffer collects every log line of the run (for the secrets test).
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+type envOpt func(*env)
+
+func withClock(c clock.Clock) envOpt { return func(e *env) { e.clock = c } }
+
+func newEnv(t *testing.T, opts ...envOpt) *env {
+	t.Helper()
+	e := &env{
+		t:        t,
+		fake:     fakeupstream.Start(fakeupstream.Options{}),
+		redisURL: testenv.RedisURL(t, 7),
+		acctDir:  t.TempDir(),
+		prodDir:  t.TempDir(),
+		tiers:    tiers.Builtin(),
+		clock:    clock.Real{},
+		logs:     &syncBuffer{},
+	}
+	for _, o := range opts {
+		o(e)
+	}
+	t.Cleanup(e.fake.Close)
+	return e
+}
+
+// apiAccount writes an API-key account file and registers the key upstream.
+func (e *env) apiAccount(tier, name string) string {
+	key := "sk-ant-api03-" + name + "-secret"
+	e.fake.AddAPIKey(key)
+	e.writeAccount(tier, name, map[string]any{"apiKey": key})
+	return key
+}
+
+// oauthAccount writes a Claude Code credentials file.
+func (e *env) oauthAccount(tier, name string, expires time.Time) (access, refresh string) {
+	access, refresh = "sk-ant-oat01-"+name+"-access", "sk-ant-ort01-"+name+"-refresh"
+	e.fake.AddOAuth(access, refresh, expires)
+	e.writeAccount(tier, name, map[string]any{"claudeAiOauth": map[string]any{
+		"accessToken": access, "refreshToken": refresh, "expiresAt": expires.UnixMilli(),
+		"scopes": []string{"user:inference"}, "subscriptionType": "max"}})
+	return access, refresh
+}
+
+func (e *env) writeAccount(tier, name string, body any) {
+	e.t.Helper()
+	p := filepath.Join(e.acctDir, tier, name+".json")
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		e.t.Fatal(err)
+	}
+	b, _ := json.Marshal(body)
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// start runs one more proxy instance and returns its base URL.
+func (e *env) start() string {
+	e.t.Helper()
+	log := logrus.New()
+	log.SetOutput(e.logs)
+	log.SetLevel(logrus.DebugLevel)
+	ctx, cancel := context.WithCancel(context.Background())
+	app, err := Assemble(ctx, AppConfig{
+		Server:        Config{UpstreamURL: e.fake.URL(), AdminToken: adminToken, HeaderTimeout: 2 * time.Second},
+		RedisURL:      e.redisURL,
+		AccountDir:    e.acctDir,
+		ProductDir:    e.prodDir,
+		Tiers:         e.tiers,
+		OAuthTokenURL: e.fake.TokenURL(),
+		OAuthClientID: fakeupstream.ClientID,
+		RefreshLead:   time.Minute,
+		SyncInterval:  time.Hour,
+		ShutdownGrace: 5 * time.Second,
+		Clock:         e.clock,
+		Log:           log,
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := app.Run(ctx, ln); err != nil {
+			e.t.Errorf("run: %v", err)
+		}
+	}()
+	e.t.Cleanup(func() {
+		cancel()
+		<-done
+		app.Close()
+	})
+	url := "http://" + ln.Addr().String()
+	e.apps = append(e.apps, app)
+	e.urls = append(e.urls, url)
+	// Run syncs before serving; wait until the server answers.
+	for i := 0; i < 200; i++ {
+		if resp, err := http.Get(url + "/health"); err == nil {
+			resp.Body.Close()
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return url
+}
+
+// issue creates a key through the admin API of the first instance.
+func (e *env) issue(tier string, account ...string) string {
+	e.t.Helper()
+	body := map[string]string{"tier": tier}
+	if len(account) > 0 {
+		body["account"] = account[0]
+	}
+	var out struct {
+		Key string `json:"key"`
+	}
+	status := e.admin(http.MethodPost, "/admin/api/keys", body, &out)
+	if status != http.StatusCreated || out.Key == "" {
+		e.t.Fatalf("issue %s: status %d", tier, status)
+	}
+	return out.Key
+}
+
+func (e *env) admin(method, path string, in, out any) int {
+	e.t.Helper()
+	var body io.Reader
+	if in != nil {
+		b, _ := json.Marshal(in)
+		body = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, e.urls[0]+path, body)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if out != nil {
+		_ = json.NewDecoder(resp.Body).Decode(out)
+	}
+	return resp.StatusCode
+}
+
+// reply is a proxied answer.
+type reply struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r reply) errType() string {
+	var e struct {
+		Type  string `json:"type"`
+		Error struct{ Type, Message string }
+	}
+	_ = json.Unmarshal(r.body, &e)
+	return e.Error.Type
+}
+
+func (r reply) errMessage() string {
+	var e struct {
+		Error struct{ Type, Message string }
+	}
+	_ = json.Unmarshal(r.body, &e)
+	return e.Error.Message
+}
+
+func msgBody(model string, stream bool) string {
+	b, _ := json.Marshal(map[string]any{"model": model, "max_tokens": 64, "stream": stream,
+		"messages": []map[string]any{{"role": "user", "content": "Hello there, proxy"}}})
+	return string(b)
+}
+
+func post(t testing.TB, url, path, key, body string, hdr ...string) reply {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url+path, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Anthropic-Version", "2023-06-01")
+	if key != "" {
+		req.Header.Set("X-Api-Key", key)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return reply{resp.StatusCode, resp.Header, b}
+}

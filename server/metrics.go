@@ -1,0 +1,128 @@
+package server
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics live in a registry of the server's own (no global registry), so
+// two servers in one test process do not collide.
+type metrics struct {
+	reg             *prometheus.Registry
+	requests        *prometheus.CounterVec
+	quotaRefusals   *prometheus.CounterVec
+	capacity        *prometheus.CounterVec
+	upstreamHeaders *prometheus.HistogramVec
+	ttfb            *prometheus.HistogramVec
+	activeStreams   prometheus.Gauge
+	tokens          *prometheus.CounterVec
+	refreshes       *prometheus.CounterVec
+	syncs           *prometheus.CounterVec
+}
+
+func newMetrics(s *Server) *metrics {
+	reg := prometheus.NewRegistry()
+	buckets := []float64{.05, .1, .25, .5, 1, 2, 5, 10, 30, 60, 120, 300}
+	m := &metrics{
+		reg: reg,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "claude_route_requests_total",
+			Help: "Customer requests by tier, model family and status."}, []string{"tier", "family", "status"}),
+		quotaRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "claude_route_quota_refusals_total",
+			Help: "Requests refused by the 5-hour quota."}, []string{"tier", "family"}),
+		capacity: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "claude_route_capacity_refusals_total",
+			Help: "Requests refused because the tier had no free or usable account."}, []string{"tier", "reason"}),
+		upstreamHeaders: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "claude_route_upstream_latency_seconds",
+			Help: "Time from sending upstream to its response headers.", Buckets: buckets}, []string{"tier"}),
+		ttfb: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "claude_route_time_to_first_byte_seconds",
+			Help: "Time from receiving a request to its first answer byte.", Buckets: buckets}, []string{"tier"}),
+		activeStreams: prometheus.NewGauge(prometheus.GaugeOpts{Name: "claude_route_active_streams",
+			Help: "Streamed answers in flight."}),
+		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "claude_route_tokens_total",
+			Help: "Tokens reported by the upstream."}, []string{"tier", "kind"}),
+		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "claude_route_refresh_total",
+			Help: "OAuth refresh outcomes seen by this replica."}, []string{"outcome"}),
+		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "claude_route_sync_runs_total",
+			Help: "Full syncs run by this replica."}, []string{"result"}),
+	}
+	reg.MustRegister(m.requests, m.quotaRefusals, m.capacity, m.upstreamHeaders, m.ttfb, m.activeStreams,
+		m.tokens, m.refreshes, m.syncs, &poolCollector{s: s},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+func (m *metrics) request(tier, family string, status int) {
+	m.requests.WithLabelValues(tier, family, strconv.Itoa(status)).Inc()
+}
+
+// RefreshOutcome counts a refresh result; the refresher reports through it.
+func (s *Server) RefreshOutcome(outcome string) { s.metrics.refreshes.WithLabelValues(outcome).Inc() }
+
+// SyncRun counts a sync run.
+func (s *Server) SyncRun(ok bool) {
+	r := "ok"
+	if !ok {
+		r = "error"
+	}
+	s.metrics.syncs.WithLabelValues(r).Inc()
+}
+
+// poolCollector reads slot use and the blacklist from the store at scrape
+// time, so the figures are the cluster's, not this replica's.
+type poolCollector struct{ s *Server }
+
+var (
+	slotsUsedDesc  = prometheus.NewDesc("claude_route_slots_used", "Slots taken per tier.", []string{"tier"}, nil)
+	slotsTotalDesc = prometheus.NewDesc("claude_route_slots_total", "Slots offered by usable accounts per tier.", []string{"tier"}, nil)
+	blacklistDesc  = prometheus.NewDesc("claude_route_blacklisted_accounts", "Blacklisted accounts per tier.", []string{"tier"}, nil)
+	storeUpDesc    = prometheus.NewDesc("claude_route_store_up", "1 when the store answers.", nil, nil)
+)
+
+func (p *poolCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- slotsUsedDesc
+	ch <- slotsTotalDesc
+	ch <- blacklistDesc
+	ch <- storeUpDesc
+}
+
+func (p *poolCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	names := p.s.d.Tiers.Names()
+	view, err := p.s.d.Pool.View(ctx, names, p.s.slotsOf)
+	if err != nil {
+		ch <- prometheus.MustNewConstMetric(storeUpDesc, prometheus.GaugeValue, 0)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(storeUpDesc, prometheus.GaugeValue, 1)
+	for _, t := range names {
+		var used, total, bl float64
+		for _, a := range view[t] {
+			used += float64(a.SlotsUsed)
+			if a.Blacklist != nil {
+				bl++
+			} else {
+				total += float64(a.SlotsTotal)
+			}
+		}
+		ch <- prometheus.MustNewConstMetric(slotsUsedDesc, prometheus.GaugeValue, used, t)
+		ch <- prometheus.MustNewConstMetric(slotsTotalDesc, prometheus.GaugeValue, total, t)
+		ch <- prometheus.MustNewConstMetric(blacklistDesc, prometheus.GaugeValue, bl, t)
+	}
+}
+
+func (s *Server) slotsOf(tier string) int {
+	if t, ok := s.d.Tiers.Get(tier); ok {
+		return t.Slots
+	}
+	return 0
+}

@@ -1,0 +1,85 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/claude-route/claude-route/keys"
+)
+
+func keyIDFn(key string) string { return keys.ID(keys.Hash(key)) }
+
+// rtCounter is a go-redis hook that records every round trip: one per
+// command, one per pipeline.
+type rtCounter struct {
+	mu    sync.Mutex
+	trips [][]string
+}
+
+func (c *rtCounter) reset() {
+	c.mu.Lock()
+	c.trips = nil
+	c.mu.Unlock()
+}
+
+func (c *rtCounter) add(cmds ...redis.Cmder) {
+	var names []string
+	for _, cmd := range cmds {
+		args := cmd.Args()
+		s := cmd.Name()
+		if len(args) > 1 {
+			s += " " + fmt.Sprint(args[1])
+		}
+		names = append(names, s)
+	}
+	c.mu.Lock()
+	c.trips = append(c.trips, names)
+	c.mu.Unlock()
+}
+
+// beforeUsage counts the round trips that are not the usage record written
+// after the answer.
+func (c *rtCounter) beforeUsage() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, t := range c.trips {
+		// Connection set-up (HELLO, SELECT, CLIENT SETINFO) happens once per
+		// pooled connection, not per request.
+		switch strings.Fields(t[0])[0] {
+		case "hello", "select", "client", "auth":
+			continue
+		}
+		if !strings.Contains(strings.Join(t, ","), "cr:usage") {
+			n++
+		}
+	}
+	return n
+}
+
+func (c *rtCounter) names() [][]string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([][]string(nil), c.trips...)
+}
+
+func (c *rtCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (c *rtCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		c.add(cmd)
+		return next(ctx, cmd)
+	}
+}
+
+func (c *rtCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		c.add(cmds...)
+		return next(ctx, cmds)
+	}
+}
+

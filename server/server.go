@@ -1,0 +1,154 @@
+// Package server wires the packages into the HTTP service: the customer API
+// (the proxy), the admin API and dashboard, /health and /metrics. It owns no
+// Redis state of its own.
+package server
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/redis/go-redis/v9"
+	"github.com/sirupsen/logrus"
+
+	"github.com/claude-route/claude-route/internal/clock"
+	"github.com/claude-route/claude-route/tiers"
+)
+
+// Config is the server's own settings.
+type Config struct {
+	// UpstreamURL is the default base URL for accounts without their own.
+	UpstreamURL string
+	// MaxBodyBytes bounds a request body (default 32 MiB, as upstream).
+	MaxBodyBytes int64
+	// AdminToken guards /admin/api; empty refuses the admin API.
+	AdminToken string
+	// HeaderTimeout bounds the wait for the upstream's response headers.
+	// Non-streamed answers send headers only when complete, so it is long.
+	HeaderTimeout time.Duration
+	// Transport overrides the upstream transport (tests, benchmarks).
+	Transport http.RoundTripper
+}
+
+// Deps are the collaborators; all but Refresher, Usage and Syncer are required.
+type Deps struct {
+	Redis     redis.UniversalClient
+	Store     Pinger
+	Tiers     *tiers.Table
+	Keys      KeyStore
+	Pool      Pool
+	Accounts  AccountStore
+	Limiter   Limiter
+	Refresher Refresher
+	Usage     UsageRecorder
+	Syncer    Syncer
+	Clock     clock.Clock
+	Log       *logrus.Logger
+}
+
+// Server is the HTTP service.
+type Server struct {
+	cfg      Config
+	d        Deps
+	log      *logrus.Logger
+	upstream *http.Client
+	metrics  *metrics
+	engine   *gin.Engine
+	// bg tracks work that outlives a response (usage records); Shutdown
+	// waits for it.
+	bg sync.WaitGroup
+}
+
+// New builds the server.
+func New(cfg Config, d Deps) *Server {
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = 32 << 20
+	}
+	if cfg.HeaderTimeout == 0 {
+		cfg.HeaderTimeout = 10 * time.Minute
+	}
+	if d.Clock == nil {
+		d.Clock = clock.Real{}
+	}
+	tr := cfg.Transport
+	if tr == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.ResponseHeaderTimeout = cfg.HeaderTimeout
+		t.MaxIdleConnsPerHost = 64
+		t.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+		tr = t
+	}
+	s := &Server{cfg: cfg, d: d, log: d.Log, upstream: &http.Client{Transport: tr}}
+	s.metrics = newMetrics(s)
+	gin.SetMode(gin.ReleaseMode)
+	e := gin.New()
+	e.Use(gin.Recovery())
+	e.ContextWithFallback = true
+	s.routes(e)
+	s.engine = e
+	return s
+}
+
+// Handler is the whole HTTP surface.
+func (s *Server) Handler() http.Handler { return s.engine }
+
+func (s *Server) routes(e *gin.Engine) {
+	e.GET("/health", s.health)
+	e.GET("/metrics", gin.WrapH(s.metrics.handler()))
+	v1 := e.Group("/v1")
+	v1.POST("/messages", s.messages)
+	v1.POST("/messages/count_tokens", s.countTokens)
+	v1.GET("/models", s.models)
+	v1.GET("/usage", s.customerUsage)
+	s.adminRoutes(e)
+	e.NoRoute(func(c *gin.Context) {
+		writeError(c.Writer, http.StatusNotFound, errNotFound, "Not found: "+c.Request.Method+" "+c.Request.URL.Path)
+	})
+}
+
+func (s *Server) health(c *gin.Context) {
+	err := s.d.Store.Ping(c.Request.Context())
+	if err != nil {
+		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "store": "down"})
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "ok", "store": "up"})
+}
+
+// Serve runs the HTTP server on ln until ctx ends, then stops accepting,
+// lets in-flight requests (streams included) finish within grace, waits for
+// background work and returns.
+func (s *Server) Serve(ctx context.Context, ln net.Listener, grace time.Duration) error {
+	hs := &http.Server{
+		Handler:           s.engine,
+		ReadHeaderTimeout: 30 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		// Streams stay open for minutes: no write timeout; idle conns are reaped.
+		IdleTimeout: 2 * time.Minute,
+		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	s.log.Infof("shutting down: draining in-flight requests for up to %s", grace)
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	err := hs.Shutdown(sctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		s.log.Warn("grace period over: closing the remaining connections")
+		_ = hs.Close()
+	}
+	s.bg.Wait()
+	if e := <-errc; e != nil && !errors.Is(e, http.ErrServerClosed) {
+		return e
+	}
+	return nil
+}
