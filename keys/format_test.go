@@ -194,3 +194,17 @@ func FuzzCheckFormat(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkCheckFormat(b *testing.B) {
+	for b.Loop() {
+		if CheckFormat(goodKey) != nil {
+			b.Fatal("rejected")
+		}
+	}
+}
+
+func BenchmarkGenerate(b *testing.B) {
+	for b.Loop() {
+		_ = Generate()
+	}
+}

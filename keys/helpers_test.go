@@ -2,7 +2,6 @@ package keys
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
@@ -15,8 +14,6 @@ import (
 const testDB = 1 // this package's logical database (DESIGN.md)
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-
-func fmtAny(v any) string { return fmt.Sprint(v) }
 
 // backend is a Redis to run a suite against.
 type backend struct {

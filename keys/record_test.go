@@ -2,6 +2,7 @@ package keys
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -47,7 +48,7 @@ func TestParseRecord(t *testing.T) {
 		f := r.fields()
 		m := map[string]string{}
 		for i := 0; i < len(f); i += 2 {
-			m[f[i].(string)] = fmtAny(f[i+1])
+			m[f[i].(string)] = fmt.Sprint(f[i+1])
 		}
 		return m
 	}
