@@ -163,7 +163,8 @@ func (l *Limiter) run(ctx context.Context, r Request, id string) (Result, error)
 	return toResult(r, id, v)
 }
 
-// Pending is an admission or peek queued on a pipeline.
+// Pending is an admission or peek queued on a pipeline. It belongs to the
+// goroutine that queued it.
 type Pending struct {
 	l    *Limiter
 	req  Request
@@ -213,6 +214,9 @@ func (p *Pending) Result(ctx context.Context) (Result, error) {
 		return p.res, p.err
 	}
 	v, err := p.cmd.Int64Slice()
+	if err == nil && v == nil {
+		err = errors.New("pipeline not executed")
+	}
 	if redis.HasErrorPrefix(err, "NOSCRIPT") {
 		// NOSCRIPT means the script did not run, so running it now cannot
 		// record the request twice.

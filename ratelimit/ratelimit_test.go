@@ -384,3 +384,16 @@ func TestRetryAfterSeconds(t *testing.T) {
 		}
 	}
 }
+
+func TestResultBeforeExecIsAnError(t *testing.T) {
+	ctx := context.Background()
+	l, _, m := newMini(t)
+	r := req("k1", "sonnet", 1)
+	p := l.QueueAdmit(ctx, l.rdb.Pipeline(), r)
+	if _, err := p.Result(ctx); err == nil {
+		t.Fatal("Result before Exec succeeded")
+	}
+	if m.Exists(r.Key()) {
+		t.Error("an unexecuted pipeline recorded the request")
+	}
+}
