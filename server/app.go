@@ -100,6 +100,9 @@ func Assemble(ctx context.Context, cfg AppConfig) (*App, error) {
 // sync running, until ctx ends; then it drains and stops everything.
 func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	log := a.Cfg.Log
+	if err := a.Limiter.Preload(ctx); err != nil {
+		log.WithError(err).Warn("could not preload the quota script; it loads on first use")
+	}
 	if rep, err := a.Syncer.Sync(ctx); err != nil {
 		// A store that is down at start is not fatal: requests get 503 and
 		// the periodic sync catches up when it returns.

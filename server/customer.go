@@ -60,13 +60,10 @@ func unauthorized(msg string) *httpError {
 }
 
 // clientKey takes the customer's key from x-api-key or Authorization:
-// Bearer. When both are sent, Bearer wins, as with Claude Code's
-// ANTHROPIC_AUTH_TOKEN over ANTHROPIC_API_KEY.
+// Bearer (keys.FromHeaders documents which wins when both are sent).
 func clientKey(h http.Header) string {
-	if a := h.Get("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
-		return strings.TrimSpace(a[7:])
-	}
-	return strings.TrimSpace(h.Get("X-Api-Key"))
+	k, _ := keys.FromHeaders(h)
+	return strings.TrimSpace(k)
 }
 
 // authenticate checks the key's format without touching the store, then

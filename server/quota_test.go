@@ -1,0 +1,151 @@
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/claude-route/claude-route/internal/fakeupstream"
+)
+
+// Two instances, one fresh trial key, 60 concurrent sonnet requests:
+// exactly the quota is served and the rest refused with retry-after.
+func TestQuotaNeverOvershootsAcrossInstances(t *testing.T) {
+	e := newEnv(t)
+	e.apiAccount("trial", "t1")
+	u1, u2 := e.start(), e.start()
+	key := e.issue("trial")
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	served, refused := 0, 0
+	start := make(chan struct{})
+	for i := 0; i < 60; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			<-start
+			url := u1
+			if i%2 == 1 {
+				url = u2
+			}
+			r := post(t, url, "/v1/messages", key, msgBody("claude-sonnet-4-5-20250929", false))
+			mu.Lock()
+			defer mu.Unlock()
+			switch r.status {
+			case 200:
+				served++
+			case 429:
+				refused++
+				ra, _ := strconv.Atoi(r.header.Get("Retry-After"))
+				if ra < 1 || ra > 5*3600 || r.errType() != "rate_limit_error" ||
+					r.errMessage() != "Rate limit exceeded for sonnet (42/42 in 5 hours)" {
+					t.Errorf("refusal: retry-after %q, %s", r.header.Get("Retry-After"), r.body)
+				}
+			default:
+				t.Errorf("status %d: %s", r.status, r.body)
+			}
+		}(i)
+	}
+	close(start)
+	wg.Wait()
+	if served != 42 || refused != 18 {
+		t.Fatalf("served %d refused %d, want 42/18", served, refused)
+	}
+	if n := e.fake.MessageCount(); n != 42 {
+		t.Fatalf("refused requests must not reach the upstream: upstream saw %d", n)
+	}
+}
+
+func TestHighTierOpusQuotaOthersUnlimited(t *testing.T) {
+	e := newEnv(t)
+	e.apiAccount("high", "h1")
+	url := e.start()
+	key := e.issue("high")
+	for i := 1; i <= 10; i++ {
+		r := post(t, url, "/v1/messages", key, msgBody("claude-opus-4-1-20250805", false))
+		if r.status != 200 {
+			t.Fatalf("opus %d: %d", i, r.status)
+		}
+		if r.header.Get("X-Ratelimit-Limit") != "10" || r.header.Get("X-Ratelimit-Remaining") != strconv.Itoa(10-i) {
+			t.Fatalf("opus %d: headers limit %q remaining %q", i, r.header.Get("X-Ratelimit-Limit"), r.header.Get("X-Ratelimit-Remaining"))
+		}
+		if _, err := time.Parse(time.RFC3339, r.header.Get("X-Ratelimit-Reset")); err != nil {
+			t.Fatalf("reset header: %v", err)
+		}
+	}
+	r := post(t, url, "/v1/messages", key, msgBody("claude-opus-4-1-20250805", false))
+	if r.status != 429 || r.errMessage() != "Rate limit exceeded for opus (10/10 in 5 hours)" {
+		t.Fatalf("11th opus: %d %s", r.status, r.body)
+	}
+	for i := 0; i < 15; i++ {
+		if r := post(t, url, "/v1/messages", key, msgBody("claude-haiku-4-5-20251001", false)); r.status != 200 {
+			t.Fatalf("haiku must stay unlimited: %d", r.status)
+		}
+	}
+	// count_tokens is never counted, even with the opus quota used up.
+	for i := 0; i < 5; i++ {
+		if r := post(t, url, "/v1/messages/count_tokens", key, msgBody("claude-opus-4-1-20250805", false)); r.status != 200 {
+			t.Fatalf("count_tokens: %d %s", r.status, r.body)
+		}
+	}
+}
+
+func TestRefundWhenUpstreamProducedNoAnswer(t *testing.T) {
+	e := newEnv(t)
+	k := e.apiAccount("high", "h1")
+	url := e.start()
+	key := e.issue("high")
+	used := func() int {
+		req, _ := http.NewRequest(http.MethodGet, url+"/v1/usage", nil)
+		req.Header.Set("X-Api-Key", key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var u struct {
+			Tier     string
+			Account  string
+			Families map[string]struct {
+				Used, Limit int
+				Reset       string
+			}
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&u)
+		if u.Tier != "high" || u.Account != "h1" || u.Families["opus"].Limit != 10 {
+			t.Fatalf("usage: %+v", u)
+		}
+		return u.Families["opus"].Used
+	}
+	opus := msgBody("claude-opus-4-1-20250805", true)
+	post(t, url, "/v1/messages", key, opus)
+	if used() != 1 {
+		t.Fatalf("one served request counts")
+	}
+	for _, f := range []fakeupstream.Fault{
+		{Status: 529},
+		{Status: 500},
+		{Status: 429},
+		{DropAfterEvents: 3},
+	} {
+		e.fake.InjectFault(k, f)
+		r := post(t, url, "/v1/messages", key, opus)
+		if f.Status != 0 && r.status != f.Status {
+			t.Fatalf("fault %+v: status %d", f, r.status)
+		}
+		if got := used(); got != 1 {
+			t.Fatalf("fault %+v: used %d, want the place refunded", f, got)
+		}
+	}
+	// An upstream 400 (the customer's own mistake) counts.
+	e.fake.InjectFault(k, fakeupstream.Fault{Status: 400})
+	post(t, url, "/v1/messages", key, opus)
+	if used() != 2 {
+		t.Fatal("an answered 400 counts")
+	}
+	_ = fmt.Sprint
+}
