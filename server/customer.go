@@ -138,7 +138,9 @@ func logFields(cl *caller) map[string]any {
 }
 
 func (s *Server) requireCaller(w http.ResponseWriter, r *http.Request) *caller {
-	cl, herr := s.authenticate(r.Context(), r.Header)
+	ctx, cancel := context.WithTimeout(r.Context(), storeBudget)
+	defer cancel()
+	cl, herr := s.authenticate(ctx, r.Header)
 	if herr != nil {
 		herr.write(w)
 		return nil

@@ -37,7 +37,11 @@ type env struct {
 	logs     *syncBuffer
 	apps     []*App
 	urls     []string
+	stops    []func() // each instance's shutdown, waiting for Run to return
 }
+
+// stop shuts instance i down as SIGTERM would and waits for it to finish.
+func (e *env) stop(i int) { e.stops[i]() }
 
 // syncBuffer collects every log line of the run (for the secrets test).
 type syncBuffer struct {
@@ -61,20 +65,25 @@ type envOpt func(*env)
 
 func withClock(c clock.Clock) envOpt { return func(e *env) { e.clock = c } }
 
+// withRedis points the world at a private redis-server (store-fault tests).
+func withRedis(url string) envOpt { return func(e *env) { e.redisURL = url } }
+
 func newEnv(t *testing.T, opts ...envOpt) *env {
 	t.Helper()
 	e := &env{
-		t:        t,
-		fake:     fakeupstream.Start(fakeupstream.Options{}),
-		redisURL: testenv.RedisURL(t, 7),
-		acctDir:  t.TempDir(),
-		prodDir:  t.TempDir(),
-		tiers:    tiers.Builtin(),
-		clock:    clock.Real{},
-		logs:     &syncBuffer{},
+		t:       t,
+		fake:    fakeupstream.Start(fakeupstream.Options{}),
+		acctDir: t.TempDir(),
+		prodDir: t.TempDir(),
+		tiers:   tiers.Builtin(),
+		clock:   clock.Real{},
+		logs:    &syncBuffer{},
 	}
 	for _, o := range opts {
 		o(e)
+	}
+	if e.redisURL == "" {
+		e.redisURL = testenv.RedisURL(t, 7)
 	}
 	t.Cleanup(e.fake.Close)
 	return e
@@ -145,11 +154,16 @@ func (e *env) start() string {
 			e.t.Errorf("run: %v", err)
 		}
 	}()
-	e.t.Cleanup(func() {
-		cancel()
-		<-done
-		app.Close()
-	})
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			<-done
+			app.Close()
+		})
+	}
+	e.t.Cleanup(stop)
+	e.stops = append(e.stops, stop)
 	url := "http://" + ln.Addr().String()
 	e.apps = append(e.apps, app)
 	e.urls = append(e.urls, url)

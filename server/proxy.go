@@ -23,6 +23,9 @@ import (
 
 type ginContext = gin.Context
 
+// storeBudget bounds the store work done before a request goes upstream.
+const storeBudget = 900 * time.Millisecond
+
 // messages proxies POST /v1/messages: the only counted endpoint.
 func (s *Server) messages(c *ginContext) { s.proxy(c, true) }
 
@@ -59,7 +62,11 @@ func (s *Server) proxy(c *ginContext, counted bool) {
 		return
 	}
 	req.counted, req.start = counted, s.d.Clock.Now()
-	cl, herr := s.authenticate(ctx, r.Header)
+	// The store gets a fixed budget before the upstream call: a hung store
+	// answers 503 within a second instead of holding the client.
+	sctx, cancel := context.WithTimeout(ctx, storeBudget)
+	defer cancel()
+	cl, herr := s.authenticate(sctx, r.Header)
 	if herr != nil {
 		s.metrics.request("", req.family, herr.status)
 		herr.write(w)
@@ -73,7 +80,7 @@ func (s *Server) proxy(c *ginContext, counted bool) {
 			msg: fmt.Sprintf("%s tier can only use %s models", cl.tier.Title(), cl.tier.AllowedText())}).write(w)
 		return
 	}
-	if herr := s.admit(ctx, req); herr != nil {
+	if herr := s.admit(sctx, req); herr != nil {
 		s.metrics.request(cl.tier.Name, req.family, herr.status)
 		if req.quota != nil && herr.typ != errRateLimit {
 			s.refund(req)

@@ -123,14 +123,16 @@ func ParseURL(raw string) (*redis.UniversalOptions, error) {
 
 // Open connects to REDIS_URL, or starts an embedded store when it is empty.
 func Open(ctx context.Context, redisURL string, opts Options) (*Store, error) {
+	// A dead or hung store must turn into a fast 503, not a hanging
+	// request: short timeouts, one retry, and request deadlines honoured.
 	if opts.DialTimeout == 0 {
-		opts.DialTimeout = 500 * time.Millisecond
+		opts.DialTimeout = 300 * time.Millisecond
 	}
 	if opts.ReadTimeout == 0 {
-		opts.ReadTimeout = 800 * time.Millisecond
+		opts.ReadTimeout = 400 * time.Millisecond
 	}
 	if opts.WriteTimeout == 0 {
-		opts.WriteTimeout = 800 * time.Millisecond
+		opts.WriteTimeout = 400 * time.Millisecond
 	}
 	if strings.TrimSpace(redisURL) == "" {
 		m := miniredis.NewMiniRedis()
@@ -140,6 +142,7 @@ func Open(ctx context.Context, redisURL string, opts Options) (*Store, error) {
 		c := redis.NewUniversalClient(&redis.UniversalOptions{
 			Addrs: []string{m.Addr()}, DialTimeout: opts.DialTimeout,
 			ReadTimeout: opts.ReadTimeout, WriteTimeout: opts.WriteTimeout,
+			ContextTimeoutEnabled: true, MaxRetries: 1,
 		})
 		return &Store{Client: c, Embedded: m}, nil
 	}
@@ -148,6 +151,7 @@ func Open(ctx context.Context, redisURL string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
 	uo.DialTimeout, uo.ReadTimeout, uo.WriteTimeout = opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout
+	uo.ContextTimeoutEnabled, uo.MaxRetries = true, 1
 	c := redis.NewUniversalClient(uo)
 	s := &Store{Client: c, Cluster: uo.IsClusterMode}
 	_ = ctx // the first command connects lazily; a down store is reported by /health, not fatal

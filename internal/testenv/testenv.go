@@ -5,9 +5,13 @@ package testenv
 
 import (
 	"context"
+	"net"
 	"os"
+	"os/exec"
 	"strconv"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
@@ -108,3 +112,68 @@ func RedisURL(t testing.TB, db int) string {
 	}
 	return u + o.Addrs[0] + "/" + strconv.Itoa(db)
 }
+
+// Server is a redis-server process of the test's own, which the test may
+// stop and start again (store-fault tests). Its data survives restarts
+// (append-only file in a temp folder).
+type Server struct {
+	t    testing.TB
+	Port int
+	dir  string
+	cmd  *exec.Cmd
+}
+
+// StartRedis starts a private redis-server on a free loopback port.
+func StartRedis(t testing.TB) *Server {
+	t.Helper()
+	_, err := exec.LookPath("redis-server")
+	Require(t, err == nil, "redis-server")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	s := &Server{t: t, Port: port, dir: t.TempDir()}
+	s.Start()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// URL is the server's REDIS_URL.
+func (s *Server) URL() string { return "redis://127.0.0.1:" + strconv.Itoa(s.Port) }
+
+// Start (re)starts the process and waits until it answers.
+func (s *Server) Start() {
+	s.t.Helper()
+	s.cmd = exec.Command("redis-server", "--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
+		"--dir", s.dir, "--appendonly", "yes", "--save", "")
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(s.Port)})
+	defer c.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Ping(context.Background()).Err() != nil {
+		if time.Now().After(deadline) {
+			s.t.Fatal("redis-server did not start")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Stop kills the process (its append-only file keeps the data).
+func (s *Server) Stop() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	_ = s.cmd.Wait()
+	s.cmd = nil
+}
+
+// Pause freezes the process (SIGSTOP): connections hang instead of failing.
+func (s *Server) Pause() { _ = s.cmd.Process.Signal(syscall.SIGSTOP) }
+
+// Resume undoes Pause.
+func (s *Server) Resume() { _ = s.cmd.Process.Signal(syscall.SIGCONT) }
