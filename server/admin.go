@@ -396,7 +396,6 @@ func (s *Server) adminSync(c *gin.Context) {
 		return
 	}
 	rep, err := s.d.Syncer.Sync(c.Request.Context())
-	s.SyncRun(err == nil)
 	if err != nil {
 		adminErr(c, http.StatusServiceUnavailable, "sync failed: "+err.Error())
 		return

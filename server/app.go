@@ -87,7 +87,9 @@ func Assemble(ctx context.Context, cfg AppConfig) (*App, error) {
 		HTTPClient: cfg.TokenClient, Clock: cfg.Clock, Logger: log.WithField("component", "refresh"),
 	})
 	a.Syncer = syncer.New(rdb, syncer.Config{AccountDir: cfg.AccountDir, Tiers: cfg.Tiers, Clock: cfg.Clock,
-		Log: log.WithField("component", "sync")}, a.Accounts, a.Pool, a.Ledger, a.Keys, a.Refresher)
+		Log:   log.WithField("component", "sync"),
+		OnRun: func(ok bool) { a.Server.SyncRun(ok) },
+	}, a.Accounts, a.Pool, a.Ledger, a.Keys, a.Refresher)
 	a.Server = New(cfg.Server, Deps{
 		Redis: rdb, Store: st, Tiers: cfg.Tiers, Keys: a.Keys, Pool: a.Pool, Accounts: a.Accounts,
 		Limiter: a.Limiter, Refresher: a.Refresher, Usage: a.Usage, Syncer: a.Syncer,
@@ -108,8 +110,7 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 		// the periodic sync catches up when it returns.
 		log.WithError(err).Error("initial sync failed")
 	} else {
-		a.Server.SyncRun(true)
-		log.Info(rep.String())
+		log.Debug(rep.String())
 	}
 	bgctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
