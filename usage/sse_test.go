@@ -330,3 +330,34 @@ func TestSSETapDoesNotRetainInput(t *testing.T) {
 		t.Fatalf("got %+v after the caller reused its buffer", got)
 	}
 }
+
+// The handler may read the tap from another goroutine (a deferred recorder,
+// a metrics scrape) while the stream is still being copied.
+func TestSSETapConcurrentReaders(t *testing.T) {
+	tap := NewSSETap()
+	stop := make(chan struct{})
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				if u, _ := tap.Usage(); u.OutputTokens > fullUsage.OutputTokens {
+					t.Errorf("transient usage %+v", u)
+				}
+				tap.Done()
+				tap.Error()
+			}
+		}
+	}()
+	for _, c := range randomSplits(fullStream, 9) {
+		_, _ = tap.Write(c)
+	}
+	close(stop)
+	<-readerDone
+	if got := resultOf(tap); got.usage != fullUsage || !got.done {
+		t.Fatalf("got %+v", got)
+	}
+}
