@@ -17,6 +17,7 @@ import (
 
 	"github.com/claude-route/claude-route/internal/clock"
 	"github.com/claude-route/claude-route/internal/fakeupstream"
+	"github.com/claude-route/claude-route/store"
 )
 
 // testStore is the Store the accounts package will provide, reduced to a
@@ -42,9 +43,11 @@ func (s *testStore) put(ctx context.Context, name string, c Creds) error {
 
 func (s *testStore) OAuthAccounts(ctx context.Context) ([]Account, error) {
 	var out []Account
-	iter := s.rdb.Scan(ctx, 0, "test:acct:*", 100).Iterator()
-	for iter.Next(ctx) {
-		k := iter.Val()
+	found, err := store.ScanKeys(ctx, s.rdb, "test:acct:*") // every master of a cluster
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range found {
 		v, err := s.rdb.HMGet(ctx, k, "tier", "expires").Result()
 		if err != nil {
 			return nil, err
@@ -54,7 +57,7 @@ func (s *testStore) OAuthAccounts(ctx context.Context) ([]Account, error) {
 		exp, _ := strconv.ParseInt(expS, 10, 64)
 		out = append(out, Account{Name: strings.TrimPrefix(k, "test:acct:"), Tier: tier, ExpiresAt: time.UnixMilli(exp)})
 	}
-	return out, iter.Err()
+	return out, nil
 }
 
 var errNoAccount = errors.New("no such account")
