@@ -56,6 +56,9 @@ type Config struct {
 	RetryDelay time.Duration
 
 	HTTPClient *http.Client
+	// OnOutcome, if set, hears each refresh's outcome ("success",
+	// "failure", "blocked", "retry_later", "gave_up") for metrics.
+	OnOutcome func(outcome string)
 	Clock      clock.Clock
 	Logger     *logrus.Entry
 }

@@ -362,6 +362,7 @@ func (r *Refresher) fire(ctx context.Context, name string, exp time.Time) {
 	res := r.do(ctx, name, false, func(c Creds, _ time.Time) bool {
 		return !c.ExpiresAt.After(exp) // later expiry: someone already refreshed
 	})
+	r.report(res)
 	switch res.kind {
 	case refreshed, notNeeded:
 		if err := r.replan(ctx); err != nil && ctx.Err() == nil {
@@ -390,6 +391,7 @@ func (r *Refresher) RefreshNow(ctx context.Context, name, seenAccess string) (Cr
 		}
 		return subtle.ConstantTimeCompare([]byte(c.AccessToken), []byte(seenAccess)) == 1
 	})
+	r.report(res)
 	switch res.kind {
 	case refreshed, notNeeded:
 		return res.creds, nil
@@ -399,6 +401,25 @@ func (r *Refresher) RefreshNow(ctx context.Context, name, seenAccess string) (Cr
 }
 
 type outcome int
+
+// report tells Config.OnOutcome (the server's metrics) how a refresh went.
+func (r *Refresher) report(res result) {
+	if r.cfg.OnOutcome == nil {
+		return
+	}
+	switch {
+	case res.kind == refreshed:
+		r.cfg.OnOutcome("success")
+	case res.kind == gaveUp:
+		r.cfg.OnOutcome("gave_up")
+	case res.kind == retryLater:
+		r.cfg.OnOutcome("retry_later")
+	case errors.Is(res.err, ErrCooldown), errors.Is(res.err, ErrAttemptsExhausted):
+		r.cfg.OnOutcome("blocked")
+	case res.kind == waiting && res.err != nil:
+		r.cfg.OnOutcome("failure")
+	}
+}
 
 const (
 	refreshed  outcome = iota

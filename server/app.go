@@ -85,6 +85,7 @@ func Assemble(ctx context.Context, cfg AppConfig) (*App, error) {
 	a.Refresher = refresh.New(rdb, refreshStore{a.Accounts}, refreshFiles{a.Accounts}, a.Pool, refresh.Config{
 		TokenURL: cfg.OAuthTokenURL, ClientID: cfg.OAuthClientID, Lead: cfg.RefreshLead,
 		HTTPClient: cfg.TokenClient, Clock: cfg.Clock, Logger: log.WithField("component", "refresh"),
+		OnOutcome: func(o string) { a.Server.RefreshOutcome(o) },
 	})
 	a.Syncer = syncer.New(rdb, syncer.Config{AccountDir: cfg.AccountDir, Tiers: cfg.Tiers, Clock: cfg.Clock,
 		Log:   log.WithField("component", "sync"),

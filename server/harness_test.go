@@ -34,6 +34,7 @@ type env struct {
 	prodDir  string
 	tiers    *tiers.Table
 	clock    clock.Clock
+	lead     time.Duration
 	logs     *syncBuffer
 	apps     []*App
 	urls     []string
@@ -64,6 +65,9 @@ func (b *syncBuffer) String() string {
 type envOpt func(*env)
 
 func withClock(c clock.Clock) envOpt { return func(e *env) { e.clock = c } }
+
+// withLead sets how long before expiry tokens are refreshed.
+func withLead(d time.Duration) envOpt { return func(e *env) { e.lead = d } }
 
 // withRedis points the world at a private redis-server (store-fault tests).
 func withRedis(url string) envOpt { return func(e *env) { e.redisURL = url } }
@@ -134,7 +138,7 @@ func (e *env) start() string {
 		Tiers:         e.tiers,
 		OAuthTokenURL: e.fake.TokenURL(),
 		OAuthClientID: fakeupstream.ClientID,
-		RefreshLead:   time.Minute,
+		RefreshLead:   e.lead,
 		SyncInterval:  time.Hour,
 		ShutdownGrace: 5 * time.Second,
 		Clock:         e.clock,

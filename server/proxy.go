@@ -18,6 +18,7 @@ import (
 
 	"github.com/claude-route/claude-route/accounts"
 	"github.com/claude-route/claude-route/ratelimit"
+	"github.com/claude-route/claude-route/refresh"
 	"github.com/claude-route/claude-route/usage"
 )
 
@@ -321,12 +322,17 @@ func (s *Server) accountFailed(ctx context.Context, req *request, status int, bo
 			return false
 		}
 		creds, err := s.d.Refresher.RefreshNow(ctx, req.acct.Name, req.acct.AccessToken)
-		if err != nil {
-			log.WithError(err).Warn("token refresh after an expired-token answer failed")
+		if err == nil {
+			req.acct.AccessToken, req.acct.RefreshToken, req.acct.ExpiresAt = creds.AccessToken, creds.RefreshToken, creds.ExpiresAt
+			return true
+		}
+		log.WithError(err).Warn("token refresh after an expired-token answer failed")
+		if !errors.Is(err, refresh.ErrInvalidGrant) {
 			return false
 		}
-		req.acct.AccessToken, req.acct.RefreshToken, req.acct.ExpiresAt = creds.AccessToken, creds.RefreshToken, creds.ExpiresAt
-		return true
+		// The refresh token is dead for good: the account is gone; move the key.
+		reason = "refresh token rejected (invalid_grant)"
+		fallthrough
 	case blacklist:
 		if err := s.d.Pool.Blacklist(ctx, req.acct.Name, reason); err != nil {
 			log.WithError(err).Warn("could not blacklist")
