@@ -59,8 +59,8 @@ type Config struct {
 	// OnOutcome, if set, hears each refresh's outcome ("success",
 	// "failure", "blocked", "retry_later", "gave_up") for metrics.
 	OnOutcome func(outcome string)
-	Clock      clock.Clock
-	Logger     *logrus.Entry
+	Clock     clock.Clock
+	Logger    *logrus.Entry
 }
 
 func (c Config) withDefaults() Config {
