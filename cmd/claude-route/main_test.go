@@ -1,0 +1,203 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/claude-route/claude-route/internal/fakeupstream"
+	"github.com/claude-route/claude-route/internal/testenv"
+)
+
+func envOf(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestBadConfigurationNamesTheVariable(t *testing.T) {
+	dir := t.TempDir()
+	notDir := filepath.Join(dir, "file")
+	_ = os.WriteFile(notDir, []byte("x"), 0o600)
+	badTiers := filepath.Join(dir, "tiers.json")
+	_ = os.WriteFile(badTiers, []byte(`{"tiers":[{"name":"gold","slots":0}]}`), 0o600)
+	cases := []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"LISTEN_ADDR": "8080"}, "LISTEN_ADDR"},
+		{map[string]string{"REDIS_URL": "ftp://x"}, "REDIS_URL"},
+		{map[string]string{"UPSTREAM_URL": "not a url"}, "UPSTREAM_URL"},
+		{map[string]string{"OAUTH_TOKEN_URL": "x"}, "OAUTH_TOKEN_URL"},
+		{map[string]string{"SYNC_INTERVAL": "often"}, "SYNC_INTERVAL"},
+		{map[string]string{"SYNC_INTERVAL": "-1h"}, "SYNC_INTERVAL"},
+		{map[string]string{"LOG_FORMAT": "xml"}, "LOG_FORMAT"},
+		{map[string]string{"MAX_BODY_BYTES": "lots"}, "MAX_BODY_BYTES"},
+		{map[string]string{"TIERS_FILE": badTiers}, "TIERS_FILE"},
+		{map[string]string{"TIERS_FILE": filepath.Join(dir, "missing.json")}, "TIERS_FILE"},
+		{map[string]string{"ACCOUNT_DIR": notDir}, "ACCOUNT_DIR"},
+	}
+	for _, c := range cases {
+		t.Run(c.want, func(t *testing.T) {
+			var stderr bytes.Buffer
+			code := run(context.Background(), []string{"serve"}, envOf(c.env), io.Discard, &stderr)
+			lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+			if code != 2 || len(lines) != 1 || !strings.Contains(lines[0], c.want) {
+				t.Fatalf("exit %d, stderr %q: want one line naming %s", code, stderr.String(), c.want)
+			}
+		})
+	}
+	if code := run(context.Background(), []string{"bogus"}, envOf(nil), io.Discard, io.Discard); code != 2 {
+		t.Fatalf("unknown command exit %d", code)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestDemoCurlWorksWhenPasted runs `demo` and pastes the curl it prints
+// into a shell.
+func TestDemoCurlWorksWhenPasted(t *testing.T) {
+	_, err := exec.LookPath("curl")
+	testenv.Require(t, err == nil, "curl")
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &lockedBuffer{}
+	done := make(chan int)
+	go func() { done <- run(ctx, []string{"demo"}, envOf(map[string]string{"LISTEN_ADDR": "127.0.0.1:0"}), out, io.Discard) }()
+	var curl string
+	deadline := time.Now().Add(20 * time.Second)
+	for curl == "" && time.Now().Before(deadline) {
+		sc := bufio.NewScanner(strings.NewReader(out.String()))
+		for sc.Scan() {
+			if l := strings.TrimSpace(sc.Text()); strings.HasPrefix(l, "curl ") {
+				curl = l
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if curl == "" {
+		cancel()
+		t.Fatalf("demo printed no curl: %q", out.String())
+	}
+	res, err := exec.Command("bash", "-c", curl).CombinedOutput()
+	if err != nil || !strings.Contains(string(res), "event: message_stop") || !strings.Contains(string(res), "text_delta") {
+		t.Fatalf("pasted curl: %v\n%s", err, res)
+	}
+	// The operator commands it suggests work too.
+	m := regexp.MustCompile(`export CLAUDE_ROUTE_URL=(\S+) ADMIN_TOKEN=(\S+)`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("no operator hint: %q", out.String())
+	}
+	var pool bytes.Buffer
+	if code := run(ctx, []string{"pool", "--tier", "trial"}, envOf(map[string]string{"CLAUDE_ROUTE_URL": m[1], "ADMIN_TOKEN": m[2]}), &pool, io.Discard); code != 0 || !strings.Contains(pool.String(), "trial-api") {
+		t.Fatalf("pool: %d %q", code, pool.String())
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("demo exit %d", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("demo did not stop")
+	}
+}
+
+// TestOperatorCommands drives every operator command against `serve`.
+func TestOperatorCommands(t *testing.T) {
+	redisURL := testenv.RedisURL(t, 8)
+	fake := fakeupstream.Start(fakeupstream.Options{})
+	defer fake.Close()
+	fake.AddAPIKey("sk-ant-api03-op")
+	acct, prod := t.TempDir(), t.TempDir()
+	_ = os.MkdirAll(filepath.Join(acct, "high"), 0o700)
+	_ = os.WriteFile(filepath.Join(acct, "high", "h1.json"), []byte(`{"apiKey":"sk-ant-api03-op"}`), 0o600)
+	env := map[string]string{
+		"LISTEN_ADDR": "127.0.0.1:0", "REDIS_URL": redisURL, "ACCOUNT_DIR": acct, "PRODUCT_DIR": prod,
+		"UPSTREAM_URL": fake.URL(), "ADMIN_TOKEN": "op-token",
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- cmdServe(ctx, envOf(env), io.Discard, ready) }()
+	addr := <-ready
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}()
+	env["CLAUDE_ROUTE_URL"] = "http://" + addr
+	cli := func(args ...string) (string, int) {
+		var out, errb bytes.Buffer
+		code := run(ctx, args, envOf(env), &out, &errb)
+		return out.String() + errb.String(), code
+	}
+	out, code := cli("key", "issue", "--tier", "high", "--account", "h1", "--note", "alice")
+	key := strings.SplitN(out, "\n", 2)[0]
+	if code != 0 || !regexp.MustCompile(`^sk-cli-v1-[0-9A-Za-z]{32}$`).MatchString(key) {
+		t.Fatalf("issue: %d %q", code, out)
+	}
+	if out, code := cli("key", "issue", "--tier", "high", "--account", "nope"); code == 0 || !strings.Contains(out, "not in tier") {
+		t.Fatalf("unknown account: %d %q", code, out)
+	}
+	if out, code := cli("key", "issue", "--tier", "gold"); code == 0 || !strings.Contains(out, "unknown tier") {
+		t.Fatalf("unknown tier: %d %q", code, out)
+	}
+	if out, _ := cli("key", "list", "--tier", "high"); !strings.Contains(out, "alice") || !strings.Contains(out, "h1") || strings.Contains(out, key) {
+		t.Fatalf("list: %q", out)
+	}
+	if out, _ := cli("key", "show", key); !strings.Contains(out, `"tier": "high"`) || strings.Contains(out, key) {
+		t.Fatalf("show: %q", out)
+	}
+	if out, _ := cli("pool"); !strings.Contains(out, "h1") || !strings.Contains(out, "slots 1/3") {
+		t.Fatalf("pool: %q", out)
+	}
+	if out, code := cli("blacklist", "h1", "--reason", "maintenance"); code != 0 {
+		t.Fatalf("blacklist: %q", out)
+	}
+	if out, _ := cli("pool", "--tier", "high"); !strings.Contains(out, "BLACKLISTED") || !strings.Contains(out, "maintenance") {
+		t.Fatalf("pool after blacklist: %q", out)
+	}
+	if out, _ := cli("recover", "h1"); !strings.Contains(out, "off the blacklist") {
+		t.Fatalf("recover: %q", out)
+	}
+	if out, _ := cli("sync"); !strings.Contains(out, "sync: accounts") {
+		t.Fatalf("sync: %q", out)
+	}
+	if out, _ := cli("status"); !strings.Contains(out, "store: up") || !strings.Contains(out, "last sync:") || !strings.Contains(out, "h1") {
+		t.Fatalf("status: %q", out)
+	}
+	if out, _ := cli("key", "revoke", key); !strings.Contains(out, "revoked") {
+		t.Fatalf("revoke: %q", out)
+	}
+	if out, _ := cli("pool", "--json"); !strings.Contains(out, `"slots_used":0`) {
+		t.Fatalf("revoking must free the slot: %q", out)
+	}
+	env["ADMIN_TOKEN"] = "wrong"
+	if out, code := cli("pool"); code == 0 || !strings.Contains(out, "Invalid admin token") {
+		t.Fatalf("wrong token: %d %q", code, out)
+	}
+}
