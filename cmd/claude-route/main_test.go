@@ -85,7 +85,9 @@ func TestDemoCurlWorksWhenPasted(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &lockedBuffer{}
 	done := make(chan int)
-	go func() { done <- run(ctx, []string{"demo"}, envOf(map[string]string{"LISTEN_ADDR": "127.0.0.1:0"}), out, io.Discard) }()
+	go func() {
+		done <- run(ctx, []string{"demo"}, envOf(map[string]string{"LISTEN_ADDR": "127.0.0.1:0"}), out, io.Discard)
+	}()
 	var curl string
 	deadline := time.Now().Add(20 * time.Second)
 	for curl == "" && time.Now().Before(deadline) {
