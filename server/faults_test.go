@@ -228,3 +228,17 @@ func TestShutdownDrainsInFlightStreams(t *testing.T) {
 		t.Fatal("shutdown did not finish after the stream ended")
 	}
 }
+
+func TestOversizeHeadersRefusedAndServiceContinues(t *testing.T) {
+	e := newEnv(t)
+	e.apiAccount("trial", "t1")
+	url := e.start()
+	key := e.issue("trial")
+	r := post(t, url, "/v1/messages", key, msgBody("claude-sonnet-4-5", false), "X-Padding", strings.Repeat("p", 200<<10))
+	if r.status != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("oversize headers: %d", r.status)
+	}
+	if r := post(t, url, "/v1/messages", key, msgBody("claude-sonnet-4-5", false)); r.status != 200 {
+		t.Fatalf("service must keep serving: %d", r.status)
+	}
+}
