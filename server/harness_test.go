@@ -27,7 +27,7 @@ const adminToken = "test-admin-token"
 // env is one test world: a fake upstream, an account folder, a ledger and
 // the real Redis, with one or more proxy instances sharing them.
 type env struct {
-	t        *testing.T
+	t        testing.TB
 	fake     *fakeupstream.Server
 	redisURL string
 	acctDir  string
@@ -72,7 +72,10 @@ func withLead(d time.Duration) envOpt { return func(e *env) { e.lead = d } }
 // withRedis points the world at a private redis-server (store-fault tests).
 func withRedis(url string) envOpt { return func(e *env) { e.redisURL = url } }
 
-func newEnv(t *testing.T, opts ...envOpt) *env {
+// newEnvB is newEnv for benchmarks.
+func newEnvB(b *testing.B, opts ...envOpt) *env { return newEnv(b, opts...) }
+
+func newEnv(t testing.TB, opts ...envOpt) *env {
 	t.Helper()
 	e := &env{
 		t:       t,
@@ -129,6 +132,9 @@ func (e *env) start() string {
 	log := logrus.New()
 	log.SetOutput(e.logs)
 	log.SetLevel(logrus.DebugLevel)
+	if _, bench := e.t.(*testing.B); bench {
+		log.SetLevel(logrus.InfoLevel) // production's level, so the figures are production's
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	app, err := Assemble(ctx, AppConfig{
 		Server:        Config{UpstreamURL: e.fake.URL(), AdminToken: adminToken, HeaderTimeout: 2 * time.Second},
