@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/claude-route/claude-route/internal/clock"
 	"github.com/claude-route/claude-route/internal/testenv"
 	"github.com/claude-route/claude-route/store"
 )
@@ -220,5 +221,33 @@ func TestConcurrentSyncsRunOnce(t *testing.T) {
 	}
 	if joined != 1 || !reps[0]["started"].(time.Time).Equal(reps[1]["started"].(time.Time)) {
 		t.Fatalf("two syncs at once must run one: %v", reps)
+	}
+}
+
+func TestExpiredKeyFreesItsSlotAtSync(t *testing.T) {
+	fc := clock.NewFake(time.Now())
+	e := newEnv(t, withClock(fc))
+	e.apiAccount("trial", "t1")
+	url := e.start()
+	key := e.issue("trial")
+	if r := post(t, url, "/v1/messages", key, msgBody("claude-sonnet-4-5", false)); r.status != 200 {
+		t.Fatal(r.status)
+	}
+	slots := func() float64 {
+		var p struct {
+			Tiers []struct {
+				SlotsUsed float64 `json:"slots_used"`
+			}
+		}
+		e.admin(http.MethodGet, "/admin/api/pool?tier=trial", nil, &p)
+		return p.Tiers[0].SlotsUsed
+	}
+	if slots() != 1 {
+		t.Fatal("bound key takes a slot")
+	}
+	fc.Advance(24*time.Hour + time.Minute) // a trial key lives one day
+	rep := e.sync()
+	if rep["slots_released"].(float64) != 1 || slots() != 0 {
+		t.Fatalf("expired key's slot not released: %v", rep)
 	}
 }
