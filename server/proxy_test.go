@@ -402,3 +402,20 @@ func TestHotPathRoundTrips(t *testing.T) {
 	}
 	_ = context.Background()
 }
+
+func TestRevokeTakesEffectOnEveryInstanceAtOnce(t *testing.T) {
+	e := newEnv(t)
+	e.apiAccount("trial", "t1")
+	_, u2 := e.start(), e.start()
+	key := e.issue("trial")
+	if r := post(t, u2, "/v1/messages", key, msgBody("claude-sonnet-4-5", false)); r.status != 200 {
+		t.Fatal(r.status)
+	}
+	if st := e.admin(http.MethodDelete, "/admin/api/keys/"+keyIDOf(key), nil, nil); st != 200 {
+		t.Fatal(st)
+	}
+	r := post(t, u2, "/v1/messages", key, msgBody("claude-sonnet-4-5", false))
+	if r.status != 401 || !strings.Contains(r.errMessage(), "Unauthorized API key") {
+		t.Fatalf("revoked key on the other instance: %d %s", r.status, r.body)
+	}
+}
