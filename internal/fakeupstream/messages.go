@@ -85,11 +85,11 @@ func (s *Server) stop(w http.ResponseWriter, err error) {
 }
 
 // abort closes the connection without finishing the response: the client
-// sees an unexpected EOF, as when a real upstream connection breaks.
+// sees an unexpected EOF, as when a real upstream connection breaks. It
+// does not flush: stream events are flushed as they are written, and a
+// response whose headers were never sent must stay unsent.
 func (s *Server) abort(w http.ResponseWriter) {
-	rc := http.NewResponseController(w)
-	_ = rc.Flush() // push what was written before we cut
-	conn, _, err := rc.Hijack()
+	conn, _, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		// HTTP/2 or a writer that cannot hijack: the server's own way to
 		// abort a response mid-way.
