@@ -47,7 +47,7 @@ func streamBody() string {
 	return strings.Replace(simpleBody, `"max_tokens":100`, `"max_tokens":100,"stream":true`, 1)
 }
 
-func send(t *testing.T, ctx context.Context, s *Server, method, path string, h http.Header, body string) (*http.Response, error) {
+func send(t testing.TB, ctx context.Context, s *Server, method, path string, h http.Header, body string) (*http.Response, error) {
 	t.Helper()
 	req, err := http.NewRequestWithContext(ctx, method, s.URL()+path, strings.NewReader(body))
 	if err != nil {

@@ -85,7 +85,8 @@ type messagesRequest struct {
 }
 
 // parseMessages validates a Messages (or, without needMaxTokens, a
-// count_tokens) body the way the API does, with its error wording.
+// count_tokens) body the way the API does, with its error wording (hence
+// the capitalised messages: they are answer text, not Go error chains).
 func parseMessages(body []byte, needMaxTokens bool) (messagesRequest, error) {
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(body, &fields); err != nil || fields == nil {
