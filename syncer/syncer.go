@@ -9,11 +9,15 @@ package syncer
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-redsync/redsync/v4"
@@ -27,33 +31,36 @@ import (
 	"github.com/claude-route/claude-route/tiers"
 )
 
-// AccountStore holds account credentials in Redis.
+// AccountStore holds account credentials in Redis (accounts.Store).
 type AccountStore interface {
 	Put(ctx context.Context, a accounts.Account) error
 	All(ctx context.Context) ([]accounts.Account, error)
 	Delete(ctx context.Context, name string) error
 }
 
-// Pool is the binding state.
+// Pool is the binding state (accounts.Pool).
 type Pool interface {
 	SetTier(ctx context.Context, account, tier string) error
 	Remove(ctx context.Context, account string) (int, error)
 	Recount(ctx context.Context) (int, error)
 	RestoreBinding(ctx context.Context, keyHash, tier string, slots int, account string) (bool, error)
 	Release(ctx context.Context, keyHash string) (bool, error)
+	Bindings(ctx context.Context) (map[string]string, error)
 }
 
-// KeyLedger is the durable record of issued keys.
+// KeyLedger is the durable record of issued keys (keys.Ledger).
 type KeyLedger interface {
 	All(ctx context.Context) ([]keys.Record, error)
 }
 
-// KeyStore restores ledger records into Redis.
+// KeyStore restores ledger records into Redis (keys.Store).
 type KeyStore interface {
 	Restore(ctx context.Context, r keys.Record) (bool, error)
 }
 
-// Refresher re-plans OAuth refreshes after accounts changed.
+// Refresher re-plans OAuth refreshes after accounts changed; its Replan
+// re-reads the OAuth accounts from Redis, so removed accounts lose their
+// refresh timers and new ones get one.
 type Refresher interface {
 	Replan(ctx context.Context) error
 }
@@ -61,18 +68,27 @@ type Refresher interface {
 // Config tunes a Syncer.
 type Config struct {
 	AccountDir string
-	Tiers      *tiers.Table
-	Clock      clock.Clock
+	Tiers      *tiers.Table // nil: tiers.Builtin()
+	Clock      clock.Clock  // nil: the wall clock
 	Log        logrus.FieldLogger
-	// LockTTL bounds how long a crashed replica can hold the sync lock.
+	// LockTTL bounds how long a crashed replica can block syncs. A running
+	// sync extends the lock, so a slow sync never loses it midway.
 	LockTTL time.Duration
-	// OnRun, if set, is told of every sync this replica runs.
+	// OnRun, if set, is told of every sync this replica runs (metrics).
 	OnRun func(ok bool)
 }
 
+// Redis keys owned by this package.
 const (
-	lockName = "cr:lock:sync"
-	lastKey  = "cr:sync:last"
+	lockKey   = "cr:sync:lock"
+	lastKey   = "cr:sync:last"
+	runPrefix = "cr:sync:run:" // + run id: a finished sync's report, for replicas that joined it
+	// runTTL keeps a run's report long enough for every waiting replica to
+	// read it; cr:sync:last keeps the latest for good.
+	runTTL = time.Hour
+	// joinPoll is how often a waiting replica looks whether the running
+	// sync is done. It is Redis time (the lock's expiry), not clock time.
+	joinPoll = 25 * time.Millisecond
 )
 
 // Syncer runs full syncs.
@@ -93,7 +109,13 @@ func New(rdb redis.UniversalClient, cfg Config, as AccountStore, pool Pool, ledg
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}
 	}
-	if cfg.LockTTL == 0 {
+	if cfg.Tiers == nil {
+		cfg.Tiers = tiers.Builtin()
+	}
+	if cfg.Log == nil {
+		cfg.Log = logrus.New()
+	}
+	if cfg.LockTTL <= 0 {
 		cfg.LockTTL = 2 * time.Minute
 	}
 	host, _ := os.Hostname()
@@ -101,15 +123,17 @@ func New(rdb redis.UniversalClient, cfg Config, as AccountStore, pool Pool, ledg
 		rs: redsync.New(goredis.NewPool(rdb)), host: fmt.Sprintf("%s/%d", host, os.Getpid())}
 }
 
-// Report is what a sync did.
+// Report is what a sync did. It holds account names and counts, never a
+// credential or a key.
 type Report struct {
+	// ID names the run; replicas that joined it return the same ID.
+	ID               string        `json:"id"`
 	StartedAt        time.Time     `json:"started_at"`
-	Duration         time.Duration `json:"-"`
-	DurationMS       int64         `json:"duration_ms"`
+	Duration         time.Duration `json:"-"` // encoded as duration_ms
 	Added            []string      `json:"accounts_added"`
 	Updated          []string      `json:"accounts_updated"`
 	Removed          []string      `json:"accounts_removed"`
-	Skipped          []string      `json:"files_skipped"`
+	Skipped          []string      `json:"files_skipped"` // "path: reason"
 	KeysRestored     int           `json:"keys_restored"`
 	BindingsRestored int           `json:"bindings_restored"`
 	BindingsMoved    int           `json:"bindings_moved"`
@@ -121,11 +145,35 @@ type Report struct {
 	Error  string `json:"error,omitempty"`
 }
 
+type reportJSON Report
+
+// MarshalJSON writes Duration as whole milliseconds (duration_ms).
+func (r Report) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		reportJSON
+		DurationMS int64 `json:"duration_ms"`
+	}{reportJSON(r), r.Duration.Milliseconds()})
+}
+
+// UnmarshalJSON reads what MarshalJSON wrote.
+func (r *Report) UnmarshalJSON(b []byte) error {
+	var v struct {
+		reportJSON
+		DurationMS int64 `json:"duration_ms"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*r = Report(v.reportJSON)
+	r.Duration = time.Duration(v.DurationMS) * time.Millisecond
+	return nil
+}
+
 // String is the one-line summary the CLI prints and the log keeps.
 func (r Report) String() string {
 	s := fmt.Sprintf("sync: accounts +%d ~%d -%d, %d keys restored, %d bindings restored, %d moved, %d slots released, %d files skipped, %dms",
 		len(r.Added), len(r.Updated), len(r.Removed), r.KeysRestored, r.BindingsRestored, r.BindingsMoved,
-		r.SlotsReleased, len(r.Skipped), r.DurationMS)
+		r.SlotsReleased, len(r.Skipped), r.Duration.Milliseconds())
 	if r.Joined {
 		s += " (run by " + r.Replica + ", joined)"
 	}
@@ -140,27 +188,68 @@ func (r Report) String() string {
 var ErrNoAccountDir = errors.New("account folder missing")
 
 // Sync runs a full sync, or, if another replica is running one, waits for
-// it and returns its report (Joined).
+// it and returns that sync's report with Joined set: two replicas asked at
+// the same moment run one sync and both return its report.
 func (s *Syncer) Sync(ctx context.Context) (Report, error) {
-	m := s.rs.NewMutex(lockName, redsync.WithExpiry(s.cfg.LockTTL), redsync.WithTries(1))
-	if err := m.TryLockContext(ctx); err != nil {
+	for {
+		id, err := newRunID()
+		if err != nil {
+			return Report{}, err
+		}
+		m := s.rs.NewMutex(lockKey, redsync.WithExpiry(s.cfg.LockTTL), redsync.WithTries(1),
+			redsync.WithGenValueFunc(func() (string, error) { return id, nil }))
+		err = m.TryLockContext(ctx)
+		if err == nil {
+			return s.locked(ctx, m, id)
+		}
 		var taken *redsync.ErrTaken
-		if !errors.As(err, &taken) && !errors.Is(err, redsync.ErrFailed) {
+		if !errors.As(err, &taken) {
 			return Report{}, fmt.Errorf("sync lock: %w", err)
 		}
-		return s.join(ctx)
+		rep, ok, err := s.join(ctx)
+		if err != nil || ok {
+			return rep, err
+		}
+		// The sync we waited for left no report (its replica died, or the
+		// lock was gone before we saw whose it was): try to run one.
 	}
-	defer func() {
-		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		defer cancel()
-		_, _ = m.UnlockContext(uctx)
+}
+
+func newRunID() (string, error) {
+	var b [12]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("sync id: %w", err)
+	}
+	return hex.EncodeToString(b[:]), nil
+}
+
+// locked runs the sync under m, keeps m alive while it runs, publishes the
+// report and releases m as soon as the report is out.
+func (s *Syncer) locked(ctx context.Context, m *redsync.Mutex, id string) (Report, error) {
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.keepLock(ctx, m, stop)
 	}()
 	rep, err := s.run(ctx)
+	rep.ID = id
 	if err != nil {
 		rep.Error = err.Error()
 	}
-	if b, merr := json.Marshal(rep); merr == nil {
-		_ = s.rdb.Set(ctx, lastKey, b, 0).Err()
+	// The report is written even when ctx ended (a cancelled sync still
+	// tells what it did), and before the unlock, so that a replica that
+	// sees the lock gone finds the report.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	if werr := s.publish(wctx, rep); werr != nil {
+		s.cfg.Log.WithError(werr).Warn("could not store the sync report")
+	}
+	close(stop)
+	wg.Wait()
+	if _, uerr := m.UnlockContext(wctx); uerr != nil {
+		s.cfg.Log.WithError(uerr).Warn("could not release the sync lock; it expires by itself")
 	}
 	if s.cfg.OnRun != nil {
 		s.cfg.OnRun(err == nil)
@@ -174,28 +263,86 @@ func (s *Syncer) Sync(ctx context.Context) (Report, error) {
 	return rep, err
 }
 
-// join waits for the running sync to finish and returns its report.
-func (s *Syncer) join(ctx context.Context) (Report, error) {
+// keepLock extends the lock while the sync runs, so that a sync slower
+// than LockTTL is never joined by a second one. It uses wall time on
+// purpose: the lock expires in Redis time.
+func (s *Syncer) keepLock(ctx context.Context, m *redsync.Mutex, stop <-chan struct{}) {
+	t := time.NewTicker(s.cfg.LockTTL / 3)
+	defer t.Stop()
 	for {
-		n, err := s.rdb.Exists(ctx, lockName).Result()
-		if err != nil {
-			return Report{}, fmt.Errorf("sync lock: %w", err)
+		select {
+		case <-stop:
+			return
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if ok, err := m.ExtendContext(ctx); !ok {
+				s.cfg.Log.WithError(err).Warn("could not extend the sync lock")
+			}
 		}
-		if n == 0 {
-			break
+	}
+}
+
+func (s *Syncer) publish(ctx context.Context, rep Report) error {
+	b, err := json.Marshal(rep)
+	if err != nil {
+		return fmt.Errorf("encode sync report: %w", err)
+	}
+	// A plain pipeline: the two keys live in different cluster slots.
+	pipe := s.rdb.Pipeline()
+	pipe.Set(ctx, runPrefix+rep.ID, b, runTTL)
+	pipe.Set(ctx, lastKey, b, 0)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("store sync report: %w", err)
+	}
+	return nil
+}
+
+// join waits for the sync holding the lock and returns its report. ok is
+// false when there is no report to return: the lock was already gone when
+// we looked, or its holder died without writing one.
+func (s *Syncer) join(ctx context.Context) (rep Report, ok bool, err error) {
+	id, err := s.rdb.Get(ctx, lockKey).Result()
+	if errors.Is(err, redis.Nil) {
+		return Report{}, false, nil
+	}
+	if err != nil {
+		return Report{}, false, fmt.Errorf("sync lock: %w", err)
+	}
+	t := time.NewTimer(joinPoll)
+	defer t.Stop()
+	for {
+		b, err := s.rdb.Get(ctx, runPrefix+id).Bytes()
+		switch {
+		case err == nil:
+			if err := json.Unmarshal(b, &rep); err != nil {
+				return Report{}, false, fmt.Errorf("sync report: %w", err)
+			}
+			rep.Joined = true
+			return rep, true, nil
+		case !errors.Is(err, redis.Nil):
+			return Report{}, false, fmt.Errorf("sync report: %w", err)
 		}
+		// No report yet: is the run still holding the lock?
+		cur, err := s.rdb.Get(ctx, lockKey).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return Report{}, false, fmt.Errorf("sync lock: %w", err)
+		}
+		if cur != id {
+			// Released or expired with no report written before: look
+			// once more (publish happens before unlock), then give up.
+			if n, err := s.rdb.Exists(ctx, runPrefix+id).Result(); err == nil && n == 1 {
+				continue
+			}
+			return Report{}, false, nil
+		}
+		t.Reset(joinPoll)
 		select {
 		case <-ctx.Done():
-			return Report{}, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+			return Report{}, false, fmt.Errorf("waiting for the running sync: %w", ctx.Err())
+		case <-t.C:
 		}
 	}
-	last, err := s.Last(ctx)
-	if err != nil || last == nil {
-		return Report{}, fmt.Errorf("a sync ran elsewhere but left no report: %v", err)
-	}
-	last.Joined = true
-	return *last, nil
 }
 
 // Last returns the latest sync's report, nil if none ran yet.
@@ -205,18 +352,24 @@ func (s *Syncer) Last(ctx context.Context) (*Report, error) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("read last sync: %w", err)
 	}
 	var r Report
 	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("read last sync: %w", err)
 	}
 	return &r, nil
 }
 
-// Run syncs every interval until ctx ends (the sync at start is the
-// caller's, so that it can happen before serving).
+// Run syncs every interval (on the configured clock) until ctx ends. The
+// sync at start is the caller's, so that it happens before serving. A
+// non-positive interval disables periodic syncs. Errors are logged; the
+// next tick retries.
 func (s *Syncer) Run(ctx context.Context, every time.Duration) {
+	if every <= 0 {
+		<-ctx.Done()
+		return
+	}
 	for {
 		fire := make(chan struct{})
 		t := s.cfg.Clock.AfterFunc(every, func() { close(fire) })
@@ -235,35 +388,67 @@ func (s *Syncer) Run(ctx context.Context, every time.Duration) {
 func (s *Syncer) run(ctx context.Context) (Report, error) {
 	start := s.cfg.Clock.Now()
 	rep := Report{StartedAt: start.UTC(), Replica: s.host, Added: []string{}, Updated: []string{}, Removed: []string{}, Skipped: []string{}}
-	defer func() {
-		rep.Duration = s.cfg.Clock.Now().Sub(start)
-		rep.DurationMS = rep.Duration.Milliseconds()
-	}()
+	defer func() { rep.Duration = s.cfg.Clock.Now().Sub(start) }()
+	tierOf, err := s.syncAccounts(ctx, &rep)
+	if err != nil {
+		return rep, err
+	}
+	if err := s.syncKeys(ctx, tierOf, &rep); err != nil {
+		return rep, err
+	}
+	dropped, err := s.pool.Recount(ctx)
+	if err != nil {
+		return rep, err
+	}
+	rep.BindingsMoved += dropped
+	if s.rf != nil {
+		// The sync itself succeeded; a re-plan failure is the refresher's
+		// to retry (it re-plans on its own schedule too).
+		if err := s.rf.Replan(ctx); err != nil {
+			s.cfg.Log.WithError(err).Warn("refresh re-plan after sync failed")
+		}
+	}
+	return rep, nil
+}
+
+// syncAccounts puts every file's account in Redis and removes the accounts
+// whose file is gone. It returns each account's tier after the sync.
+func (s *Syncer) syncAccounts(ctx context.Context, rep *Report) (map[string]string, error) {
 	if st, err := os.Stat(s.cfg.AccountDir); err != nil || !st.IsDir() {
-		return rep, fmt.Errorf("%w: %s", ErrNoAccountDir, s.cfg.AccountDir)
+		return nil, fmt.Errorf("%w: %s", ErrNoAccountDir, s.cfg.AccountDir)
 	}
 	files, bad := accounts.LoadDir(s.cfg.AccountDir, func(t string) bool { _, ok := s.cfg.Tiers.Get(t); return ok })
+	// A file that exists but cannot be read right now (an operator
+	// mid-edit, a typo) must not cost the account its keys: its Redis
+	// state stays as it is until the file is fixed or deleted.
+	keep := map[string]bool{}
 	for _, b := range bad {
 		rep.Skipped = append(rep.Skipped, b.Error())
 		s.cfg.Log.WithField("path", b.Path).Warnf("skipping account file: %v", b.Err)
+		if name, ok := strings.CutSuffix(filepath.Base(b.Path), ".json"); ok {
+			keep[name] = true
+		}
 	}
 	existing, err := s.as.All(ctx)
 	if err != nil {
-		return rep, err
+		return nil, err
 	}
 	have := make(map[string]accounts.Account, len(existing))
 	for _, a := range existing {
 		have[a.Name] = a
 	}
-	seen := make(map[string]bool, len(files))
+	tierOf := make(map[string]string, len(files))
 	for _, a := range files {
-		seen[a.Name] = true
+		tierOf[a.Name] = a.Tier
 		old, known := have[a.Name]
+		// Put replaces the account hash in one script, so a request never
+		// sees a half-written account; SetTier moves it between member
+		// sets in one script. Neither is a delete-then-rewrite.
 		if err := s.as.Put(ctx, a); err != nil {
-			return rep, err
+			return nil, err
 		}
 		if err := s.pool.SetTier(ctx, a.Name, a.Tier); err != nil {
-			return rep, err
+			return nil, err
 		}
 		switch {
 		case !known:
@@ -272,38 +457,28 @@ func (s *Syncer) run(ctx context.Context) (Report, error) {
 			rep.Updated = append(rep.Updated, a.Name)
 		}
 	}
-	type forgetter interface {
-		Forget(ctx context.Context, name string) error
-	}
 	for _, a := range existing {
-		if seen[a.Name] {
+		if _, ok := tierOf[a.Name]; ok {
 			continue
 		}
-		if err := s.as.Delete(ctx, a.Name); err != nil {
-			return rep, err
+		if keep[a.Name] {
+			tierOf[a.Name] = a.Tier
+			continue
 		}
+		// Pool first: once the account is out of its tier, its keys bind
+		// elsewhere, so no request reaches an account whose credentials
+		// were already deleted.
 		moved, err := s.pool.Remove(ctx, a.Name)
 		if err != nil {
-			return rep, err
+			return nil, err
 		}
-		if f, ok := s.rf.(forgetter); ok {
-			_ = f.Forget(ctx, a.Name)
+		if err := s.as.Delete(ctx, a.Name); err != nil {
+			return nil, fmt.Errorf("delete account %s: %w", a.Name, err)
 		}
 		rep.Removed = append(rep.Removed, a.Name)
 		rep.BindingsMoved += moved
 	}
-	if err := s.restoreKeys(ctx, &rep); err != nil {
-		return rep, err
-	}
-	if _, err := s.pool.Recount(ctx); err != nil {
-		return rep, err
-	}
-	if s.rf != nil {
-		if err := s.rf.Replan(ctx); err != nil {
-			s.cfg.Log.WithError(err).Warn("refresh re-plan after sync failed")
-		}
-	}
-	return rep, nil
+	return tierOf, nil
 }
 
 // changed compares what the proxy uses. When Redis holds newer OAuth
@@ -316,15 +491,27 @@ func changed(old, file accounts.Account) bool {
 	return old.Fingerprint() != file.Fingerprint() || old.Path != file.Path
 }
 
-// restoreKeys brings back every ledger key Redis lacks, with its binding,
-// and frees the slots of keys that are revoked or expired.
-func (s *Syncer) restoreKeys(ctx context.Context, rep *Report) error {
+// syncKeys brings back every ledger key Redis lacks, with its binding,
+// frees the slots of keys that are revoked or expired, and unbinds keys
+// whose account moved to another tier. tierOf is each account's tier.
+func (s *Syncer) syncKeys(ctx context.Context, tierOf map[string]string, rep *Report) error {
 	recs, err := s.ledger.All(ctx)
 	if err != nil {
 		return fmt.Errorf("read ledger: %w", err)
 	}
 	now := s.cfg.Clock.Now()
+	live := make(map[string]string, len(recs)) // key hash → tier, for active keys
 	for _, r := range recs {
+		active := r.Active(now) == nil
+		if active {
+			live[r.Hash] = r.Tier
+			// The binding goes back before the record: once the record is
+			// there the key is usable, and a request arriving in between
+			// would otherwise bind it to some other account.
+			if err := s.restoreBinding(ctx, r, rep); err != nil {
+				return err
+			}
+		}
 		restored, err := s.ks.Restore(ctx, r)
 		if err != nil {
 			return fmt.Errorf("restore key %s: %w", r.ID, err)
@@ -332,27 +519,55 @@ func (s *Syncer) restoreKeys(ctx context.Context, rep *Report) error {
 		if restored {
 			rep.KeysRestored++
 		}
-		if r.Active(now) != nil {
+		if !active {
 			released, err := s.pool.Release(ctx, r.Hash)
 			if err != nil {
-				return err
+				return fmt.Errorf("release key %s: %w", r.ID, err)
 			}
 			if released {
 				rep.SlotsReleased++
 			}
+		}
+	}
+	// A key bound to an account that now serves another tier would be
+	// moved on its next request anyway; unbinding it now keeps the slot
+	// counts of the account's new tier true.
+	binds, err := s.pool.Bindings(ctx)
+	if err != nil {
+		return fmt.Errorf("read bindings: %w", err)
+	}
+	for h, acct := range binds {
+		keyTier, ok := live[h]
+		if !ok {
 			continue
 		}
-		tier, ok := s.cfg.Tiers.Get(r.Tier)
-		if !ok || r.Account == "" || strings.TrimSpace(r.Account) == "" {
-			continue
+		if at, ok := tierOf[acct]; ok && at != keyTier {
+			released, err := s.pool.Release(ctx, h)
+			if err != nil {
+				return fmt.Errorf("release key %s: %w", keys.ID(h), err)
+			}
+			if released {
+				rep.BindingsMoved++
+			}
 		}
-		ok, err = s.pool.RestoreBinding(ctx, r.Hash, tier.Name, tier.Slots, r.Account)
-		if err != nil {
-			return err
-		}
-		if ok {
-			rep.BindingsRestored++
-		}
+	}
+	return nil
+}
+
+func (s *Syncer) restoreBinding(ctx context.Context, r keys.Record, rep *Report) error {
+	if r.Account == "" {
+		return nil
+	}
+	tier, ok := s.cfg.Tiers.Get(r.Tier)
+	if !ok {
+		return nil
+	}
+	ok, err := s.pool.RestoreBinding(ctx, r.Hash, tier.Name, tier.Slots, r.Account)
+	if err != nil {
+		return fmt.Errorf("restore binding of %s: %w", r.ID, err)
+	}
+	if ok {
+		rep.BindingsRestored++
 	}
 	return nil
 }
