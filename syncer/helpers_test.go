@@ -18,6 +18,7 @@ import (
 	"github.com/claude-route/claude-route/internal/clock"
 	"github.com/claude-route/claude-route/internal/testenv"
 	"github.com/claude-route/claude-route/keys"
+	"github.com/claude-route/claude-route/store"
 	"github.com/claude-route/claude-route/tiers"
 )
 
@@ -77,13 +78,33 @@ func newEnv(t testing.TB, rdb redis.UniversalClient) *env {
 // replica is another Syncer over the same Redis and folders (another
 // process of the service); ledger overrides the ledger it reads.
 func (e *env) replica(ledger KeyLedger) *Syncer {
+	return e.replicaOn(e.rdb, ledger)
+}
+
+// replicaOn is a replica with its own Redis client.
+func (e *env) replicaOn(rdb redis.UniversalClient, ledger KeyLedger) *Syncer {
 	if ledger == nil {
 		ledger = e.ledger
 	}
 	log := logrus.New()
 	log.SetOutput(e.logs)
-	return New(e.rdb, Config{AccountDir: e.acctDir, Tiers: e.tiers, Clock: e.clk, Log: log, LockTTL: 5 * time.Second},
-		e.accounts, e.pool, ledger, e.keys, nil)
+	return New(rdb, Config{AccountDir: e.acctDir, Tiers: e.tiers, Clock: e.clk, Log: log, LockTTL: 5 * time.Second},
+		accounts.NewStore(rdb), accounts.NewPool(rdb, e.clk, log), ledger, keys.NewStore(rdb, e.ledger, e.clk), nil)
+}
+
+// client opens another connection pool to the real Redis test database.
+func (e *env) client() redis.UniversalClient {
+	e.t.Helper()
+	o, err := store.ParseURL(os.Getenv("REDIS_URL"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if !o.IsClusterMode && o.MasterName == "" {
+		o.DB = redisDB
+	}
+	c := redis.NewUniversalClient(o)
+	e.t.Cleanup(func() { _ = c.Close() })
+	return c
 }
 
 func mini(t *testing.T) *env {

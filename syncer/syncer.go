@@ -385,9 +385,10 @@ func (s *Syncer) Run(ctx context.Context, every time.Duration) {
 	}
 }
 
-func (s *Syncer) run(ctx context.Context) (Report, error) {
+func (s *Syncer) run(ctx context.Context) (rep Report, err error) {
 	start := s.cfg.Clock.Now()
-	rep := Report{StartedAt: start.UTC(), Replica: s.host, Added: []string{}, Updated: []string{}, Removed: []string{}, Skipped: []string{}}
+	rep = Report{StartedAt: start.UTC(), Replica: s.host, Added: []string{}, Updated: []string{}, Removed: []string{}, Skipped: []string{}}
+	// Named results: the duration must land in the report returned.
 	defer func() { rep.Duration = s.cfg.Clock.Now().Sub(start) }()
 	tierOf, err := s.syncAccounts(ctx, &rep)
 	if err != nil {
