@@ -1,1 +1,672 @@
-document.getElementById('app').textContent='claude-route dashboard';
+// claude-route operator dashboard: plain ES2020, no framework, no build step.
+//
+// Rules this file keeps, because the page is served under a strict CSP and
+// shows data an attacker may influence (key notes, account names, error
+// messages): every value reaches the DOM through textContent or attributes
+// set with createElement, never innerHTML; no inline handlers or styles.
+// The admin token lives in sessionStorage only (gone when the tab closes),
+// and a freshly issued client key lives only in the DOM until dismissed.
+'use strict';
+
+(() => {
+  const TOKEN_KEY = 'claude-route.admin-token';
+  const REFRESH_MS = 5000;
+  const TABS = ['overview', 'keys', 'accounts'];
+
+  const $ = (id) => document.getElementById(id);
+
+  const state = {
+    tab: 'overview',
+    tiers: [],          // last pool read: [{tier, slots_per_account, accounts:[…]}]
+    keyDetail: '',      // id of the key whose usage panel is open
+    timer: 0,
+    seq: 0,             // refresh generation; a slower, older answer must not overwrite a newer one
+  };
+
+  // ---------- API ----------
+
+  class Unauthorized extends Error {}
+  class APIError extends Error {
+    constructor(status, message) {
+      super(message);
+      this.status = status;
+    }
+  }
+
+  // api calls /admin/api relative to the page, so the dashboard also works
+  // behind a reverse proxy that mounts it under a prefix.
+  async function api(method, path, body, token) {
+    const headers = { Accept: 'application/json', Authorization: 'Bearer ' + (token || sessionStorage.getItem(TOKEN_KEY) || '') };
+    const init = { method, headers, cache: 'no-store', credentials: 'omit' };
+    if (body !== undefined) {
+      headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    let res;
+    try {
+      res = await fetch('api' + path, init);
+    } catch (e) {
+      throw new APIError(0, 'the server is unreachable');
+    }
+    let data = null;
+    try {
+      data = await res.json();
+    } catch (e) {
+      data = null;
+    }
+    if (res.status === 401) throw new Unauthorized('the admin token was not accepted');
+    if (!res.ok) {
+      const msg = (data && data.error && data.error.message) || res.statusText || 'request failed';
+      throw new APIError(res.status, msg);
+    }
+    return data;
+  }
+
+  // ---------- DOM helpers ----------
+
+  // el builds an element; strings among children become text nodes.
+  function el(tag, props, ...children) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(props || {})) {
+      if (v === undefined || v === null || v === false) continue;
+      if (k === 'class') e.className = v;
+      else if (k === 'text') e.textContent = String(v);
+      else if (k === 'onclick') e.addEventListener('click', v);
+      else e.setAttribute(k, String(v));
+    }
+    for (const c of children) {
+      if (c === null || c === undefined || c === false) continue;
+      e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+    return e;
+  }
+
+  const td = (content, cls) => el('td', { class: cls }, content);
+
+  function badge(text, kind, testid, title) {
+    return el('span', { class: 'badge badge-' + kind, 'data-testid': testid, title, text });
+  }
+
+  function show(node, on) {
+    node.hidden = !on;
+  }
+
+  const nf = new Intl.NumberFormat();
+  const fmtNum = (n) => nf.format(Number(n) || 0);
+  const pad = (n) => String(n).padStart(2, '0');
+  const hhmmss = (d) => `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+
+  function fmtDate(iso) {
+    if (!iso) return '—';
+    const d = new Date(iso);
+    if (Number.isNaN(d.getTime())) return '—';
+    const now = new Date();
+    const sameDay = d.toDateString() === now.toDateString();
+    const hm = `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+    if (sameDay) return hm;
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${hm}`;
+  }
+
+  // rel says how far a time is from now: "in 3 h 12 min", "5 min ago".
+  function rel(iso) {
+    if (!iso) return '';
+    const ms = new Date(iso).getTime() - Date.now();
+    if (Number.isNaN(ms)) return '';
+    let s = Math.round(Math.abs(ms) / 1000);
+    let text;
+    if (s < 60) text = `${s} s`;
+    else if (s < 3600) text = `${Math.round(s / 60)} min`;
+    else if (s < 86400) {
+      s = Math.round(s / 60);
+      text = `${Math.floor(s / 60)} h ${s % 60} min`;
+    } else text = `${Math.round(s / 86400)} d`;
+    return ms >= 0 ? `in ${text}` : `${text} ago`;
+  }
+
+  function when(iso) {
+    if (!iso) return el('span', { class: 'muted', text: '—' });
+    return el('span', { title: new Date(iso).toString() }, fmtDate(iso), ' ', el('span', { class: 'muted small', text: rel(iso) }));
+  }
+
+  // Totals come from Go without JSON tags: {Requests, InputTokens, …}.
+  const totals = (t) => t || {};
+  const tokens = (t) => (Number(t.InputTokens) || 0) + (Number(t.OutputTokens) || 0) + (Number(t.CacheCreationInputTokens) || 0) + (Number(t.CacheReadInputTokens) || 0);
+
+  function slotsBar(used, total) {
+    const bar = el('span', { class: 'bar' });
+    const fill = el('span', { class: 'bar-fill' });
+    const pct = total > 0 ? Math.min(100, Math.round((used / total) * 100)) : 0;
+    // CSSOM writes are allowed under style-src 'self'; style attributes are not.
+    fill.style.width = pct + '%';
+    if (pct >= 100) fill.classList.add('full');
+    else if (pct >= 80) fill.classList.add('high');
+    bar.append(fill);
+    return bar;
+  }
+
+  // ---------- banner, login, logout ----------
+
+  function banner(msg) {
+    const b = $('banner');
+    b.textContent = msg || '';
+    show(b, !!msg);
+    $('conn').className = msg ? 'dot dot-bad' : 'dot dot-ok';
+  }
+
+  function fail(err) {
+    if (err instanceof Unauthorized) {
+      logout('Signed out: the admin token was not accepted. Sign in again.');
+      return;
+    }
+    banner('Could not refresh: ' + err.message + '. Retrying every 5 s.');
+  }
+
+  function showLoginError(msg) {
+    const e = $('login-error');
+    e.textContent = msg || '';
+    show(e, !!msg);
+  }
+
+  function logout(msg) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    clearTimeout(state.timer);
+    state.seq++; // drop answers still in flight
+    clearNewKey();
+    state.keyDetail = '';
+    show($('key-detail'), false);
+    show($('app'), false);
+    show($('login'), true);
+    showLoginError(msg);
+    $('login-token').value = '';
+    $('login-token').focus();
+  }
+
+  async function login(ev) {
+    ev.preventDefault();
+    const token = $('login-token').value.trim();
+    if (!token) return;
+    showLoginError('');
+    try {
+      await api('GET', '/status', undefined, token);
+    } catch (err) {
+      if (err instanceof Unauthorized) showLoginError('That token was not accepted.');
+      else if (err.status === 403) showLoginError('The admin API is disabled on this server: set ADMIN_TOKEN.');
+      else if (err.status === 503) {
+        // The token is good; the store is down. Let the operator in to see it.
+        enter(token);
+      } else showLoginError('Could not sign in: ' + err.message + '.');
+      return;
+    }
+    enter(token);
+  }
+
+  function enter(token) {
+    sessionStorage.setItem(TOKEN_KEY, token);
+    $('login-token').value = '';
+    show($('login'), false);
+    show($('app'), true);
+    route();
+  }
+
+  // ---------- tabs and the refresh loop ----------
+
+  function route() {
+    const h = location.hash.replace(/^#/, '');
+    state.tab = TABS.includes(h) ? h : 'overview';
+    for (const a of document.querySelectorAll('.tab')) {
+      const on = a.dataset.tab === state.tab;
+      a.classList.toggle('active', on);
+      a.setAttribute('aria-selected', on ? 'true' : 'false');
+    }
+    for (const t of TABS) show($('view-' + t), t === state.tab);
+    refresh();
+  }
+
+  const loaders = { overview: loadOverview, keys: loadKeys, accounts: loadAccounts };
+
+  // refresh reloads the visible tab now and schedules the next reload; one
+  // timer at a time, and only the newest answer is rendered.
+  async function refresh() {
+    clearTimeout(state.timer);
+    if (!sessionStorage.getItem(TOKEN_KEY)) return;
+    const my = ++state.seq;
+    const tab = state.tab;
+    try {
+      const render = await loaders[tab]();
+      if (my !== state.seq) return;
+      render();
+      banner('');
+      $('updated').textContent = 'updated ' + hhmmss(new Date());
+    } catch (err) {
+      if (my !== state.seq) return;
+      fail(err);
+    } finally {
+      if (my === state.seq && sessionStorage.getItem(TOKEN_KEY)) {
+        state.timer = setTimeout(refresh, REFRESH_MS);
+      }
+    }
+  }
+
+  // ---------- overview ----------
+
+  async function loadOverview() {
+    const st = await api('GET', '/status');
+    return () => renderOverview(st);
+  }
+
+  function renderOverview(st) {
+    const accounts = st.accounts || [];
+    const tiers = st.tiers || [];
+    state.tiers = tiers;
+    const black = accounts.filter((a) => a.blacklist);
+
+    $('ov-accounts').textContent = fmtNum(accounts.length);
+    $('ov-accounts-sub').textContent = black.length ? `${black.length} blacklisted` : 'all in service';
+    $('ov-accounts-sub').className = 'stat-sub' + (black.length ? ' warn' : '');
+
+    let used = 0;
+    let total = 0;
+    for (const t of tiers) {
+      used += t.slots_used || 0;
+      total += t.slots_total || 0;
+    }
+    $('ov-slots').textContent = `${used}/${total}`;
+
+    const u = st.usage || {};
+    const l5 = totals(u.Last5h);
+    const l24 = totals(u.Last24h);
+    const all = totals(u.Total);
+    $('ov-requests').textContent = fmtNum(l5.Requests);
+    $('ov-requests-sub').textContent = `24 h: ${fmtNum(l24.Requests)} · all time: ${fmtNum(all.Requests)}`;
+    $('ov-tokens').textContent = fmtNum(tokens(l5));
+    $('ov-tokens-sub').textContent = `in ${fmtNum(l5.InputTokens)} · out ${fmtNum(l5.OutputTokens)}`;
+
+    $('tiers-body').replaceChildren(...tiers.map((t) => {
+      const accts = t.accounts || [];
+      const nb = accts.filter((a) => a.blacklist).length;
+      return el('tr', { 'data-testid': 'tier-row', 'data-tier': t.tier },
+        td(badge(t.tier, 'tier', 'tier-name')),
+        td(fmtNum(accts.length), 'num'),
+        td(nb ? badge(String(nb), 'bad') : el('span', { class: 'muted', text: '0' }), 'num'),
+        td(el('span', { class: 'slots' }, slotsBar(t.slots_used, t.slots_total),
+          el('span', { 'data-testid': 'tier-slots', text: `${t.slots_used}/${t.slots_total}` }),
+          el('span', { class: 'muted small', text: `${t.slots_per_account} per account` }))));
+    }));
+
+    $('ov-blacklisted').replaceChildren(...(black.length ? black.map((a) => el('li', { 'data-testid': 'ov-blacklisted-item', 'data-account': a.name },
+      el('strong', { text: a.name }), ' ', badge(a.tier, 'tier'), ' ',
+      el('span', { class: 'muted', text: a.blacklist.reason }), ' ',
+      el('span', { class: 'muted small', text: rel(a.blacklist.since) })))
+      : [el('li', { class: 'muted', text: 'None: every account is in service.' })]));
+
+    const next = accounts.filter((a) => a.next_refresh).sort((a, b) => new Date(a.next_refresh) - new Date(b.next_refresh)).slice(0, 6);
+    $('ov-refreshes').replaceChildren(...(next.length ? next.map((a) => el('li', {},
+      el('strong', { text: a.name }), ' ', when(a.next_refresh),
+      a.cooldown_until ? el('span', {}, ' ', badge('cooldown', 'warn', null, 'until ' + fmtDate(a.cooldown_until))) : null,
+      a.last_refresh_error ? el('span', {}, ' ', badge('last refresh failed', 'bad', null, a.last_refresh_error)) : null))
+      : [el('li', { class: 'muted', text: 'No OAuth accounts waiting for a refresh.' })]));
+
+    const rows = [['Last 5 h', l5], ['Last 24 h', l24], ['All time', all]];
+    for (const [fam, t] of Object.entries(u.ByFamily || {}).sort()) rows.push([`All time · ${fam}`, totals(t)]);
+    $('ov-usage-body').replaceChildren(...rows.map(([label, t], i) => el('tr', { class: i > 2 ? 'sub' : '' },
+      td(label), td(fmtNum(t.Requests), 'num'), td(fmtNum(t.InputTokens), 'num'), td(fmtNum(t.OutputTokens), 'num'),
+      td(fmtNum(t.CacheCreationInputTokens), 'num'), td(fmtNum(t.CacheReadInputTokens), 'num'))));
+
+    const sync = $('ov-sync');
+    if (st.last_sync) {
+      const r = st.last_sync.report || {};
+      sync.replaceChildren(el('span', { text: st.last_sync.summary || 'done' }), el('br'),
+        el('span', { class: 'muted small' }, r.started_at ? `${fmtDate(r.started_at)} (${rel(r.started_at)})` : '', r.replica ? ` on ${r.replica}` : ''),
+        r.error ? el('span', {}, ' ', badge('error', 'bad', null, r.error)) : null);
+    } else {
+      sync.textContent = 'No sync recorded yet.';
+    }
+    $('ov-store').replaceChildren(st.store && st.store.ok ? badge('ok', 'ok', 'store-ok') : badge('unreachable', 'bad'));
+  }
+
+  async function syncNow() {
+    const btn = $('sync-now');
+    btn.disabled = true;
+    try {
+      await api('POST', '/sync', {});
+      await refresh();
+    } catch (err) {
+      fail(err);
+    } finally {
+      btn.disabled = false;
+    }
+  }
+
+  // ---------- keys ----------
+
+  function keyQuery() {
+    const p = new URLSearchParams();
+    const q = $('keys-search').value.trim();
+    if (q) p.set('q', q);
+    if ($('keys-tier').value) p.set('tier', $('keys-tier').value);
+    if ($('keys-status').value) p.set('status', $('keys-status').value);
+    const s = p.toString();
+    return s ? '?' + s : '';
+  }
+
+  async function loadKeys() {
+    const detail = state.keyDetail;
+    const [pool, list, kd] = await Promise.all([
+      api('GET', '/pool'),
+      api('GET', '/keys' + keyQuery()),
+      detail ? api('GET', '/keys/' + encodeURIComponent(detail)).catch((e) => (e instanceof APIError && e.status === 404 ? null : Promise.reject(e))) : null,
+    ]);
+    return () => {
+      state.tiers = pool.tiers || [];
+      fillTierSelects();
+      renderKeys(list.keys || []);
+      if (detail && detail === state.keyDetail) renderKeyDetail(kd);
+    };
+  }
+
+  // setOptions replaces a select's options only when they changed, so a
+  // refresh does not reset what the operator is choosing.
+  function setOptions(sel, opts) {
+    const sig = JSON.stringify(opts);
+    if (sel.dataset.sig === sig) return;
+    const cur = sel.value;
+    sel.replaceChildren(...opts.map(([value, label, disabled]) => el('option', { value, text: label, disabled: !!disabled })));
+    sel.dataset.sig = sig;
+    if (opts.some(([v, , d]) => v === cur && !d)) sel.value = cur;
+  }
+
+  function fillTierSelects() {
+    const names = state.tiers.map((t) => t.tier);
+    setOptions($('issue-tier'), names.map((n) => [n, n]));
+    setOptions($('keys-tier'), [['', 'all tiers'], ...names.map((n) => [n, n])]);
+    fillAccountSelect();
+  }
+
+  function fillAccountSelect() {
+    const t = state.tiers.find((x) => x.tier === $('issue-tier').value);
+    const opts = [['', 'any (least loaded)']];
+    for (const a of (t && t.accounts) || []) {
+      const full = a.slots_used >= a.slots_total;
+      const why = a.blacklist ? ' · blacklisted' : full ? ' · full' : '';
+      opts.push([a.name, `${a.name} (${a.slots_used}/${a.slots_total})${why}`, !!a.blacklist || full]);
+    }
+    setOptions($('issue-account'), opts);
+  }
+
+  function renderKeys(keys) {
+    show($('keys-empty'), keys.length === 0);
+    $('keys-body').replaceChildren(...keys.map((k) => {
+      const kind = k.status === 'active' ? 'ok' : k.status === 'revoked' ? 'bad' : 'muted';
+      const actions = el('td', { class: 'actions' },
+        el('button', { type: 'button', class: 'btn btn-small', 'data-testid': 'key-usage', onclick: () => openKey(k.id), text: 'Usage' }));
+      if (k.status === 'active') {
+        actions.append(el('button', { type: 'button', class: 'btn btn-small btn-danger-ghost', 'data-testid': 'key-revoke', onclick: () => revokeKey(k), text: 'Revoke' }));
+      }
+      return el('tr', { 'data-testid': 'key-row', 'data-key-id': k.id, class: k.id === state.keyDetail ? 'selected' : '' },
+        td(el('span', {}, el('code', { 'data-testid': 'key-prefix', text: k.prefix + '…' }), el('br'), el('span', { class: 'muted small', 'data-testid': 'key-id', text: k.id }))),
+        td(badge(k.tier, 'tier')),
+        td(badge(k.status, kind, 'key-status')),
+        td(k.account ? k.account : el('span', { class: 'muted', text: 'unbound' })),
+        td(el('span', { class: 'note', title: k.note || '', text: k.note || '' })),
+        td(when(k.created_at)),
+        td(k.expires_at ? when(k.expires_at) : el('span', { class: 'muted', text: 'never' })),
+        actions);
+    }));
+  }
+
+  async function issueKey(ev) {
+    ev.preventDefault();
+    const btn = ev.submitter || $('issue-form').querySelector('button[type=submit]');
+    const body = { tier: $('issue-tier').value };
+    if ($('issue-account').value) body.account = $('issue-account').value;
+    if ($('issue-note').value.trim()) body.note = $('issue-note').value.trim();
+    const errBox = $('issue-error');
+    show(errBox, false);
+    btn.disabled = true;
+    try {
+      const out = await api('POST', '/keys', body);
+      $('new-key-value').textContent = out.key;
+      $('new-key-tier').textContent = (out.record && out.record.tier) || body.tier;
+      $('copy-key').textContent = 'Copy';
+      show($('new-key'), true);
+      $('issue-note').value = '';
+      await refresh();
+    } catch (err) {
+      if (err instanceof Unauthorized) return fail(err);
+      errBox.textContent = 'Could not issue the key: ' + err.message;
+      show(errBox, true);
+    } finally {
+      btn.disabled = false;
+    }
+  }
+
+  function clearNewKey() {
+    $('new-key-value').textContent = '';
+    show($('new-key'), false);
+  }
+
+  // copyKey uses the clipboard API where the page is a secure context and
+  // falls back to selecting the text (plain-HTTP deployments on a LAN).
+  async function copyKey() {
+    const node = $('new-key-value');
+    const btn = $('copy-key');
+    const text = node.textContent;
+    let ok = false;
+    try {
+      if (navigator.clipboard && window.isSecureContext) {
+        await navigator.clipboard.writeText(text);
+        ok = true;
+      }
+    } catch (e) {
+      ok = false;
+    }
+    const range = document.createRange();
+    range.selectNodeContents(node);
+    const sel = window.getSelection();
+    sel.removeAllRanges();
+    sel.addRange(range);
+    if (!ok) {
+      try {
+        ok = document.execCommand('copy');
+      } catch (e) {
+        ok = false;
+      }
+    }
+    btn.textContent = ok ? 'Copied' : 'Selected: press Ctrl+C';
+    setTimeout(() => { btn.textContent = 'Copy'; }, 2500);
+  }
+
+  async function revokeKey(k) {
+    const res = await confirmDialog({
+      title: 'Revoke key ' + k.prefix + '…?',
+      text: `The key stops working at once on every instance and its slot on ${k.account || 'its account'} is freed. This cannot be undone.`,
+      ok: 'Revoke',
+    });
+    if (!res) return;
+    try {
+      await api('DELETE', '/keys/' + encodeURIComponent(k.id));
+      await refresh();
+    } catch (err) {
+      fail(err);
+    }
+  }
+
+  function openKey(id) {
+    state.keyDetail = id;
+    $('kd-title').textContent = id;
+    show($('key-detail'), true);
+    refresh().then(() => $('key-detail').scrollIntoView({ block: 'nearest' }));
+  }
+
+  function closeKey() {
+    state.keyDetail = '';
+    show($('key-detail'), false);
+    for (const r of document.querySelectorAll('#keys-body tr.selected')) r.classList.remove('selected');
+  }
+
+  function renderKeyDetail(d) {
+    if (!d) {
+      closeKey();
+      return;
+    }
+    const k = d.key;
+    const u = d.usage || {};
+    const l5 = totals(u.Last5h);
+    $('kd-title').textContent = `${k.prefix}… (${k.id})`;
+    $('kd-requests').textContent = fmtNum(l5.Requests);
+    $('kd-tokens').textContent = fmtNum(tokens(l5));
+    $('kd-tokens-sub').textContent = `in ${fmtNum(l5.InputTokens)} · out ${fmtNum(l5.OutputTokens)}`;
+    $('kd-status').replaceChildren(badge(k.status, k.status === 'active' ? 'ok' : 'bad', 'kd-status-badge'));
+    $('kd-account').textContent = k.account ? `${k.tier} · on ${k.account}` : `${k.tier} · unbound`;
+
+    const q = Object.entries(d.quotas || {}).sort();
+    $('kd-quotas-body').replaceChildren(...(q.length ? q.map(([fam, v]) => el('tr', { 'data-testid': 'kd-quota', 'data-family': fam },
+      td(fam), td(el('span', { class: 'slots' }, slotsBar(v.used, v.limit), `${v.used}/${v.limit}`)),
+      td(v.used > 0 ? when(v.reset) : el('span', { class: 'muted', text: '—' }))))
+      : [el('tr', {}, el('td', { colspan: 3, class: 'muted', text: 'No quotas for this tier.' }))]));
+
+    const rows = [['Last 5 h', l5], ['Last 24 h', totals(u.Last24h)], ['All time', totals(u.Total)]];
+    for (const [fam, t] of Object.entries(u.ByFamily || {}).sort()) rows.push([`All time · ${fam}`, totals(t)]);
+    $('kd-usage-body').replaceChildren(...rows.map(([label, t], i) => el('tr', { class: i > 2 ? 'sub' : '' },
+      td(label), td(fmtNum(t.Requests), 'num'), td(fmtNum(t.InputTokens), 'num'), td(fmtNum(t.OutputTokens), 'num'),
+      td(`${fmtNum(t.CacheCreationInputTokens)} / ${fmtNum(t.CacheReadInputTokens)}`, 'num'))));
+  }
+
+  // ---------- accounts ----------
+
+  async function loadAccounts() {
+    const [acc, usage] = await Promise.all([
+      api('GET', '/accounts'),
+      // Usage accounting is optional on the server: without it the column stays empty.
+      api('GET', '/usage').catch((e) => (e instanceof APIError && e.status === 404 ? null : Promise.reject(e))),
+    ]);
+    return () => renderAccounts(acc.accounts || [], (usage && usage.accounts) || {});
+  }
+
+  function accountState(a) {
+    if (a.blacklist) return badge('blacklisted', 'bad', 'account-state', 'since ' + fmtDate(a.blacklist.since));
+    if (a.limited_until && new Date(a.limited_until) > new Date()) return badge('limited', 'warn', 'account-state', 'upstream usage limit until ' + fmtDate(a.limited_until));
+    if (a.cooldown_until) return badge('refresh cooldown', 'warn', 'account-state', 'until ' + fmtDate(a.cooldown_until));
+    return badge('ok', 'ok', 'account-state');
+  }
+
+  function renderAccounts(accounts, usage) {
+    show($('accounts-empty'), accounts.length === 0);
+    $('accounts-body').replaceChildren(...accounts.map((a) => {
+      const st = el('td', {}, accountState(a));
+      if (a.blacklist) st.append(el('div', { class: 'reason', 'data-testid': 'account-reason', text: a.blacklist.reason }));
+      else if (a.limited_until && new Date(a.limited_until) > new Date()) st.append(el('div', { class: 'reason muted', text: 'until ' + fmtDate(a.limited_until) }));
+
+      const refresh = el('td', {});
+      if (a.kind === 'oauth') {
+        refresh.append(el('span', { class: 'muted small', text: `${a.refresh_attempts_24h || 0} tries / 24 h` }));
+        if (a.last_refresh_error) refresh.append(el('div', { class: 'reason', title: a.last_refresh_error, text: a.last_refresh_error }));
+      } else refresh.append(el('span', { class: 'muted', text: '—' }));
+
+      const action = a.blacklist
+        ? el('button', { type: 'button', class: 'btn btn-small', 'data-testid': 'account-recover', onclick: () => recoverAccount(a), text: 'Recover' })
+        : el('button', { type: 'button', class: 'btn btn-small btn-danger-ghost', 'data-testid': 'account-blacklist', onclick: () => blacklistAccount(a), text: 'Blacklist' });
+
+      const u = usage[a.name] ? totals(usage[a.name].Last5h) : null;
+      return el('tr', { 'data-testid': 'account-row', 'data-account': a.name, class: a.blacklist ? 'dim' : '' },
+        td(el('span', {}, el('strong', { text: a.name }), el('br'), el('span', { class: 'muted small', text: a.kind === 'oauth' ? 'OAuth' : a.kind === 'apikey' ? 'API key' : a.kind || '' }))),
+        td(badge(a.tier, 'tier')),
+        st,
+        td(el('span', { class: 'slots' }, slotsBar(a.slots_used, a.slots_total),
+          el('span', { 'data-testid': 'account-slots', text: `${a.slots_used}/${a.slots_total}` }),
+          el('span', { class: 'muted small', text: `${a.bound_keys} key${a.bound_keys === 1 ? '' : 's'}` }))),
+        td(u ? fmtNum(u.Requests) : el('span', { class: 'muted', text: '—' }), 'num'),
+        td(a.expires_at ? when(a.expires_at) : el('span', { class: 'muted', text: '—' })),
+        td(a.next_refresh ? when(a.next_refresh) : el('span', { class: 'muted', text: '—' })),
+        refresh,
+        el('td', { class: 'actions' }, action));
+    }));
+  }
+
+  async function blacklistAccount(a) {
+    const res = await confirmDialog({
+      title: 'Blacklist ' + a.name + '?',
+      text: `It stops serving at once; its ${a.bound_keys} bound key${a.bound_keys === 1 ? '' : 's'} move to other ${a.tier} accounts where slots are free.`,
+      ok: 'Blacklist',
+      reason: true,
+    });
+    if (!res) return;
+    try {
+      await api('POST', '/accounts/' + encodeURIComponent(a.name) + '/blacklist', { reason: res.reason });
+      await refresh();
+    } catch (err) {
+      fail(err);
+    }
+  }
+
+  async function recoverAccount(a) {
+    try {
+      await api('POST', '/accounts/' + encodeURIComponent(a.name) + '/recover', {});
+      await refresh();
+    } catch (err) {
+      fail(err);
+    }
+  }
+
+  // ---------- confirmation dialog ----------
+
+  // confirmDialog resolves to {reason} when confirmed and to null otherwise.
+  function confirmDialog({ title, text, ok, reason }) {
+    const dlg = $('confirm');
+    $('confirm-title').textContent = title;
+    $('confirm-text').textContent = text;
+    $('confirm-ok').textContent = ok;
+    $('confirm-ok').value = 'ok';
+    show($('confirm-reason-label'), !!reason);
+    $('confirm-reason').value = '';
+    dlg.returnValue = '';
+    return new Promise((resolve) => {
+      dlg.addEventListener('close', () => {
+        resolve(dlg.returnValue === 'ok' ? { reason: $('confirm-reason').value.trim() } : null);
+      }, { once: true });
+      dlg.showModal();
+      (reason ? $('confirm-reason') : $('confirm-cancel')).focus();
+    });
+  }
+
+  // ---------- wiring ----------
+
+  let searchTimer = 0;
+  function init() {
+    $('login-form').addEventListener('submit', login);
+    $('logout').addEventListener('click', () => logout(''));
+    $('refresh-now').addEventListener('click', () => refresh());
+    $('sync-now').addEventListener('click', syncNow);
+    $('issue-form').addEventListener('submit', issueKey);
+    $('issue-tier').addEventListener('change', fillAccountSelect);
+    $('copy-key').addEventListener('click', copyKey);
+    $('dismiss-key').addEventListener('click', clearNewKey);
+    $('kd-close').addEventListener('click', closeKey);
+    $('keys-search').addEventListener('input', () => {
+      clearTimeout(searchTimer);
+      searchTimer = setTimeout(refresh, 250);
+    });
+    $('keys-tier').addEventListener('change', () => refresh());
+    $('keys-status').addEventListener('change', () => refresh());
+    $('confirm-cancel').addEventListener('click', () => $('confirm').close('cancel'));
+    window.addEventListener('hashchange', () => {
+      if (sessionStorage.getItem(TOKEN_KEY)) route();
+    });
+    // Catch up at once when the operator comes back to the tab.
+    document.addEventListener('visibilitychange', () => {
+      if (!document.hidden && sessionStorage.getItem(TOKEN_KEY)) refresh();
+    });
+
+    if (sessionStorage.getItem(TOKEN_KEY)) {
+      show($('login'), false);
+      show($('app'), true);
+      route();
+    } else {
+      show($('app'), false);
+      show($('login'), true);
+      $('login-token').focus();
+    }
+  }
+
+  init();
+})();
