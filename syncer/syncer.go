@@ -267,7 +267,7 @@ func (s *Syncer) locked(ctx context.Context, m *redsync.Mutex, id string) (Repor
 // than LockTTL is never joined by a second one. It uses wall time on
 // purpose: the lock expires in Redis time.
 func (s *Syncer) keepLock(ctx context.Context, m *redsync.Mutex, stop <-chan struct{}) {
-	t := time.NewTicker(s.cfg.LockTTL / 3)
+	t := time.NewTicker(max(s.cfg.LockTTL/3, time.Millisecond))
 	defer t.Stop()
 	for {
 		select {
@@ -537,6 +537,9 @@ func (s *Syncer) syncKeys(ctx context.Context, tierOf map[string]string, rep *Re
 	if err != nil {
 		return fmt.Errorf("read bindings: %w", err)
 	}
+	// A request may rebind such a key between the read and the release;
+	// releasing that fresh binding only makes it bind once more, never
+	// refuses it.
 	for h, acct := range binds {
 		keyTier, ok := live[h]
 		if !ok {
