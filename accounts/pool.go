@@ -66,10 +66,12 @@ type Binding struct {
 // slot, takes the slot and records the binding, all atomically. An existing
 // binding to a usable account is returned untouched; a binding to a
 // blacklisted or removed account is moved and the old slot given back.
-// ARGV: key hash, slots per account, now (unix s), wanted account or "".
+// ARGV: key hash, slots per account, now (unix s), wanted account or "",
+// "1" to leave an existing binding alone (restoring from the ledger).
 var bindScript = redis.NewScript(`
 local h, slots, now, want = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local cur = redis.call('HGET', KEYS[1], h)
+if cur and ARGV[5] == '1' then return {'bound', cur} end
 local function usable(name)
   return redis.call('SISMEMBER', KEYS[5], name) == 1 and redis.call('HEXISTS', KEYS[3], name) == 0
 end
@@ -126,9 +128,20 @@ func (p *Pool) BindTo(ctx context.Context, keyHash, tier string, slots int, acco
 }
 
 func (p *Pool) bind(ctx context.Context, keyHash, tier string, slots int, want string) (Binding, error) {
+	return p.runBind(ctx, keyHash, tier, slots, want, false)
+}
+
+// errAlreadyBound: RestoreBinding found a live binding and left it alone.
+var errAlreadyBound = errors.New("already bound")
+
+func (p *Pool) runBind(ctx context.Context, keyHash, tier string, slots int, want string, onlyUnbound bool) (Binding, error) {
+	flag := "0"
+	if onlyUnbound {
+		flag = "1"
+	}
 	res, err := bindScript.Run(ctx, p.rdb,
 		[]string{keyBind, keyUsed, keyBL, keyLimited, keyTier(tier)},
-		keyHash, slots, p.clock.Now().Unix(), want).Slice()
+		keyHash, slots, p.clock.Now().Unix(), want, flag).Slice()
 	if err != nil {
 		return Binding{}, fmt.Errorf("bind: %w", err)
 	}
@@ -150,6 +163,8 @@ func (p *Pool) bind(ctx context.Context, keyHash, tier string, slots int, want s
 		return Binding{}, fmt.Errorf("%w: %q is not in tier %s", ErrUnknownAccount, want, tier)
 	case "blacklisted":
 		return Binding{}, fmt.Errorf("%w: %s", ErrBlacklisted, want)
+	case "bound":
+		return Binding{Account: res[1].(string)}, errAlreadyBound
 	}
 	return Binding{}, fmt.Errorf("bind: unexpected answer %v", res)
 }
@@ -161,6 +176,7 @@ func (p *Pool) QueueBound(ctx context.Context, pipe redis.Pipeliner, keyHash str
 
 // State is an account's pool state as the hot path needs it.
 type State struct {
+	Used        int
 	InTier      bool
 	Blacklisted bool
 	LimitedTill time.Time
@@ -168,6 +184,7 @@ type State struct {
 
 // StateCmds are the pipelined reads behind a State.
 type StateCmds struct {
+	used    *redis.StringCmd
 	member  *redis.BoolCmd
 	bl      *redis.BoolCmd
 	limited *redis.StringCmd
@@ -176,6 +193,7 @@ type StateCmds struct {
 // QueueState adds the reads of an account's pool state to a pipeline.
 func (p *Pool) QueueState(ctx context.Context, pipe redis.Pipeliner, tier, account string) StateCmds {
 	return StateCmds{
+		used:    pipe.HGet(ctx, keyUsed, account),
 		member:  pipe.SIsMember(ctx, keyTier(tier), account),
 		bl:      pipe.HExists(ctx, keyBL, account),
 		limited: pipe.HGet(ctx, keyLimited, account),
@@ -186,6 +204,7 @@ func (p *Pool) QueueState(ctx context.Context, pipe redis.Pipeliner, tier, accou
 func (c StateCmds) Result() (State, error) {
 	var s State
 	var err error
+	s.Used, _ = strconv.Atoi(c.used.Val())
 	if s.InTier, err = c.member.Result(); err != nil {
 		return s, err
 	}
@@ -356,15 +375,15 @@ func (p *Pool) Bindings(ctx context.Context) (map[string]string, error) {
 // none, if the account is in the tier, not blacklisted and has a free slot.
 // It reports whether the binding was written.
 func (p *Pool) RestoreBinding(ctx context.Context, keyHash, tier string, slots int, account string) (bool, error) {
-	cur, err := p.Bound(ctx, keyHash)
-	if err != nil || cur != "" {
-		return false, err
+	if account == "" {
+		return false, nil
 	}
-	_, err = p.BindTo(ctx, keyHash, tier, slots, account)
+	// One script: a request that bound the key meanwhile is never undone.
+	_, err := p.runBind(ctx, keyHash, tier, slots, account, true)
 	switch {
 	case err == nil:
 		return true, nil
-	case errors.Is(err, ErrFull), errors.Is(err, ErrUnknownAccount), errors.Is(err, ErrBlacklisted):
+	case errors.Is(err, errAlreadyBound), errors.Is(err, ErrFull), errors.Is(err, ErrUnknownAccount), errors.Is(err, ErrBlacklisted):
 		return false, nil // it binds afresh on its next request
 	default:
 		return false, err

@@ -359,3 +359,13 @@ func toResult(r Request, id string, v []int64) (Result, error) {
 	}
 	return res, nil
 }
+
+// Abandon removes this admission's entry, if the script recorded one, when
+// its answer was lost (the pipeline failed after the script may have run):
+// the caller could not learn the result, so the place must not stay taken.
+func (p *Pending) Abandon(ctx context.Context) error {
+	if p.id == "" {
+		return nil // a Peek records nothing
+	}
+	return p.l.rdb.ZRem(ctx, p.req.Key(), p.id).Err()
+}

@@ -50,29 +50,25 @@ type request struct {
 func (s *Server) proxy(c *ginContext, counted bool) {
 	w, r := c.Writer, c.Request
 	ctx := r.Context()
-	// Authentication first: a request without a valid key learns nothing else.
-	key := clientKey(r.Header)
-	if key == "" {
-		unauthorized("Unauthorized API key: no key given (x-api-key or Authorization: Bearer)").write(w)
-		return
-	}
-	req, herr := s.readBody(w, r)
+	// Authentication first: a request without a valid key learns nothing
+	// else, and the body of a stranger is never read. The store gets a fixed
+	// budget before the upstream call: a hung store answers 503 within a
+	// second instead of holding the client.
+	sctx, cancel := context.WithTimeout(ctx, storeBudget)
+	defer cancel()
+	cl, herr := s.authenticate(sctx, r.Header)
 	if herr != nil {
 		s.metrics.request("", "", herr.status)
 		herr.write(w)
 		return
 	}
-	req.counted, req.start = counted, s.d.Clock.Now()
-	// The store gets a fixed budget before the upstream call: a hung store
-	// answers 503 within a second instead of holding the client.
-	sctx, cancel := context.WithTimeout(ctx, storeBudget)
-	defer cancel()
-	cl, herr := s.authenticate(sctx, r.Header)
+	req, herr := s.readBody(w, r)
 	if herr != nil {
-		s.metrics.request("", req.family, herr.status)
+		s.metrics.request(cl.tier.Name, "", herr.status)
 		herr.write(w)
 		return
 	}
+	req.counted, req.start = counted, s.d.Clock.Now()
 	req.cl = cl
 	req.family = s.d.Tiers.FamilyOf(req.model)
 	if !cl.tier.Allows(req.family) {
@@ -83,9 +79,7 @@ func (s *Server) proxy(c *ginContext, counted bool) {
 	}
 	if herr := s.admit(sctx, req); herr != nil {
 		s.metrics.request(cl.tier.Name, req.family, herr.status)
-		if req.quota != nil && herr.typ != errRateLimit {
-			s.refund(req)
-		}
+		s.refund(req) // a no-op when the quota itself refused
 		if req.quota != nil {
 			setQuotaHeaders(w.Header(), *req.quota)
 		}
@@ -165,6 +159,16 @@ func (s *Server) admit(ctx context.Context, req *request) *httpError {
 	acctCmd := s.d.Accounts.QueueGet(ctx, pipe, cl.account)
 	stateCmds := s.d.Pool.QueueState(ctx, pipe, cl.tier.Name, cl.account)
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) && !isNoScript(err) {
+		if pending != nil {
+			// The script may have run with its answer lost: take the place back.
+			s.bg.Add(1)
+			go func() {
+				defer s.bg.Done()
+				actx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				_ = pending.Abandon(actx)
+			}()
+		}
 		return storeDown(err)
 	}
 	if pending != nil {
@@ -194,7 +198,7 @@ func (s *Server) admit(ctx context.Context, req *request) *httpError {
 			return storeDown(aerr)
 		}
 	} else {
-		s.log.WithFields(logFields(cl)).Debugf("using assigned account: %s", cl.account)
+		s.log.WithFields(logFields(cl)).Debugf("using assigned account: %s (slots: %d/%d)", cl.account, state.Used, cl.tier.Slots)
 	}
 	if now := s.d.Clock.Now(); state.LimitedTill.After(now) && !state.Blacklisted && state.InTier {
 		return &httpError{status: http.StatusTooManyRequests, typ: errRateLimit, retryAfter: state.LimitedTill.Sub(now),
@@ -243,9 +247,12 @@ const (
 	expired                  // OAuth token expired: refresh, retry
 )
 
-var blacklistPhrases = []string{
-	"invalid bearer token", "revoked", "invalid x-api-key", "invalid api key",
-	"organization has been disabled", "organization is disabled", "disabled organization",
+// orgGone are how the upstream words "this account is gone for good" in a
+// 400 or 403. They are matched at the start of the message only: the API
+// echoes client-supplied values (e.g. unknown anthropic-beta names) later in
+// its messages, and a customer must not be able to blacklist an account.
+var orgGone = []string{
+	"this organization has been disabled", "your organization has been disabled", "organization has been disabled",
 	"oauth authentication is currently not allowed for this organization",
 }
 
@@ -258,17 +265,18 @@ func classify(status int, body []byte) (verdict, string) {
 		Error struct{ Type, Message string } `json:"error"`
 	}
 	_ = json.Unmarshal(body, &e)
-	msg := strings.ToLower(e.Error.Message)
+	msg := strings.ToLower(strings.TrimSpace(e.Error.Message))
 	reason := fmt.Sprintf("upstream %d %s: %s", status, e.Error.Type, truncate(e.Error.Message, 160))
-	if strings.Contains(msg, "token has expired") {
+	switch {
+	case status == http.StatusUnauthorized && strings.Contains(msg, "token has expired"):
 		return expired, reason
-	}
-	if status == http.StatusUnauthorized || e.Error.Type == "authentication_error" {
+	case status == http.StatusUnauthorized:
+		// Only the account's credential can earn a 401: the client's own
+		// credential headers never go upstream.
 		return blacklist, reason
-	}
-	if status == http.StatusBadRequest || status == http.StatusForbidden {
-		for _, p := range blacklistPhrases {
-			if strings.Contains(msg, p) {
+	case status == http.StatusBadRequest || status == http.StatusForbidden:
+		for _, p := range orgGone {
+			if strings.HasPrefix(msg, p) {
 				return blacklist, reason
 			}
 		}
@@ -301,8 +309,21 @@ func (s *Server) forward(c *ginContext, req *request) int {
 			resp.Body = io.NopCloser(bytes.NewReader(body))
 			// The request is retried once, on a fresh token or another account,
 			// only while nothing has reached the client.
-			if s.accountFailed(ctx, req, resp.StatusCode, body) && attempt == 0 {
+			retry, herr := s.accountFailed(ctx, req, resp.StatusCode, body)
+			if retry && attempt == 0 {
 				continue
+			}
+			if retry {
+				herr = &httpError{status: http.StatusServiceUnavailable, typ: errOverloaded,
+					msg: "The upstream account serving this key failed; please retry"}
+			}
+			if herr != nil {
+				s.refund(req)
+				if req.quota != nil {
+					setQuotaHeaders(w.Header(), *req.quota)
+				}
+				herr.write(w)
+				return herr.status
 			}
 		}
 		return s.relay(ctx, w, req, resp)
@@ -310,45 +331,47 @@ func (s *Server) forward(c *ginContext, req *request) int {
 }
 
 // accountFailed acts on an upstream refusal that is the account's fault,
-// not the request's: an expired OAuth token is refreshed, a dead
-// credential blacklisted and the key moved. It reports whether req now
-// holds a credential worth one more try.
-func (s *Server) accountFailed(ctx context.Context, req *request, status int, body []byte) bool {
+// not the request's: an expired OAuth token is refreshed, a dead credential
+// blacklisted and the key moved. retry reports that req now holds a
+// credential worth one more try; herr is set when the proxy must answer
+// itself, because relaying the upstream's 401 would tell the customer that
+// their own key is bad.
+func (s *Server) accountFailed(ctx context.Context, req *request, status int, body []byte) (retry bool, herr *httpError) {
 	v, reason := classify(status, body)
 	log := s.log.WithFields(logFields(req.cl)).WithField("account", req.acct.Name)
 	switch v {
 	case expired:
 		if s.d.Refresher == nil || req.acct.Kind != accounts.OAuth {
-			return false
+			return false, nil
 		}
 		creds, err := s.d.Refresher.RefreshNow(ctx, req.acct.Name, req.acct.AccessToken)
 		if err == nil {
 			req.acct.AccessToken, req.acct.RefreshToken, req.acct.ExpiresAt = creds.AccessToken, creds.RefreshToken, creds.ExpiresAt
-			return true
+			return true, nil
 		}
 		log.WithError(err).Warn("token refresh after an expired-token answer failed")
 		if !errors.Is(err, refresh.ErrInvalidGrant) {
-			return false
+			return false, &httpError{status: http.StatusServiceUnavailable, typ: errAPI, cause: err,
+				msg: "Service temporarily unavailable: the upstream credential is being renewed, please retry"}
 		}
 		// The refresh token is dead for good: the account is gone; move the key.
 		reason = "refresh token rejected (invalid_grant)"
 		fallthrough
 	case blacklist:
 		if err := s.d.Pool.Blacklist(ctx, req.acct.Name, reason); err != nil {
-			log.WithError(err).Warn("could not blacklist")
-			return false
+			return false, storeDown(err)
 		}
 		if herr := s.bind(ctx, req.cl); herr != nil {
-			return false
+			return false, herr
 		}
 		acct, err := s.d.Accounts.Get(ctx, req.cl.account)
 		if err != nil {
-			return false
+			return false, storeDown(err)
 		}
 		req.acct = acct
-		return true
+		return true, nil
 	}
-	return false
+	return false, nil
 }
 
 // send makes one upstream call with the account's credential, trying the

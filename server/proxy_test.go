@@ -364,6 +364,9 @@ func TestUpstreamUsageLimitMarksAccountAndKeepsBinding(t *testing.T) {
 	if r.status != 429 || e.fake.MessageCount() != before {
 		t.Fatalf("limited account must answer 429 locally: %d", r.status)
 	}
+	if r.header.Get("X-Ratelimit-Remaining") != "10" {
+		t.Fatalf("refusals for the account's limit must not use the key's quota: remaining %q", r.header.Get("X-Ratelimit-Remaining"))
+	}
 	var acc struct {
 		Accounts []struct {
 			Name        string
@@ -417,5 +420,64 @@ func TestRevokeTakesEffectOnEveryInstanceAtOnce(t *testing.T) {
 	r := post(t, u2, "/v1/messages", key, msgBody("claude-sonnet-4-5", false))
 	if r.status != 401 || !strings.Contains(r.errMessage(), "Unauthorized API key") {
 		t.Fatalf("revoked key on the other instance: %d %s", r.status, r.body)
+	}
+}
+
+// Findings of the review, kept as regressions.
+func TestCustomerCannotBlacklistAccounts(t *testing.T) {
+	e := newEnv(t)
+	k1 := e.apiAccount("high", "a1")
+	e.apiAccount("high", "a2")
+	url := e.start()
+	key := e.issue("high", "a1")
+	// The API echoes unknown beta names inside its 400 message.
+	e.fake.InjectFault(k1, fakeupstream.Fault{Status: 400, ErrorType: "invalid_request_error",
+		Message: "Unexpected value(s) `revoked`, `organization has been disabled` for the `anthropic-beta` header"})
+	r := post(t, url, "/v1/messages", key, msgBody("claude-sonnet-4-5", false), "Anthropic-Beta", "revoked")
+	if r.status != 400 {
+		t.Fatalf("the client's own 400 passes through: %d", r.status)
+	}
+	var acc struct {
+		Accounts []struct {
+			Name      string
+			Blacklist *struct{ Reason string }
+		}
+	}
+	e.admin(http.MethodGet, "/admin/api/accounts", nil, &acc)
+	for _, a := range acc.Accounts {
+		if a.Blacklist != nil {
+			t.Fatalf("a customer's request blacklisted %s", a.Name)
+		}
+	}
+}
+
+func TestDeadCredentialWithNoSpareAccountIsNotAKeyError(t *testing.T) {
+	e := newEnv(t)
+	k1 := e.apiAccount("high", "a1")
+	url := e.start()
+	key := e.issue("high")
+	e.fake.RevokeAccess(k1)
+	e.fake.InjectFault(k1, fakeupstream.Fault{Status: 401, ErrorType: "authentication_error", Message: "invalid x-api-key"})
+	r := post(t, url, "/v1/messages", key, msgBody("claude-opus-4-1", false))
+	if r.status != 503 || r.errType() != "overloaded_error" || r.errMessage() != "No High accounts available in pool" {
+		t.Fatalf("want the pool's 503, not the upstream's 401: %d %s", r.status, r.body)
+	}
+	if r.header.Get("X-Ratelimit-Remaining") != "10" {
+		t.Fatalf("no answer, so the place is refunded: remaining %q", r.header.Get("X-Ratelimit-Remaining"))
+	}
+}
+
+func TestAuthenticationComesBeforeTheBody(t *testing.T) {
+	e := newEnv(t)
+	e.apiAccount("high", "a1")
+	url := e.start()
+	for _, c := range []struct{ key, body, msg string }{
+		{"not-a-key", "", "Invalid API key format"},
+		{"sk-cli-v1-" + strings.Repeat("Q", 32), `{"max_tokens":1}`, "Unauthorized API key"},
+	} {
+		r := post(t, url, "/v1/messages", c.key, c.body)
+		if r.status != 401 || !strings.Contains(r.errMessage(), c.msg) {
+			t.Fatalf("%q: %d %s", c.key, r.status, r.body)
+		}
 	}
 }

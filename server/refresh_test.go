@@ -105,11 +105,14 @@ func TestExpiredTokenIsRefreshedNotBlacklisted(t *testing.T) {
 
 func TestDeadRefreshTokenBlacklistsAndMovesTheKey(t *testing.T) {
 	e := newEnv(t)
-	e.writeAccount("high", "o1", map[string]any{"claudeAiOauth": map[string]any{
+	// a0 sorts first, so a fresh key binds to it unless the refresher has
+	// already found its refresh token dead; either way the customer must be
+	// served by a2 and a0 must end up blacklisted.
+	e.writeAccount("high", "a0", map[string]any{"claudeAiOauth": map[string]any{
 		"accessToken": "sk-ant-oat01-unknown", "refreshToken": "sk-ant-ort01-unknown", "expiresAt": time.Now().Add(-time.Minute).UnixMilli()}})
 	k2 := e.apiAccount("high", "a2")
 	url := e.start()
-	key := e.issue("high", "o1")
+	key := e.issue("high")
 	r := post(t, url, "/v1/messages", key, msgBody("claude-sonnet-4-5", false))
 	if r.status != 200 || e.lastCredential() != k2 {
 		t.Fatalf("the key must move to a2: %d %s", r.status, r.body)
@@ -122,9 +125,9 @@ func TestDeadRefreshTokenBlacklistsAndMovesTheKey(t *testing.T) {
 	}
 	e.admin(http.MethodGet, "/admin/api/accounts", nil, &acc)
 	for _, a := range acc.Accounts {
-		if a.Name == "o1" && (a.Blacklist == nil || !strings.Contains(a.Blacklist.Reason, "invalid_grant")) {
+		if a.Name == "a0" && (a.Blacklist == nil || !strings.Contains(a.Blacklist.Reason, "invalid_grant")) {
 			b, _ := json.Marshal(a)
-			t.Fatalf("o1 must be blacklisted for invalid_grant: %s", b)
+			t.Fatalf("a0 must be blacklisted for invalid_grant: %s", b)
 		}
 	}
 }

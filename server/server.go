@@ -58,9 +58,11 @@ type Server struct {
 	upstream *http.Client
 	metrics  *metrics
 	engine   *gin.Engine
-	// bg tracks work that outlives a response (usage records); Shutdown
-	// waits for it.
-	bg sync.WaitGroup
+	// handlers counts requests being served, and bg work that outlives a
+	// response (usage and ledger records). Shutdown waits for handlers
+	// first, so no handler adds to bg once bg is being waited for.
+	handlers sync.WaitGroup
+	bg       sync.WaitGroup
 }
 
 // New builds the server.
@@ -86,11 +88,38 @@ func New(cfg Config, d Deps) *Server {
 	s.metrics = newMetrics(s)
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
-	e.Use(gin.Recovery())
+	e.Use(s.track, s.recover)
 	e.ContextWithFallback = true
 	s.routes(e)
 	s.engine = e
 	return s
+}
+
+// track counts in-flight handlers for Serve's shutdown.
+func (s *Server) track(c *gin.Context) {
+	s.handlers.Add(1)
+	defer s.handlers.Done()
+	c.Next()
+}
+
+// recover turns a panic into Anthropic's error shape and a log line that
+// names the route but never the request's headers (they carry keys).
+func (s *Server) recover(c *gin.Context) {
+	defer func() {
+		v := recover()
+		if v == nil {
+			return
+		}
+		if v == http.ErrAbortHandler {
+			panic(v) // the client left; net/http handles it quietly
+		}
+		s.log.WithFields(logrus.Fields{"method": c.Request.Method, "path": c.Request.URL.Path}).Errorf("panic serving request: %v", v)
+		if !c.Writer.Written() {
+			writeError(c.Writer, http.StatusInternalServerError, errAPI, "Internal server error")
+		}
+		c.Abort()
+	}()
+	c.Next()
 }
 
 // Handler is the whole HTTP surface.
@@ -146,6 +175,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, grace time.Duration
 		s.log.Warn("grace period over: closing the remaining connections")
 		_ = hs.Close()
 	}
+	s.handlers.Wait() // Close does not wait for handlers; their contexts are cancelled
 	s.bg.Wait()
 	if e := <-errc; e != nil && !errors.Is(e, http.ErrServerClosed) {
 		return e

@@ -58,6 +58,7 @@ func TestFlushAllThenSyncLosesNothing(t *testing.T) {
 		}
 		before[k] = e.lastCredential()
 	}
+	e.apps[0].Server.bg.Wait() // bindings reach the ledger off the request path
 	testenv.Flush(t, e.rdb())
 	rep := e.sync()
 	if rep["keys_restored"].(float64) != 5 || rep["bindings_restored"].(float64) != 3 {
