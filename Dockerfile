@@ -10,20 +10,22 @@ COPY . .
 RUN CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o /out/claude-route ./cmd/claude-route \
  && mkdir -p /out/account /out/product
 
-# --- run: no shell, no package manager, not root -----------------------------
-FROM gcr.io/distroless/static-debian12:nonroot
+# --- run: a small base and a user without privileges -------------------------
+# (alpine's base already carries the CA bundle the upstream TLS calls need.)
+FROM alpine:3.22
+RUN addgroup -S -g 10001 app && adduser -S -D -H -u 10001 -G app app
 WORKDIR /app
 COPY --from=build /out/claude-route /app/claude-route
 # The server writes refreshed tokens back into account files and issued keys
-# into the product ledger, so both belong to the user it runs as (nonroot,
-# 65532); a new named volume takes this ownership from the image.
-COPY --from=build --chown=65532:65532 /out/account /app/account
-COPY --from=build --chown=65532:65532 /out/product /app/product
+# into the product ledger, so both belong to the user it runs as; a new named
+# volume takes this ownership from the image.
+COPY --from=build --chown=10001:10001 /out/account /app/account
+COPY --from=build --chown=10001:10001 /out/product /app/product
 VOLUME ["/app/account", "/app/product"]
 ENV LISTEN_ADDR=:8080 ACCOUNT_DIR=/app/account PRODUCT_DIR=/app/product
 EXPOSE 8080
-USER 65532:65532
-# distroless has no curl or wget: the binary itself GETs /health on LISTEN_ADDR.
+USER 10001:10001
+# The binary itself GETs /health on LISTEN_ADDR: no curl or wget needed.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
   CMD ["/app/claude-route", "healthcheck"]
 ENTRYPOINT ["/app/claude-route"]
