@@ -250,3 +250,9 @@ func newOwner() (string, error) {
 	}
 	return hex.EncodeToString(b[:]), nil
 }
+
+// Forget drops an account's refresh state (attempts, cooldown, last error,
+// refused-token marker): the account left the pool.
+func (r *Refresher) Forget(ctx context.Context, name string) error {
+	return r.rdb.Del(ctx, stateKey(name)).Err()
+}

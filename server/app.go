@@ -34,6 +34,9 @@ type AppConfig struct {
 	RefreshLead   time.Duration
 	SyncInterval  time.Duration
 	ShutdownGrace time.Duration
+	// WatchInterval is how often the store is checked for having lost its
+	// data (default 15 s).
+	WatchInterval time.Duration
 	Clock         clock.Clock
 	Log           *logrus.Logger
 	// TokenClient overrides the HTTP client of the token endpoint (tests).
@@ -108,14 +111,14 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	}
 	if rep, err := a.Syncer.Sync(ctx); err != nil {
 		// A store that is down at start is not fatal: requests get 503 and
-		// the periodic sync catches up when it returns.
-		log.WithError(err).Error("initial sync failed")
+		// the watchdog below syncs as soon as the store answers.
+		log.WithError(err).Error("initial sync failed; retrying until the store answers")
 	} else {
 		log.Debug(rep.String())
 	}
 	bgctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() {
 		defer wg.Done()
 		if err := a.Refresher.Run(bgctx); err != nil && bgctx.Err() == nil {
@@ -126,10 +129,42 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 		defer wg.Done()
 		a.Syncer.Run(bgctx, a.Cfg.SyncInterval)
 	}()
+	go func() {
+		defer wg.Done()
+		a.watchStore(bgctx)
+	}()
 	err := a.Server.Serve(ctx, ln, a.Cfg.ShutdownGrace)
 	stop()
 	wg.Wait()
 	return err
+}
+
+// watchStore syncs at once when the store comes back empty: Redis was
+// flushed, restarted without persistence or failed over to an empty
+// replica. Without it, customers would be refused until the next periodic
+// sync. The sync report's presence is the marker of a synced store.
+func (a *App) watchStore(ctx context.Context) {
+	every := a.Cfg.WatchInterval
+	if every <= 0 {
+		every = 15 * time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		last, err := a.Syncer.Last(ctx)
+		if err != nil || last != nil {
+			continue // store down (nothing to do yet) or synced
+		}
+		a.Cfg.Log.Warn("the store has no sync report (flushed or replaced): syncing now")
+		if _, err := a.Syncer.Sync(ctx); err != nil && ctx.Err() == nil {
+			a.Cfg.Log.WithError(err).Error("recovery sync failed; retrying")
+		}
+	}
 }
 
 // Close releases the store.

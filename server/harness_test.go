@@ -147,6 +147,7 @@ func (e *env) start() string {
 		RefreshLead:   e.lead,
 		SyncInterval:  time.Hour,
 		ShutdownGrace: 5 * time.Second,
+		WatchInterval: 200 * time.Millisecond,
 		Clock:         e.clock,
 		Log:           log,
 	})

@@ -252,3 +252,26 @@ func TestExpiredKeyFreesItsSlotAtSync(t *testing.T) {
 		t.Fatalf("expired key's slot not released: %v", rep)
 	}
 }
+
+// A store that comes back empty (flushed, restarted without persistence,
+// failed over) is re-synced by itself: no operator action, no restart.
+func TestEmptiedStoreResyncsByItself(t *testing.T) {
+	e := newEnv(t)
+	e.apiAccount("trial", "t1")
+	url := e.start()
+	key := e.issue("trial")
+	if r := post(t, url, "/v1/messages", key, msgBody("claude-sonnet-4-5", false)); r.status != 200 {
+		t.Fatal(r.status)
+	}
+	e.apps[0].Server.bg.Wait()
+	testenv.Flush(t, e.rdb())
+	deadline := time.Now().Add(5 * time.Second)
+	var st int
+	for time.Now().Before(deadline) {
+		if st = post(t, url, "/v1/messages", key, msgBody("claude-sonnet-4-5", false)).status; st == 200 {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("the key did not come back by itself: %d", st)
+}

@@ -476,10 +476,22 @@ func (s *Syncer) syncAccounts(ctx context.Context, rep *Report) (map[string]stri
 		if err := s.as.Delete(ctx, a.Name); err != nil {
 			return nil, fmt.Errorf("delete account %s: %w", a.Name, err)
 		}
+		if f, ok := s.rf.(forgetter); ok {
+			// Its refresh state (attempts, cooldown, dead token) must not
+			// haunt an account re-added later under the same name.
+			if err := f.Forget(ctx, a.Name); err != nil {
+				s.cfg.Log.WithError(err).Warnf("could not clear refresh state of %s", a.Name)
+			}
+		}
 		rep.Removed = append(rep.Removed, a.Name)
 		rep.BindingsMoved += moved
 	}
 	return tierOf, nil
+}
+
+// forgetter is a refresher that can drop an account's refresh state.
+type forgetter interface {
+	Forget(ctx context.Context, name string) error
 }
 
 // changed compares what the proxy uses. When Redis holds newer OAuth
