@@ -76,6 +76,11 @@ func screenshotDir(t *testing.T) string {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatalf("screenshot folder: %v", err)
 	}
+	// A failure picture from an earlier run would mislead whoever looks next.
+	stale, _ := filepath.Glob(filepath.Join(dir, "failed-*.png"))
+	for _, f := range stale {
+		_ = os.Remove(f)
+	}
 	return dir
 }
 
@@ -86,8 +91,8 @@ func screenshotDir(t *testing.T) string {
 // revoke it, blacklist an account and recover it, and get signed out when
 // the token stops being accepted.
 func TestDashboardOperatorJourney(t *testing.T) {
+	e := newEnv(t) // skips (or fails in CI) without Redis before starting a browser
 	page := browserPage(t)
-	e := newEnv(t)
 	e.apiAccount("trial", "t1")
 	e.apiAccount("trial", "t2")
 	e.oauthAccount("high", "h1", time.Now().Add(8*time.Hour))
@@ -124,7 +129,14 @@ func TestDashboardOperatorJourney(t *testing.T) {
 	must := func(step string, err error) {
 		t.Helper()
 		if err != nil {
-			shot("failed-" + strings.ReplaceAll(step, " ", "-"))
+			// Best effort: the picture helps, but the step's error is the report.
+			_, _ = page.Screenshot(playwright.PageScreenshotOptions{FullPage: playwright.Bool(true),
+				Path: playwright.String(filepath.Join(shots, "failed-"+strings.ReplaceAll(step, " ", "-")+".png"))})
+			logs := e.logs.String()
+			if len(logs) > 4000 {
+				logs = logs[len(logs)-4000:]
+			}
+			t.Logf("server log tail:\n%s", logs)
 			t.Fatalf("%s: %v", step, err)
 		}
 	}
@@ -161,6 +173,9 @@ func TestDashboardOperatorJourney(t *testing.T) {
 	must("nothing blacklisted", expect.Locator(id("ov-blacklisted")).ToContainText("every account is in service"))
 	must("h1 refresh listed", expect.Locator(id("ov-refreshes")).ToContainText("h1"))
 	must("no requests yet", expect.Locator(id("ov-requests")).ToHaveText("0"))
+	must("all slots free", expect.Locator(id("ov-slots")).ToHaveText("0/17"))
+	must("last sync shown", expect.Locator(id("ov-sync")).Not().ToContainText(regexp.MustCompile(`No sync recorded|null|undefined`)))
+	must("store ok", expect.Locator(id("store-ok")).ToBeVisible())
 	shot("02-overview")
 
 	// 3. Issue a trial key on the Keys tab; the key is shown once.
@@ -168,19 +183,30 @@ func TestDashboardOperatorJourney(t *testing.T) {
 	must("keys view", expect.Locator(id("view-keys")).ToBeVisible())
 	_, err = id("issue-tier").SelectOption(playwright.SelectOptionValues{Values: &[]string{"trial"}})
 	must("choose tier", err)
-	must("fill note", id("issue-note").Fill("dashboard journey <b>customer</b>"))
+	// A note unique to this run finds the key's row; it also carries markup
+	// that must be shown as text.
+	note := "dashboard journey " + strconv.FormatInt(time.Now().UnixNano(), 36) + " <b>customer</b>"
+	must("fill note", id("issue-note").Fill(note))
 	must("issue", id("issue-submit").Click())
 	must("new key shown", expect.Locator(id("new-key-value")).ToHaveText(regexp.MustCompile(`^sk-cli-v1-\S+$`)))
 	key, err := id("new-key-value").TextContent()
 	must("read key", err)
-	keyRow := id("key-row").Filter(playwright.LocatorFilterOptions{HasText: "dashboard journey"})
+	keyRow := id("key-row").Filter(playwright.LocatorFilterOptions{HasText: note})
 	must("key listed", expect.Locator(keyRow).ToHaveCount(1))
 	must("key active", expect.Locator(keyRow.GetByTestId("key-status")).ToHaveText("active"))
 	// The note is shown as text, not interpreted as markup.
-	must("note escaped", expect.Locator(keyRow).ToContainText("<b>customer</b>"))
+	must("note escaped", expect.Locator(keyRow.Locator(".note")).ToHaveText(note))
 	must("copy", id("copy-key").Click())
 	must("copy feedback", expect.Locator(id("copy-key")).Not().ToHaveText("Copy"))
 	shot("03-key-issued")
+
+	// Search narrows the list on the server side and says when nothing matches.
+	must("search nothing", id("keys-search").Fill("no-such-key-anywhere"))
+	must("empty message", expect.Locator(page.Locator("#keys-empty")).ToBeVisible())
+	must("row filtered out", expect.Locator(keyRow).ToHaveCount(0))
+	must("search by note", id("keys-search").Fill(strings.Fields(note)[2]))
+	must("row found", expect.Locator(keyRow).ToHaveCount(1))
+	must("clear search", id("keys-search").Fill(""))
 
 	must("dismiss key", id("dismiss-key").Click())
 	must("key hidden", expect.Locator(id("new-key")).ToBeHidden())

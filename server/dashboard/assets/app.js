@@ -11,6 +11,7 @@
 (() => {
   const TOKEN_KEY = 'claude-route.admin-token';
   const REFRESH_MS = 5000;
+  const REQUEST_TIMEOUT_MS = 10000;
   const TABS = ['overview', 'keys', 'accounts'];
 
   const $ = (id) => document.getElementById(id);
@@ -37,22 +38,27 @@
   // behind a reverse proxy that mounts it under a prefix.
   async function api(method, path, body, token) {
     const headers = { Accept: 'application/json', Authorization: 'Bearer ' + (token || sessionStorage.getItem(TOKEN_KEY) || '') };
-    const init = { method, headers, cache: 'no-store', credentials: 'omit' };
+    // A request that hangs must not stall the refresh loop, which waits for it.
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(), REQUEST_TIMEOUT_MS);
+    const init = { method, headers, cache: 'no-store', credentials: 'omit', signal: ctl.signal };
     if (body !== undefined) {
       headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(body);
     }
     let res;
-    try {
-      res = await fetch('api' + path, init);
-    } catch (e) {
-      throw new APIError(0, 'the server is unreachable');
-    }
     let data = null;
     try {
-      data = await res.json();
+      res = await fetch('api' + path, init);
+      try {
+        data = await res.json();
+      } catch (e) {
+        data = null;
+      }
     } catch (e) {
-      data = null;
+      throw new APIError(0, ctl.signal.aborted ? 'the server did not answer in time' : 'the server is unreachable');
+    } finally {
+      clearTimeout(timer);
     }
     if (res.status === 401) throw new Unauthorized('the admin token was not accepted');
     if (!res.ok) {
@@ -315,9 +321,10 @@
     const sync = $('ov-sync');
     if (st.last_sync) {
       const r = st.last_sync.report || {};
-      sync.replaceChildren(el('span', { text: st.last_sync.summary || 'done' }), el('br'),
-        el('span', { class: 'muted small' }, r.started_at ? `${fmtDate(r.started_at)} (${rel(r.started_at)})` : '', r.replica ? ` on ${r.replica}` : ''),
-        r.error ? el('span', {}, ' ', badge('error', 'bad', null, r.error)) : null);
+      const parts = [el('span', { text: st.last_sync.summary || 'done' }), el('br'),
+        el('span', { class: 'muted small' }, r.started_at ? `${fmtDate(r.started_at)} (${rel(r.started_at)})` : '', r.replica ? ` on ${r.replica}` : '')];
+      if (r.error) parts.push(' ', badge('sync error', 'bad', null, r.error));
+      sync.replaceChildren(...parts);
     } else {
       sync.textContent = 'No sync recorded yet.';
     }
@@ -403,7 +410,7 @@
         actions.append(el('button', { type: 'button', class: 'btn btn-small btn-danger-ghost', 'data-testid': 'key-revoke', onclick: () => revokeKey(k), text: 'Revoke' }));
       }
       return el('tr', { 'data-testid': 'key-row', 'data-key-id': k.id, class: k.id === state.keyDetail ? 'selected' : '' },
-        td(el('span', {}, el('code', { 'data-testid': 'key-prefix', text: k.prefix + '…' }), el('br'), el('span', { class: 'muted small', 'data-testid': 'key-id', text: k.id }))),
+        td(el('span', {}, el('code', { 'data-testid': 'key-prefix', text: k.prefix }), el('br'), el('span', { class: 'muted small', 'data-testid': 'key-id', text: k.id }))),
         td(badge(k.tier, 'tier')),
         td(badge(k.status, kind, 'key-status')),
         td(k.account ? k.account : el('span', { class: 'muted', text: 'unbound' })),
@@ -478,7 +485,7 @@
 
   async function revokeKey(k) {
     const res = await confirmDialog({
-      title: 'Revoke key ' + k.prefix + '…?',
+      title: 'Revoke key ' + k.prefix + '?',
       text: `The key stops working at once on every instance and its slot on ${k.account || 'its account'} is freed. This cannot be undone.`,
       ok: 'Revoke',
     });
@@ -512,7 +519,7 @@
     const k = d.key;
     const u = d.usage || {};
     const l5 = totals(u.Last5h);
-    $('kd-title').textContent = `${k.prefix}… (${k.id})`;
+    $('kd-title').textContent = `${k.prefix} (${k.id})`;
     $('kd-requests').textContent = fmtNum(l5.Requests);
     $('kd-tokens').textContent = fmtNum(tokens(l5));
     $('kd-tokens-sub').textContent = `in ${fmtNum(l5.InputTokens)} · out ${fmtNum(l5.OutputTokens)}`;
