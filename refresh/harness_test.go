@@ -1,7 +1,6 @@
 package refresh
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/claude-route/claude-route/internal/clock"
 	"github.com/claude-route/claude-route/internal/fakeupstream"
+	"github.com/claude-route/claude-route/internal/testenv"
 	"github.com/claude-route/claude-route/store"
 )
 
@@ -141,24 +141,6 @@ func (b *testBlacklist) reason(name string) (string, bool) {
 	return r, ok
 }
 
-// syncBuffer is a log sink safe for concurrent writers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // env is one test's world: a store, a token endpoint, file and blacklist
 // fakes, and a log sink checked for token values when the test ends.
 type env struct {
@@ -169,7 +151,7 @@ type env struct {
 	st   *testStore
 	fw   *testFiles
 	bl   *testBlacklist
-	logs *syncBuffer
+	logs *testenv.Buffer
 
 	mu      sync.Mutex
 	secrets []string // every token value the test handed out
@@ -183,7 +165,7 @@ func newEnv(t *testing.T, rdb redis.UniversalClient, clk clock.Clock) *env {
 		st:   &testStore{rdb: rdb},
 		fw:   &testFiles{clk: clk},
 		bl:   &testBlacklist{},
-		logs: &syncBuffer{},
+		logs: &testenv.Buffer{},
 	}
 	t.Cleanup(func() {
 		up.Close()

@@ -60,8 +60,8 @@ func (s *Server) adminAuth(c *gin.Context) {
 	c.Next()
 }
 
-// keyView is a key as the operator sees it: never the key itself.
-type keyView struct {
+// KeyView is a key as the admin API shows it: never the key itself.
+type KeyView struct {
 	ID        string     `json:"id"`
 	Prefix    string     `json:"prefix"`
 	Tier      string     `json:"tier"`
@@ -72,8 +72,8 @@ type keyView struct {
 	ExpiresAt *time.Time `json:"expires_at"`
 }
 
-func (s *Server) viewKey(r keys.Record, bound map[string]string) keyView {
-	v := keyView{ID: r.ID, Prefix: r.Prefix, Tier: r.Tier, Status: r.Status, Note: r.Note,
+func (s *Server) viewKey(r keys.Record, bound map[string]string) KeyView {
+	v := KeyView{ID: r.ID, Prefix: r.Prefix, Tier: r.Tier, Status: r.Status, Note: r.Note,
 		Account: r.Account, CreatedAt: r.Created.UTC()}
 	if a, ok := bound[r.Hash]; ok {
 		v.Account = a
@@ -121,7 +121,7 @@ func (s *Server) adminListKeys(c *gin.Context) {
 		return
 	}
 	bound := s.bindings(ctx)
-	out := make([]keyView, 0, len(recs))
+	out := make([]KeyView, 0, len(recs))
 	for _, r := range recs {
 		out = append(out, s.viewKey(r, bound))
 	}
@@ -240,17 +240,17 @@ func (s *Server) adminRevokeKey(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"key": s.viewKey(rec, nil)})
 }
 
-// poolTier is one tier's block of `pool`.
-type poolTier struct {
+// PoolTier is one tier's block of GET /admin/api/pool.
+type PoolTier struct {
 	Tier            string        `json:"tier"`
 	SlotsPerAccount int           `json:"slots_per_account"`
 	SlotsUsed       int           `json:"slots_used"`
 	SlotsTotal      int           `json:"slots_total"`
-	Accounts        []accountView `json:"accounts"`
+	Accounts        []AccountView `json:"accounts"`
 }
 
-// accountView is an account as the operator sees it: never its credential.
-type accountView struct {
+// AccountView is an account as the admin API shows it: never its credential.
+type AccountView struct {
 	accounts.AccountView
 	Kind            string     `json:"kind"`
 	ExpiresAt       *time.Time `json:"expires_at,omitempty"`
@@ -268,7 +268,7 @@ func timePtr(t time.Time) *time.Time {
 	return &u
 }
 
-func (s *Server) poolData(ctx context.Context, tierFilter string) ([]poolTier, error) {
+func (s *Server) poolData(ctx context.Context, tierFilter string) ([]PoolTier, error) {
 	names := s.d.Tiers.Names()
 	if tierFilter != "" {
 		if _, ok := s.d.Tiers.Get(tierFilter); !ok {
@@ -294,11 +294,11 @@ func (s *Server) poolData(ctx context.Context, tierFilter string) ([]poolTier, e
 			}
 		}
 	}
-	out := make([]poolTier, 0, len(names))
+	out := make([]PoolTier, 0, len(names))
 	for _, t := range names {
-		pt := poolTier{Tier: t, SlotsPerAccount: s.slotsOf(t), Accounts: []accountView{}}
+		pt := PoolTier{Tier: t, SlotsPerAccount: s.slotsOf(t), Accounts: []AccountView{}}
 		for _, a := range view[t] {
-			av := accountView{AccountView: a, Kind: string(kinds[a.Name].Kind)}
+			av := AccountView{AccountView: a, Kind: string(kinds[a.Name].Kind)}
 			if acc, ok := kinds[a.Name]; ok && acc.Kind == accounts.OAuth {
 				av.ExpiresAt = timePtr(acc.ExpiresAt)
 			}
@@ -341,7 +341,7 @@ func (s *Server) adminAccounts(c *gin.Context) {
 		adminErr(c, http.StatusServiceUnavailable, "store unavailable")
 		return
 	}
-	var out []accountView
+	var out []AccountView
 	for _, t := range data {
 		out = append(out, t.Accounts...)
 	}
@@ -413,7 +413,7 @@ func (s *Server) adminStatus(c *gin.Context) {
 	}
 	out["store"] = gin.H{"ok": true}
 	if data, err := s.poolData(ctx, ""); err == nil {
-		var accts []accountView
+		var accts []AccountView
 		for _, t := range data {
 			accts = append(accts, t.Accounts...)
 		}

@@ -35,7 +35,7 @@ type env struct {
 	tiers    *tiers.Table
 	clock    clock.Clock
 	lead     time.Duration
-	logs     *syncBuffer
+	logs     *testenv.Buffer
 	apps     []*App
 	urls     []string
 	stops    []func() // each instance's shutdown, waiting for Run to return
@@ -43,24 +43,6 @@ type env struct {
 
 // stop shuts instance i down as SIGTERM would and waits for it to finish.
 func (e *env) stop(i int) { e.stops[i]() }
-
-// syncBuffer collects every log line of the run (for the secrets test).
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 type envOpt func(*env)
 
@@ -84,7 +66,7 @@ func newEnv(t testing.TB, opts ...envOpt) *env {
 		prodDir: t.TempDir(),
 		tiers:   tiers.Builtin(),
 		clock:   clock.Real{},
-		logs:    &syncBuffer{},
+		logs:    &testenv.Buffer{},
 	}
 	for _, o := range opts {
 		o(e)

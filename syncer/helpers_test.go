@@ -1,13 +1,11 @@
 package syncer
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -40,31 +38,13 @@ type env struct {
 	pool     *accounts.Pool
 	ledger   *keys.Ledger
 	keys     *keys.Store
-	logs     *syncBuffer
+	logs     *testenv.Buffer
 	s        *Syncer
-}
-
-// syncBuffer is a log sink safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 func newEnv(t testing.TB, rdb redis.UniversalClient) *env {
 	e := &env{t: t, ctx: context.Background(), rdb: rdb, clk: clock.NewFake(t0), tiers: tiers.Builtin(),
-		acctDir: t.TempDir(), prodDir: t.TempDir(), logs: &syncBuffer{}}
+		acctDir: t.TempDir(), prodDir: t.TempDir(), logs: &testenv.Buffer{}}
 	log := logrus.New()
 	log.SetOutput(e.logs)
 	e.accounts = accounts.NewStore(rdb)

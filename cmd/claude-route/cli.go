@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/claude-route/claude-route/keys"
+	"github.com/claude-route/claude-route/server"
 )
 
 // adminClient calls the running server's admin API: operator commands work
@@ -82,17 +83,6 @@ func keyRef(s string) string {
 	return s
 }
 
-type keyJSON struct {
-	ID        string     `json:"id"`
-	Prefix    string     `json:"prefix"`
-	Tier      string     `json:"tier"`
-	Status    string     `json:"status"`
-	Note      string     `json:"note"`
-	Account   string     `json:"account"`
-	CreatedAt time.Time  `json:"created_at"`
-	ExpiresAt *time.Time `json:"expires_at"`
-}
-
 func fmtTime(t *time.Time) string {
 	if t == nil || t.IsZero() {
 		return "-"
@@ -144,8 +134,8 @@ func cmdOperator(ctx context.Context, args []string, getenv func(string) string,
 			return &usageError{"key issue needs --tier"}
 		}
 		var res struct {
-			Key    string  `json:"key"`
-			Record keyJSON `json:"record"`
+			Key    string         `json:"key"`
+			Record server.KeyView `json:"record"`
 		}
 		if err := ac.do(ctx, http.MethodPost, "/admin/api/keys", map[string]string{"tier": *tier, "account": *account, "note": *note}, &res); err != nil {
 			return err
@@ -162,7 +152,7 @@ func cmdOperator(ctx context.Context, args []string, getenv func(string) string,
 			q.Set("status", *status)
 		}
 		var res struct {
-			Keys []keyJSON `json:"keys"`
+			Keys []server.KeyView `json:"keys"`
 		}
 		if err := ac.do(ctx, http.MethodGet, "/admin/api/keys?"+q.Encode(), nil, &res); err != nil {
 			return err
@@ -191,7 +181,7 @@ func cmdOperator(ctx context.Context, args []string, getenv func(string) string,
 			return err
 		}
 		if cmd == "key revoke" {
-			var k keyJSON
+			var k server.KeyView
 			_ = json.Unmarshal(res["key"], &k)
 			fmt.Fprintf(out, "revoked %s (%s, tier %s)\n", k.ID, k.Prefix, k.Tier)
 			return nil
@@ -264,34 +254,9 @@ func reorder(args []string) []string {
 	return append(flags, pos...)
 }
 
-type accountJSON struct {
-	Name        string     `json:"name"`
-	Tier        string     `json:"tier"`
-	Kind        string     `json:"kind"`
-	SlotsUsed   int        `json:"slots_used"`
-	SlotsTotal  int        `json:"slots_total"`
-	BoundKeys   int        `json:"bound_keys"`
-	LimitedTill *time.Time `json:"limited_until"`
-	Blacklist   *struct {
-		Reason string    `json:"reason"`
-		Since  time.Time `json:"since"`
-	} `json:"blacklist"`
-	ExpiresAt      *time.Time `json:"expires_at"`
-	NextRefresh    *time.Time `json:"next_refresh"`
-	Attempts       int        `json:"refresh_attempts_24h"`
-	CooldownUntil  *time.Time `json:"cooldown_until"`
-	LastRefreshErr string     `json:"last_refresh_error"`
-}
-
 func cmdPool(ctx context.Context, ac *adminClient, tier string, asJSON bool, out io.Writer) error {
 	var res struct {
-		Tiers []struct {
-			Tier            string        `json:"tier"`
-			SlotsPerAccount int           `json:"slots_per_account"`
-			SlotsUsed       int           `json:"slots_used"`
-			SlotsTotal      int           `json:"slots_total"`
-			Accounts        []accountJSON `json:"accounts"`
-		} `json:"tiers"`
+		Tiers []server.PoolTier `json:"tiers"`
 	}
 	q := ""
 	if tier != "" {
@@ -322,8 +287,8 @@ func cmdPool(ctx context.Context, ac *adminClient, tier string, asJSON bool, out
 				state = "limited until " + fmtTime(a.LimitedTill)
 			}
 			refresh := ""
-			if a.Attempts > 0 || a.LastRefreshErr != "" {
-				refresh = fmt.Sprintf("refresh failures %d/3: %s", a.Attempts, a.LastRefreshErr)
+			if a.RefreshAttempts > 0 || a.LastRefreshErr != "" {
+				refresh = fmt.Sprintf("refresh failures %d/3: %s", a.RefreshAttempts, a.LastRefreshErr)
 			}
 			fmt.Fprintf(tw, "  %s\t%s\tslots %d/%d\tkeys %d\t%s\t%s\n", a.Name, dash(a.Kind), a.SlotsUsed, a.SlotsTotal, a.BoundKeys, state, refresh)
 		}
@@ -344,7 +309,7 @@ func cmdStatus(ctx context.Context, ac *adminClient, asJSON bool, out io.Writer)
 		Store struct {
 			OK bool `json:"ok"`
 		} `json:"store"`
-		Accounts []accountJSON `json:"accounts"`
+		Accounts []server.AccountView `json:"accounts"`
 		LastSync *struct {
 			Summary string `json:"summary"`
 			Report  struct {
@@ -375,7 +340,7 @@ func cmdStatus(ctx context.Context, ac *adminClient, asJSON bool, out io.Writer)
 			state = "limited"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", a.Name, a.Tier, dash(a.Kind), state,
-			fmtTime(a.ExpiresAt), fmtTime(a.NextRefresh), a.Attempts, fmtTime(a.CooldownUntil), dash(a.LastRefreshErr))
+			fmtTime(a.ExpiresAt), fmtTime(a.NextRefresh), a.RefreshAttempts, fmtTime(a.CooldownUntil), dash(a.LastRefreshErr))
 	}
 	return tw.Flush()
 }

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -59,31 +58,13 @@ func TestBadConfigurationNamesTheVariable(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestDemoCurlWorksWhenPasted runs `demo` and pastes the curl it prints
 // into a shell.
 func TestDemoCurlWorksWhenPasted(t *testing.T) {
 	_, err := exec.LookPath("curl")
 	testenv.Require(t, err == nil, "curl")
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &lockedBuffer{}
+	out := &testenv.Buffer{}
 	done := make(chan int)
 	go func() {
 		done <- run(ctx, []string{"demo"}, envOf(map[string]string{"LISTEN_ADDR": "127.0.0.1:0"}), out, io.Discard)
