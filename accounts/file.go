@@ -17,6 +17,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/claude-route/claude-route/internal/atomicfile"
 )
 
 // Kind tells how an account authenticates upstream.
@@ -244,7 +246,7 @@ func WriteBack(path, access, refresh string, expiresAt time.Time) error {
 	if err != nil {
 		return err
 	}
-	return atomicWrite(path, out)
+	return atomicfile.Write(path, out)
 }
 
 func marshalCompact(v any) ([]byte, error) {
@@ -255,37 +257,4 @@ func marshalCompact(v any) ([]byte, error) {
 		return nil, err
 	}
 	return bytes.TrimRight(buf.Bytes(), "\n"), nil
-}
-
-func atomicWrite(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	clean := func() { _ = os.Remove(tmp.Name()) }
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		clean()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		clean()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		clean()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		clean()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		clean()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }

@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/claude-route/claude-route/internal/atomicfile"
 )
 
 // Locker serializes ledger writes across replicas that share PRODUCT_DIR.
@@ -295,41 +297,8 @@ func (l *Ledger) writeTier(ctx context.Context, tier string, recs []Record) erro
 		return fmt.Errorf("keys: ledger: %w", err)
 	}
 	dst := l.path(tier)
-	tmp, err := os.CreateTemp(l.dir, "."+tier+".json.tmp-*")
-	if err != nil {
-		return fmt.Errorf("keys: ledger %s: %w", dst, err)
-	}
-	done := false
-	defer func() {
-		if !done {
-			_ = tmp.Close()
-			_ = os.Remove(tmp.Name())
-		}
-	}()
-	// CreateTemp makes the file 0600 already; Chmod states the intent and
-	// survives a different umask or implementation.
-	if err := tmp.Chmod(0o600); err != nil {
-		return fmt.Errorf("keys: ledger %s: %w", dst, err)
-	}
-	if _, err := tmp.Write(b); err != nil {
-		return fmt.Errorf("keys: ledger %s: %w", dst, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("keys: ledger %s: %w", dst, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("keys: ledger %s: %w", dst, err)
-	}
-	if err := os.Rename(tmp.Name(), dst); err != nil {
-		_ = os.Remove(tmp.Name())
-		done = true
-		return fmt.Errorf("keys: ledger %s: %w", dst, err)
-	}
-	done = true
-	// The rename is durable only once the folder itself is synced.
-	if d, err := os.Open(l.dir); err == nil {
-		_ = d.Sync()
-		_ = d.Close()
+	if err := atomicfile.Write(dst, b); err != nil {
+		return fmt.Errorf("keys: ledger: %w", err)
 	}
 	return nil
 }
