@@ -129,14 +129,8 @@ func TestUpstreamFaults(t *testing.T) {
 		t.Fatalf("529: %d %s", r.status, r.body)
 	}
 	// None of that blacklists anything, and the quota was given back each time.
-	var acc struct {
-		Accounts []struct {
-			Name      string
-			Blacklist *struct{ Reason string }
-		}
-	}
-	e.admin(http.MethodGet, "/admin/api/accounts", nil, &acc)
-	for _, a := range acc.Accounts {
+	acc := e.accountViews()
+	for _, a := range acc {
 		if a.Blacklist != nil {
 			t.Fatalf("%s blacklisted for an upstream fault: %s", a.Name, a.Blacklist.Reason)
 		}

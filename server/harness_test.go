@@ -258,3 +258,13 @@ func post(t testing.TB, url, path, key, body string, hdr ...string) reply {
 	b, _ := io.ReadAll(resp.Body)
 	return reply{resp.StatusCode, resp.Header, b}
 }
+
+// accountViews reads GET /admin/api/accounts afresh.
+func (e *env) accountViews() []AccountView {
+	e.t.Helper()
+	var out struct{ Accounts []AccountView }
+	if st := e.admin(http.MethodGet, "/admin/api/accounts", nil, &out); st != http.StatusOK {
+		e.t.Fatalf("accounts: %d", st)
+	}
+	return out.Accounts
+}

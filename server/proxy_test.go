@@ -301,15 +301,8 @@ func TestBlacklistMovesKeyWithinTheSameRequestAndRecoverReturnsAccount(t *testin
 	if !strings.Contains(e.logs.String(), "Adding a1 to blacklist") {
 		t.Errorf("missing blacklist log line")
 	}
-	var acc struct {
-		Accounts []struct {
-			Name      string
-			Blacklist *struct{ Reason string }
-			BoundKeys int `json:"bound_keys"`
-		}
-	}
-	e.admin(http.MethodGet, "/admin/api/accounts", nil, &acc)
-	for _, a := range acc.Accounts {
+	acc := e.accountViews()
+	for _, a := range acc {
 		if a.Name == "a1" && (a.Blacklist == nil || a.BoundKeys != 0) {
 			t.Fatalf("a1 must be blacklisted with no keys: %+v", a)
 		}
@@ -330,9 +323,8 @@ func TestBlacklistMovesKeyWithinTheSameRequestAndRecoverReturnsAccount(t *testin
 	if r := post(t, url, "/v1/messages", k2, msgBody("claude-sonnet-4-5", false)); r.status != 200 {
 		t.Fatal(r.status)
 	}
-	acc.Accounts = nil // decode afresh: absent fields must read as absent
-	e.admin(http.MethodGet, "/admin/api/accounts", nil, &acc)
-	for _, a := range acc.Accounts {
+	acc = e.accountViews()
+	for _, a := range acc {
 		if a.Name == "a1" && (a.Blacklist != nil || a.BoundKeys != 1) {
 			t.Fatalf("recovered a1 must take the new key: %+v", a)
 		}
@@ -367,15 +359,8 @@ func TestUpstreamUsageLimitMarksAccountAndKeepsBinding(t *testing.T) {
 	if r.header.Get("X-Ratelimit-Remaining") != "10" {
 		t.Fatalf("refusals for the account's limit must not use the key's quota: remaining %q", r.header.Get("X-Ratelimit-Remaining"))
 	}
-	var acc struct {
-		Accounts []struct {
-			Name        string
-			BoundKeys   int        `json:"bound_keys"`
-			LimitedTill *time.Time `json:"limited_until"`
-		}
-	}
-	e.admin(http.MethodGet, "/admin/api/accounts", nil, &acc)
-	for _, a := range acc.Accounts {
+	acc := e.accountViews()
+	for _, a := range acc {
 		if a.Name == "a1" && (a.LimitedTill == nil || a.BoundKeys != 1) {
 			t.Fatalf("a1 must show the limit and keep its key: %+v", a)
 		}
@@ -437,14 +422,8 @@ func TestCustomerCannotBlacklistAccounts(t *testing.T) {
 	if r.status != 400 {
 		t.Fatalf("the client's own 400 passes through: %d", r.status)
 	}
-	var acc struct {
-		Accounts []struct {
-			Name      string
-			Blacklist *struct{ Reason string }
-		}
-	}
-	e.admin(http.MethodGet, "/admin/api/accounts", nil, &acc)
-	for _, a := range acc.Accounts {
+	acc := e.accountViews()
+	for _, a := range acc {
 		if a.Blacklist != nil {
 			t.Fatalf("a customer's request blacklisted %s", a.Name)
 		}

@@ -88,15 +88,9 @@ func TestExpiredTokenIsRefreshedNotBlacklisted(t *testing.T) {
 	if e.lastCredential() == cur {
 		t.Fatal("retried with the expired token")
 	}
-	var acc struct {
-		Accounts []struct {
-			Name      string
-			Blacklist *struct{ Reason string }
-		}
-	}
-	e.admin(http.MethodGet, "/admin/api/accounts", nil, &acc)
-	if acc.Accounts[0].Blacklist != nil {
-		t.Fatalf("an expired token must not blacklist: %+v", acc.Accounts[0].Blacklist)
+	acc := e.accountViews()
+	if acc[0].Blacklist != nil {
+		t.Fatalf("an expired token must not blacklist: %+v", acc[0].Blacklist)
 	}
 	if !strings.Contains(e.logs.String(), "global refresh lock set") {
 		t.Error("missing the refresh success log line")
@@ -117,14 +111,8 @@ func TestDeadRefreshTokenBlacklistsAndMovesTheKey(t *testing.T) {
 	if r.status != 200 || e.lastCredential() != k2 {
 		t.Fatalf("the key must move to a2: %d %s", r.status, r.body)
 	}
-	var acc struct {
-		Accounts []struct {
-			Name      string
-			Blacklist *struct{ Reason string }
-		}
-	}
-	e.admin(http.MethodGet, "/admin/api/accounts", nil, &acc)
-	for _, a := range acc.Accounts {
+	acc := e.accountViews()
+	for _, a := range acc {
 		if a.Name == "a0" && (a.Blacklist == nil || !strings.Contains(a.Blacklist.Reason, "invalid_grant")) {
 			b, _ := json.Marshal(a)
 			t.Fatalf("a0 must be blacklisted for invalid_grant: %s", b)

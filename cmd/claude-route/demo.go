@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/claude-route/claude-route/internal/fakeupstream"
-	"github.com/claude-route/claude-route/server"
 )
 
 // cmdDemo runs the whole service against the built-in fake upstream, with
@@ -66,15 +65,11 @@ func cmdDemo(ctx context.Context, getenv func(string) string, stdout, stderr io.
 			}
 		}
 	}
-	app, err := server.Assemble(ctx, appConfig(cfg, log))
+	app, ln, err := startApp(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer app.Close()
-	ln, err := net.Listen("tcp", cfg.ListenAddr)
-	if err != nil {
-		return &configError{"LISTEN_ADDR", err}
-	}
 	key, rec, err := app.Keys.Issue(ctx, "trial", 24*time.Hour, "demo key", "")
 	if err != nil {
 		return err

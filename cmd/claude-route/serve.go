@@ -50,20 +50,31 @@ func cmdServe(ctx context.Context, getenv func(string) string, logOut io.Writer,
 	if cfg.AdminToken == "" {
 		log.Warn("ADMIN_TOKEN is empty: the admin API, the dashboard's data and the operator commands are refused")
 	}
-	app, err := server.Assemble(ctx, appConfig(cfg, log))
+	app, ln, err := startApp(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer app.Close()
-	ln, err := net.Listen("tcp", cfg.ListenAddr)
-	if err != nil {
-		return &configError{"LISTEN_ADDR", err}
-	}
 	log.Infof("claude-route listening on %s (accounts: %s, ledger: %s)", ln.Addr(), cfg.AccountDir, cfg.ProductDir)
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}
 	return app.Run(ctx, ln)
+}
+
+// startApp assembles the service and binds its listener; the caller runs
+// and closes it.
+func startApp(ctx context.Context, cfg *config, log *logrus.Logger) (*server.App, net.Listener, error) {
+	app, err := server.Assemble(ctx, appConfig(cfg, log))
+	if err != nil {
+		return nil, nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		app.Close()
+		return nil, nil, &configError{"LISTEN_ADDR", err}
+	}
+	return app, ln, nil
 }
 
 // cmdHealthcheck asks the local server's /health (the Docker HEALTHCHECK;
