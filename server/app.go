@@ -112,7 +112,7 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	if rep, err := a.Syncer.Sync(ctx); err != nil {
 		// A store that is down at start is not fatal: requests get 503 and
 		// the watchdog below syncs as soon as the store answers.
-		log.WithError(err).Error("initial sync failed; retrying until the store answers")
+		log.WithError(err).Error("initial sync failed: fix the cause and run `claude-route sync` (a store that was down is synced by itself when it answers)")
 	} else {
 		log.Debug(rep.String())
 	}
@@ -150,6 +150,7 @@ func (a *App) watchStore(ctx context.Context) {
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
+	lastErr := ""
 	for {
 		select {
 		case <-ctx.Done():
@@ -160,9 +161,15 @@ func (a *App) watchStore(ctx context.Context) {
 		if err != nil || last != nil {
 			continue // store down (nothing to do yet) or synced
 		}
-		a.Cfg.Log.Warn("the store has no sync report (flushed or replaced): syncing now")
-		if _, err := a.Syncer.Sync(ctx); err != nil && ctx.Err() == nil {
-			a.Cfg.Log.WithError(err).Error("recovery sync failed; retrying")
+		_, err = a.Syncer.Sync(ctx)
+		switch {
+		case err == nil:
+			a.Cfg.Log.Warn("the store had no sync report (new, flushed or replaced): synced it")
+			lastErr = ""
+		case ctx.Err() == nil && err.Error() != lastErr:
+			// Said once per distinct cause, not every tick.
+			a.Cfg.Log.WithError(err).Error("sync failed; retrying in the background")
+			lastErr = err.Error()
 		}
 	}
 }

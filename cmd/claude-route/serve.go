@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -49,6 +50,9 @@ func cmdServe(ctx context.Context, getenv func(string) string, logOut io.Writer,
 	log := newLogger(cfg, logOut)
 	if cfg.AdminToken == "" {
 		log.Warn("ADMIN_TOKEN is empty: the admin API, the dashboard's data and the operator commands are refused")
+	}
+	if _, err := os.Stat(cfg.AccountDir); err != nil {
+		log.Warnf("ACCOUNT_DIR %s does not exist: no upstream accounts yet. Add files as %s/<tier>/<name>.json, then run `claude-route sync`", cfg.AccountDir, cfg.AccountDir)
 	}
 	app, ln, err := startApp(ctx, cfg, log)
 	if err != nil {
