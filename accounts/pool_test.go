@@ -291,6 +291,13 @@ func TestSwapAndPutRealRedis(t *testing.T) {
 	if got.AccessToken != "a3" {
 		t.Fatalf("newer file must win")
 	}
+	// Another login pasted into the file wins even with an earlier expiry.
+	a.AccessToken, a.RefreshToken, a.ExpiresAt = "a4", "r4", t0.Add(time.Hour)
+	_ = s.Put(ctx, a)
+	got, _ = s.Get(ctx, "o1")
+	if got.AccessToken != "a4" || got.RefreshToken != "r4" {
+		t.Fatalf("pasted credentials must win whatever their expiry")
+	}
 	all, _ := s.All(ctx)
 	if len(all) != 1 || all[0].Name != "o1" {
 		t.Fatalf("all: %v", all)

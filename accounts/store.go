@@ -66,8 +66,8 @@ func FromHash(name string, m map[string]string) (Account, error) {
 
 // Put writes the whole account, replacing what Redis had (sync: the file is
 // the truth). Credentials a refresh wrote since the file was read are not
-// lost: the refresher writes the file first-hand, and Put keeps Redis's
-// credentials when they are newer than the file's (later expiry).
+// lost: Put keeps Redis's tokens when they were refreshed from the file's
+// refresh token (see putScript).
 func (s *Store) Put(ctx context.Context, a Account) error {
 	h := toHash(a)
 	_, err := putScript.Run(ctx, s.rdb, []string{acctKey(a.Name)},
@@ -80,22 +80,25 @@ func (s *Store) Put(ctx context.Context, a Account) error {
 }
 
 // putScript replaces the account but never moves OAuth credentials
-// backwards: a file older than a refresh that already landed in Redis keeps
-// Redis's newer tokens.
+// backwards: when Redis holds tokens that a refresh obtained from exactly
+// the file's refresh token (the file is one refresh behind, e.g. its
+// write-back failed or the sync read it mid-refresh), Redis's tokens stay.
+// Any other credentials in the file win: the operator pasted a new login.
 var putScript = redis.NewScript(`
-local cur = tonumber(redis.call('HGET', KEYS[1], 'expires') or '0')
-local new = tonumber(ARGV[6])
-local keep = ARGV[3] == 'oauth' and redis.call('HGET', KEYS[1], 'kind') == 'oauth' and cur > new
-local access, refresh, expires = ARGV[4], ARGV[5], ARGV[6]
+local keep = ARGV[3] == 'oauth' and redis.call('HGET', KEYS[1], 'kind') == 'oauth'
+  and ARGV[5] ~= '' and redis.call('HGET', KEYS[1], 'refreshed_from') == redis.sha1hex(ARGV[5])
+  and redis.call('HGET', KEYS[1], 'refresh') ~= ARGV[5]
+local access, refresh, expires, from = ARGV[4], ARGV[5], ARGV[6], ''
 if keep then
   access = redis.call('HGET', KEYS[1], 'access')
   refresh = redis.call('HGET', KEYS[1], 'refresh')
-  expires = tostring(cur)
+  expires = redis.call('HGET', KEYS[1], 'expires')
+  from = redis.call('HGET', KEYS[1], 'refreshed_from')
 end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'name', ARGV[1], 'tier', ARGV[2], 'kind', ARGV[3],
   'access', access, 'refresh', refresh, 'expires', expires,
-  'api_key', ARGV[7], 'base_urls', ARGV[8], 'path', ARGV[9])
+  'api_key', ARGV[7], 'base_urls', ARGV[8], 'path', ARGV[9], 'refreshed_from', from)
 if keep then return 1 end
 return 0
 `)
@@ -151,9 +154,13 @@ func (s *Store) SwapCredentials(ctx context.Context, name, usedRefresh, access, 
 	return n == 1, nil
 }
 
+// swapScript also records a digest of the refresh token it replaced, so
+// that a sync can tell a file that is merely one refresh behind (keep
+// Redis's tokens) from new credentials the operator pasted (take them).
 var swapScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if redis.call('HGET', KEYS[1], 'refresh') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'access', ARGV[2], 'refresh', ARGV[3], 'expires', ARGV[4])
+redis.call('HSET', KEYS[1], 'access', ARGV[2], 'refresh', ARGV[3], 'expires', ARGV[4],
+  'refreshed_from', redis.sha1hex(ARGV[1]))
 return 1
 `)

@@ -24,7 +24,22 @@ type planItem struct {
 // inside the current global lock) to the earliest possible time, keeping
 // the spacing.
 func plan(now, globalUntil time.Time, items []planItem, lead, spacing time.Duration) map[string]time.Time {
-	sorted := append([]planItem(nil), items...)
+	out := make(map[string]time.Time, len(items))
+	// Accounts held back (cooldown, attempts used up) wait for their own
+	// time and take no place in the spaced walk: they must not push the
+	// accounts that can still be refreshed past their expiry.
+	var sorted []planItem
+	for _, it := range items {
+		if it.notBefore.After(now) {
+			s := it.expires.Add(-lead)
+			if it.notBefore.After(s) {
+				s = it.notBefore
+			}
+			out[it.name] = s
+			continue
+		}
+		sorted = append(sorted, it)
+	}
 	sort.Slice(sorted, func(i, j int) bool {
 		if !sorted[i].expires.Equal(sorted[j].expires) {
 			return sorted[i].expires.Before(sorted[j].expires)
@@ -44,17 +59,12 @@ func plan(now, globalUntil time.Time, items []planItem, lead, spacing time.Durat
 	if globalUntil.After(lo) {
 		lo = globalUntil
 	}
-	out := make(map[string]time.Time, len(sorted))
 	for i, it := range sorted {
 		if slots[i].Before(lo) {
 			slots[i] = lo
 		}
 		lo = slots[i].Add(spacing)
-		s := slots[i]
-		if it.notBefore.After(s) {
-			s = it.notBefore
-		}
-		out[it.name] = s
+		out[it.name] = slots[i]
 	}
 	return out
 }

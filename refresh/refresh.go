@@ -96,6 +96,10 @@ var (
 	ErrRateLimited = errors.New("token endpoint rate limited")
 	// ErrCooldown: the account failed recently and is cooling down.
 	ErrCooldown = errors.New("account refresh in cooldown")
+	// ErrGaveUp: the account's refresh token was refused for good or its
+	// attempts ran out before expiry; it is blacklisted until new
+	// credentials arrive or the operator recovers it.
+	ErrGaveUp = errors.New("account refresh given up")
 	// ErrAttemptsExhausted: MaxAttempts failed calls in the window.
 	ErrAttemptsExhausted = errors.New("account refresh attempts exhausted")
 	// ErrLockBusy: another holder kept the account lock.
@@ -136,6 +140,7 @@ type Refresher struct {
 	retry    *timerEntry // replan retry after a store failure
 	seq      uint64
 	inflight sync.WaitGroup // timer callbacks in progress; Run waits for them
+	pending  map[string]pendingSwap
 }
 
 type timerEntry struct {
@@ -223,6 +228,13 @@ func (r *Refresher) replan(ctx context.Context) error {
 		if a.ExpiresAt.IsZero() {
 			r.log.WithField("account", a.Name).Warn("oauth account without expiry: not scheduled")
 			continue
+		}
+		if st := states[i]; st.dead != "" {
+			// Its refresh token was refused for good; plan it again only
+			// once new credentials arrived (a sync, the operator's fix).
+			if c, err := r.st.Credentials(ctx, a.Name); err == nil && fingerprint(c.RefreshToken) == st.dead {
+				continue
+			}
 		}
 		it := planItem{name: a.Name, expires: a.ExpiresAt, notBefore: states[i].cooldownUntil}
 		if st := states[i]; st.attemptsAt(now, r.cfg.AttemptWindow) >= r.cfg.MaxAttempts {
@@ -440,10 +452,10 @@ type result struct {
 // limits → token call → CAS → file → unlock.
 func (r *Refresher) do(ctx context.Context, name string, urgent bool, needed func(Creds, time.Time) bool) result {
 	log := r.log.WithField("account", name)
-	lockCtx, cancelLock := ctx, context.CancelFunc(func() {})
-	if !urgent {
-		lockCtx, cancelLock = context.WithTimeout(ctx, r.cfg.LockWait)
-	}
+	// The lock is taken on a context of its own: redsync cleans up a
+	// half-taken lock with the same context, and a caller that disconnects
+	// mid-acquire must not leave the lock held with no holder.
+	lockCtx, cancelLock := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.LockWait)
 	defer cancelLock()
 	mu := r.rs.NewMutex(lockKey(name), redsync.WithExpiry(r.cfg.LockExpiry), redsync.WithTries(math.MaxInt32))
 	if err := mu.LockContext(lockCtx); err != nil {
@@ -464,6 +476,17 @@ func (r *Refresher) do(ctx context.Context, name string, urgent bool, needed fun
 	if err != nil {
 		return result{kind: retryLater, err: fmt.Errorf("reload %s: %w", name, err)}
 	}
+	if p, ok := r.takePending(name); ok && p.used == creds.RefreshToken {
+		// An earlier refresh got new tokens but could not store them: the
+		// token it used is dead, so store the new ones before anything else.
+		if ok, err := r.st.SwapCredentials(work, name, p.used, p.next); err != nil {
+			r.putPending(name, p)
+			return result{kind: retryLater, err: fmt.Errorf("store refreshed credentials: %w", err)}
+		} else if ok {
+			log.Info("stored the credentials of an earlier refresh")
+			creds = p.next
+		}
+	}
 	now := r.clk.Now()
 	if !needed(creds, now) {
 		return result{kind: notNeeded, creds: creds}
@@ -477,12 +500,16 @@ func (r *Refresher) do(ctx context.Context, name string, urgent bool, needed fun
 		return result{kind: retryLater, err: err}
 	}
 	if st.dead != "" && st.dead == fingerprint(creds.RefreshToken) {
-		return result{kind: gaveUp, err: fmt.Errorf("%w: %s (already refused)", ErrInvalidGrant, name)}
+		return result{kind: gaveUp, err: fmt.Errorf("%w: %s", ErrGaveUp, name)}
 	}
 	if n := st.attemptsAt(now, r.cfg.AttemptWindow); n >= r.cfg.MaxAttempts {
 		until := st.windowStart.Add(r.cfg.AttemptWindow)
 		log.Warnf("refresh attempts exhausted (%d/%d), next try in %ds", n, r.cfg.MaxAttempts, secs(until.Sub(now)))
-		return result{kind: waiting, until: until, err: fmt.Errorf("%w: %s until %s", ErrAttemptsExhausted, name, until.UTC().Format(time.RFC3339))}
+		err := fmt.Errorf("%w: %s until %s", ErrAttemptsExhausted, name, until.UTC().Format(time.RFC3339))
+		if creds.ExpiresAt.Before(until) {
+			return r.giveUp(work, log, name, creds, fmt.Sprintf("oauth refresh failed %d times; the token expires before another try is allowed", n), err)
+		}
+		return result{kind: waiting, until: until, err: err}
 	}
 	if st.cooldownUntil.After(now) {
 		left := st.cooldownUntil.Sub(now)
@@ -507,16 +534,34 @@ func (r *Refresher) do(ctx context.Context, name string, urgent bool, needed fun
 	}
 
 	tok, err := r.exchange(work, creds.RefreshToken)
+	// Whatever the call took, what follows gets a budget of its own: after a
+	// successful call the old refresh token is dead, so the new tokens must
+	// be stored even if the call used up the work budget.
+	after, cancelAfter := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.LockExpiry/3)
+	defer cancelAfter()
 	if err != nil {
-		r.release(work, log, claim)
-		return r.failed(work, log, name, creds, err)
+		r.release(after, log, claim)
+		return r.failed(after, log, name, creds, err)
 	}
+	work = after
 	next := Creds{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, ExpiresAt: tok.Expiry}
-	ok, err := r.st.SwapCredentials(work, name, creds.RefreshToken, next)
+	var ok bool
+	for try := 0; try < 3; try++ {
+		if ok, err = r.st.SwapCredentials(work, name, creds.RefreshToken, next); err == nil {
+			break
+		}
+		time.Sleep(time.Duration(try+1) * 100 * time.Millisecond)
+	}
 	if err != nil {
 		r.release(work, log, claim)
-		log.WithError(err).Error("refreshed credentials could not be stored; the account may need a new login")
-		return r.failed(work, log, name, creds, fmt.Errorf("store refreshed credentials: %w", err))
+		// Keep them: in memory for the next try on this replica, and in the
+		// file, whose later expiry wins at the next sync.
+		r.putPending(name, pendingSwap{used: creds.RefreshToken, next: next})
+		if ferr := r.fw.WriteBack(work, name, next); ferr != nil {
+			log.WithError(ferr).Error("account file write-back failed too")
+		}
+		log.WithError(err).Error("refreshed credentials could not be stored in Redis yet; kept for the next try")
+		return result{kind: retryLater, err: fmt.Errorf("store refreshed credentials: %w", err)}
 	}
 	if !ok {
 		r.release(work, log, claim)
@@ -579,13 +624,52 @@ func (r *Refresher) failed(ctx context.Context, log *logrus.Entry, name string, 
 		if ee != nil && ee.reason != "" {
 			reason = ee.reason
 		}
-		log.WithField("reason", reason).Error("blacklisting account")
-		if berr := r.bl.Blacklist(ctx, name, reason); berr != nil {
-			log.WithError(berr).Error("blacklisting failed")
-		}
-		return result{kind: gaveUp, err: fmt.Errorf("refresh %s: %w", name, err)}
+		return r.giveUp(ctx, log, name, creds, reason, fmt.Errorf("refresh %s: %w", name, err))
+	}
+	if n >= r.cfg.MaxAttempts && creds.ExpiresAt.Before(now.Add(r.cfg.AttemptWindow)) {
+		// No try is left before the token expires: the account is lost
+		// until the operator logs it in again.
+		return r.giveUp(ctx, log, name, creds,
+			fmt.Sprintf("oauth refresh failed %d times; the token expires before another try is allowed", n),
+			fmt.Errorf("refresh %s: %w: %w", name, ErrAttemptsExhausted, err))
 	}
 	return result{kind: waiting, until: until, err: fmt.Errorf("refresh %s: %w", name, err)}
+}
+
+// giveUp blacklists the account for good (until new credentials or the
+// operator's recover) and marks its refresh token so no timer retries it.
+func (r *Refresher) giveUp(ctx context.Context, log *logrus.Entry, name string, creds Creds, reason string, err error) result {
+	if merr := r.markDead(ctx, name, fingerprint(creds.RefreshToken)); merr != nil {
+		log.WithError(merr).Warn("could not mark the refresh token dead")
+	}
+	log.WithField("reason", reason).Error("blacklisting account")
+	if berr := r.bl.Blacklist(ctx, name, reason); berr != nil {
+		log.WithError(berr).Error("blacklisting failed")
+	}
+	return result{kind: gaveUp, err: err}
+}
+
+// pendingSwap is a refresh whose new tokens could not be stored yet.
+type pendingSwap struct {
+	used string
+	next Creds
+}
+
+func (r *Refresher) putPending(name string, p pendingSwap) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.pending == nil {
+		r.pending = map[string]pendingSwap{}
+	}
+	r.pending[name] = p
+}
+
+func (r *Refresher) takePending(name string) (pendingSwap, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p, ok := r.pending[name]
+	delete(r.pending, name)
+	return p, ok
 }
 
 // secs rounds a wait up to whole seconds for log lines.

@@ -181,25 +181,55 @@ func TestFailureCooldownAndAttemptLimit(t *testing.T) {
 	if n := e.up.TokenCalls(); n != 3 {
 		t.Fatalf("calls = %d, want 3", n)
 	}
-	clk.Advance(12 * time.Hour)
-	if n := e.up.TokenCalls(); n != 3 {
-		t.Fatalf("calls = %d after the limit, want 3", n)
+	// The token (1 h) expires long before the 24 h window lets another try
+	// in: the account is given up and blacklisted, and nothing retries it.
+	reason, ok := e.bl.reason("acct")
+	if !ok || !strings.Contains(reason, "failed 3 times") {
+		t.Fatalf("exhausted before expiry must blacklist: %v %q", ok, reason)
 	}
 	if s := e.status(r, "acct"); s.Attempts24h != 3 {
 		t.Fatalf("Attempts24h = %d, want 3", s.Attempts24h)
 	}
-	if _, err := r.RefreshNow(context.Background(), "acct", e.creds("acct").AccessToken); !errors.Is(err, ErrAttemptsExhausted) {
-		t.Fatalf("RefreshNow with attempts exhausted: %v", err)
-	}
 	if !strings.Contains(e.logs.String(), "attempt 3/3") {
 		t.Errorf("no \"attempt 3/3\" log line")
 	}
-	clk.Set(t0.Add(time.Hour - time.Minute + 24*time.Hour)) // the window opened by the first failure ends
-	if n := e.up.TokenCalls(); n != 4 {
-		t.Fatalf("calls after the window = %d, want 4", n)
+	clk.Advance(48 * time.Hour)
+	if n := e.up.TokenCalls(); n != 3 {
+		t.Fatalf("calls = %d after giving up, want 3", n)
 	}
-	if s := e.status(r, "acct"); s.Attempts24h != 1 {
-		t.Fatalf("a new window should count from 1, got %d", s.Attempts24h)
+	if _, err := r.RefreshNow(context.Background(), "acct", e.creds("acct").AccessToken); !errors.Is(err, ErrGaveUp) {
+		t.Fatalf("RefreshNow on a given-up account: %v", err)
+	}
+}
+
+// Attempts used up while the token still outlives the window: wait for the
+// window, do not blacklist.
+func TestAttemptLimitWaitsForTheWindowWhenTheTokenOutlivesIt(t *testing.T) {
+	e, clk := fakeEnv(t)
+	e.addAccount("acct", t0.Add(30*time.Hour))
+	e.up.InjectTokenFault(fakeupstream.TokenFault{Status: http.StatusInternalServerError, Times: 3})
+	cfg := e.config()
+	cfg.Lead = 29 * time.Hour
+	r := e.refresher(cfg)
+	e.start(r, 1)
+	clk.Advance(time.Hour + 6*time.Minute) // slot, +3 min, +3 min: three failures
+	if n := e.up.TokenCalls(); n != 3 {
+		t.Fatalf("calls = %d, want 3", n)
+	}
+	if _, ok := e.bl.reason("acct"); ok {
+		t.Fatal("a token that outlives the window must not be given up")
+	}
+	if _, err := r.RefreshNow(context.Background(), "acct", e.creds("acct").AccessToken); !errors.Is(err, ErrAttemptsExhausted) {
+		t.Fatalf("RefreshNow with attempts exhausted: %v", err)
+	}
+	old := e.creds("acct")
+	clk.Advance(23*time.Hour + 54*time.Minute) // the window opened by the first failure ends
+	if n := e.up.TokenCalls(); n != 4 {
+		t.Fatalf("calls when the window ends = %d, want 4", n)
+	}
+	e.assertRefreshed("acct", old)
+	if _, ok := e.bl.reason("acct"); ok {
+		t.Fatal("blacklisted")
 	}
 }
 
@@ -254,7 +284,7 @@ func TestInvalidGrantBlacklists(t *testing.T) {
 		t.Fatalf("token calls = %d, want 1 (a refused token is not retried)", n)
 	}
 	_, err := r.RefreshNow(context.Background(), "acct", c.AccessToken)
-	if !errors.Is(err, ErrInvalidGrant) || e.up.TokenCalls() != 1 {
+	if !errors.Is(err, ErrGaveUp) || e.up.TokenCalls() != 1 {
 		t.Fatalf("RefreshNow on a dead account: %v, calls %d", err, e.up.TokenCalls())
 	}
 	if !strings.Contains(e.logs.String(), "blacklisting account") {

@@ -256,3 +256,15 @@ func newOwner() (string, error) {
 func (r *Refresher) Forget(ctx context.Context, name string) error {
 	return r.rdb.Del(ctx, stateKey(name)).Err()
 }
+
+// markDead records that the account's current refresh token is of no more
+// use (refused, or its attempts ran out before expiry): no timer retries it
+// until new credentials arrive or the operator recovers the account.
+func (r *Refresher) markDead(ctx context.Context, name, fp string) error {
+	k := stateKey(name)
+	pipe := r.rdb.TxPipeline()
+	pipe.HSet(ctx, k, fDead, fp)
+	pipe.PExpire(ctx, k, r.stateTTL())
+	_, err := pipe.Exec(ctx)
+	return err
+}

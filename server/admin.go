@@ -366,6 +366,15 @@ func (s *Server) adminRecover(c *gin.Context) {
 		adminErr(c, http.StatusServiceUnavailable, "store unavailable")
 		return
 	}
+	if s.d.Refresher != nil {
+		// A recovered account gets fresh refresh attempts and a timer again.
+		if err := s.d.Refresher.Forget(ctx, name); err != nil {
+			s.log.WithError(err).Warn("could not reset the refresh state")
+		}
+		if err := s.d.Refresher.Replan(ctx); err != nil {
+			s.log.WithError(err).Warn("could not re-plan refreshes")
+		}
+	}
 	c.JSON(http.StatusOK, gin.H{"account": name, "was_blacklisted": was})
 }
 
@@ -395,7 +404,10 @@ func (s *Server) adminSync(c *gin.Context) {
 		adminErr(c, http.StatusNotFound, "sync is not configured")
 		return
 	}
-	rep, err := s.d.Syncer.Sync(c.Request.Context())
+	// A sync is not abandoned half-way because the operator's client left.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request.Context()), 5*time.Minute)
+	defer cancel()
+	rep, err := s.d.Syncer.Sync(ctx)
 	if err != nil {
 		adminErr(c, http.StatusServiceUnavailable, "sync failed: "+err.Error())
 		return

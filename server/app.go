@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -158,8 +159,11 @@ func (a *App) watchStore(ctx context.Context) {
 		case <-t.C:
 		}
 		last, err := a.Syncer.Last(ctx)
-		if err != nil || last != nil {
+		if err != nil || (last != nil && last.Error == "") {
 			continue // store down (nothing to do yet) or synced
+		}
+		if last != nil && strings.Contains(last.Error, syncer.ErrNoAccountDir.Error()) {
+			continue // an operator's fix, not a retry, ends this one
 		}
 		_, err = a.Syncer.Sync(ctx)
 		switch {

@@ -59,6 +59,9 @@ type Limiter interface {
 type Refresher interface {
 	RefreshNow(ctx context.Context, name, seenAccess string) (refresh.Creds, error)
 	Status(ctx context.Context) ([]refresh.Status, error)
+	// Forget and Replan: a recovered account starts its refresh afresh.
+	Forget(ctx context.Context, name string) error
+	Replan(ctx context.Context) error
 }
 
 // UsageRecorder keeps token totals.

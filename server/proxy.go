@@ -357,14 +357,25 @@ func (s *Server) accountFailed(ctx context.Context, req *request, status int, bo
 			return true, nil
 		}
 		log.WithError(err).Warn("token refresh after an expired-token answer failed")
-		if !errors.Is(err, refresh.ErrInvalidGrant) {
+		if !errors.Is(err, refresh.ErrInvalidGrant) && !errors.Is(err, refresh.ErrGaveUp) {
 			return false, &httpError{status: http.StatusServiceUnavailable, typ: errAPI, cause: err,
 				msg: "Service temporarily unavailable: the upstream credential is being renewed, please retry"}
 		}
 		// The refresh token is dead for good: the account is gone; move the key.
-		reason = "refresh token rejected (invalid_grant)"
+		reason = "oauth refresh given up: " + err.Error()
+		if errors.Is(err, refresh.ErrInvalidGrant) {
+			reason = "refresh token rejected (invalid_grant)"
+		}
 		fallthrough
 	case blacklist:
+		if v == blacklist && req.acct.Kind == accounts.OAuth {
+			// A token refreshed by another replica while this request was
+			// in flight is stale, not dead: retry with the current one.
+			if cur, err := s.d.Accounts.Get(ctx, req.acct.Name); err == nil && cur.AccessToken != req.acct.AccessToken {
+				req.acct = cur
+				return true, nil
+			}
+		}
 		if err := s.d.Pool.Blacklist(ctx, req.acct.Name, reason); err != nil {
 			return false, storeDown(err)
 		}

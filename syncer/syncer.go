@@ -34,6 +34,7 @@ import (
 // AccountStore holds account credentials in Redis (accounts.Store).
 type AccountStore interface {
 	Put(ctx context.Context, a accounts.Account) error
+	Get(ctx context.Context, name string) (accounts.Account, error)
 	All(ctx context.Context) ([]accounts.Account, error)
 	Delete(ctx context.Context, name string) error
 }
@@ -56,6 +57,7 @@ type KeyLedger interface {
 // KeyStore restores ledger records into Redis (keys.Store).
 type KeyStore interface {
 	Restore(ctx context.Context, r keys.Record) (bool, error)
+	SetAccount(ctx context.Context, hash, account string) error
 }
 
 // Refresher re-plans OAuth refreshes after accounts changed; its Replan
@@ -138,7 +140,10 @@ type Report struct {
 	BindingsRestored int           `json:"bindings_restored"`
 	BindingsMoved    int           `json:"bindings_moved"`
 	SlotsReleased    int           `json:"slots_released"`
-	Replica          string        `json:"replica"`
+	// LedgerBindings counts live bindings written back to a ledger that
+	// had missed them.
+	LedgerBindings int    `json:"ledger_bindings_written"`
+	Replica        string `json:"replica"`
 	// Joined is true when this replica found a sync running elsewhere,
 	// waited for it and reports its result instead of running another.
 	Joined bool   `json:"joined,omitempty"`
@@ -207,8 +212,21 @@ func (s *Syncer) Sync(ctx context.Context) (Report, error) {
 			return Report{}, fmt.Errorf("sync lock: %w", err)
 		}
 		rep, ok, err := s.join(ctx)
-		if err != nil || ok {
+		if err != nil {
 			return rep, err
+		}
+		if ok {
+			// This replica's refresh timers follow the accounts the other
+			// replica's sync just wrote.
+			if s.rf != nil {
+				if err := s.rf.Replan(ctx); err != nil {
+					s.cfg.Log.WithError(err).Warn("refresh re-plan after a joined sync failed")
+				}
+			}
+			if rep.Error != "" {
+				return rep, fmt.Errorf("the sync run by %s failed: %s", rep.Replica, rep.Error)
+			}
+			return rep, nil
 		}
 		// The sync we waited for left no report (its replica died, or the
 		// lock was gone before we saw whose it was): try to run one.
@@ -454,8 +472,16 @@ func (s *Syncer) syncAccounts(ctx context.Context, rep *Report) (map[string]stri
 		switch {
 		case !known:
 			rep.Added = append(rep.Added, a.Name)
-		case changed(old, a):
-			rep.Updated = append(rep.Updated, a.Name)
+		default:
+			// What Redis holds now (Put may have kept a refresh newer than
+			// the file) tells whether anything the proxy uses changed.
+			cur, err := s.as.Get(ctx, a.Name)
+			if err != nil {
+				return nil, err
+			}
+			if cur.Fingerprint() != old.Fingerprint() || cur.Path != old.Path {
+				rep.Updated = append(rep.Updated, a.Name)
+			}
 		}
 	}
 	for _, a := range existing {
@@ -494,16 +520,6 @@ type forgetter interface {
 	Forget(ctx context.Context, name string) error
 }
 
-// changed compares what the proxy uses. When Redis holds newer OAuth
-// tokens than the file (a refresh landed; Put keeps them), the tokens are
-// not a change.
-func changed(old, file accounts.Account) bool {
-	if old.Kind == accounts.OAuth && file.Kind == accounts.OAuth && old.ExpiresAt.After(file.ExpiresAt) {
-		file.AccessToken, file.RefreshToken, file.ExpiresAt = old.AccessToken, old.RefreshToken, old.ExpiresAt
-	}
-	return old.Fingerprint() != file.Fingerprint() || old.Path != file.Path
-}
-
 // syncKeys brings back every ledger key Redis lacks, with its binding,
 // frees the slots of keys that are revoked or expired, and unbinds keys
 // whose account moved to another tier. tierOf is each account's tier.
@@ -513,11 +529,13 @@ func (s *Syncer) syncKeys(ctx context.Context, tierOf map[string]string, rep *Re
 		return fmt.Errorf("read ledger: %w", err)
 	}
 	now := s.cfg.Clock.Now()
-	live := make(map[string]string, len(recs)) // key hash → tier, for active keys
+	live := make(map[string]string, len(recs))       // key hash → tier, for active keys
+	ledgerAcct := make(map[string]string, len(recs)) // key hash → the ledger's account
 	for _, r := range recs {
 		active := r.Active(now) == nil
 		if active {
 			live[r.Hash] = r.Tier
+			ledgerAcct[r.Hash] = r.Account
 			// The binding goes back before the record: once the record is
 			// there the key is usable, and a request arriving in between
 			// would otherwise bind it to some other account.
@@ -556,6 +574,15 @@ func (s *Syncer) syncKeys(ctx context.Context, tierOf map[string]string, rep *Re
 		keyTier, ok := live[h]
 		if !ok {
 			continue
+		}
+		if ledgerAcct[h] != acct {
+			// The ledger missed a binding (its write is off the request
+			// path and may have failed): write it, so that a flushed store
+			// brings the key back to the account it really uses.
+			if err := s.ks.SetAccount(ctx, h, acct); err != nil {
+				return fmt.Errorf("record binding of %s: %w", keys.ID(h), err)
+			}
+			rep.LedgerBindings++
 		}
 		if at, ok := tierOf[acct]; ok && at != keyTier {
 			released, err := s.pool.Release(ctx, h)
