@@ -88,7 +88,7 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		{"SYNC_INTERVAL", "4h", &c.SyncInterval},
 		{"UPSTREAM_HEADER_TIMEOUT", "10m", &c.HeaderTimeout},
 		{"SHUTDOWN_GRACE", "30s", &c.ShutdownGrace},
-		{"REFRESH_LEAD", "1m", &c.RefreshLead},
+		{"REFRESH_LEAD", "10m", &c.RefreshLead},
 	}
 	for _, d := range durations {
 		v := env(getenv, d.name, d.def)
