@@ -230,6 +230,11 @@ func (s *Server) adminRevokeKey(c *gin.Context) {
 	ctx := c.Request.Context()
 	rec, err := s.d.Keys.Revoke(ctx, c.Param("ref"))
 	if err != nil {
+		// The store may have taken the revocation while the ledger did
+		// not: the key is refused from now on, so its slot goes back too.
+		if cur, gerr := s.d.Keys.Get(ctx, c.Param("ref")); gerr == nil && cur.Status == keys.StatusRevoked {
+			_, _ = s.d.Pool.Release(ctx, cur.Hash)
+		}
 		s.keyErr(c, err)
 		return
 	}
