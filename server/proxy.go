@@ -55,9 +55,9 @@ func (s *Server) proxy(c *ginContext, counted bool) {
 	// else, and the body of a stranger is never read. The store gets a fixed
 	// budget before the upstream call: a hung store answers 503 within a
 	// second instead of holding the client.
-	sctx, cancel := context.WithTimeout(ctx, storeBudget)
-	defer cancel()
-	cl, herr := s.authenticate(sctx, r.Header)
+	actx, cancel := context.WithTimeout(ctx, storeBudget)
+	cl, herr := s.authenticate(actx, r.Header)
+	cancel()
 	if herr != nil {
 		s.metrics.request("", "", herr.status)
 		herr.write(w)
@@ -78,6 +78,9 @@ func (s *Server) proxy(c *ginContext, counted bool) {
 			msg: fmt.Sprintf("%s tier can only use %s models", cl.tier.Title(), cl.tier.AllowedText())}).write(w)
 		return
 	}
+	// A fresh budget: reading a large body from a slow client must not eat it.
+	sctx, cancel := context.WithTimeout(ctx, storeBudget)
+	defer cancel()
 	if herr := s.admit(sctx, req); herr != nil {
 		s.metrics.request(cl.tier.Name, req.family, herr.status)
 		s.log.WithFields(logrus.Fields{"key": cl.rec.ID, "tier": cl.tier.Name, "model": req.model, "status": herr.status}).Info("refused: " + herr.msg)
