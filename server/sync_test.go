@@ -246,9 +246,11 @@ func TestExpiredKeyFreesItsSlotAtSync(t *testing.T) {
 	if slots() != 1 {
 		t.Fatal("bound key takes a slot")
 	}
-	fc.Advance(24*time.Hour + time.Minute) // a trial key lives one day
+	// A trial key lives one day. Moving the fake clock may also fire the
+	// periodic sync; either way, after a sync the slot is free.
+	fc.Advance(24*time.Hour + time.Minute)
 	rep := e.sync()
-	if rep["slots_released"].(float64) != 1 || slots() != 0 {
+	if slots() != 0 {
 		t.Fatalf("expired key's slot not released: %v", rep)
 	}
 }
