@@ -102,15 +102,11 @@ func adminErr(c *gin.Context, status int, msg string) {
 }
 
 func (s *Server) bindings(ctx context.Context) map[string]string {
-	type binder interface {
-		Bindings(ctx context.Context) (map[string]string, error)
+	m, err := s.d.Pool.Bindings(ctx)
+	if err != nil {
+		return nil // views fall back to the ledger's account
 	}
-	if b, ok := s.d.Pool.(binder); ok {
-		if m, err := b.Bindings(ctx); err == nil {
-			return m
-		}
-	}
-	return nil
+	return m
 }
 
 func (s *Server) adminListKeys(c *gin.Context) {

@@ -71,7 +71,7 @@ func Assemble(ctx context.Context, cfg AppConfig) (*App, error) {
 	if err := os.MkdirAll(cfg.ProductDir, 0o700); err != nil {
 		return nil, fmt.Errorf("PRODUCT_DIR: %w", err)
 	}
-	st, err := store.Open(ctx, cfg.RedisURL, store.Options{})
+	st, err := store.Open(cfg.RedisURL, store.Options{})
 	if err != nil {
 		return nil, err
 	}

@@ -35,6 +35,7 @@ type Pool interface {
 	Bind(ctx context.Context, keyHash, tier string, slots int) (accounts.Binding, error)
 	BindTo(ctx context.Context, keyHash, tier string, slots int, account string) (accounts.Binding, error)
 	Release(ctx context.Context, keyHash string) (bool, error)
+	Bindings(ctx context.Context) (map[string]string, error)
 	Blacklist(ctx context.Context, account, reason string) error
 	Recover(ctx context.Context, account string) (bool, error)
 	Limit(ctx context.Context, account string, until time.Time) error

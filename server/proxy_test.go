@@ -207,10 +207,6 @@ func TestErrorRows(t *testing.T) {
 	}
 }
 
-func keyIDOf(key string) string {
-	return keyIDFn(key)
-}
-
 func TestCapacityErrors(t *testing.T) {
 	e := newEnv(t)
 	e.apiAccount("supreme", "s1") // 2 slots

@@ -11,7 +11,8 @@ import (
 	"github.com/claude-route/claude-route/keys"
 )
 
-func keyIDFn(key string) string { return keys.ID(keys.Hash(key)) }
+// keyIDOf is the admin API's non-secret id of a client key.
+func keyIDOf(key string) string { return keys.ID(keys.Hash(key)) }
 
 // rtCounter is a go-redis hook that records every round trip: one per
 // command, one per pipeline.

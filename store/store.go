@@ -122,7 +122,7 @@ func ParseURL(raw string) (*redis.UniversalOptions, error) {
 }
 
 // Open connects to REDIS_URL, or starts an embedded store when it is empty.
-func Open(ctx context.Context, redisURL string, opts Options) (*Store, error) {
+func Open(redisURL string, opts Options) (*Store, error) {
 	// A dead or hung store must turn into a fast 503, not a hanging
 	// request: short timeouts, one retry, and request deadlines honoured.
 	if opts.DialTimeout == 0 {
@@ -154,7 +154,8 @@ func Open(ctx context.Context, redisURL string, opts Options) (*Store, error) {
 	uo.ContextTimeoutEnabled, uo.MaxRetries = true, 1
 	c := redis.NewUniversalClient(uo)
 	s := &Store{Client: c, Cluster: uo.IsClusterMode}
-	_ = ctx // the first command connects lazily; a down store is reported by /health, not fatal
+	// The first command connects lazily: a store down at start is reported
+	// by /health and answered with 503, not fatal.
 	return s, nil
 }
 

@@ -48,7 +48,7 @@ func TestParseURL(t *testing.T) {
 }
 
 func TestEmbedded(t *testing.T) {
-	s, err := Open(context.Background(), "", Options{})
+	s, err := Open("", Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
