@@ -71,12 +71,13 @@ func Assemble(ctx context.Context, cfg AppConfig) (*App, error) {
 	if err := os.MkdirAll(cfg.ProductDir, 0o700); err != nil {
 		return nil, fmt.Errorf("PRODUCT_DIR: %w", err)
 	}
+	store.RouteLogs(log)
 	st, err := store.Open(cfg.RedisURL, store.Options{})
 	if err != nil {
 		return nil, err
 	}
 	if st.Embedded != nil {
-		log.Warnf("REDIS_URL is empty: using an embedded in-process store at %s; quota windows and slot counters do not survive a restart (run sync after one)", st.Embedded.Addr())
+		log.Warnf("REDIS_URL is empty: using an embedded in-process store at %s (password known only to this process); quota windows and slot counters do not survive a restart (run sync after one)", st.Embedded.Addr())
 	}
 	rdb := st.Client
 	a := &App{Cfg: cfg, Store: st}

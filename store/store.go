@@ -5,6 +5,8 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
+	"github.com/sirupsen/logrus"
 )
 
 // Store is an open connection and what it takes to close it.
@@ -121,10 +124,19 @@ func ParseURL(raw string) (*redis.UniversalOptions, error) {
 	return uo, nil
 }
 
+// noRetries turns off go-redis's automatic re-sending of a command after
+// a read timeout or a broken connection. A script or pipeline that timed
+// out on the client may still have run on the server: sending it again
+// counts usage twice, takes two quota places or spends two refresh
+// attempts. A failed write is reported to the caller instead, which
+// decides (the request path answers 503; background writers retry their
+// own idempotent steps). -1 is go-redis's "no retries" (0 means 3).
+const noRetries = -1
+
 // Open connects to REDIS_URL, or starts an embedded store when it is empty.
 func Open(redisURL string, opts Options) (*Store, error) {
 	// A dead or hung store must turn into a fast 503, not a hanging
-	// request: short timeouts, one retry, and request deadlines honoured.
+	// request: short timeouts, no blind retries, request deadlines honoured.
 	if opts.DialTimeout == 0 {
 		opts.DialTimeout = 300 * time.Millisecond
 	}
@@ -135,28 +147,54 @@ func Open(redisURL string, opts Options) (*Store, error) {
 		opts.WriteTimeout = 400 * time.Millisecond
 	}
 	if strings.TrimSpace(redisURL) == "" {
-		m := miniredis.NewMiniRedis()
-		if err := m.StartAddr("127.0.0.1:0"); err != nil {
-			return nil, fmt.Errorf("start embedded store: %w", err)
-		}
-		c := redis.NewUniversalClient(&redis.UniversalOptions{
-			Addrs: []string{m.Addr()}, DialTimeout: opts.DialTimeout,
-			ReadTimeout: opts.ReadTimeout, WriteTimeout: opts.WriteTimeout,
-			ContextTimeoutEnabled: true, MaxRetries: 1,
-		})
-		return &Store{Client: c, Embedded: m}, nil
+		return openEmbedded(opts)
 	}
 	uo, err := ParseURL(redisURL)
 	if err != nil {
 		return nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
 	uo.DialTimeout, uo.ReadTimeout, uo.WriteTimeout = opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout
-	uo.ContextTimeoutEnabled, uo.MaxRetries = true, 1
+	uo.ContextTimeoutEnabled, uo.MaxRetries = true, noRetries
 	c := redis.NewUniversalClient(uo)
 	s := &Store{Client: c, Cluster: uo.IsClusterMode}
 	// The first command connects lazily: a store down at start is reported
 	// by /health and answered with 503, not fatal.
 	return s, nil
+}
+
+// openEmbedded starts miniredis on a loopback port that requires a random
+// password only this process knows: the store holds upstream API keys and
+// OAuth tokens, and any local user can reach a loopback port.
+func openEmbedded(opts Options) (*Store, error) {
+	var b [24]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, fmt.Errorf("embedded store password: %w", err)
+	}
+	pw := hex.EncodeToString(b[:])
+	m := miniredis.NewMiniRedis()
+	m.RequireAuth(pw)
+	if err := m.StartAddr("127.0.0.1:0"); err != nil {
+		return nil, fmt.Errorf("start embedded store: %w", err)
+	}
+	c := redis.NewUniversalClient(&redis.UniversalOptions{
+		Addrs: []string{m.Addr()}, Password: pw, DialTimeout: opts.DialTimeout,
+		ReadTimeout: opts.ReadTimeout, WriteTimeout: opts.WriteTimeout,
+		ContextTimeoutEnabled: true, MaxRetries: noRetries,
+	})
+	return &Store{Client: c, Embedded: m}, nil
+}
+
+// RouteLogs sends go-redis's own log lines (pool and failover notices)
+// through log, so that LOG_FORMAT=json keeps one JSON stream. go-redis keeps
+// its logger process-wide; the service calls this once at start.
+func RouteLogs(log logrus.FieldLogger) {
+	redis.SetLogger(redisLogger{log.WithField("component", "redis")})
+}
+
+type redisLogger struct{ log logrus.FieldLogger }
+
+func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
+	l.log.Warnf(strings.TrimSpace(format), v...)
 }
 
 // ScanKeys lists the keys matching pattern with SCAN (never KEYS, which
