@@ -43,6 +43,10 @@ type Account struct {
 	BaseURLs []string
 	// Path is the file the account was loaded from.
 	Path string
+	// Disabled is the file's "disabled": true: the operator took the
+	// account out of service without deleting it (sync blacklists it with
+	// the reason DisabledReason).
+	Disabled bool
 }
 
 // String names the account without its credentials, so that %v and %+v
@@ -81,6 +85,7 @@ type fileShape struct {
 	APIKey   string   `json:"apiKey"`
 	BaseURL  string   `json:"baseURL"`
 	BaseURLs []string `json:"baseURLs"`
+	Disabled bool     `json:"disabled"`
 }
 
 // Parse reads an account file's bytes (either shape of SPEC.md). Name, Tier
@@ -115,6 +120,7 @@ func Parse(b []byte) (Account, error) {
 		a.BaseURLs = append(a.BaseURLs, f.BaseURL)
 	}
 	a.BaseURLs = append(a.BaseURLs, f.BaseURLs...)
+	a.Disabled = f.Disabled
 	for _, u := range a.BaseURLs {
 		pu, err := url.Parse(u)
 		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {

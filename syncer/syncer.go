@@ -47,6 +47,9 @@ type Pool interface {
 	RestoreBinding(ctx context.Context, keyHash, tier string, slots int, account string) (bool, error)
 	Release(ctx context.Context, keyHash string) (bool, error)
 	Bindings(ctx context.Context) (map[string]string, error)
+	// SetDisabled keeps the blacklist entry of a disabled account in step
+	// with its file's "disabled" flag.
+	SetDisabled(ctx context.Context, account string, disabled bool) (bool, error)
 }
 
 // KeyLedger is the durable record of issued keys (keys.Ledger).
@@ -467,6 +470,9 @@ func (s *Syncer) syncAccounts(ctx context.Context, rep *Report) (map[string]stri
 			return nil, err
 		}
 		if err := s.pool.SetTier(ctx, a.Name, a.Tier); err != nil {
+			return nil, err
+		}
+		if _, err := s.pool.SetDisabled(ctx, a.Name, a.Disabled); err != nil {
 			return nil, err
 		}
 		switch {
