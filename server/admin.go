@@ -32,6 +32,7 @@ func (s *Server) adminRoutes(e *gin.Engine) {
 	a.POST("/sync", s.adminSync)
 	a.GET("/status", s.adminStatus)
 	a.GET("/usage", s.adminUsage)
+	s.opsRoutes(a)
 	s.dashboardRoutes(e)
 }
 

@@ -96,6 +96,7 @@ func Assemble(ctx context.Context, cfg AppConfig) (*App, error) {
 		Log:   log.WithField("component", "sync"),
 		OnRun: func(ok bool) { a.Server.SyncRun(ok) },
 	}, a.Accounts, a.Pool, a.Ledger, a.Keys, a.Refresher)
+	cfg.Server.AccountDir = cfg.AccountDir
 	a.Server = New(cfg.Server, Deps{
 		Redis: rdb, Store: st, Tiers: cfg.Tiers, Keys: a.Keys, Pool: a.Pool, Accounts: a.Accounts,
 		Limiter: a.Limiter, Refresher: a.Refresher, Usage: a.Usage, Syncer: a.Syncer,

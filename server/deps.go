@@ -26,6 +26,9 @@ type KeyStore interface {
 	List(ctx context.Context, f keys.Filter) ([]keys.Record, error)
 	Revoke(ctx context.Context, ref string) (keys.Record, error)
 	SetAccount(ctx context.Context, hash, account string) error
+	SetExpiry(ctx context.Context, ref string, until time.Time) (keys.Record, error)
+	SetNote(ctx context.Context, ref, note string) (keys.Record, error)
+	SetTier(ctx context.Context, ref, from, to string) (keys.Record, error)
 }
 
 // Pool binds keys to accounts.
@@ -36,6 +39,8 @@ type Pool interface {
 	BindTo(ctx context.Context, keyHash, tier string, slots int, account string) (accounts.Binding, error)
 	Release(ctx context.Context, keyHash string) (bool, error)
 	Bindings(ctx context.Context) (map[string]string, error)
+	Bound(ctx context.Context, keyHash string) (string, error)
+	SetDisabled(ctx context.Context, account string, disabled bool) (bool, error)
 	Blacklist(ctx context.Context, account, reason string) error
 	Recover(ctx context.Context, account string) (bool, error)
 	Limit(ctx context.Context, account string, until time.Time) error

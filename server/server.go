@@ -30,6 +30,8 @@ type Config struct {
 	// HeaderTimeout bounds the wait for the upstream's response headers.
 	// Non-streamed answers send headers only when complete, so it is long.
 	HeaderTimeout time.Duration
+	// AccountDir is ACCOUNT_DIR, where the admin API's account verbs write.
+	AccountDir string
 	// Transport overrides the upstream transport (tests, benchmarks).
 	Transport http.RoundTripper
 }
