@@ -20,7 +20,7 @@ Usage:
   claude-route key list [--tier T] [--status S] [--json]
   claude-route key show KEY|ID
   claude-route key revoke KEY|ID
-  claude-route pool [--tier T] [--json]   slots, bound keys, blacklist and refresh state per account
+` + keyOpsUsage + accountUsage + `  claude-route pool [--tier T] [--json]   slots, bound keys, blacklist and refresh state per account
   claude-route recover ACCOUNT            take an account off the blacklist
   claude-route blacklist ACCOUNT [--reason TEXT]
   claude-route sync                       full account-folder and ledger sync now
@@ -52,7 +52,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "healthcheck":
 		err = cmdHealthcheck(ctx, getenv)
 	case "key", "pool", "recover", "blacklist", "sync", "status":
-		err = cmdOperator(ctx, args, getenv, stdout)
+		var handled bool
+		if handled, err = cmdKeyOps(ctx, args, getenv, stdout); !handled {
+			err = cmdOperator(ctx, args, getenv, stdout)
+		}
+	case "account":
+		err = cmdAccount(ctx, args, getenv, os.Stdin, stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usageText)
 		return 0

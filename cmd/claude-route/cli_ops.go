@@ -1,0 +1,259 @@
+package main
+
+import (
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/claude-route/claude-route/server"
+)
+
+// The lifecycle verbs: key extend|renew|move|rebind|note, key issue
+// --count/--csv, and account add|replace|show|disable|enable|delete|refresh.
+
+const keyOpsUsage = `  claude-route key issue --tier T --count N [--note TEXT] [--csv]   N keys, one a line (--csv: id,key,tier,expires,note)
+  claude-route key extend KEY|ID --days N | --until YYYY-MM-DD
+  claude-route key renew KEY|ID               a new validity period of its tier, from now
+  claude-route key move KEY|ID --tier T       same key, usage and windows; rebound in the new tier or nothing changes
+  claude-route key rebind KEY|ID --account NAME
+  claude-route key note KEY|ID TEXT
+`
+
+const accountUsage = `  claude-route account add --tier T --name NAME < file.json    either credential shape; written to ACCOUNT_DIR/T/NAME.json (0600), synced
+  claude-route account replace NAME < file.json                 new credentials, same account
+  claude-route account show NAME [--json]                       kind, expiry and a fingerprint (never the secret)
+  claude-route account disable|enable NAME                      takes no keys while disabled; its keys move
+  claude-route account delete NAME                              file to ACCOUNT_DIR/.trash/, account leaves
+  claude-route account refresh NAME                             refresh its OAuth token now
+`
+
+// cmdKeyOps runs the key verbs this file owns; handled is false for the
+// others (issue without --count, list, show, revoke).
+func cmdKeyOps(ctx context.Context, args []string, getenv func(string) string, out io.Writer) (handled bool, err error) {
+	if len(args) < 2 || args[0] != "key" {
+		return false, nil
+	}
+	verb := args[1]
+	switch verb {
+	case "extend", "renew", "move", "rebind", "note":
+	case "issue":
+		if !hasFlag(args[2:], "count") && !hasFlag(args[2:], "csv") {
+			return false, nil
+		}
+	default:
+		return false, nil
+	}
+	fs := flag.NewFlagSet("key "+verb, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	days := fs.Int("days", 0, "days to add to the current expiry")
+	until := fs.String("until", "", "new expiry, YYYY-MM-DD or RFC 3339")
+	tier := fs.String("tier", "", "tier")
+	account := fs.String("account", "", "account name")
+	count := fs.Int("count", 1, "how many keys")
+	note := fs.String("note", "", "note")
+	asCSV := fs.Bool("csv", false, "print CSV")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(reorder(args[2:])); err != nil {
+		return true, &usageError{"key " + verb + ": " + err.Error() + "\n" + keyOpsUsage}
+	}
+	pos := fs.Args()
+	ac, err := newAdminClient(getenv)
+	if err != nil {
+		return true, err
+	}
+	if verb == "issue" {
+		if *tier == "" {
+			return true, &usageError{"key issue needs --tier"}
+		}
+		var res struct {
+			Keys []server.IssuedKey `json:"keys"`
+		}
+		err := ac.do(ctx, http.MethodPost, "/admin/api/keys/batch", map[string]any{"tier": *tier, "count": *count, "note": *note}, &res)
+		// Keys issued before a failure are printed all the same: they exist.
+		printIssued(out, res.Keys, *asCSV, *asJSON)
+		return true, err
+	}
+	if len(pos) < 1 {
+		return true, &usageError{"key " + verb + " needs a key or key id"}
+	}
+	path := "/admin/api/keys/" + url.PathEscape(keyRef(pos[0])) + "/" + verb
+	var body any
+	switch verb {
+	case "extend":
+		if (*days == 0) == (*until == "") {
+			return true, &usageError{"key extend needs --days N or --until DATE"}
+		}
+		body = map[string]any{"days": *days, "until": *until}
+	case "move":
+		if *tier == "" {
+			return true, &usageError{"key move needs --tier"}
+		}
+		body = map[string]string{"tier": *tier}
+	case "rebind":
+		if *account == "" {
+			return true, &usageError{"key rebind needs --account"}
+		}
+		body = map[string]string{"account": *account}
+	case "note":
+		body = map[string]string{"note": strings.Join(pos[1:], " ")}
+	}
+	var res struct {
+		Key server.KeyView `json:"key"`
+	}
+	if err := ac.do(ctx, http.MethodPost, path, body, &res); err != nil {
+		return true, err
+	}
+	if *asJSON {
+		return true, json.NewEncoder(out).Encode(res.Key)
+	}
+	k := res.Key
+	fmt.Fprintf(out, "%s: tier %s, %s, expires %s, account %s, note %s\n", k.ID, k.Tier, k.Status, fmtTime(k.ExpiresAt), dash(k.Account), dash(k.Note))
+	return true, nil
+}
+
+func hasFlag(args []string, name string) bool {
+	for _, a := range args {
+		a = strings.TrimLeft(a, "-")
+		if a == name || strings.HasPrefix(a, name+"=") {
+			return true
+		}
+	}
+	return false
+}
+
+func printIssued(out io.Writer, ks []server.IssuedKey, asCSV, asJSON bool) {
+	switch {
+	case asJSON:
+		_ = json.NewEncoder(out).Encode(map[string]any{"keys": ks})
+	case asCSV:
+		w := csv.NewWriter(out)
+		_ = w.Write([]string{"id", "key", "tier", "expires", "note"})
+		for _, k := range ks {
+			exp := ""
+			if k.ExpiresAt != nil {
+				exp = k.ExpiresAt.UTC().Format("2006-01-02T15:04:05Z")
+			}
+			_ = w.Write([]string{k.ID, k.Key, k.Tier, exp, k.Note})
+		}
+		w.Flush()
+	default:
+		for _, k := range ks {
+			fmt.Fprintln(out, k.Key)
+		}
+	}
+}
+
+// cmdAccount runs `account VERB …`.
+func cmdAccount(ctx context.Context, args []string, getenv func(string) string, in io.Reader, out io.Writer) error {
+	if len(args) < 2 || args[1] == "help" || args[1] == "-h" || args[1] == "--help" {
+		fmt.Fprint(out, "Usage:\n"+accountUsage)
+		if len(args) < 2 {
+			return &usageError{"account needs a verb: add, replace, show, disable, enable, delete or refresh"}
+		}
+		return nil
+	}
+	verb := args[1]
+	fs := flag.NewFlagSet("account "+verb, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	tier := fs.String("tier", "", "tier")
+	name := fs.String("name", "", "account name")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(reorder(args[2:])); err != nil {
+		return &usageError{"account " + verb + ": " + err.Error() + "\n" + accountUsage}
+	}
+	pos := fs.Args()
+	if verb != "add" {
+		if len(pos) != 1 {
+			return &usageError{"account " + verb + " needs an account name"}
+		}
+		*name = pos[0]
+	}
+	ac, err := newAdminClient(getenv)
+	if err != nil {
+		return err
+	}
+	acct := "/admin/api/accounts/" + url.PathEscape(*name)
+	var res struct {
+		Account server.AccountDetail `json:"account"`
+	}
+	switch verb {
+	case "add", "replace":
+		if verb == "add" && (*tier == "" || *name == "") {
+			return &usageError{"account add needs --tier and --name, and the credentials file on standard input"}
+		}
+		body, err := io.ReadAll(io.LimitReader(in, 64<<10+1))
+		if err != nil {
+			return err
+		}
+		if len(strings.TrimSpace(string(body))) == 0 {
+			return &usageError{"account " + verb + " reads the credentials file on standard input (… < file.json)"}
+		}
+		if !json.Valid(body) {
+			return &usageError{"the credentials file on standard input is not valid JSON"}
+		}
+		method, path := http.MethodPost, "/admin/api/accounts?tier="+url.QueryEscape(*tier)+"&name="+url.QueryEscape(*name)
+		if verb == "replace" {
+			method, path = http.MethodPut, acct+"/credentials"
+		}
+		if err := ac.doRaw(ctx, method, path, body, &res); err != nil {
+			return err
+		}
+		printAccount(out, res.Account, *asJSON)
+		if res.Account.Sync != "" {
+			fmt.Fprintln(out, res.Account.Sync)
+		}
+		return nil
+	case "show":
+		if err := ac.do(ctx, http.MethodGet, acct, nil, &res); err != nil {
+			return err
+		}
+		printAccount(out, res.Account, *asJSON)
+		return nil
+	case "disable", "enable", "delete", "refresh":
+		method, path := http.MethodPost, acct+"/"+verb
+		if verb == "delete" {
+			method, path = http.MethodDelete, acct
+		}
+		var raw map[string]any
+		if err := ac.do(ctx, method, path, nil, &raw); err != nil {
+			return err
+		}
+		if *asJSON {
+			return json.NewEncoder(out).Encode(raw)
+		}
+		switch verb {
+		case "delete":
+			fmt.Fprintf(out, "%s deleted (file kept in %v)\n", *name, raw["trash"])
+		case "refresh":
+			fmt.Fprintf(out, "%s refreshed; token expires %v\n", *name, raw["expires_at"])
+		default:
+			fmt.Fprintf(out, "%s %sd\n", *name, verb)
+		}
+		return nil
+	}
+	return &usageError{"unknown account verb " + strconv.Quote(verb) + "\n" + accountUsage}
+}
+
+func printAccount(out io.Writer, a server.AccountDetail, asJSON bool) {
+	if asJSON {
+		_ = json.NewEncoder(out).Encode(a)
+		return
+	}
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "account\t%s\ntier\t%s\nkind\t%s\nexpires\t%s\nfingerprint\t%s\ndisabled\t%v\n",
+		a.Name, dash(a.Tier), a.Kind, fmtTime(a.ExpiresAt), a.Fingerprint, a.Disabled)
+	_ = tw.Flush()
+}
+
+// doRaw is do with a body sent as is (an account file, never re-encoded).
+func (a *adminClient) doRaw(ctx context.Context, method, path string, body []byte, out any) error {
+	return a.do(ctx, method, path, json.RawMessage(body), out)
+}

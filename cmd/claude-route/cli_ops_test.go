@@ -1,0 +1,97 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/claude-route/claude-route/internal/fakeupstream"
+	"github.com/claude-route/claude-route/internal/testenv"
+)
+
+// TestLifecycleCommands runs the key and account verbs against a served
+// instance, as an operator types them.
+func TestLifecycleCommands(t *testing.T) {
+	redisURL := testenv.RedisURL(t, 8)
+	fake := fakeupstream.Start(fakeupstream.Options{})
+	defer fake.Close()
+	fake.AddAPIKey("sk-ant-api03-op")
+	acct, prod := t.TempDir(), t.TempDir()
+	_ = os.MkdirAll(filepath.Join(acct, "trial"), 0o700)
+	_ = os.WriteFile(filepath.Join(acct, "trial", "t1.json"), []byte(`{"apiKey":"sk-ant-api03-op"}`), 0o600)
+	env := map[string]string{
+		"LISTEN_ADDR": "127.0.0.1:0", "REDIS_URL": redisURL, "ACCOUNT_DIR": acct, "PRODUCT_DIR": prod,
+		"UPSTREAM_URL": fake.URL(), "ADMIN_TOKEN": "op-token",
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- cmdServe(ctx, envOf(env), io.Discard, ready) }()
+	env["CLAUDE_ROUTE_URL"] = "http://" + <-ready
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}()
+	cli := func(args ...string) (string, int) {
+		var out, errb bytes.Buffer
+		code := run(ctx, args, envOf(env), &out, &errb)
+		return out.String() + errb.String(), code
+	}
+
+	out, code := cli("key", "issue", "--tier", "trial", "--count", "3", "--csv", "--note", "batch")
+	rows, err := csv.NewReader(strings.NewReader(out)).ReadAll()
+	if code != 0 || err != nil || len(rows) != 4 || strings.Join(rows[0], ",") != "id,key,tier,expires,note" || rows[1][4] != "batch" {
+		t.Fatalf("issue --csv: %d %q", code, out)
+	}
+	id, key := rows[1][0], rows[1][1]
+	if out, code := cli("key", "issue", "--tier", "trial", "--count", "2"); code != 0 || len(strings.Fields(out)) != 2 {
+		t.Fatalf("issue --count: %d %q", code, out)
+	}
+	if out, code := cli("key", "extend", id, "--until", "2099-01-31"); code != 0 || !strings.Contains(out, "2099-01-31") {
+		t.Fatalf("extend: %d %q", code, out)
+	}
+	if out, code := cli("key", "note", key, "acme", "corp"); code != 0 || !strings.Contains(out, "acme corp") || strings.Contains(out, key) {
+		t.Fatalf("note: %d %q", code, out)
+	}
+	if out, code := cli("key", "move", id, "--tier", "high"); code != 0 || !strings.Contains(out, "tier high") {
+		t.Fatalf("move: %d %q", code, out)
+	}
+	if out, code := cli("key", "renew", id); code == 0 || !strings.Contains(out, "never expire") {
+		t.Fatalf("renew a high key: %d %q", code, out)
+	}
+	if out, code := cli("key", "extend", id); code != 2 {
+		t.Fatalf("extend without --days/--until: %d %q", code, out)
+	}
+
+	var o bytes.Buffer
+	err = cmdAccount(ctx, []string{"account", "add", "--tier", "trial", "--name", "t2"}, envOf(env),
+		strings.NewReader(`{"apiKey":"sk-ant-api03-pasted-secret"}`), &o)
+	if err != nil || strings.Contains(o.String(), "pasted-secret") || !strings.Contains(o.String(), "sha256:") {
+		t.Fatalf("account add: %v %q", err, o.String())
+	}
+	if out, code := cli("account", "disable", "t2"); code != 0 || !strings.Contains(out, "t2 disabled") {
+		t.Fatalf("disable: %d %q", code, out)
+	}
+	if out, _ := cli("pool", "--tier", "trial"); !strings.Contains(out, "disabled") {
+		t.Fatalf("pool after disable: %q", out)
+	}
+	if out, code := cli("account", "show", "t2"); code != 0 || !strings.Contains(out, "disabled     true") {
+		t.Fatalf("show: %d %q", code, out)
+	}
+	if out, code := cli("account", "enable", "t2"); code != 0 {
+		t.Fatalf("enable: %d %q", code, out)
+	}
+	if out, code := cli("account", "delete", "t2"); code != 0 || !strings.Contains(out, ".trash") {
+		t.Fatalf("delete: %d %q", code, out)
+	}
+	if out, code := cli("account", "show", "t2"); code == 0 {
+		t.Fatalf("show after delete: %d %q", code, out)
+	}
+}
