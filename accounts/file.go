@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/claude-route/claude-route/internal/atomicfile"
@@ -143,61 +144,131 @@ func (e LoadError) Unwrap() error { return e.Err }
 // A broken file is reported in the second result and skipped; it never stops
 // the others from loading. A name found twice is kept once (first path in
 // lexical order) and the other reported, since names identify accounts.
+//
+// Every file or folder whose name starts with "." is skipped: editors'
+// backups (high/.backup/o1.json must not shadow high/o1.json) and the
+// "..data" and "..2025_…" folders Kubernetes uses to swap a Secret or
+// ConfigMap atomically. Symlinks are followed (Kubernetes' visible names
+// are links through "..data"), folders only when they resolve inside dir,
+// and each real folder is walked once.
 func LoadDir(dir string, knownTier func(string) bool) ([]Account, []LoadError) {
-	var out []Account
-	var bad []LoadError
-	seen := map[string]string{}
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if path == dir {
-				return err
-			}
-			bad = append(bad, LoadError{path, err})
-			return nil
-		}
-		if d.IsDir() || !strings.HasSuffix(d.Name(), ".json") || strings.HasPrefix(d.Name(), ".") {
-			return nil
-		}
-		rel, _ := filepath.Rel(dir, path)
-		parts := strings.Split(filepath.ToSlash(rel), "/")
-		if len(parts) < 2 {
-			bad = append(bad, LoadError{path, fmt.Errorf("%w: not inside a tier folder", ErrBadFile)})
-			return nil
-		}
-		tier := parts[0]
-		if !knownTier(tier) {
-			bad = append(bad, LoadError{path, fmt.Errorf("%w: unknown tier folder %q", ErrBadFile, tier)})
-			return nil
-		}
-		name := strings.TrimSuffix(d.Name(), ".json")
-		if !ValidName(name) {
-			bad = append(bad, LoadError{path, fmt.Errorf("%w: account name %q must be letters, digits, '.', '-' or '_'", ErrBadFile, name)})
-			return nil
-		}
-		if prev, dup := seen[name]; dup {
-			bad = append(bad, LoadError{path, fmt.Errorf("%w: account name %q already used by %s", ErrBadFile, name, prev)})
-			return nil
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			bad = append(bad, LoadError{path, err})
-			return nil
-		}
-		a, err := Parse(b)
-		if err != nil {
-			bad = append(bad, LoadError{path, err})
-			return nil
-		}
-		a.Name, a.Tier, a.Path = name, tier, path
-		seen[name] = path
-		out = append(out, a)
-		return nil
-	})
+	l := loader{knownTier: knownTier, seen: map[string]string{}, walked: map[string]bool{}}
+	root, err := filepath.EvalSymlinks(dir)
 	if err != nil {
-		bad = append(bad, LoadError{dir, err})
+		return nil, []LoadError{{dir, err}}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, bad
+	l.root = root
+	l.walked[root] = true
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, []LoadError{{dir, err}}
+	}
+	for _, e := range ents {
+		if hidden(e.Name()) {
+			continue
+		}
+		path := filepath.Join(dir, e.Name())
+		st, err := os.Stat(path) // follows a symlink
+		if err != nil {
+			l.bad = append(l.bad, LoadError{path, err})
+			continue
+		}
+		if !st.IsDir() {
+			if strings.HasSuffix(e.Name(), ".json") {
+				l.bad = append(l.bad, LoadError{path, fmt.Errorf("%w: not inside a tier folder", ErrBadFile)})
+			}
+			continue
+		}
+		l.walk(path, e.Name())
+	}
+	sort.Slice(l.out, func(i, j int) bool { return l.out[i].Name < l.out[j].Name })
+	return l.out, l.bad
+}
+
+// hidden names are never accounts or tiers (see LoadDir).
+func hidden(name string) bool { return strings.HasPrefix(name, ".") }
+
+type loader struct {
+	root      string
+	knownTier func(string) bool
+	seen      map[string]string // account name → path
+	walked    map[string]bool   // real folder paths already walked
+	out       []Account
+	bad       []LoadError
+}
+
+// walk loads the accounts under folder, which belongs to tier.
+func (l *loader) walk(folder, tier string) {
+	real, err := filepath.EvalSymlinks(folder)
+	if err != nil {
+		l.bad = append(l.bad, LoadError{folder, err})
+		return
+	}
+	if !within(l.root, real) {
+		l.bad = append(l.bad, LoadError{folder, fmt.Errorf("%w: links outside the account folder", ErrBadFile)})
+		return
+	}
+	if l.walked[real] {
+		return
+	}
+	l.walked[real] = true
+	ents, err := os.ReadDir(folder)
+	if err != nil {
+		l.bad = append(l.bad, LoadError{folder, err})
+		return
+	}
+	for _, e := range ents {
+		if hidden(e.Name()) {
+			continue
+		}
+		path := filepath.Join(folder, e.Name())
+		st, err := os.Stat(path)
+		if err != nil {
+			l.bad = append(l.bad, LoadError{path, err})
+			continue
+		}
+		if st.IsDir() {
+			l.walk(path, tier)
+			continue
+		}
+		if strings.HasSuffix(e.Name(), ".json") {
+			l.load(path, tier, strings.TrimSuffix(e.Name(), ".json"))
+		}
+	}
+}
+
+func (l *loader) load(path, tier, name string) {
+	if !l.knownTier(tier) {
+		l.bad = append(l.bad, LoadError{path, fmt.Errorf("%w: unknown tier folder %q", ErrBadFile, tier)})
+		return
+	}
+	if !ValidName(name) {
+		l.bad = append(l.bad, LoadError{path, fmt.Errorf("%w: account name %q must be letters, digits, '.', '-' or '_'", ErrBadFile, name)})
+		return
+	}
+	if prev, dup := l.seen[name]; dup {
+		l.bad = append(l.bad, LoadError{path, fmt.Errorf("%w: account name %q already used by %s", ErrBadFile, name, prev)})
+		return
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		l.bad = append(l.bad, LoadError{path, err})
+		return
+	}
+	a, err := Parse(b)
+	if err != nil {
+		l.bad = append(l.bad, LoadError{path, err})
+		return
+	}
+	a.Name, a.Tier, a.Path = name, tier, path
+	l.seen[name] = path
+	l.out = append(l.out, a)
+}
+
+// within reports whether real path p is root or lies under it.
+func within(root, p string) bool {
+	rel, err := filepath.Rel(root, p)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) && !filepath.IsAbs(rel)
 }
 
 // ValidName reports whether s can name an account (it appears in Redis keys,
@@ -214,12 +285,34 @@ func ValidName(s string) bool {
 	return true
 }
 
-// WriteBack stores refreshed OAuth credentials in the account file: fields
-// the proxy does not know are kept, the JSON is minified as Claude Code
-// writes it, and the file is replaced atomically (temp file, fsync, rename)
-// with mode 0600, so a crash never leaves a half-written credential.
-func WriteBack(path, access, refresh string, expiresAt time.Time) error {
-	b, err := os.ReadFile(path)
+// ErrNotWritable is an account file that cannot be updated in place: a
+// symlink that leads outside ACCOUNT_DIR, or a read-only mount (Kubernetes
+// Secrets). The refreshed tokens stay in Redis.
+var ErrNotWritable = errors.New("account file cannot be updated")
+
+// WriteBack stores refreshed OAuth credentials in the account file under
+// root (ACCOUNT_DIR): fields the proxy does not know are kept, the JSON is
+// minified as Claude Code writes it, and the file is replaced atomically
+// (temp file, fsync, rename) with mode 0600, so a crash never leaves a
+// half-written credential.
+//
+// A symlinked file is written through to its target, so the operator's
+// link stays and the target never keeps an already-rotated refresh token;
+// a target outside root is never written (ErrNotWritable), nor is a file
+// on a read-only file system.
+func WriteBack(root, path, access, refresh string, expiresAt time.Time) error {
+	realRoot, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return fmt.Errorf("write back: %w", err)
+	}
+	target, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return fmt.Errorf("write back: %w", err)
+	}
+	if !within(realRoot, target) {
+		return fmt.Errorf("%w: %s links outside the account folder", ErrNotWritable, path)
+	}
+	b, err := os.ReadFile(target)
 	if err != nil {
 		return fmt.Errorf("write back: %w", err)
 	}
@@ -252,7 +345,13 @@ func WriteBack(path, access, refresh string, expiresAt time.Time) error {
 	if err != nil {
 		return err
 	}
-	return atomicfile.Write(path, out)
+	if err := atomicfile.Write(target, out); err != nil {
+		if errors.Is(err, syscall.EROFS) || errors.Is(err, fs.ErrPermission) {
+			return fmt.Errorf("%w: %w", ErrNotWritable, err)
+		}
+		return err
+	}
+	return nil
 }
 
 func marshalCompact(v any) ([]byte, error) {

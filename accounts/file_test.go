@@ -102,7 +102,7 @@ func TestWriteBackKeepsUnknownFields(t *testing.T) {
 		t.Fatal(err)
 	}
 	exp := time.UnixMilli(1900000000000)
-	if err := WriteBack(path, "new-a", "new-r", exp); err != nil {
+	if err := WriteBack(filepath.Dir(path), path, "new-a", "new-r", exp); err != nil {
 		t.Fatal(err)
 	}
 	b, _ := os.ReadFile(path)

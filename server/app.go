@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -87,7 +88,7 @@ func Assemble(ctx context.Context, cfg AppConfig) (*App, error) {
 	a.Pool = accounts.NewPool(rdb, cfg.Clock, log)
 	a.Limiter = ratelimit.New(rdb)
 	a.Usage = usage.NewRecorder(rdb, cfg.Clock)
-	a.Refresher = refresh.New(rdb, refreshStore{a.Accounts}, refreshFiles{a.Accounts}, a.Pool, refresh.Config{
+	a.Refresher = refresh.New(rdb, refreshStore{a.Accounts}, &refreshFiles{s: a.Accounts, root: cfg.AccountDir, log: log.WithField("component", "refresh")}, a.Pool, refresh.Config{
 		TokenURL: cfg.OAuthTokenURL, ClientID: cfg.OAuthClientID, Lead: cfg.RefreshLead,
 		HTTPClient: cfg.TokenClient, Clock: cfg.Clock, Logger: log.WithField("component", "refresh"),
 		OnOutcome: func(o string) { a.Server.RefreshOutcome(o) },
@@ -212,10 +213,18 @@ func (r refreshStore) SwapCredentials(ctx context.Context, name, usedRefresh str
 	return r.s.SwapCredentials(ctx, name, usedRefresh, next.AccessToken, next.RefreshToken, next.ExpiresAt)
 }
 
-// refreshFiles writes refreshed tokens back to the account's file.
-type refreshFiles struct{ s *accounts.Store }
+// refreshFiles writes refreshed tokens back to the account's file, inside
+// the account folder only. A file that cannot be updated (a link outside
+// the folder, a read-only Secret mount) is said once per account: Redis
+// keeps the new tokens, and a sync never moves them backwards.
+type refreshFiles struct {
+	s    *accounts.Store
+	root string
+	log  logrus.FieldLogger
+	said sync.Map // account name → true once its file was reported
+}
 
-func (r refreshFiles) WriteBack(ctx context.Context, name string, c refresh.Creds) error {
+func (r *refreshFiles) WriteBack(ctx context.Context, name string, c refresh.Creds) error {
 	a, err := r.s.Get(ctx, name)
 	if err != nil {
 		return err
@@ -223,5 +232,12 @@ func (r refreshFiles) WriteBack(ctx context.Context, name string, c refresh.Cred
 	if a.Path == "" {
 		return nil
 	}
-	return accounts.WriteBack(a.Path, c.AccessToken, c.RefreshToken, c.ExpiresAt)
+	err = accounts.WriteBack(r.root, a.Path, c.AccessToken, c.RefreshToken, c.ExpiresAt)
+	if errors.Is(err, accounts.ErrNotWritable) {
+		if _, said := r.said.LoadOrStore(name, true); !said {
+			r.log.WithField("account", name).WithError(err).Warn("account file not updated; the refreshed tokens are kept in the store")
+		}
+		return nil
+	}
+	return err
 }
