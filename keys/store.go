@@ -404,3 +404,47 @@ func (s *Store) Restore(ctx context.Context, r Record) (bool, error) {
 	}
 	return n == 1, nil
 }
+
+// Reconcile copies into the ledger what Redis knows better about r, the
+// ledger's record: a revocation Redis took while the ledger write failed
+// (revocation is final on either side), and an expiry Redis enforces that
+// the ledger missed (a change whose ledger write or undo failed). The
+// other direction, ledger to Redis, is Restore. It returns the ledger's
+// record as it now is and whether the ledger changed.
+func (s *Store) Reconcile(ctx context.Context, r Record) (Record, bool, error) {
+	m, err := s.rdb.HGetAll(ctx, recordKey(r.Hash)).Result()
+	if err != nil {
+		return r, false, fmt.Errorf("keys: reconcile %s: %w", r.ID, err)
+	}
+	cur, err := ParseRecord(r.Hash, m)
+	if errors.Is(err, ErrNotFound) {
+		return r, false, nil // Restore brings it back
+	}
+	if err != nil {
+		return r, false, err
+	}
+	if cur.Tier != r.Tier {
+		return r, false, nil // a move in progress; its own write settles it
+	}
+	fix := func(l *Record) bool {
+		changed := false
+		if cur.Status == StatusRevoked && l.Status != StatusRevoked {
+			l.Status, l.RevokedAt = StatusRevoked, cur.RevokedAt
+			changed = true
+		}
+		if l.Status != StatusRevoked && !l.Expires.Equal(cur.Expires) {
+			l.Expires = cur.Expires
+			changed = true
+		}
+		return changed
+	}
+	probe := r
+	if !fix(&probe) {
+		return r, false, nil
+	}
+	out, err := s.ledger.update(ctx, r.Tier, r.Hash, fix)
+	if err != nil {
+		return r, false, fmt.Errorf("keys: reconcile %s: %w", r.ID, err)
+	}
+	return out, true, nil
+}

@@ -60,6 +60,7 @@ type KeyLedger interface {
 // KeyStore restores ledger records into Redis (keys.Store).
 type KeyStore interface {
 	Restore(ctx context.Context, r keys.Record) (bool, error)
+	Reconcile(ctx context.Context, r keys.Record) (keys.Record, bool, error)
 	SetAccount(ctx context.Context, hash, account string) error
 }
 
@@ -145,7 +146,10 @@ type Report struct {
 	SlotsReleased    int           `json:"slots_released"`
 	// LedgerBindings counts live bindings written back to a ledger that
 	// had missed them.
-	LedgerBindings int    `json:"ledger_bindings_written"`
+	LedgerBindings int `json:"ledger_bindings_written"`
+	// LedgerRepaired counts ledger records that took a revocation or an
+	// expiry Redis had and the ledger had missed.
+	LedgerRepaired int    `json:"ledger_records_repaired"`
 	Replica        string `json:"replica"`
 	// Joined is true when this replica found a sync running elsewhere,
 	// waited for it and reports its result instead of running another.
@@ -538,6 +542,16 @@ func (s *Syncer) syncKeys(ctx context.Context, tierOf map[string]string, rep *Re
 	live := make(map[string]string, len(recs))       // key hash → tier, for active keys
 	ledgerAcct := make(map[string]string, len(recs)) // key hash → the ledger's account
 	for _, r := range recs {
+		// Revocations and expiry changes go both ways: what Redis took
+		// and the ledger missed is written to the ledger first, so a
+		// flushed store can never bring a revoked key back.
+		r, fixed, err := s.ks.Reconcile(ctx, r)
+		if err != nil {
+			return err
+		}
+		if fixed {
+			rep.LedgerRepaired++
+		}
 		active := r.Active(now) == nil
 		if active {
 			live[r.Hash] = r.Tier
