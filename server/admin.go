@@ -16,6 +16,7 @@ import (
 	"github.com/claude-route/claude-route/accounts"
 	"github.com/claude-route/claude-route/keys"
 	"github.com/claude-route/claude-route/refresh"
+	"github.com/claude-route/claude-route/usage"
 )
 
 func (s *Server) adminRoutes(e *gin.Engine) {
@@ -472,11 +473,19 @@ func (s *Server) adminUsage(c *gin.Context) {
 		adminErr(c, http.StatusServiceUnavailable, "store unavailable")
 		return
 	}
-	per := gin.H{}
+	// A list, not a map keyed by name: account names are data, and every
+	// key of the JSON the service emits is a snake_case field name.
+	type accountUsage struct {
+		Name  string        `json:"name"`
+		Tier  string        `json:"tier"`
+		Usage usage.Summary `json:"usage"`
+	}
+	per := []accountUsage{}
 	if all, err := s.d.Accounts.All(ctx); err == nil {
+		sort.Slice(all, func(i, j int) bool { return all[i].Name < all[j].Name })
 		for _, a := range all {
 			if sum, err := s.d.Usage.Account(ctx, a.Name); err == nil {
-				per[a.Name] = sum
+				per = append(per, accountUsage{Name: a.Name, Tier: a.Tier, Usage: sum})
 			}
 		}
 	}

@@ -210,7 +210,7 @@ func (s *Server) customerUsage(c *ginContext) {
 		"id": cl.rec.ID, "tier": cl.tier.Name, "status": cl.rec.Status,
 		"created_at": cl.rec.Created.UTC().Format(time.RFC3339),
 		"expires_at": nil, "account": nilIfEmpty(cl.account),
-		"window": time.Duration(s.d.Tiers.Window).String(), "families": fams,
+		"window_seconds": int64(time.Duration(s.d.Tiers.Window) / time.Second), "families": fams,
 	}
 	if !cl.rec.Expires.IsZero() {
 		out["expires_at"] = cl.rec.Expires.UTC().Format(time.RFC3339)

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/claude-route/claude-route/internal/fakeupstream"
+	"github.com/claude-route/claude-route/usage"
 )
 
 // The tokens the proxy records must be exactly what the upstream reported,
@@ -46,16 +47,7 @@ func TestUsageTotalsMatchUpstream(t *testing.T) {
 	}
 	e.apps[0].Server.bg.Wait()
 	var out struct {
-		Usage struct {
-			Total struct {
-				Requests                 int64
-				InputTokens              int64
-				OutputTokens             int64
-				CacheCreationInputTokens int64
-				CacheReadInputTokens     int64
-			}
-			Last5h struct{ Requests int64 }
-		}
+		Usage usage.Summary `json:"usage"`
 	}
 	if st := e.admin(http.MethodGet, "/admin/api/usage?key="+keyIDOf(key), nil, &out); st != 200 {
 		t.Fatalf("usage: %d", st)
@@ -74,9 +66,7 @@ func TestUsageTotalsMatchUpstream(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	var cu struct {
-		Tokens struct {
-			Total struct{ OutputTokens int64 }
-		}
+		Tokens usage.Summary `json:"tokens"`
 	}
 	_ = json.NewDecoder(resp.Body).Decode(&cu)
 	if cu.Tokens.Total.OutputTokens != wantOut {

@@ -157,7 +157,7 @@ func TestReportIsStoredAndReadable(t *testing.T) {
 	}
 	var raw map[string]any
 	b, _ := json.Marshal(rep)
-	if err := json.Unmarshal(b, &raw); err != nil || raw["duration_ms"] != 1500.0 || raw["accounts_added"] == nil {
+	if err := json.Unmarshal(b, &raw); err != nil || raw["duration_seconds"] != 1.5 || raw["accounts_added"] == nil {
 		t.Fatalf("json %s", b)
 	}
 	for _, secret := range []string{"sk-ant-api03-H1", "sk-ant-oat01-S1", "sk-ant-ort01-S1"} {

@@ -135,7 +135,7 @@ type Report struct {
 	// ID names the run; replicas that joined it return the same ID.
 	ID               string        `json:"id"`
 	StartedAt        time.Time     `json:"started_at"`
-	Duration         time.Duration `json:"-"` // encoded as duration_ms
+	Duration         time.Duration `json:"-"` // encoded as duration_seconds
 	Added            []string      `json:"accounts_added"`
 	Updated          []string      `json:"accounts_updated"`
 	Removed          []string      `json:"accounts_removed"`
@@ -159,25 +159,26 @@ type Report struct {
 
 type reportJSON Report
 
-// MarshalJSON writes Duration as whole milliseconds (duration_ms).
+// MarshalJSON writes Duration in seconds (duration_seconds), as every
+// duration the service emits.
 func (r Report) MarshalJSON() ([]byte, error) {
 	return json.Marshal(struct {
 		reportJSON
-		DurationMS int64 `json:"duration_ms"`
-	}{reportJSON(r), r.Duration.Milliseconds()})
+		DurationSeconds float64 `json:"duration_seconds"`
+	}{reportJSON(r), r.Duration.Seconds()})
 }
 
 // UnmarshalJSON reads what MarshalJSON wrote.
 func (r *Report) UnmarshalJSON(b []byte) error {
 	var v struct {
 		reportJSON
-		DurationMS int64 `json:"duration_ms"`
+		DurationSeconds float64 `json:"duration_seconds"`
 	}
 	if err := json.Unmarshal(b, &v); err != nil {
 		return err
 	}
 	*r = Report(v.reportJSON)
-	r.Duration = time.Duration(v.DurationMS) * time.Millisecond
+	r.Duration = time.Duration(v.DurationSeconds * float64(time.Second))
 	return nil
 }
 

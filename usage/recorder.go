@@ -47,7 +47,7 @@ var ErrInvalid = errors.New("usage: invalid record")
 
 // Totals is a request count with the tokens of those requests.
 type Totals struct {
-	Requests int64
+	Requests int64 `json:"requests"`
 	Usage
 }
 
@@ -85,11 +85,11 @@ func (t *Totals) setField(name string, v int64) {
 // overlaps [now-window, now], so it covers at least the full window and at
 // most BucketSize more (traffic up to 5h05m old may appear in Last5h).
 type Summary struct {
-	Total   Totals
-	Last5h  Totals
-	Last24h Totals
+	Total   Totals `json:"total"`
+	Last5h  Totals `json:"last_5h"`
+	Last24h Totals `json:"last_24h"`
 	// ByFamily splits Total by model family.
-	ByFamily map[string]Totals
+	ByFamily map[string]Totals `json:"by_family"`
 }
 
 // Recorder keeps usage totals in Redis. It is safe for concurrent use; all

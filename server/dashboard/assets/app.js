@@ -134,9 +134,9 @@
     return el('span', { title: new Date(iso).toString() }, fmtDate(iso), ' ', el('span', { class: 'muted small', text: rel(iso) }));
   }
 
-  // Totals come from Go without JSON tags: {Requests, InputTokens, …}.
+  // Totals: {requests, input_tokens, output_tokens, cache_creation_input_tokens, cache_read_input_tokens}.
   const totals = (t) => t || {};
-  const tokens = (t) => (Number(t.InputTokens) || 0) + (Number(t.OutputTokens) || 0) + (Number(t.CacheCreationInputTokens) || 0) + (Number(t.CacheReadInputTokens) || 0);
+  const tokens = (t) => (Number(t.input_tokens) || 0) + (Number(t.output_tokens) || 0) + (Number(t.cache_creation_input_tokens) || 0) + (Number(t.cache_read_input_tokens) || 0);
 
   function slotsBar(used, total) {
     const bar = el('span', { class: 'bar' });
@@ -279,13 +279,13 @@
     $('ov-slots').textContent = `${used}/${total}`;
 
     const u = st.usage || {};
-    const l5 = totals(u.Last5h);
-    const l24 = totals(u.Last24h);
-    const all = totals(u.Total);
-    $('ov-requests').textContent = fmtNum(l5.Requests);
-    $('ov-requests-sub').textContent = `24 h: ${fmtNum(l24.Requests)} · all time: ${fmtNum(all.Requests)}`;
+    const l5 = totals(u.last_5h);
+    const l24 = totals(u.last_24h);
+    const all = totals(u.total);
+    $('ov-requests').textContent = fmtNum(l5.requests);
+    $('ov-requests-sub').textContent = `24 h: ${fmtNum(l24.requests)} · all time: ${fmtNum(all.requests)}`;
     $('ov-tokens').textContent = fmtNum(tokens(l5));
-    $('ov-tokens-sub').textContent = `in ${fmtNum(l5.InputTokens)} · out ${fmtNum(l5.OutputTokens)}`;
+    $('ov-tokens-sub').textContent = `in ${fmtNum(l5.input_tokens)} · out ${fmtNum(l5.output_tokens)}`;
 
     $('tiers-body').replaceChildren(...tiers.map((t) => {
       const accts = t.accounts || [];
@@ -313,10 +313,10 @@
       : [el('li', { class: 'muted', text: 'No OAuth accounts waiting for a refresh.' })]));
 
     const rows = [['Last 5 h', l5], ['Last 24 h', l24], ['All time', all]];
-    for (const [fam, t] of Object.entries(u.ByFamily || {}).sort()) rows.push([`All time · ${fam}`, totals(t)]);
+    for (const [fam, t] of Object.entries(u.by_family || {}).sort()) rows.push([`All time · ${fam}`, totals(t)]);
     $('ov-usage-body').replaceChildren(...rows.map(([label, t], i) => el('tr', { class: i > 2 ? 'sub' : '' },
-      td(label), td(fmtNum(t.Requests), 'num'), td(fmtNum(t.InputTokens), 'num'), td(fmtNum(t.OutputTokens), 'num'),
-      td(fmtNum(t.CacheCreationInputTokens), 'num'), td(fmtNum(t.CacheReadInputTokens), 'num'))));
+      td(label), td(fmtNum(t.requests), 'num'), td(fmtNum(t.input_tokens), 'num'), td(fmtNum(t.output_tokens), 'num'),
+      td(fmtNum(t.cache_creation_input_tokens), 'num'), td(fmtNum(t.cache_read_input_tokens), 'num'))));
 
     const sync = $('ov-sync');
     if (st.last_sync) {
@@ -518,11 +518,11 @@
     }
     const k = d.key;
     const u = d.usage || {};
-    const l5 = totals(u.Last5h);
+    const l5 = totals(u.last_5h);
     $('kd-title').textContent = `${k.prefix} (${k.id})`;
-    $('kd-requests').textContent = fmtNum(l5.Requests);
+    $('kd-requests').textContent = fmtNum(l5.requests);
     $('kd-tokens').textContent = fmtNum(tokens(l5));
-    $('kd-tokens-sub').textContent = `in ${fmtNum(l5.InputTokens)} · out ${fmtNum(l5.OutputTokens)}`;
+    $('kd-tokens-sub').textContent = `in ${fmtNum(l5.input_tokens)} · out ${fmtNum(l5.output_tokens)}`;
     $('kd-status').replaceChildren(badge(k.status, k.status === 'active' ? 'ok' : 'bad', 'kd-status-badge'));
     $('kd-account').textContent = k.account ? `${k.tier} · on ${k.account}` : `${k.tier} · unbound`;
 
@@ -532,11 +532,11 @@
       td(v.used > 0 ? when(v.reset) : el('span', { class: 'muted', text: '—' }))))
       : [el('tr', {}, el('td', { colspan: 3, class: 'muted', text: 'No quotas for this tier.' }))]));
 
-    const rows = [['Last 5 h', l5], ['Last 24 h', totals(u.Last24h)], ['All time', totals(u.Total)]];
-    for (const [fam, t] of Object.entries(u.ByFamily || {}).sort()) rows.push([`All time · ${fam}`, totals(t)]);
+    const rows = [['Last 5 h', l5], ['Last 24 h', totals(u.last_24h)], ['All time', totals(u.total)]];
+    for (const [fam, t] of Object.entries(u.by_family || {}).sort()) rows.push([`All time · ${fam}`, totals(t)]);
     $('kd-usage-body').replaceChildren(...rows.map(([label, t], i) => el('tr', { class: i > 2 ? 'sub' : '' },
-      td(label), td(fmtNum(t.Requests), 'num'), td(fmtNum(t.InputTokens), 'num'), td(fmtNum(t.OutputTokens), 'num'),
-      td(`${fmtNum(t.CacheCreationInputTokens)} / ${fmtNum(t.CacheReadInputTokens)}`, 'num'))));
+      td(label), td(fmtNum(t.requests), 'num'), td(fmtNum(t.input_tokens), 'num'), td(fmtNum(t.output_tokens), 'num'),
+      td(`${fmtNum(t.cache_creation_input_tokens)} / ${fmtNum(t.cache_read_input_tokens)}`, 'num'))));
   }
 
   // ---------- accounts ----------
@@ -547,7 +547,9 @@
       // Usage accounting is optional on the server: without it the column stays empty.
       api('GET', '/usage').catch((e) => (e instanceof APIError && e.status === 404 ? null : Promise.reject(e))),
     ]);
-    return () => renderAccounts(acc.accounts || [], (usage && usage.accounts) || {});
+    const byName = {};
+    for (const a of (usage && usage.accounts) || []) byName[a.name] = a.usage;
+    return () => renderAccounts(acc.accounts || [], byName);
   }
 
   function accountState(a) {
@@ -574,7 +576,7 @@
         ? el('button', { type: 'button', class: 'btn btn-small', 'data-testid': 'account-recover', onclick: () => recoverAccount(a), text: 'Recover' })
         : el('button', { type: 'button', class: 'btn btn-small btn-danger-ghost', 'data-testid': 'account-blacklist', onclick: () => blacklistAccount(a), text: 'Blacklist' });
 
-      const u = usage[a.name] ? totals(usage[a.name].Last5h) : null;
+      const u = usage[a.name] ? totals(usage[a.name].last_5h) : null;
       return el('tr', { 'data-testid': 'account-row', 'data-account': a.name, class: a.blacklist ? 'dim' : '' },
         td(el('span', {}, el('strong', { text: a.name }), el('br'), el('span', { class: 'muted small', text: a.kind === 'oauth' ? 'OAuth' : a.kind === 'apikey' ? 'API key' : a.kind || '' }))),
         td(badge(a.tier, 'tier')),
@@ -582,7 +584,7 @@
         td(el('span', { class: 'slots' }, slotsBar(a.slots_used, a.slots_total),
           el('span', { 'data-testid': 'account-slots', text: `${a.slots_used}/${a.slots_total}` }),
           el('span', { class: 'muted small', text: `${a.bound_keys} key${a.bound_keys === 1 ? '' : 's'}` }))),
-        td(u ? fmtNum(u.Requests) : el('span', { class: 'muted', text: '—' }), 'num'),
+        td(u ? fmtNum(u.requests) : el('span', { class: 'muted', text: '—' }), 'num'),
         td(a.expires_at ? when(a.expires_at) : el('span', { class: 'muted', text: '—' })),
         td(a.next_refresh ? when(a.next_refresh) : el('span', { class: 'muted', text: '—' })),
         refresh,
