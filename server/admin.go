@@ -113,6 +113,12 @@ func (s *Server) bindings(ctx context.Context) map[string]string {
 
 func (s *Server) adminListKeys(c *gin.Context) {
 	ctx := c.Request.Context()
+	switch st := c.Query("status"); st {
+	case "", keys.StatusActive, keys.StatusRevoked, keys.StatusExpired:
+	default:
+		adminErr(c, http.StatusBadRequest, "unknown status "+strqt(st)+"; want active, revoked or expired")
+		return
+	}
 	recs, err := s.d.Keys.List(ctx, keys.Filter{Tier: c.Query("tier"), Status: c.Query("status"), Query: c.Query("q")})
 	if err != nil {
 		adminErr(c, http.StatusServiceUnavailable, "could not list keys: "+err.Error())

@@ -113,7 +113,10 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	if err := a.Limiter.Preload(ctx); err != nil {
 		log.WithError(err).Warn("could not preload the quota script; it loads on first use")
 	}
-	if rep, err := a.Syncer.Sync(ctx); err != nil {
+	if rep, err := a.Syncer.Sync(ctx); errors.Is(err, syncer.ErrNoAccountDir) {
+		// A new install: `serve` has already warned, once, what to create.
+		log.WithError(err).Debug("initial sync skipped: no account folder yet")
+	} else if err != nil {
 		// A store that is down at start is not fatal: requests get 503 and
 		// the watchdog below syncs as soon as the store answers.
 		log.WithError(err).Error("initial sync failed: fix the cause and run `claude-route sync` (a store that was down is synced by itself when it answers)")

@@ -281,9 +281,14 @@ func (s *Syncer) locked(ctx context.Context, m *redsync.Mutex, id string) (Repor
 		s.cfg.OnRun(err == nil)
 	}
 	log := s.cfg.Log.WithField("replica", s.host)
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrNoAccountDir):
+		// Not an error of the sync: the first start of a new install, said
+		// once by the caller as a warning with what to create.
+		log.WithError(err).Debug(rep.String())
+	case err != nil:
 		log.WithError(err).Error(rep.String())
-	} else {
+	default:
 		log.Info(rep.String())
 	}
 	return rep, err

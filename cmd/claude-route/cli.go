@@ -186,9 +186,12 @@ func cmdOperator(ctx context.Context, args []string, getenv func(string) string,
 			fmt.Fprintf(out, "revoked %s (%s, tier %s)\n", k.ID, k.Prefix, k.Tier)
 			return nil
 		}
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(res)
+		if *asJSON {
+			enc := json.NewEncoder(out)
+			enc.SetIndent("", "  ")
+			return enc.Encode(res)
+		}
+		return printKeyShow(out, res)
 	case "pool":
 		return cmdPool(ctx, ac, *tier, *asJSON, out)
 	case "recover":
@@ -275,7 +278,7 @@ func cmdPool(ctx context.Context, ac *adminClient, tier string, asJSON bool, out
 	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	for _, t := range res.Tiers {
-		fmt.Fprintf(tw, "%s\t%d slots per account\t%d/%d used\n", strings.ToUpper(t.Tier), t.SlotsPerAccount, t.SlotsUsed, t.SlotsTotal)
+		fmt.Fprintf(tw, "%s\t%d slots per account\t%s\n", strings.ToUpper(t.Tier), t.SlotsPerAccount, slotsLine(t.SlotsUsed, t.SlotsTotal))
 		if len(t.Accounts) == 0 {
 			fmt.Fprintln(tw, "  (no accounts)")
 		}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -256,4 +257,59 @@ func printAccount(out io.Writer, a server.AccountDetail, asJSON bool) {
 // doRaw is do with a body sent as is (an account file, never re-encoded).
 func (a *adminClient) doRaw(ctx context.Context, method, path string, body []byte, out any) error {
 	return a.do(ctx, method, path, json.RawMessage(body), out)
+}
+
+// slotsLine is a tier's pool header. The total counts accounts in service
+// only, so keys still bound to blacklisted accounts can outnumber it: say
+// so in words rather than print "1/0 used".
+func slotsLine(used, total int) string {
+	switch {
+	case total == 0 && used == 0:
+		return "no slots in service"
+	case total == 0:
+		return fmt.Sprintf("%d keys bound, no slots in service", used)
+	case used > total:
+		return fmt.Sprintf("%d keys bound, %d slots in service (full)", used, total)
+	}
+	return fmt.Sprintf("%d/%d used", used, total)
+}
+
+// printKeyShow is `key show` for people: the record, its quotas and usage.
+func printKeyShow(out io.Writer, res map[string]json.RawMessage) error {
+	var k server.KeyView
+	if err := json.Unmarshal(res["key"], &k); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	c := k.CreatedAt
+	fmt.Fprintf(tw, "id\t%s\nprefix\t%s\ntier\t%s\nstatus\t%s\naccount\t%s\ncreated\t%s\nexpires\t%s\nnote\t%s\n",
+		k.ID, k.Prefix, k.Tier, k.Status, dash(k.Account), fmtTime(&c), fmtTime(k.ExpiresAt), dash(k.Note))
+	var quotas map[string]struct {
+		Used  int    `json:"used"`
+		Limit int    `json:"limit"`
+		Reset string `json:"reset"`
+	}
+	_ = json.Unmarshal(res["quotas"], &quotas)
+	names := make([]string, 0, len(quotas))
+	for f := range quotas {
+		names = append(names, f)
+	}
+	sort.Strings(names)
+	for _, f := range names {
+		q := quotas[f]
+		fmt.Fprintf(tw, "quota %s\t%d/%d in 5 h\n", f, q.Used, q.Limit)
+	}
+	var usage map[string]json.RawMessage
+	_ = json.Unmarshal(res["usage"], &usage)
+	for _, w := range []struct{ field, label string }{{"Last5h", "last 5 h"}, {"Last24h", "last 24 h"}, {"Total", "total"}} {
+		var t struct {
+			Requests, InputTokens, OutputTokens, CacheCreationInputTokens, CacheReadInputTokens int64
+		}
+		if json.Unmarshal(usage[w.field], &t) != nil {
+			continue
+		}
+		fmt.Fprintf(tw, "usage %s\t%d requests, %d in, %d out, %d cache write, %d cache read tokens\n", w.label,
+			t.Requests, t.InputTokens, t.OutputTokens, t.CacheCreationInputTokens, t.CacheReadInputTokens)
+	}
+	return tw.Flush()
 }

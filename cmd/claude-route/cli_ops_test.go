@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -63,6 +64,17 @@ func TestLifecycleCommands(t *testing.T) {
 	if out, code := cli("key", "move", id, "--tier", "high"); code != 0 || !strings.Contains(out, "tier high") {
 		t.Fatalf("move: %d %q", code, out)
 	}
+	if out, code := cli("key", "show", id); code != 0 || !regexp.MustCompile(`(?m)^tier\s+high$`).MatchString(out) || !strings.Contains(out, "acme corp") || !strings.Contains(out, "usage last 5 h") {
+		t.Fatalf("key show (readable): %d %q", code, out)
+	}
+	if out, code := cli("key", "list", "--status", "bogus"); code == 0 || !strings.Contains(out, "unknown status") {
+		t.Fatalf("unknown status: %d %q", code, out)
+	}
+	for _, args := range [][]string{{"help"}, {"key", "move", "-h"}, {"account", "--help"}, {"pool", "-h"}} {
+		if out, code := cli(args...); code != 0 || !strings.Contains(out, "key move KEY|ID --tier T") || !strings.Contains(out, "--json") {
+			t.Fatalf("%v: %d %q", args, code, out)
+		}
+	}
 	if out, code := cli("key", "renew", id); code == 0 || !strings.Contains(out, "never expire") {
 		t.Fatalf("renew a high key: %d %q", code, out)
 	}
@@ -93,5 +105,22 @@ func TestLifecycleCommands(t *testing.T) {
 	}
 	if out, code := cli("account", "show", "t2"); code == 0 {
 		t.Fatalf("show after delete: %d %q", code, out)
+	}
+}
+
+func TestSlotsLineNeverShowsMoreUsedThanTotal(t *testing.T) {
+	cases := []struct {
+		used, total int
+		want        string
+	}{
+		{0, 0, "no slots in service"},
+		{1, 0, "1 keys bound, no slots in service"},
+		{3, 2, "3 keys bound, 2 slots in service (full)"},
+		{1, 7, "1/7 used"},
+	}
+	for _, c := range cases {
+		if got := slotsLine(c.used, c.total); got != c.want {
+			t.Errorf("slotsLine(%d, %d) = %q, want %q", c.used, c.total, got, c.want)
+		}
 	}
 }

@@ -15,10 +15,11 @@ const usageText = `claude-route — a tiered multi-tenant proxy in front of the 
 
 Usage:
   claude-route serve                      run proxy, admin API, dashboard and metrics on LISTEN_ADDR
-  claude-route demo                       serve with an embedded store, a built-in fake upstream and one issued key
+  claude-route demo [--dir DIR]           serve with an embedded store, a built-in fake upstream and one issued key
+                                          (--dir keeps its account and product folders in DIR)
   claude-route key issue --tier T [--account NAME] [--note TEXT]
-  claude-route key list [--tier T] [--status S] [--json]
-  claude-route key show KEY|ID
+  claude-route key list [--tier T] [--status active|revoked|expired] [--json]
+  claude-route key show KEY|ID [--json]
   claude-route key revoke KEY|ID
 ` + keyOpsUsage + accountUsage + `  claude-route pool [--tier T] [--json]   slots, bound keys, blacklist and refresh state per account
   claude-route recover ACCOUNT            take an account off the blacklist
@@ -42,6 +43,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usageText)
 		return 2
+	}
+	// `help`, -h and --help anywhere (claude-route key move -h) list the
+	// commands and their flags.
+	for i, a := range args {
+		if a == "-h" || a == "--help" || a == "-help" || (a == "help" && i <= 1) {
+			fmt.Fprint(stdout, usageText)
+			return 0
+		}
 	}
 	var err error
 	switch args[0] {

@@ -152,7 +152,7 @@ func TestOperatorCommands(t *testing.T) {
 	if out, _ := cli("key", "list", "--tier", "high"); !strings.Contains(out, "alice") || !strings.Contains(out, "h1") || strings.Contains(out, key) {
 		t.Fatalf("list: %q", out)
 	}
-	if out, _ := cli("key", "show", key); !strings.Contains(out, `"tier": "high"`) || strings.Contains(out, key) {
+	if out, _ := cli("key", "show", key, "--json"); !strings.Contains(out, `"tier": "high"`) || strings.Contains(out, key) {
 		t.Fatalf("show: %q", out)
 	}
 	if out, _ := cli("pool"); !strings.Contains(out, "h1") || !strings.Contains(out, "slots 1/3") {
