@@ -15,6 +15,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/claude-route/claude-route/server"
+	"github.com/claude-route/claude-route/usage"
 )
 
 // The lifecycle verbs: key extend|renew|move|rebind|note, key issue
@@ -299,17 +300,15 @@ func printKeyShow(out io.Writer, res map[string]json.RawMessage) error {
 		q := quotas[f]
 		fmt.Fprintf(tw, "quota %s\t%d/%d in 5 h\n", f, q.Used, q.Limit)
 	}
-	var usage map[string]json.RawMessage
-	_ = json.Unmarshal(res["usage"], &usage)
-	for _, w := range []struct{ field, label string }{{"Last5h", "last 5 h"}, {"Last24h", "last 24 h"}, {"Total", "total"}} {
-		var t struct {
-			Requests, InputTokens, OutputTokens, CacheCreationInputTokens, CacheReadInputTokens int64
+	var sum usage.Summary
+	if json.Unmarshal(res["usage"], &sum) == nil {
+		for _, w := range []struct {
+			label string
+			t     usage.Totals
+		}{{"last 5 h", sum.Last5h}, {"last 24 h", sum.Last24h}, {"total", sum.Total}} {
+			fmt.Fprintf(tw, "usage %s\t%d requests, %d in, %d out, %d cache write, %d cache read tokens\n", w.label,
+				w.t.Requests, w.t.InputTokens, w.t.OutputTokens, w.t.CacheCreationInputTokens, w.t.CacheReadInputTokens)
 		}
-		if json.Unmarshal(usage[w.field], &t) != nil {
-			continue
-		}
-		fmt.Fprintf(tw, "usage %s\t%d requests, %d in, %d out, %d cache write, %d cache read tokens\n", w.label,
-			t.Requests, t.InputTokens, t.OutputTokens, t.CacheCreationInputTokens, t.CacheReadInputTokens)
 	}
 	return tw.Flush()
 }
