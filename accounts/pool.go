@@ -25,6 +25,9 @@ var (
 	ErrUnknownAccount = errors.New("unknown account for the tier")
 	// ErrBlacklisted: an explicit binding names a blacklisted account.
 	ErrBlacklisted = errors.New("account is blacklisted")
+	// ErrKeyInactive: the key was revoked (Retire) or has expired; it may
+	// not take a slot.
+	ErrKeyInactive = errors.New("key is revoked or expired")
 )
 
 // All pool state shares the {pool} hash tag: binding must pick an account
@@ -36,6 +39,10 @@ const (
 	keyBL      = "cr:{pool}:bl"
 	keyLimited = "cr:{pool}:limited"
 	keyTiers   = "cr:{pool}:tiers" // SET of tier names that have a member set
+	// keyGone: HASH key hash → unix ms of its revocation. It lives in the
+	// pool's slot so that binding can refuse a revoked key atomically (the
+	// key records are spread over the cluster).
+	keyGone = "cr:{pool}:gone"
 )
 
 func keyTier(tier string) string { return "cr:{pool}:tier:" + tier }
@@ -67,9 +74,16 @@ type Binding struct {
 // binding to a usable account is returned untouched; a binding to a
 // blacklisted or removed account is moved and the old slot given back.
 // ARGV: key hash, slots per account, now (unix s), wanted account or "",
-// "1" to leave an existing binding alone (restoring from the ledger).
+// "1" to leave an existing binding alone (restoring from the ledger), the
+// key's expiry (unix ms, 0: never), now (unix ms). A key retired (revoked)
+// or past its expiry is refused in the same step, so a request that
+// authenticated just before a revocation cannot take the slot back.
 var bindScript = redis.NewScript(`
 local h, slots, now, want = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local exp = tonumber(ARGV[6])
+if redis.call('HEXISTS', KEYS[6], h) == 1 or (exp > 0 and tonumber(ARGV[7]) >= exp) then
+  return {'gone'}
+end
 local cur = redis.call('HGET', KEYS[1], h)
 if cur and ARGV[5] == '1' then return {'bound', cur} end
 local function usable(name)
@@ -119,6 +133,12 @@ func (p *Pool) Bind(ctx context.Context, keyHash, tier string, slots int) (Bindi
 	return p.bind(ctx, keyHash, tier, slots, "")
 }
 
+// BindKey is Bind for a key that expires at expires (zero: never): past
+// it, or once the key was retired, it is refused with ErrKeyInactive.
+func (p *Pool) BindKey(ctx context.Context, keyHash, tier string, slots int, expires time.Time) (Binding, error) {
+	return p.runBind(ctx, keyHash, tier, slots, "", false, expires)
+}
+
 // BindTo binds the key to a named account of its tier (key issue --account).
 func (p *Pool) BindTo(ctx context.Context, keyHash, tier string, slots int, account string) (Binding, error) {
 	if account == "" {
@@ -128,20 +148,25 @@ func (p *Pool) BindTo(ctx context.Context, keyHash, tier string, slots int, acco
 }
 
 func (p *Pool) bind(ctx context.Context, keyHash, tier string, slots int, want string) (Binding, error) {
-	return p.runBind(ctx, keyHash, tier, slots, want, false)
+	return p.runBind(ctx, keyHash, tier, slots, want, false, time.Time{})
 }
 
 // errAlreadyBound: RestoreBinding found a live binding and left it alone.
 var errAlreadyBound = errors.New("already bound")
 
-func (p *Pool) runBind(ctx context.Context, keyHash, tier string, slots int, want string, onlyUnbound bool) (Binding, error) {
+func (p *Pool) runBind(ctx context.Context, keyHash, tier string, slots int, want string, onlyUnbound bool, expires time.Time) (Binding, error) {
 	flag := "0"
 	if onlyUnbound {
 		flag = "1"
 	}
+	var exp int64
+	if !expires.IsZero() {
+		exp = expires.UnixMilli()
+	}
+	now := p.clock.Now()
 	res, err := bindScript.Run(ctx, p.rdb,
-		[]string{keyBind, keyUsed, keyBL, keyLimited, keyTier(tier)},
-		keyHash, slots, p.clock.Now().Unix(), want, flag).Slice()
+		[]string{keyBind, keyUsed, keyBL, keyLimited, keyTier(tier), keyGone},
+		keyHash, slots, now.Unix(), want, flag, exp, now.UnixMilli()).Slice()
 	if err != nil {
 		return Binding{}, fmt.Errorf("bind: %w", err)
 	}
@@ -165,6 +190,8 @@ func (p *Pool) runBind(ctx context.Context, keyHash, tier string, slots int, wan
 		return Binding{}, fmt.Errorf("%w: %s", ErrBlacklisted, want)
 	case "bound":
 		return Binding{Account: res[1].(string)}, errAlreadyBound
+	case "gone":
+		return Binding{}, ErrKeyInactive
 	}
 	return Binding{}, fmt.Errorf("bind: unexpected answer %v", res)
 }
@@ -234,6 +261,26 @@ func (p *Pool) Release(ctx context.Context, keyHash string) (bool, error) {
 	n, err := releaseScript.Run(ctx, p.rdb, []string{keyBind, keyUsed}, keyHash).Int()
 	if err != nil {
 		return false, fmt.Errorf("release: %w", err)
+	}
+	return n == 1, nil
+}
+
+var retireScript = redis.NewScript(`
+redis.call('HSETNX', KEYS[3], ARGV[1], ARGV[2])
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if not cur then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+if tonumber(redis.call('HGET', KEYS[2], cur) or '0') > 0 then redis.call('HINCRBY', KEYS[2], cur, -1) end
+return 1
+`)
+
+// Retire frees a revoked key's slot and, in the same step, marks it so
+// that no later bind (an in-flight request that authenticated before the
+// revocation) can take a slot again. It reports whether a slot was freed.
+func (p *Pool) Retire(ctx context.Context, keyHash string) (bool, error) {
+	n, err := retireScript.Run(ctx, p.rdb, []string{keyBind, keyUsed, keyGone}, keyHash, p.clock.Now().UnixMilli()).Int()
+	if err != nil {
+		return false, fmt.Errorf("retire: %w", err)
 	}
 	return n == 1, nil
 }
@@ -379,11 +426,11 @@ func (p *Pool) RestoreBinding(ctx context.Context, keyHash, tier string, slots i
 		return false, nil
 	}
 	// One script: a request that bound the key meanwhile is never undone.
-	_, err := p.runBind(ctx, keyHash, tier, slots, account, true)
+	_, err := p.runBind(ctx, keyHash, tier, slots, account, true, time.Time{})
 	switch {
 	case err == nil:
 		return true, nil
-	case errors.Is(err, errAlreadyBound), errors.Is(err, ErrFull), errors.Is(err, ErrUnknownAccount), errors.Is(err, ErrBlacklisted):
+	case errors.Is(err, errAlreadyBound), errors.Is(err, ErrFull), errors.Is(err, ErrKeyInactive), errors.Is(err, ErrUnknownAccount), errors.Is(err, ErrBlacklisted):
 		return false, nil // it binds afresh on its next request
 	default:
 		return false, err

@@ -448,3 +448,34 @@ func (s *Store) Reconcile(ctx context.Context, r Record) (Record, bool, error) {
 	}
 	return out, true, nil
 }
+
+// Records reads the Redis records of the given key hashes in pipelined
+// batches; hashes without a record are left out of the map.
+func (s *Store) Records(ctx context.Context, hashes []string) (map[string]Record, error) {
+	out := make(map[string]Record, len(hashes))
+	const batch = 256
+	for start := 0; start < len(hashes); start += batch {
+		chunk := hashes[start:min(start+batch, len(hashes))]
+		cmds := make([]*redis.MapStringStringCmd, len(chunk))
+		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, h := range chunk {
+				cmds[i] = p.HGetAll(ctx, recordKey(h))
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("keys: records: %w", err)
+		}
+		for i, h := range chunk {
+			rec, err := ParseRecord(h, cmds[i].Val())
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			out[h] = rec
+		}
+	}
+	return out, nil
+}

@@ -237,12 +237,12 @@ func (s *Server) adminRevokeKey(c *gin.Context) {
 		// The store may have taken the revocation while the ledger did
 		// not: the key is refused from now on, so its slot goes back too.
 		if cur, gerr := s.d.Keys.Get(ctx, c.Param("ref")); gerr == nil && cur.Status == keys.StatusRevoked {
-			_, _ = s.d.Pool.Release(ctx, cur.Hash)
+			_, _ = s.d.Pool.Retire(ctx, cur.Hash)
 		}
 		s.keyErr(c, err)
 		return
 	}
-	if _, err := s.d.Pool.Release(ctx, rec.Hash); err != nil {
+	if _, err := s.d.Pool.Retire(ctx, rec.Hash); err != nil {
 		s.log.WithError(err).Warn("revoked key's slot not released; the next sync releases it")
 	}
 	s.log.WithField("key", rec.ID).Info("key revoked")

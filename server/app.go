@@ -57,7 +57,9 @@ type App struct {
 	Refresher *refresh.Refresher
 	Usage     *usage.Recorder
 	Syncer    *syncer.Syncer
-	Server    *Server
+	// Expirer frees an expiring key's slot at its expiry.
+	Expirer *syncer.Expirer
+	Server  *Server
 }
 
 // Assemble opens the store and builds every component. Nothing runs yet.
@@ -93,6 +95,7 @@ func Assemble(ctx context.Context, cfg AppConfig) (*App, error) {
 		HTTPClient: cfg.TokenClient, Clock: cfg.Clock, Logger: log.WithField("component", "refresh"),
 		OnOutcome: func(o string) { a.Server.RefreshOutcome(o) },
 	})
+	a.Expirer = &syncer.Expirer{Pool: a.Pool, Keys: a.Keys, Clock: cfg.Clock, Log: log.WithField("component", "expiry")}
 	a.Syncer = syncer.New(rdb, syncer.Config{AccountDir: cfg.AccountDir, Tiers: cfg.Tiers, Clock: cfg.Clock,
 		Log:   log.WithField("component", "sync"),
 		OnRun: func(ok bool) { a.Server.SyncRun(ok) },
@@ -125,7 +128,11 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	}
 	bgctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
+	go func() {
+		defer wg.Done()
+		a.Expirer.Run(bgctx)
+	}()
 	go func() {
 		defer wg.Done()
 		if err := a.Refresher.Run(bgctx); err != nil && bgctx.Err() == nil {

@@ -106,8 +106,12 @@ func (s *Server) authenticate(ctx context.Context, h http.Header) (*caller, *htt
 // bind binds (or rebinds) the caller to an account of its tier.
 func (s *Server) bind(ctx context.Context, cl *caller) *httpError {
 	prev := cl.account
-	b, err := s.d.Pool.Bind(ctx, cl.hash, cl.tier.Name, cl.tier.Slots)
+	b, err := s.d.Pool.BindKey(ctx, cl.hash, cl.tier.Name, cl.tier.Slots, cl.rec.Expires)
 	switch {
+	case errors.Is(err, accounts.ErrKeyInactive):
+		// Revoked or expired since authentication: the slot it held is
+		// already given back and must stay so.
+		return unauthorized("Unauthorized API key: key revoked or expired")
 	case errors.Is(err, accounts.ErrFull):
 		s.metrics.capacity.WithLabelValues(cl.tier.Name, "full").Inc()
 		return &httpError{status: http.StatusServiceUnavailable, typ: errOverloaded,

@@ -37,7 +37,9 @@ type Pool interface {
 	QueueState(ctx context.Context, pipe redis.Pipeliner, tier, account string) accounts.StateCmds
 	Bind(ctx context.Context, keyHash, tier string, slots int) (accounts.Binding, error)
 	BindTo(ctx context.Context, keyHash, tier string, slots int, account string) (accounts.Binding, error)
+	BindKey(ctx context.Context, keyHash, tier string, slots int, expires time.Time) (accounts.Binding, error)
 	Release(ctx context.Context, keyHash string) (bool, error)
+	Retire(ctx context.Context, keyHash string) (bool, error)
 	Bindings(ctx context.Context) (map[string]string, error)
 	Bound(ctx context.Context, keyHash string) (string, error)
 	SetDisabled(ctx context.Context, account string, disabled bool) (bool, error)

@@ -46,6 +46,7 @@ type Pool interface {
 	Recount(ctx context.Context) (int, error)
 	RestoreBinding(ctx context.Context, keyHash, tier string, slots int, account string) (bool, error)
 	Release(ctx context.Context, keyHash string) (bool, error)
+	Retire(ctx context.Context, keyHash string) (bool, error)
 	Bindings(ctx context.Context) (map[string]string, error)
 	// SetDisabled keeps the blacklist entry of a disabled account in step
 	// with its file's "disabled" flag.
@@ -577,7 +578,13 @@ func (s *Syncer) syncKeys(ctx context.Context, tierOf map[string]string, rep *Re
 			rep.KeysRestored++
 		}
 		if !active {
-			released, err := s.pool.Release(ctx, r.Hash)
+			// A revoked key is retired (never bound again, also after a
+			// flush); an expired one may be extended later.
+			free := s.pool.Release
+			if r.Status == keys.StatusRevoked {
+				free = s.pool.Retire
+			}
+			released, err := free(ctx, r.Hash)
 			if err != nil {
 				return fmt.Errorf("release key %s: %w", r.ID, err)
 			}
