@@ -259,3 +259,38 @@ func TestRedisLockerExcludes(t *testing.T) {
 	}
 	unlock2()
 }
+
+// The ledger lock is kept alive while held: a write slower than the lock's
+// expiry (a slow disk) must not let a second writer in. Redis time is
+// moved with miniredis; the keep-alive runs on wall time.
+func TestRedisLockerKeepsTheLockWhileHeld(t *testing.T) {
+	rdb, m := testenv.Mini(t)
+	l := NewRedisLocker(rdb)
+	l.expiry, l.keepAlive = 10*time.Second, 5*time.Millisecond
+	ctx := context.Background()
+	unlock, err := l.Lock(ctx, LedgerLock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	for range 3 { // 27 s of Redis time in all, far past the 10 s expiry
+		m.FastForward(9 * time.Second)
+		deadline := time.Now().Add(10 * time.Second)
+		for m.TTL(LedgerLock) <= 5*time.Second { // wait for an extension
+			if time.Now().After(deadline) {
+				t.Fatal("the held lock was never extended")
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	other := NewRedisLocker(rdb)
+	other.tries = 1
+	if u, err := other.Lock(ctx, LedgerLock); err == nil {
+		u()
+		t.Fatal("a second writer got the ledger lock while it was held")
+	}
+	unlock()
+	if m.Exists(LedgerLock) {
+		t.Fatal("unlock left the lock behind")
+	}
+}
