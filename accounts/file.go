@@ -25,7 +25,7 @@ import (
 // Kind tells how an account authenticates upstream.
 type Kind string
 
-// The two credential shapes of SPEC.md.
+// The two credential shapes of docs/contract.md.
 const (
 	OAuth  Kind = "oauth"
 	APIKey Kind = "apikey"
@@ -89,7 +89,7 @@ type fileShape struct {
 	Disabled bool     `json:"disabled"`
 }
 
-// Parse reads an account file's bytes (either shape of SPEC.md). Name, Tier
+// Parse reads an account file's bytes (either shape of docs/contract.md). Name, Tier
 // and Path are left for the caller.
 func Parse(b []byte) (Account, error) {
 	var f fileShape

@@ -15,7 +15,7 @@ import (
 	"github.com/claude-route/claude-route/internal/clock"
 )
 
-// Pool errors. The proxy maps them to SPEC.md's 503 messages.
+// Pool errors. The proxy maps them to docs/contract.md's 503 messages.
 var (
 	// ErrFull: every usable account of the tier has all its slots taken.
 	ErrFull = errors.New("all accounts of the tier are at capacity")

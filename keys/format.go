@@ -16,7 +16,7 @@ import (
 )
 
 // Sentinel errors; callers test them with errors.Is and map them to the
-// customer-facing 401 messages of SPEC.md.
+// customer-facing 401 messages of docs/contract.md.
 var (
 	// ErrFormat: the string is not "sk-cli-v1-" + 32 base62 characters.
 	ErrFormat = errors.New("invalid API key format")
@@ -142,7 +142,7 @@ func isID(s string) bool {
 }
 
 // FromHeaders finds the client's key in a request. Both x-api-key and
-// "Authorization: Bearer" are accepted (SPEC.md). The rule when both are
+// "Authorization: Bearer" are accepted (docs/contract.md). The rule when both are
 // present:
 //
 //   - a value that starts with "sk-cli-v1-" wins over one that does not, so
@@ -150,7 +150,7 @@ func isID(s string) bool {
 //     ANTHROPIC_API_KEY next to our key in ANTHROPIC_AUTH_TOKEN) does not
 //     hide the customer's key;
 //   - if both look like our keys, Bearer wins, as Claude Code gives
-//     ANTHROPIC_AUTH_TOKEN precedence over ANTHROPIC_API_KEY (UPSTREAM.md);
+//     ANTHROPIC_AUTH_TOKEN precedence over ANTHROPIC_API_KEY (docs/upstream.md);
 //   - if neither does, the Bearer value (else x-api-key) is returned, so
 //     the caller answers "Invalid API key format" rather than "no key".
 //

@@ -9,7 +9,7 @@ import (
 	"github.com/claude-route/claude-route/internal/clock"
 )
 
-// Defaults, taken from the seed and from UPSTREAM.md. Every value stays
+// Defaults, taken from the seed and from docs/upstream.md. Every value stays
 // configurable because the OAuth endpoint is reverse-engineered.
 const (
 	DefaultTokenURL    = "https://platform.claude.com/v1/oauth/token"

@@ -79,7 +79,7 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// Builtin returns the table of SPEC.md.
+// Builtin returns the table of docs/contract.md.
 func Builtin() *Table {
 	t := &Table{
 		Window: Duration(5 * time.Hour),

@@ -13,7 +13,7 @@ import (
 	"github.com/claude-route/claude-route/tiers"
 )
 
-// config is the environment of SPEC.md, validated once at start.
+// config is the environment of docs/contract.md, validated once at start.
 type config struct {
 	ListenAddr     string
 	RedisURL       string
