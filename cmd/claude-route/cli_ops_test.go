@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/claude-route/claude-route/internal/fakeupstream"
 	"github.com/claude-route/claude-route/internal/testenv"
@@ -121,6 +122,36 @@ func TestSlotsLineNeverShowsMoreUsedThanTotal(t *testing.T) {
 	for _, c := range cases {
 		if got := slotsLine(c.used, c.total); got != c.want {
 			t.Errorf("slotsLine(%d, %d) = %q, want %q", c.used, c.total, got, c.want)
+		}
+	}
+}
+
+// TestDemoDirKeepsFolders: demo --dir leaves its account and product
+// folders behind and prints the fake upstream's URLs for a second serve.
+func TestDemoDirKeepsFolders(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "demo")
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &testenv.Buffer{}
+	done := make(chan int)
+	go func() {
+		done <- run(ctx, []string{"demo", "--dir", dir}, envOf(map[string]string{"LISTEN_ADDR": "127.0.0.1:0"}), out, io.Discard)
+	}()
+	re := regexp.MustCompile(`(?m)^  UPSTREAM_URL=(http://\S+)\n  OAUTH_TOKEN_URL=(http://\S+)$`)
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(out.String(), "LISTEN_ADDR=127.0.0.1:8081") && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("demo exit %d", code)
+	}
+	text := out.String()
+	if !re.MatchString(text) || !strings.Contains(text, "go run ./cmd/claude-route pool") || !strings.Contains(text, "ACCOUNT_DIR="+filepath.Join(dir, "account")) {
+		t.Fatalf("demo output: %q", text)
+	}
+	for _, sub := range []string{"account/trial/trial-api.json", "product/trial.json"} {
+		if _, err := os.Stat(filepath.Join(dir, sub)); err != nil {
+			t.Fatalf("%s not kept: %v", sub, err)
 		}
 	}
 }

@@ -5,11 +5,13 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/claude-route/claude-route/internal/fakeupstream"
@@ -19,7 +21,13 @@ import (
 // the embedded store and throw-away account and ledger folders, and prints a
 // working curl. The fake upstream is wired here and only here: `serve`
 // never reaches it.
-func cmdDemo(ctx context.Context, getenv func(string) string, stdout, stderr io.Writer) error {
+func cmdDemo(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	keep := fs.String("dir", "", "keep the demo's account and product folders in this folder")
+	if err := fs.Parse(args); err != nil {
+		return &usageError{"demo: " + err.Error()}
+	}
 	demoEnv := func(name string) string {
 		switch name {
 		case "REDIS_URL", "ACCOUNT_DIR", "PRODUCT_DIR", "UPSTREAM_URL", "OAUTH_TOKEN_URL":
@@ -37,11 +45,15 @@ func cmdDemo(ctx context.Context, getenv func(string) string, stdout, stderr io.
 		return err
 	}
 	defer fake.Close()
-	dir, err := os.MkdirTemp("", "claude-route-demo-")
-	if err != nil {
+	dir := *keep
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "claude-route-demo-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+	} else if dir, err = filepath.Abs(dir); err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
 	cfg.AccountDir, cfg.ProductDir = filepath.Join(dir, "account"), filepath.Join(dir, "product")
 	cfg.UpstreamURL, cfg.OAuthTokenURL = fake.URL(), fake.TokenURL()
 	if cfg.AdminToken == "" {
@@ -70,6 +82,11 @@ func cmdDemo(ctx context.Context, getenv func(string) string, stdout, stderr io.
 		return err
 	}
 	defer app.Close()
+	// Sync before printing: the curl below must find the accounts in the
+	// pool even when it is pasted before Run's own sync has finished.
+	if _, err := app.Syncer.Sync(ctx); err != nil {
+		return err
+	}
 	key, rec, err := app.Keys.Issue(ctx, "trial", 24*time.Hour, "demo key", "")
 	if err != nil {
 		return err
@@ -87,11 +104,42 @@ Point Claude Code at it:
 
 Operator commands from another shell:
   export CLAUDE_ROUTE_URL=%s ADMIN_TOKEN=%s
-  claude-route pool
+  %s pool
 
-Ctrl-C stops the demo; nothing it made is kept.
-`, fake.URL(), base, cfg.AdminToken, key, rec.Tier, rec.ID, base, key, base, key, base, cfg.AdminToken)
+The fake upstream, for a second serve of your own:
+  UPSTREAM_URL=%s
+  OAUTH_TOKEN_URL=%s
+%s`, fake.URL(), base, cfg.AdminToken, key, rec.Tier, rec.ID, base, key, base, key, base, cfg.AdminToken,
+		selfCommand(), fake.URL(), fake.TokenURL(), demoFolders(*keep, dir, cfg, selfCommand(), fake))
 	return app.Run(ctx, ln)
+}
+
+// selfCommand is how to run this same binary from a shell: its path, or
+// `go run ./cmd/claude-route` when it is a throw-away build of `go run`.
+func selfCommand() string {
+	exe, err := os.Executable()
+	if err != nil || strings.Contains(exe, "go-build") || strings.HasSuffix(exe, ".test") {
+		return "go run ./cmd/claude-route"
+	}
+	if strings.ContainsAny(exe, " '\"$") {
+		return "'" + strings.ReplaceAll(exe, "'", `'\''`) + "'"
+	}
+	return exe
+}
+
+// demoFolders is the closing paragraph: where the folders are kept (with
+// --dir) and a serve line over them, or that nothing is kept.
+func demoFolders(keep, dir string, cfg *config, self string, fake *fakeupstream.Server) string {
+	if keep == "" {
+		return "\nCtrl-C stops the demo; nothing it made is kept (demo --dir DIR keeps its folders).\n"
+	}
+	return fmt.Sprintf(`
+Its account and product folders are kept in %s. While the demo runs, a
+second serve on another port can use them with the demo's fake upstream
+(its own store, the real operator flow):
+  ACCOUNT_DIR=%s PRODUCT_DIR=%s UPSTREAM_URL=%s OAUTH_TOKEN_URL=%s \
+    LISTEN_ADDR=127.0.0.1:8081 ADMIN_TOKEN=%s %s serve
+`, dir, cfg.AccountDir, cfg.ProductDir, fake.URL(), fake.TokenURL(), cfg.AdminToken, self)
 }
 
 func displayAddr(addr string) string {

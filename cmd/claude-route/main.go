@@ -57,7 +57,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "serve":
 		err = cmdServe(ctx, getenv, stderr, nil)
 	case "demo":
-		err = cmdDemo(ctx, getenv, stdout, stderr)
+		err = cmdDemo(ctx, args[1:], getenv, stdout, stderr)
 	case "healthcheck":
 		err = cmdHealthcheck(ctx, getenv)
 	case "key", "pool", "recover", "blacklist", "sync", "status":
