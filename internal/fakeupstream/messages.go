@@ -130,8 +130,9 @@ func streamEvents(id string, ans Answer, chunks int) []sseEvent {
 		evs = append(evs, sseEvent{"content_block_delta", map[string]any{"type": "content_block_delta", "index": 0,
 			"delta": map[string]any{"type": "text_delta", "text": piece}}})
 	}
+	evs = append(evs, sseEvent{"content_block_stop", map[string]any{"type": "content_block_stop", "index": 0}})
+	evs = append(evs, toolEvents(ans)...)
 	return append(evs,
-		sseEvent{"content_block_stop", map[string]any{"type": "content_block_stop", "index": 0}},
 		sseEvent{"message_delta", map[string]any{"type": "message_delta",
 			"delta": map[string]any{"stop_reason": ans.StopReason, "stop_sequence": nil},
 			"usage": map[string]any{"output_tokens": ans.Usage.OutputTokens}}},
@@ -213,7 +214,7 @@ func writeEvent(w http.ResponseWriter, rc *http.ResponseController, name string,
 func messageJSON(id string, ans Answer) map[string]any {
 	return map[string]any{
 		"id": id, "type": "message", "role": "assistant", "model": ans.Model,
-		"content":     []any{map[string]string{"type": "text", "text": ans.Text}},
+		"content":     contentJSON(ans),
 		"stop_reason": ans.StopReason, "stop_sequence": nil, "usage": ans.Usage,
 	}
 }

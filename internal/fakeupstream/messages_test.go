@@ -132,7 +132,7 @@ func TestNonStreamMessage(t *testing.T) {
 	const question = "What is the capital of France? Please answer briefly."
 	rawMessages := `[{"role":"user","content":"` + question + `"}]`
 	blocks := `[{"role":"user","content":"first"},{"role":"assistant","content":"ok"},` +
-		`{"role":"user","content":[{"type":"text","text":"ignored","cache_control":{"type":"ephemeral"}},{"type":"image","source":{}},{"type":"text","text":"Short one"}]}]`
+		`{"role":"user","content":[{"type":"text","text":"ignored","cache_control":{"type":"ephemeral"}},{"type":"image","source":{"type":"base64","media_type":"image/png","data":"iVBORw0KGgo="}},{"type":"text","text":"Short one"}]}]`
 	cases := []struct {
 		name, body string
 		want       messageReply

@@ -24,6 +24,8 @@ type Answer struct {
 	Text       string
 	StopReason string // "end_turn", or "max_tokens" when truncated
 	Usage      Usage
+	// Tools are the tool_use blocks after Text (see shape in tools.go).
+	Tools []ToolCall
 }
 
 // Reply computes the fake's deterministic answer to a /v1/messages body,
@@ -37,7 +39,9 @@ type Answer struct {
 //   - InputTokens is len(raw "messages" value in the body)/4 + 1 (the same
 //     number count_tokens answers);
 //   - with n occurrences of "cache_control" in the body,
-//     CacheCreationInputTokens is 100·n and CacheReadInputTokens 50·n.
+//     CacheCreationInputTokens is 100·n and CacheReadInputTokens 50·n;
+//   - tool results, tool calls and images change Text as shape (tools.go)
+//     says.
 //
 // A body the API would reject returns an error whose text is the API's
 // invalid_request_error message.
@@ -54,8 +58,12 @@ func Reply(body []byte) (Answer, error) {
 		text = strings.Join(words, " ")
 		stop = "max_tokens"
 	}
+	rules, err := checkContent(body)
+	if err != nil {
+		return Answer{}, err
+	}
 	n := bytes.Count(body, []byte(`"cache_control"`))
-	return Answer{
+	return shape(body, rules, Answer{
 		Model:      req.model,
 		Stream:     req.stream,
 		Text:       text,
@@ -66,7 +74,7 @@ func Reply(body []byte) (Answer, error) {
 			CacheCreationInputTokens: 100 * n,
 			CacheReadInputTokens:     50 * n,
 		},
-	}, nil
+	}), nil
 }
 
 func inputTokens(rawMessages []byte) int { return len(rawMessages)/4 + 1 }

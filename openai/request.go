@@ -1,0 +1,766 @@
+// Package openai converts between OpenAI's chat.completions API and
+// Anthropic's Messages API: requests one way, answers (JSON and SSE
+// streams) and errors the other. It is pure conversion: no network, no
+// store, no clock of its own; the server feeds it bytes and a time.
+//
+// What is mapped, what is ignored as an optional hint and what is refused
+// with a 400 is listed in README.md ("OpenAI-compatible clients").
+package openai
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+)
+
+// DefaultMaxTokens is sent when the client gives neither max_tokens nor
+// max_completion_tokens: Messages requires one, and every current model
+// can produce at least this many.
+const DefaultMaxTokens = 4096
+
+// RequestOptions tune ConvertRequest.
+type RequestOptions struct {
+	// MaxTokens replaces DefaultMaxTokens when positive.
+	MaxTokens int
+	// Model maps the client's model name to the one sent upstream (model
+	// aliases); nil sends it as given.
+	Model func(string) string
+}
+
+// Request is a converted request.
+type Request struct {
+	// Body is the Messages request body.
+	Body []byte
+	// Model is the model sent upstream (after Options.Model).
+	Model string
+	// Stream and IncludeUsage say how the answer must be converted.
+	Stream       bool
+	IncludeUsage bool
+}
+
+// Parameters OpenAI documents as optional hints, or that only concern
+// OpenAI's own storage: accepted and dropped.
+var ignored = map[string]bool{
+	"seed": true, "service_tier": true, "store": true, "metadata": true, "prediction": true,
+	"prompt_cache_key": true, "safety_identifier": true,
+}
+
+// Parameters with no Messages equivalent: refused unless they carry their
+// neutral value (a client that sends the default asked for nothing).
+var unsupported = map[string]func(json.RawMessage) bool{
+	"n":                  func(v json.RawMessage) bool { return isNumber(v, 1) },
+	"logprobs":           func(v json.RawMessage) bool { return string(v) == "false" },
+	"top_logprobs":       func(v json.RawMessage) bool { return isNumber(v, 0) },
+	"presence_penalty":   func(v json.RawMessage) bool { return isNumber(v, 0) },
+	"frequency_penalty":  func(v json.RawMessage) bool { return isNumber(v, 0) },
+	"logit_bias":         func(v json.RawMessage) bool { return isEmptyObject(v) },
+	"response_format":    func(v json.RawMessage) bool { return isTypeText(v) },
+	"modalities":         func(v json.RawMessage) bool { return isTextOnly(v) },
+	"audio":              func(json.RawMessage) bool { return false },
+	"functions":          func(json.RawMessage) bool { return false },
+	"function_call":      func(json.RawMessage) bool { return false },
+	"reasoning_effort":   func(json.RawMessage) bool { return false },
+	"verbosity":          func(json.RawMessage) bool { return false },
+	"web_search_options": func(json.RawMessage) bool { return false },
+}
+
+// The parameters ConvertRequest maps.
+var mapped = map[string]bool{
+	"model": true, "messages": true, "max_tokens": true, "max_completion_tokens": true,
+	"temperature": true, "top_p": true, "stop": true, "user": true, "stream": true,
+	"stream_options": true, "tools": true, "tool_choice": true, "parallel_tool_calls": true,
+}
+
+// ConvertRequest turns a chat.completions body into a Messages body. A
+// request that cannot be converted faithfully is an *Error with status 400
+// naming the parameter, never a silently different request.
+func ConvertRequest(body []byte, opts RequestOptions) (Request, *Error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(body, &fields); err != nil || fields == nil {
+		return Request{}, badRequest("", "The request body must be a JSON object: %s", jsonErr(err))
+	}
+	// Explicit nulls mean "not given", as OpenAI treats them.
+	for k, v := range fields {
+		if string(v) == "null" {
+			delete(fields, k)
+		}
+	}
+	if err := checkParams(fields); err != nil {
+		return Request{}, err
+	}
+	var out messagesRequest
+	if err := str(fields, "model", &out.Model); err != nil {
+		return Request{}, err
+	}
+	if strings.TrimSpace(out.Model) == "" {
+		return Request{}, badRequest("model", "model: a model name is required")
+	}
+	if opts.Model != nil {
+		out.Model = opts.Model(out.Model)
+	}
+	var err *Error
+	if out.System, out.Messages, err = convertMessages(fields["messages"]); err != nil {
+		return Request{}, err
+	}
+	if out.MaxTokens, err = maxTokens(fields, opts.MaxTokens); err != nil {
+		return Request{}, err
+	}
+	if out.Temperature, err = number(fields, "temperature", 0, 1,
+		"temperature: Claude models accept 0 to 1"); err != nil {
+		return Request{}, err
+	}
+	if out.TopP, err = number(fields, "top_p", 0, 1, "top_p: must be between 0 and 1"); err != nil {
+		return Request{}, err
+	}
+	if out.StopSequences, err = stops(fields["stop"]); err != nil {
+		return Request{}, err
+	}
+	if v, ok := fields["user"]; ok {
+		var u string
+		if json.Unmarshal(v, &u) != nil {
+			return Request{}, badRequest("user", "user: must be a string")
+		}
+		if u != "" {
+			out.Metadata = &metadata{UserID: u}
+		}
+	}
+	req := Request{}
+	if v, ok := fields["stream"]; ok && json.Unmarshal(v, &req.Stream) != nil {
+		return Request{}, badRequest("stream", "stream: must be a boolean")
+	}
+	out.Stream = req.Stream
+	if v, ok := fields["stream_options"]; ok {
+		var so struct {
+			IncludeUsage *bool `json:"include_usage"`
+		}
+		if json.Unmarshal(v, &so) != nil {
+			return Request{}, badRequest("stream_options", "stream_options: must be an object")
+		}
+		if !req.Stream {
+			return Request{}, badRequest("stream_options", "stream_options: only allowed when stream is true")
+		}
+		req.IncludeUsage = so.IncludeUsage != nil && *so.IncludeUsage
+	}
+	if out.Tools, out.ToolChoice, err = convertTools(fields); err != nil {
+		return Request{}, err
+	}
+	b, merr := marshalErr(out)
+	if merr != nil {
+		return Request{}, badRequest("", "The request could not be converted: %v", merr)
+	}
+	req.Body, req.Model = b, out.Model
+	return req, nil
+}
+
+// checkParams refuses unknown and unmappable parameters, naming them all
+// in a stable order so the client can fix every one at once.
+func checkParams(fields map[string]json.RawMessage) *Error {
+	var unknown, refused []string
+	for k, v := range fields {
+		switch {
+		case mapped[k], ignored[k]:
+		case unsupported[k] != nil:
+			if !unsupported[k](v) {
+				refused = append(refused, k)
+			}
+		default:
+			unknown = append(unknown, k)
+		}
+	}
+	sort.Strings(unknown)
+	sort.Strings(refused)
+	if len(refused) > 0 {
+		return badRequest(refused[0], "Unsupported parameter for Claude models: %s (see the proxy's README, \"OpenAI-compatible clients\")",
+			strings.Join(refused, ", "))
+	}
+	if len(unknown) > 0 {
+		return badRequest(unknown[0], "Unrecognized request argument supplied: %s", strings.Join(unknown, ", "))
+	}
+	return nil
+}
+
+func isNumber(v json.RawMessage, want float64) bool {
+	var f float64
+	return json.Unmarshal(v, &f) == nil && f == want
+}
+
+func isEmptyObject(v json.RawMessage) bool {
+	var m map[string]json.RawMessage
+	return json.Unmarshal(v, &m) == nil && len(m) == 0
+}
+
+func isTypeText(v json.RawMessage) bool {
+	var rf struct{ Type string }
+	return json.Unmarshal(v, &rf) == nil && rf.Type == "text"
+}
+
+func isTextOnly(v json.RawMessage) bool {
+	var ms []string
+	if json.Unmarshal(v, &ms) != nil {
+		return false
+	}
+	for _, m := range ms {
+		if m != "text" {
+			return false
+		}
+	}
+	return true
+}
+
+func jsonErr(err error) string {
+	var te *json.UnmarshalTypeError
+	switch {
+	case err == nil:
+		return "got null"
+	case errors.As(err, &te):
+		return "got " + te.Value
+	}
+	return err.Error()
+}
+
+func str(fields map[string]json.RawMessage, name string, dst *string) *Error {
+	v, ok := fields[name]
+	if !ok {
+		return badRequest(name, "%s: field required", name)
+	}
+	if json.Unmarshal(v, dst) != nil {
+		return badRequest(name, "%s: must be a string", name)
+	}
+	return nil
+}
+
+func maxTokens(fields map[string]json.RawMessage, def int) (int, *Error) {
+	if def <= 0 {
+		def = DefaultMaxTokens
+	}
+	for _, name := range []string{"max_completion_tokens", "max_tokens"} {
+		v, ok := fields[name]
+		if !ok {
+			continue
+		}
+		var f float64
+		if json.Unmarshal(v, &f) != nil || f != math.Trunc(f) || f < 1 || f > math.MaxInt32 {
+			return 0, badRequest(name, "%s: must be an integer of at least 1", name)
+		}
+		return int(f), nil
+	}
+	return def, nil
+}
+
+// number checks a numeric parameter's range and keeps its exact text.
+func number(fields map[string]json.RawMessage, name string, lo, hi float64, msg string) (json.RawMessage, *Error) {
+	v, ok := fields[name]
+	if !ok {
+		return nil, nil
+	}
+	var f float64
+	if json.Unmarshal(v, &f) != nil {
+		return nil, badRequest(name, "%s: must be a number", name)
+	}
+	if f < lo || f > hi {
+		return nil, badRequest(name, "%s (got %v)", msg, f)
+	}
+	var b bytes.Buffer
+	_ = json.Compact(&b, v)
+	return b.Bytes(), nil
+}
+
+func stops(v json.RawMessage) ([]string, *Error) {
+	if v == nil {
+		return nil, nil
+	}
+	var one string
+	if json.Unmarshal(v, &one) == nil {
+		if one == "" {
+			return nil, nil
+		}
+		return []string{one}, nil
+	}
+	var many []string
+	if json.Unmarshal(v, &many) != nil {
+		return nil, badRequest("stop", "stop: must be a string or a list of strings")
+	}
+	out := many[:0]
+	for _, s := range many {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// The Messages request, in the order the fields are written.
+type messagesRequest struct {
+	Model         string          `json:"model"`
+	MaxTokens     int             `json:"max_tokens"`
+	System        string          `json:"system,omitempty"`
+	Messages      []turn          `json:"messages"`
+	Metadata      *metadata       `json:"metadata,omitempty"`
+	StopSequences []string        `json:"stop_sequences,omitempty"`
+	Stream        bool            `json:"stream,omitempty"`
+	Temperature   json.RawMessage `json:"temperature,omitempty"`
+	TopP          json.RawMessage `json:"top_p,omitempty"`
+	Tools         []tool          `json:"tools,omitempty"`
+	ToolChoice    *toolChoice     `json:"tool_choice,omitempty"`
+}
+
+type metadata struct {
+	UserID string `json:"user_id"`
+}
+
+// turn is one Messages message; Content is a string or []block.
+type turn struct {
+	Role    string `json:"role"`
+	Content any    `json:"content"`
+}
+
+type block struct {
+	Type      string          `json:"type"`
+	Text      *string         `json:"text,omitempty"`
+	Source    *imageSource    `json:"source,omitempty"`
+	ID        string          `json:"id,omitempty"`
+	Name      string          `json:"name,omitempty"`
+	Input     json.RawMessage `json:"input,omitempty"`
+	ToolUseID string          `json:"tool_use_id,omitempty"`
+	Content   any             `json:"content,omitempty"` // tool_result: string or []block
+}
+
+type imageSource struct {
+	Type      string `json:"type"`
+	MediaType string `json:"media_type,omitempty"`
+	Data      string `json:"data,omitempty"`
+	URL       string `json:"url,omitempty"`
+}
+
+func textBlock(s string) block { return block{Type: "text", Text: &s} }
+
+type tool struct {
+	Name        string          `json:"name"`
+	Description string          `json:"description,omitempty"`
+	InputSchema json.RawMessage `json:"input_schema"`
+}
+
+type toolChoice struct {
+	Type                   string `json:"type"`
+	Name                   string `json:"name,omitempty"`
+	DisableParallelToolUse bool   `json:"disable_parallel_tool_use,omitempty"`
+}
+
+// chatMessage is one OpenAI message.
+type chatMessage struct {
+	Role       string          `json:"role"`
+	Content    json.RawMessage `json:"content"`
+	ToolCalls  []chatToolCall  `json:"tool_calls"`
+	ToolCallID *string         `json:"tool_call_id"`
+	// function_call and audio have no Messages equivalent in history.
+	FunctionCall json.RawMessage `json:"function_call"`
+	Audio        json.RawMessage `json:"audio"`
+}
+
+type chatToolCall struct {
+	ID       string `json:"id"`
+	Type     string `json:"type"`
+	Function struct {
+		Name      string `json:"name"`
+		Arguments string `json:"arguments"`
+	} `json:"function"`
+}
+
+// part is one element of an OpenAI content array.
+type part struct {
+	Type     string `json:"type"`
+	Text     string `json:"text"`
+	Refusal  string `json:"refusal"`
+	ImageURL *struct {
+		URL string `json:"url"`
+	} `json:"image_url"`
+}
+
+// convertMessages maps roles (system and developer into the system text;
+// tool into tool_result blocks of a user turn) and merges consecutive
+// turns of one role, which Messages requires to alternate.
+func convertMessages(raw json.RawMessage) (string, []turn, *Error) {
+	if raw == nil {
+		return "", nil, badRequest("messages", "messages: field required")
+	}
+	var msgs []json.RawMessage
+	if json.Unmarshal(raw, &msgs) != nil {
+		return "", nil, badRequest("messages", "messages: must be a list of messages")
+	}
+	if len(msgs) == 0 {
+		return "", nil, badRequest("messages", "messages: at least one message is required")
+	}
+	var system []string
+	var turns []turn
+	var blocks [][]block // blocks of turns[i]
+	// calls are the tool call ids of the latest assistant turn: the only
+	// ones a tool message may answer, as in OpenAI's API and in Messages.
+	calls := map[string]bool{}
+	add := func(role string, bs []block) {
+		if n := len(turns); n > 0 && turns[n-1].Role == role {
+			blocks[n-1] = append(blocks[n-1], bs...)
+		} else {
+			turns = append(turns, turn{Role: role})
+			blocks = append(blocks, bs)
+			if role == "assistant" {
+				clear(calls)
+			}
+		}
+		for _, b := range bs {
+			if b.Type == "tool_use" {
+				calls[b.ID] = true
+			}
+		}
+	}
+	for i, rm := range msgs {
+		p := fmt.Sprintf("messages[%d]", i)
+		var m chatMessage
+		if err := json.Unmarshal(rm, &m); err != nil {
+			return "", nil, badRequest(p, "%s: must be a message object (%s)", p, jsonErr(err))
+		}
+		if len(m.FunctionCall) > 0 && string(m.FunctionCall) != "null" {
+			return "", nil, badRequest(p+".function_call", "%s.function_call: deprecated and not supported; use tool_calls", p)
+		}
+		if len(m.Audio) > 0 && string(m.Audio) != "null" {
+			return "", nil, badRequest(p+".audio", "%s.audio: audio is not supported", p)
+		}
+		switch m.Role {
+		case "system", "developer":
+			texts, err := textParts(m.Content, p+".content")
+			if err != nil {
+				return "", nil, err
+			}
+			system = append(system, texts...)
+		case "user":
+			bs, err := userContent(m.Content, p+".content")
+			if err != nil {
+				return "", nil, err
+			}
+			if len(bs) == 0 {
+				return "", nil, badRequest(p+".content", "%s.content: must not be empty", p)
+			}
+			add("user", bs)
+		case "assistant":
+			bs, err := assistantContent(m, p)
+			if err != nil {
+				return "", nil, err
+			}
+			if len(bs) > 0 { // an empty assistant turn says nothing
+				add("assistant", bs)
+			}
+		case "tool":
+			if m.ToolCallID == nil || *m.ToolCallID == "" {
+				return "", nil, badRequest(p+".tool_call_id", "%s.tool_call_id: required for a tool message", p)
+			}
+			if !calls[*m.ToolCallID] {
+				return "", nil, badRequest(p+".tool_call_id", "%s: a tool message must answer a tool call of the preceding assistant message (no call %q)", p, *m.ToolCallID)
+			}
+			texts, err := textParts(m.Content, p+".content")
+			if err != nil {
+				return "", nil, err
+			}
+			res := block{Type: "tool_result", ToolUseID: *m.ToolCallID}
+			if s := strings.Join(texts, "\n"); s != "" {
+				res.Content = s
+			}
+			add("user", []block{res})
+		case "function":
+			return "", nil, badRequest(p+".role", "%s.role: \"function\" is deprecated and not supported; use \"tool\"", p)
+		default:
+			return "", nil, badRequest(p+".role", "%s.role: must be system, developer, user, assistant or tool, got %q", p, m.Role)
+		}
+	}
+	if len(turns) == 0 {
+		return "", nil, badRequest("messages", "messages: at least one user or assistant message is required")
+	}
+	for i := range turns {
+		bs := blocks[i]
+		if len(bs) == 1 && bs[0].Type == "text" {
+			turns[i].Content = *bs[0].Text // the plain form, as most clients send it
+		} else {
+			turns[i].Content = bs
+		}
+	}
+	return strings.Join(system, "\n\n"), turns, nil
+}
+
+// textParts reads content that may only hold text: a string or text parts.
+func textParts(raw json.RawMessage, p string) ([]string, *Error) {
+	if isNull(raw) {
+		return nil, nil
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		if s == "" {
+			return nil, nil
+		}
+		return []string{s}, nil
+	}
+	var parts []part
+	if json.Unmarshal(raw, &parts) != nil {
+		return nil, badRequest(p, "%s: must be a string or a list of text parts", p)
+	}
+	var out []string
+	for j, pt := range parts {
+		if pt.Type != "text" {
+			return nil, badRequest(fmt.Sprintf("%s[%d].type", p, j), "%s[%d]: only text parts are allowed here, got %q", p, j, pt.Type)
+		}
+		if pt.Text != "" {
+			out = append(out, pt.Text)
+		}
+	}
+	return out, nil
+}
+
+func isNull(raw json.RawMessage) bool { return len(raw) == 0 || string(raw) == "null" }
+
+func userContent(raw json.RawMessage, p string) ([]block, *Error) {
+	if isNull(raw) {
+		return nil, nil
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		if s == "" {
+			return nil, nil
+		}
+		return []block{textBlock(s)}, nil
+	}
+	var parts []part
+	if json.Unmarshal(raw, &parts) != nil {
+		return nil, badRequest(p, "%s: must be a string or a list of content parts", p)
+	}
+	var out []block
+	for j, pt := range parts {
+		pp := fmt.Sprintf("%s[%d]", p, j)
+		switch pt.Type {
+		case "text":
+			if pt.Text != "" {
+				out = append(out, textBlock(pt.Text))
+			}
+		case "image_url":
+			if pt.ImageURL == nil {
+				return nil, badRequest(pp+".image_url", "%s.image_url: required for an image_url part", pp)
+			}
+			src, err := imageFrom(pt.ImageURL.URL, pp+".image_url.url")
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, block{Type: "image", Source: src})
+		default:
+			return nil, badRequest(pp+".type", "%s: content parts of type %q are not supported (text and image_url are)", pp, pt.Type)
+		}
+	}
+	return out, nil
+}
+
+// Media types the Messages API accepts for images.
+var imageTypes = map[string]bool{"image/jpeg": true, "image/png": true, "image/gif": true, "image/webp": true}
+
+// imageFrom maps an image_url: a base64 data: URL keeps its media type and
+// data; an https URL becomes a URL source the upstream fetches.
+func imageFrom(u, p string) (*imageSource, *Error) {
+	if rest, ok := cutPrefixFold(u, "data:"); ok {
+		meta, data, ok := strings.Cut(rest, ",")
+		mt, b64 := strings.CutSuffix(meta, ";base64")
+		if !ok || !b64 {
+			return nil, badRequest(p, "%s: a data: URL must be base64 encoded (data:image/png;base64,…)", p)
+		}
+		mt = strings.ToLower(strings.TrimSpace(mt))
+		if !imageTypes[mt] {
+			return nil, badRequest(p, "%s: image type %q is not supported (image/jpeg, image/png, image/gif, image/webp are)", p, mt)
+		}
+		if _, err := base64.StdEncoding.DecodeString(data); err != nil || data == "" {
+			return nil, badRequest(p, "%s: the data: URL does not hold valid base64 data", p)
+		}
+		return &imageSource{Type: "base64", MediaType: mt, Data: data}, nil
+	}
+	if _, ok := cutPrefixFold(u, "https://"); ok && len(u) > len("https://") {
+		return &imageSource{Type: "url", URL: u}, nil
+	}
+	return nil, badRequest(p, "%s: must be a data: URL or an https URL", p)
+}
+
+func cutPrefixFold(s, prefix string) (string, bool) {
+	if len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix) {
+		return s[len(prefix):], true
+	}
+	return s, false
+}
+
+func assistantContent(m chatMessage, p string) ([]block, *Error) {
+	var out []block
+	if !isNull(m.Content) {
+		var s string
+		if json.Unmarshal(m.Content, &s) == nil {
+			if s != "" {
+				out = append(out, textBlock(s))
+			}
+		} else {
+			var parts []part
+			if json.Unmarshal(m.Content, &parts) != nil {
+				return nil, badRequest(p+".content", "%s.content: must be a string or a list of text parts", p)
+			}
+			for j, pt := range parts {
+				switch pt.Type {
+				case "text":
+					if pt.Text != "" {
+						out = append(out, textBlock(pt.Text))
+					}
+				case "refusal":
+					if pt.Refusal != "" {
+						out = append(out, textBlock(pt.Refusal))
+					}
+				default:
+					return nil, badRequest(fmt.Sprintf("%s.content[%d].type", p, j), "%s.content[%d]: only text and refusal parts are allowed, got %q", p, j, pt.Type)
+				}
+			}
+		}
+	}
+	for j, tc := range m.ToolCalls {
+		tp := fmt.Sprintf("%s.tool_calls[%d]", p, j)
+		if tc.Type != "" && tc.Type != "function" {
+			return nil, badRequest(tp+".type", "%s.type: only function tool calls are supported, got %q", tp, tc.Type)
+		}
+		if tc.ID == "" || tc.Function.Name == "" {
+			return nil, badRequest(tp, "%s: id and function.name are required", tp)
+		}
+		input, err := arguments(tc.Function.Arguments)
+		if err != nil {
+			return nil, badRequest(tp+".function.arguments", "%s.function.arguments: must be a JSON object encoded as a string", tp)
+		}
+		out = append(out, block{Type: "tool_use", ID: tc.ID, Name: tc.Function.Name, Input: input})
+	}
+	return out, nil
+}
+
+// arguments turns a tool call's JSON-string arguments into the input
+// object Messages wants; an empty string is an empty object.
+func arguments(s string) (json.RawMessage, error) {
+	if strings.TrimSpace(s) == "" {
+		return json.RawMessage("{}"), nil
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(s), &obj); err != nil || obj == nil {
+		return nil, fmt.Errorf("not a JSON object")
+	}
+	var b bytes.Buffer
+	if err := json.Compact(&b, []byte(s)); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// convertTools maps tools, tool_choice and parallel_tool_calls.
+func convertTools(fields map[string]json.RawMessage) ([]tool, *toolChoice, *Error) {
+	var tools []tool
+	if v, ok := fields["tools"]; ok {
+		var in []struct {
+			Type     string `json:"type"`
+			Function *struct {
+				Name        string          `json:"name"`
+				Description string          `json:"description"`
+				Parameters  json.RawMessage `json:"parameters"`
+			} `json:"function"`
+		}
+		if json.Unmarshal(v, &in) != nil {
+			return nil, nil, badRequest("tools", "tools: must be a list of tools")
+		}
+		for i, t := range in {
+			p := fmt.Sprintf("tools[%d]", i)
+			if t.Type != "function" || t.Function == nil {
+				return nil, nil, badRequest(p+".type", "%s: only function tools are supported, got type %q", p, t.Type)
+			}
+			if !toolName.MatchString(t.Function.Name) {
+				return nil, nil, badRequest(p+".function.name", "%s.function.name: must be 1 to 64 letters, digits, _ or -", p)
+			}
+			schema := t.Function.Parameters
+			if isNull(schema) {
+				schema = json.RawMessage(`{"type":"object","properties":{}}`)
+			} else if !isObjectSchema(schema) {
+				return nil, nil, badRequest(p+".function.parameters", `%s.function.parameters: must be a JSON schema with "type": "object"`, p)
+			}
+			tools = append(tools, tool{Name: t.Function.Name, Description: t.Function.Description, InputSchema: compact(schema)})
+		}
+	}
+	var choice *toolChoice
+	if v, ok := fields["tool_choice"]; ok {
+		var mode string
+		if json.Unmarshal(v, &mode) == nil {
+			switch mode {
+			case "auto", "none":
+				choice = &toolChoice{Type: mode}
+			case "required":
+				choice = &toolChoice{Type: "any"}
+			default:
+				return nil, nil, badRequest("tool_choice", "tool_choice: must be auto, none, required or a named function, got %q", mode)
+			}
+		} else {
+			var named struct {
+				Type     string `json:"type"`
+				Function struct {
+					Name string `json:"name"`
+				} `json:"function"`
+			}
+			if json.Unmarshal(v, &named) != nil || named.Type != "function" || named.Function.Name == "" {
+				return nil, nil, badRequest("tool_choice", `tool_choice: must be auto, none, required or {"type":"function","function":{"name":…}}`)
+			}
+			choice = &toolChoice{Type: "tool", Name: named.Function.Name}
+		}
+	}
+	if choice != nil && choice.Type == "tool" && !slices.ContainsFunc(tools, func(t tool) bool { return t.Name == choice.Name }) {
+		return nil, nil, badRequest("tool_choice", "tool_choice: names function %q, which is not in tools", choice.Name)
+	}
+	if len(tools) == 0 {
+		return nil, nil, nil // a choice among no tools means nothing
+	}
+	if v, ok := fields["parallel_tool_calls"]; ok {
+		var parallel bool
+		if json.Unmarshal(v, &parallel) != nil {
+			return nil, nil, badRequest("parallel_tool_calls", "parallel_tool_calls: must be a boolean")
+		}
+		if !parallel {
+			if choice == nil {
+				choice = &toolChoice{Type: "auto"}
+			}
+			if choice.Type != "none" {
+				choice.DisableParallelToolUse = true
+			}
+		}
+	}
+	return tools, choice, nil
+}
+
+var toolName = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`)
+
+func isObjectSchema(raw json.RawMessage) bool {
+	var m struct {
+		Type string `json:"type"`
+	}
+	return json.Unmarshal(raw, &m) == nil && m.Type == "object"
+}
+
+func compact(raw json.RawMessage) json.RawMessage {
+	var b bytes.Buffer
+	if json.Compact(&b, raw) != nil {
+		return raw
+	}
+	return b.Bytes()
+}
+
+// marshalErr is marshal for values that carry client bytes.
+func marshalErr(v any) (b []byte, err error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(buf.Bytes(), "\n"), nil
+}
