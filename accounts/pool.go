@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -49,9 +50,10 @@ func keyTier(tier string) string { return "cr:{pool}:tier:" + tier }
 
 // Pool binds client keys (by hash) to accounts of their tier.
 type Pool struct {
-	rdb   redis.UniversalClient
-	clock clock.Clock
-	log   logrus.FieldLogger
+	rdb    redis.UniversalClient
+	clock  clock.Clock
+	log    logrus.FieldLogger
+	health Health
 }
 
 // NewPool returns the pool on rdb.
@@ -68,11 +70,14 @@ type Binding struct {
 	New bool
 }
 
-// bindScript picks the usable account of the tier with the fewest used
-// slots (ties: not upstream-limited first, then name order) with a free
-// slot, takes the slot and records the binding, all atomically. An existing
-// binding to a usable account is returned untouched; a binding to a
-// blacklisted or removed account is moved and the old slot given back.
+// bindScript picks the usable account of the tier with a free slot, in
+// this order: accounts that are neither limited nor cooling first, then the
+// fewest used slots, the lowest 7-day utilization, the lowest 5-hour
+// utilization, the name. It takes the slot and records the binding, all
+// atomically. An existing binding to a usable account is returned
+// untouched; a binding to a blacklisted or removed account is moved and the
+// old slot given back.
+// KEYS: bind, used, bl, limited, tier set, gone, cool, util.
 // ARGV: key hash, slots per account, now (unix s), wanted account or "",
 // "1" to leave an existing binding alone (restoring from the ledger), the
 // key's expiry (unix ms, 0: never), now (unix ms). A key retired (revoked)
@@ -93,7 +98,14 @@ local function used(name) return tonumber(redis.call('HGET', KEYS[2], name) or '
 if cur and usable(cur) and (want == '' or want == cur) then
   return {'ok', cur, used(cur), 0}
 end
-local best, bestUsed, bestLim = nil, 0, 0
+local function util(name)
+  local raw = redis.call('HGET', KEYS[8], name)
+  if not raw then return 0, 0 end
+  local ok, u = pcall(cjson.decode, raw)
+  if not ok or type(u) ~= 'table' then return 0, 0 end
+  return tonumber(u['seven_day']) or 0, tonumber(u['five_hour']) or 0
+end
+local best, bestUsed, bestLim, b7, b5 = nil, 0, 0, 0, 0
 local any = false
 if want ~= '' then
   if redis.call('SISMEMBER', KEYS[5], want) == 0 then return {'unknown'} end
@@ -109,9 +121,12 @@ else
       local u = used(name)
       if u < slots then
         local lim = 0
-        if tonumber(redis.call('HGET', KEYS[4], name) or '0') > now then lim = 1 end
-        if best == nil or lim < bestLim or (lim == bestLim and u < bestUsed) then
-          best, bestUsed, bestLim = name, u, lim
+        if tonumber(redis.call('HGET', KEYS[4], name) or '0') > now
+          or tonumber(redis.call('HGET', KEYS[7], name) or '0') > now then lim = 1 end
+        local d7, d5 = util(name)
+        if best == nil or lim < bestLim or (lim == bestLim and (u < bestUsed
+          or (u == bestUsed and (d7 < b7 or (d7 == b7 and d5 < b5))))) then
+          best, bestUsed, bestLim, b7, b5 = name, u, lim, d7, d5
         end
       end
     end
@@ -165,7 +180,7 @@ func (p *Pool) runBind(ctx context.Context, keyHash, tier string, slots int, wan
 	}
 	now := p.clock.Now()
 	res, err := bindScript.Run(ctx, p.rdb,
-		[]string{keyBind, keyUsed, keyBL, keyLimited, keyTier(tier), keyGone},
+		[]string{keyBind, keyUsed, keyBL, keyLimited, keyTier(tier), keyGone, keyCool, keyUtil},
 		keyHash, slots, now.Unix(), want, flag, exp, now.UnixMilli()).Slice()
 	if err != nil {
 		return Binding{}, fmt.Errorf("bind: %w", err)
@@ -207,6 +222,15 @@ type State struct {
 	InTier      bool
 	Blacklisted bool
 	LimitedTill time.Time
+	CoolingTill time.Time
+	// Fails is the current run of consecutive failures (passive health).
+	Fails int
+}
+
+// Unusable reports whether the account must not be called now: limited
+// by the upstream or cooling down. Its keys overflow meanwhile.
+func (s State) Unusable(now time.Time) bool {
+	return s.LimitedTill.After(now) || s.CoolingTill.After(now)
 }
 
 // StateCmds are the pipelined reads behind a State.
@@ -215,6 +239,8 @@ type StateCmds struct {
 	member  *redis.BoolCmd
 	bl      *redis.BoolCmd
 	limited *redis.StringCmd
+	cool    *redis.StringCmd
+	fails   *redis.StringCmd
 }
 
 // QueueState adds the reads of an account's pool state to a pipeline.
@@ -224,6 +250,8 @@ func (p *Pool) QueueState(ctx context.Context, pipe redis.Pipeliner, tier, accou
 		member:  pipe.SIsMember(ctx, keyTier(tier), account),
 		bl:      pipe.HExists(ctx, keyBL, account),
 		limited: pipe.HGet(ctx, keyLimited, account),
+		cool:    pipe.HGet(ctx, keyCool, account),
+		fails:   pipe.HGet(ctx, keyFails, account),
 	}
 }
 
@@ -244,6 +272,12 @@ func (c StateCmds) Result() (State, error) {
 	}
 	if secs, _ := strconv.ParseInt(v, 10, 64); secs > 0 {
 		s.LimitedTill = time.Unix(secs, 0)
+	}
+	if secs, _ := strconv.ParseInt(c.cool.Val(), 10, 64); secs > 0 {
+		s.CoolingTill = time.Unix(secs, 0)
+	}
+	if n, _, ok := strings.Cut(c.fails.Val(), ","); ok {
+		s.Fails, _ = strconv.Atoi(n)
 	}
 	return s, nil
 }
@@ -365,6 +399,7 @@ end
 redis.call('HDEL', KEYS[3], ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[1])
 redis.call('HDEL', KEYS[5], ARGV[1])
+for i = 6, #KEYS do redis.call('HDEL', KEYS[i], ARGV[1]) end
 local moved = 0
 local all = redis.call('HGETALL', KEYS[2])
 for i = 1, #all, 2 do
@@ -376,7 +411,7 @@ return moved
 // Remove takes the account out of the pool with all its pool state and
 // returns how many keys lost their binding.
 func (p *Pool) Remove(ctx context.Context, account string) (int, error) {
-	n, err := removeScript.Run(ctx, p.rdb, []string{keyTiers, keyBind, keyUsed, keyBL, keyLimited}, account, keyTier("")).Int()
+	n, err := removeScript.Run(ctx, p.rdb, []string{keyTiers, keyBind, keyUsed, keyBL, keyLimited, keyCool, keyFails, keyUtil, keyProbe}, account, keyTier("")).Int()
 	if err != nil {
 		return 0, fmt.Errorf("remove %s: %w", account, err)
 	}
@@ -446,6 +481,9 @@ type AccountView struct {
 	BoundKeys   int             `json:"bound_keys"`
 	Blacklist   *BlacklistEntry `json:"blacklist,omitempty"`
 	LimitedTill *time.Time      `json:"limited_until,omitempty"`
+	CoolingTill *time.Time      `json:"cooling_until,omitempty"`
+	Utilization *Utilization    `json:"utilization,omitempty"`
+	LastProbe   *ProbeResult    `json:"last_probe,omitempty"`
 }
 
 // View reads the pool of the given tiers (slots per account from slotsOf).
@@ -459,6 +497,9 @@ func (p *Pool) View(ctx context.Context, tierNames []string, slotsOf func(string
 	bl := pipe.HGetAll(ctx, keyBL)
 	lim := pipe.HGetAll(ctx, keyLimited)
 	bind := pipe.HGetAll(ctx, keyBind)
+	cool := pipe.HGetAll(ctx, keyCool)
+	utilRaw := pipe.HGetAll(ctx, keyUtil)
+	probes := pipe.HGetAll(ctx, keyProbe)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("read pool: %w", err)
 	}
@@ -467,6 +508,7 @@ func (p *Pool) View(ctx context.Context, tierNames []string, slotsOf func(string
 		bound[a]++
 	}
 	now := p.clock.Now()
+	utils := decodeUtils(utilRaw.Val())
 	out := map[string][]AccountView{}
 	for i, t := range tierNames {
 		names := members[i].Val()
@@ -483,6 +525,19 @@ func (p *Pool) View(ctx context.Context, tierNames []string, slotsOf func(string
 			if secs, _ := strconv.ParseInt(lim.Val()[n], 10, 64); secs > now.Unix() {
 				tl := time.Unix(secs, 0).UTC()
 				v.LimitedTill = &tl
+			}
+			if secs, _ := strconv.ParseInt(cool.Val()[n], 10, 64); secs > now.Unix() {
+				ct := time.Unix(secs, 0).UTC()
+				v.CoolingTill = &ct
+			}
+			if u, ok := utils[n]; ok {
+				v.Utilization = &u
+			}
+			if raw, ok := probes.Val()[n]; ok {
+				var pr ProbeResult
+				if json.Unmarshal([]byte(raw), &pr) == nil {
+					v.LastProbe = &pr
+				}
 			}
 			views = append(views, v)
 		}

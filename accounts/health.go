@@ -1,0 +1,416 @@
+package accounts
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/sirupsen/logrus"
+)
+
+// Passive health (Caddy's max_fails / fail_duration): an account that
+// fails MaxFails times in a row within FailWindow cools down for Cooldown.
+// A cooling account is treated like a limited one: its keys overflow and new
+// keys avoid it. It is never blacklisted for it: 529s and 5xx are the
+// upstream's weather, not a dead credential.
+const (
+	keyCool  = "cr:{pool}:cool"  // HASH account → Unix seconds the cooldown ends
+	keyFails = "cr:{pool}:fails" // HASH account → "count,first failure Unix seconds"
+	keyUtil  = "cr:{pool}:util"  // HASH account → JSON Utilization (latest headers)
+)
+
+// Health configures passive health.
+type Health struct {
+	MaxFails   int           // consecutive failures that cool an account (default 3)
+	FailWindow time.Duration // the failures must fall within it (default 60 s)
+	Cooldown   time.Duration // how long a cooled account is avoided (default 60 s)
+}
+
+func (h Health) withDefaults() Health {
+	if h.MaxFails <= 0 {
+		h.MaxFails = 3
+	}
+	if h.FailWindow <= 0 {
+		h.FailWindow = time.Minute
+	}
+	if h.Cooldown <= 0 {
+		h.Cooldown = time.Minute
+	}
+	return h
+}
+
+// SetHealth sets the passive-health thresholds (before serving).
+func (p *Pool) SetHealth(h Health) { p.health = h.withDefaults() }
+
+// Health returns the thresholds in use.
+func (p *Pool) Health() Health { return p.health.withDefaults() }
+
+// failScript counts one failure of an account and cools it when the run
+// of failures reaches the limit; a run older than the window starts over.
+// KEYS: fails, cool. ARGV: account, now (s), max fails, window (s), cooldown (s).
+// Returns the cooldown's end (Unix s) when this failure started one, else 0.
+var failScript = redis.NewScript(`
+local a, now, max, win, cool = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local n, first = 0, now
+local v = redis.call('HGET', KEYS[1], a)
+if v then
+  local c, f = string.match(v, '^(%d+),(%d+)$')
+  if c and now - tonumber(f) <= win then n, first = tonumber(c), tonumber(f) end
+end
+n = n + 1
+if n >= max then
+  redis.call('HDEL', KEYS[1], a)
+  redis.call('HSET', KEYS[2], a, now + cool)
+  return now + cool
+end
+redis.call('HSET', KEYS[1], a, n .. ',' .. first)
+return 0
+`)
+
+// Fail records one 529/5xx/connection failure of the account. It reports
+// the end of the cooldown when this failure started one (zero otherwise).
+func (p *Pool) Fail(ctx context.Context, account string) (time.Time, error) {
+	h := p.Health()
+	until, err := failScript.Run(ctx, p.rdb, []string{keyFails, keyCool}, account, p.clock.Now().Unix(),
+		h.MaxFails, int64(h.FailWindow/time.Second), int64(h.Cooldown/time.Second)).Int64()
+	if err != nil {
+		return time.Time{}, fmt.Errorf("record failure of %s: %w", account, err)
+	}
+	if until == 0 {
+		return time.Time{}, nil
+	}
+	t := time.Unix(until, 0)
+	p.log.WithField("account", account).Warnf("account %s failed %d times in a row: cooling down until %s", account, h.MaxFails, t.UTC().Format(time.RFC3339))
+	return t, nil
+}
+
+// Succeeded ends a run of failures. The hot path calls it only when the
+// state it already read showed failures, so a healthy account costs nothing.
+func (p *Pool) Succeeded(ctx context.Context, account string) error {
+	if err := p.rdb.HDel(ctx, keyFails, account).Err(); err != nil {
+		return fmt.Errorf("reset failures of %s: %w", account, err)
+	}
+	return nil
+}
+
+// Utilization is the latest rate-limit state the upstream reported for an
+// account. OAuth (subscription) accounts report the unified 5-hour and
+// 7-day windows as fractions 0–1; API-key accounts report per-minute
+// request and token budgets.
+type Utilization struct {
+	Status        string    `json:"status,omitempty"` // unified status: allowed, allowed_warning, rejected
+	FiveHour      *float64  `json:"five_hour,omitempty"`
+	SevenDay      *float64  `json:"seven_day,omitempty"`
+	FiveHourReset int64     `json:"five_hour_reset,omitempty"` // Unix seconds
+	SevenDayReset int64     `json:"seven_day_reset,omitempty"`
+	Reset         int64     `json:"reset,omitempty"` // unified reset, Unix seconds
+	Claim         string    `json:"representative_claim,omitempty"`
+	RequestsLimit int64     `json:"requests_limit,omitempty"`
+	RequestsLeft  *int64    `json:"requests_remaining,omitempty"`
+	RequestsReset string    `json:"requests_reset,omitempty"`
+	TokensLimit   int64     `json:"tokens_limit,omitempty"`
+	TokensLeft    *int64    `json:"tokens_remaining,omitempty"`
+	TokensReset   string    `json:"tokens_reset,omitempty"`
+	ObservedAt    time.Time `json:"observed_at"`
+}
+
+// Windows returns the utilization per window as fractions 0–1: "5h" and
+// "7d" for subscriptions, "requests" and "tokens" (used share of the
+// per-minute budget) for API keys.
+func (u Utilization) Windows() map[string]float64 {
+	out := map[string]float64{}
+	if u.FiveHour != nil {
+		out["5h"] = *u.FiveHour
+	}
+	if u.SevenDay != nil {
+		out["7d"] = *u.SevenDay
+	}
+	if u.RequestsLimit > 0 && u.RequestsLeft != nil {
+		out["requests"] = 1 - float64(*u.RequestsLeft)/float64(u.RequestsLimit)
+	}
+	if u.TokensLimit > 0 && u.TokensLeft != nil {
+		out["tokens"] = 1 - float64(*u.TokensLeft)/float64(u.TokensLimit)
+	}
+	return out
+}
+
+// ParseUtilization reads the rate-limit headers of an upstream answer; ok
+// is false when the answer carried none.
+func ParseUtilization(h headerGetter, now time.Time) (Utilization, bool) {
+	u := Utilization{ObservedAt: now.UTC()}
+	ok := false
+	str := func(name string) string { return strings.TrimSpace(h.Get(name)) }
+	frac := func(name string) *float64 {
+		if v, err := strconv.ParseFloat(str(name), 64); err == nil && v >= 0 {
+			ok = true
+			return &v
+		}
+		return nil
+	}
+	unix := func(name string) int64 {
+		v, _ := strconv.ParseInt(str(name), 10, 64)
+		return v
+	}
+	count := func(name string) *int64 {
+		if v, err := strconv.ParseInt(str(name), 10, 64); err == nil {
+			ok = true
+			return &v
+		}
+		return nil
+	}
+	const uni = "Anthropic-Ratelimit-Unified-"
+	if u.Status = str(uni + "Status"); u.Status != "" {
+		ok = true
+	}
+	u.FiveHour, u.SevenDay = frac(uni+"5h-Utilization"), frac(uni+"7d-Utilization")
+	u.FiveHourReset, u.SevenDayReset, u.Reset = unix(uni+"5h-Reset"), unix(uni+"7d-Reset"), unix(uni+"Reset")
+	u.Claim = str(uni + "Representative-Claim")
+	if l := count("Anthropic-Ratelimit-Requests-Limit"); l != nil {
+		u.RequestsLimit = *l
+	}
+	u.RequestsLeft, u.RequestsReset = count("Anthropic-Ratelimit-Requests-Remaining"), str("Anthropic-Ratelimit-Requests-Reset")
+	if l := count("Anthropic-Ratelimit-Tokens-Limit"); l != nil {
+		u.TokensLimit = *l
+	}
+	u.TokensLeft, u.TokensReset = count("Anthropic-Ratelimit-Tokens-Remaining"), str("Anthropic-Ratelimit-Tokens-Reset")
+	return u, ok
+}
+
+type headerGetter interface{ Get(string) string }
+
+// RejectedUntil reads a 429's headers: whether the subscription's own
+// limit rejected the request (unified, 5-hour or 7-day status "rejected")
+// and until when: the latest reset among the rejected windows, else
+// retry-after, else five minutes.
+func RejectedUntil(h headerGetter, now time.Time) (time.Time, bool) {
+	const uni = "Anthropic-Ratelimit-Unified"
+	rejected := false
+	var until int64
+	for _, p := range []string{"", "-5h", "-7d"} {
+		if strings.EqualFold(strings.TrimSpace(h.Get(uni+p+"-Status")), "rejected") {
+			rejected = true
+			if v, err := strconv.ParseInt(strings.TrimSpace(h.Get(uni+p+"-Reset")), 10, 64); err == nil && v > until {
+				until = v
+			}
+		}
+	}
+	if !rejected {
+		return time.Time{}, false
+	}
+	if v, err := strconv.ParseInt(strings.TrimSpace(h.Get(uni+"-Reset")), 10, 64); err == nil && v > until {
+		until = v
+	}
+	if until <= now.Unix() {
+		until = 0
+		if s, err := strconv.ParseInt(strings.TrimSpace(h.Get("Retry-After")), 10, 64); err == nil && s > 0 {
+			until = now.Unix() + s
+		}
+	}
+	if until <= now.Unix() {
+		until = now.Add(5 * time.Minute).Unix()
+	}
+	return time.Unix(until, 0), true
+}
+
+// Utilizations reads every account's latest utilization.
+func (p *Pool) Utilizations(ctx context.Context) (map[string]Utilization, error) {
+	raw, err := p.rdb.HGetAll(ctx, keyUtil).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read utilization: %w", err)
+	}
+	return decodeUtils(raw), nil
+}
+
+func decodeUtils(raw map[string]string) map[string]Utilization {
+	out := make(map[string]Utilization, len(raw))
+	for a, v := range raw {
+		var u Utilization
+		if json.Unmarshal([]byte(v), &u) == nil {
+			out[a] = u
+		}
+	}
+	return out
+}
+
+// overflowScript applies what the failed attempt taught (limited until a
+// reset, or one failure towards a cooldown) to the account that failed, and
+// picks the account to serve the request instead: in the tier, not
+// blacklisted, not limited, not cooling, not the one that failed; slots do
+// not matter (the binding does not move). Ties: lowest 7-day utilization,
+// then 5-hour, then name. KEYS: tier set, bl, limited, cool, util, fails.
+// ARGV: from, now (s), limited until (s, 0 = no), fail (1/0), max fails,
+// window (s), cooldown (s). Returns {chosen or ”, cooled until or 0}.
+var overflowScript = redis.NewScript(`
+local from, now = ARGV[1], tonumber(ARGV[2])
+local lim = tonumber(ARGV[3])
+local cooled = 0
+if lim > now then
+  local cur = tonumber(redis.call('HGET', KEYS[3], from) or '0')
+  if lim > cur then redis.call('HSET', KEYS[3], from, lim) end
+end
+if ARGV[4] == '1' then
+  local max, win, cool = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+  local n, first = 0, now
+  local v = redis.call('HGET', KEYS[6], from)
+  if v then
+    local c, f = string.match(v, '^(%d+),(%d+)$')
+    if c and now - tonumber(f) <= win then n, first = tonumber(c), tonumber(f) end
+  end
+  n = n + 1
+  if n >= max then
+    redis.call('HDEL', KEYS[6], from)
+    redis.call('HSET', KEYS[4], from, now + cool)
+    cooled = now + cool
+  else
+    redis.call('HSET', KEYS[6], from, n .. ',' .. first)
+  end
+end
+local function util(name)
+  local raw = redis.call('HGET', KEYS[5], name)
+  if not raw then return 0, 0 end
+  local ok, u = pcall(cjson.decode, raw)
+  if not ok or type(u) ~= 'table' then return 0, 0 end
+  local d7, d5 = tonumber(u['seven_day']) or 0, tonumber(u['five_hour']) or 0
+  return d7, d5
+end
+local members = redis.call('SMEMBERS', KEYS[1])
+table.sort(members)
+local best, b7, b5 = '', 0, 0
+for _, name in ipairs(members) do
+  if name ~= from and redis.call('HEXISTS', KEYS[2], name) == 0
+    and tonumber(redis.call('HGET', KEYS[3], name) or '0') <= now
+    and tonumber(redis.call('HGET', KEYS[4], name) or '0') <= now then
+    local d7, d5 = util(name)
+    if best == '' or d7 < b7 or (d7 == b7 and d5 < b5) then
+      best, b7, b5 = name, d7, d5
+    end
+  end
+end
+return {best, cooled}
+`)
+
+// OverflowMark is what the failed attempt on the bound account taught.
+type OverflowMark struct {
+	LimitedUntil time.Time // a rejected 429: limited until its reset
+	Failure      bool      // a 529, 5xx or connection failure: one towards cooling
+}
+
+// ErrNoOverflow: no other account of the tier can serve the request.
+var ErrNoOverflow = errors.New("no other usable account in the tier")
+
+// Overflow records mark on the account that failed (from) and chooses
+// another usable account of the tier to serve one request, in one atomic
+// script. It never binds and never takes a slot.
+func (p *Pool) Overflow(ctx context.Context, tier, from string, mark OverflowMark) (string, error) {
+	h := p.Health()
+	now := p.clock.Now()
+	var lim int64
+	if !mark.LimitedUntil.IsZero() {
+		lim = mark.LimitedUntil.Unix()
+	}
+	fail := "0"
+	if mark.Failure {
+		fail = "1"
+	}
+	res, err := overflowScript.Run(ctx, p.rdb, []string{keyTier(tier), keyBL, keyLimited, keyCool, keyUtil, keyFails},
+		from, now.Unix(), lim, fail, h.MaxFails, int64(h.FailWindow/time.Second), int64(h.Cooldown/time.Second)).Slice()
+	if err != nil {
+		return "", fmt.Errorf("overflow from %s: %w", from, err)
+	}
+	log := p.log.WithField("account", from)
+	if lim > now.Unix() {
+		log.Warnf("upstream usage limit on %s until %s", from, mark.LimitedUntil.UTC().Format(time.RFC3339))
+	}
+	if c, _ := res[1].(int64); c > 0 {
+		log.Warnf("account %s failed %d times in a row: cooling down until %s", from, h.MaxFails, time.Unix(c, 0).UTC().Format(time.RFC3339))
+	}
+	name, _ := res[0].(string)
+	if name == "" {
+		return "", ErrNoOverflow
+	}
+	return name, nil
+}
+
+// UtilWriter keeps the latest utilization per account in memory and writes
+// it to the store at most once per second per account, in one pipeline per
+// flush, from its own goroutine: the response path only hands it a value.
+type UtilWriter struct {
+	rdb   redis.UniversalClient
+	log   logrus.FieldLogger
+	every time.Duration
+
+	mu      sync.Mutex
+	pending map[string]Utilization
+}
+
+// NewUtilWriter returns a writer flushing every interval (default 1 s).
+func NewUtilWriter(rdb redis.UniversalClient, every time.Duration, log logrus.FieldLogger) *UtilWriter {
+	if every <= 0 {
+		every = time.Second
+	}
+	return &UtilWriter{rdb: rdb, log: log, every: every, pending: map[string]Utilization{}}
+}
+
+// Observe records an account's latest utilization; it never blocks on the store.
+func (w *UtilWriter) Observe(account string, u Utilization) {
+	w.mu.Lock()
+	w.pending[account] = u
+	w.mu.Unlock()
+}
+
+// Flush writes what was observed since the last flush.
+func (w *UtilWriter) Flush(ctx context.Context) error {
+	w.mu.Lock()
+	batch := w.pending
+	w.pending = map[string]Utilization{}
+	w.mu.Unlock()
+	if len(batch) == 0 {
+		return nil
+	}
+	args := make([]any, 0, 2*len(batch))
+	for a, u := range batch {
+		b, _ := json.Marshal(u)
+		args = append(args, a, string(b))
+	}
+	if err := w.rdb.HSet(ctx, keyUtil, args...).Err(); err != nil {
+		// Put back what was not written unless something newer came meanwhile.
+		w.mu.Lock()
+		for a, u := range batch {
+			if _, newer := w.pending[a]; !newer {
+				w.pending[a] = u
+			}
+		}
+		w.mu.Unlock()
+		return fmt.Errorf("write utilization: %w", err)
+	}
+	return nil
+}
+
+// Run flushes every interval until ctx ends, then once more.
+func (w *UtilWriter) Run(ctx context.Context) {
+	t := time.NewTicker(w.every)
+	defer t.Stop()
+	lastErr := ""
+	for {
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = w.Flush(fctx)
+			cancel()
+			return
+		case <-t.C:
+		}
+		if err := w.Flush(ctx); err != nil && err.Error() != lastErr && ctx.Err() == nil {
+			w.log.WithError(err).Warn("utilization not written; retrying")
+			lastErr = err.Error()
+		} else if err == nil {
+			lastErr = ""
+		}
+	}
+}
