@@ -40,7 +40,28 @@ type Tier struct {
 	Quotas map[string]int `json:"quotas,omitempty"`
 	// Validity is how long an issued key lives; 0 means forever.
 	Validity Duration `json:"validity,omitempty"`
+	// Concurrency is the most requests one key may have in flight at once;
+	// 0 in a file means the built-in default (2).
+	Concurrency int `json:"concurrency,omitempty"`
+	// Overflow lets a key's request be served by another account of the
+	// tier when its own is limited, cooling or failing. Absent means true;
+	// false is for operators who sell dedicated accounts.
+	Overflow *bool `json:"overflow,omitempty"`
 }
+
+// DefaultConcurrency is a tier's concurrency when the file names none.
+const DefaultConcurrency = 2
+
+// MaxConcurrent is the key's limit of requests in flight.
+func (tr *Tier) MaxConcurrent() int {
+	if tr.Concurrency > 0 {
+		return tr.Concurrency
+	}
+	return DefaultConcurrency
+}
+
+// Overflows reports whether the tier's keys may overflow (default true).
+func (tr *Tier) Overflows() bool { return tr.Overflow == nil || *tr.Overflow }
 
 // Table is the whole product definition.
 type Table struct {
@@ -95,10 +116,10 @@ func Builtin() *Table {
 			}, DisplayNames: []string{"Claude Haiku 4.5", "Claude Haiku 3.5"}},
 		},
 		Tiers: []*Tier{
-			{Name: "trial", Slots: 7, Families: []string{"sonnet"}, Quotas: map[string]int{"sonnet": 42}, Validity: Duration(24 * time.Hour)},
-			{Name: "medium", Slots: 7, Families: []string{"sonnet"}, Quotas: map[string]int{"sonnet": 42}, Validity: Duration(30 * 24 * time.Hour)},
-			{Name: "high", Slots: 3, Quotas: map[string]int{"opus": 10, "sonnet": 50}},
-			{Name: "supreme", Slots: 2, Quotas: map[string]int{"opus": 15, "sonnet": 75}},
+			{Name: "trial", Slots: 7, Families: []string{"sonnet"}, Quotas: map[string]int{"sonnet": 42}, Validity: Duration(24 * time.Hour), Concurrency: 2},
+			{Name: "medium", Slots: 7, Families: []string{"sonnet"}, Quotas: map[string]int{"sonnet": 42}, Validity: Duration(30 * 24 * time.Hour), Concurrency: 2},
+			{Name: "high", Slots: 3, Quotas: map[string]int{"opus": 10, "sonnet": 50}, Concurrency: 4},
+			{Name: "supreme", Slots: 2, Quotas: map[string]int{"opus": 15, "sonnet": 75}, Concurrency: 6},
 		},
 	}
 	if err := t.Validate(); err != nil {
@@ -206,6 +227,9 @@ func (t *Table) Validate() error {
 		}
 		if tr.Validity < 0 {
 			return invalid(field+".validity", "must not be negative")
+		}
+		if tr.Concurrency < 0 {
+			return invalid(field+".concurrency", "must not be negative")
 		}
 	}
 	return nil

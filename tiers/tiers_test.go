@@ -81,6 +81,8 @@ func TestParse(t *testing.T) {
 		{"bad window", `{"window":"-1h","tiers":[{"name":"a","slots":1}]}`, "window"},
 		{"family no match", `{"families":[{"name":"x"}],"tiers":[{"name":"a","slots":1}]}`, "families[0].match"},
 		{"bad duration", `{"tiers":[{"name":"a","slots":1,"validity":"soon"}]}`, "duration"},
+		{"concurrency and overflow", `{"tiers":[{"name":"a","slots":1,"concurrency":3,"overflow":false}]}`, ""},
+		{"neg concurrency", `{"tiers":[{"name":"a","slots":1,"concurrency":-1}]}`, "tiers[0].concurrency"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -138,4 +140,23 @@ func FuzzParse(f *testing.F) {
 		}
 		_ = tb.FamilyOf("claude-sonnet-4")
 	})
+}
+
+func TestConcurrencyAndOverflowDefaults(t *testing.T) {
+	b := Builtin()
+	for name, want := range map[string]int{"trial": 2, "medium": 2, "high": 4, "supreme": 6} {
+		tr, _ := b.Get(name)
+		if tr.MaxConcurrent() != want || !tr.Overflows() {
+			t.Errorf("%s: concurrency %d overflow %v", name, tr.MaxConcurrent(), tr.Overflows())
+		}
+	}
+	tb, err := Parse([]byte(`{"tiers":[{"name":"a","slots":1},{"name":"d","slots":1,"concurrency":5,"overflow":false}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := tb.Get("a")
+	d, _ := tb.Get("d")
+	if a.MaxConcurrent() != DefaultConcurrency || !a.Overflows() || d.MaxConcurrent() != 5 || d.Overflows() {
+		t.Fatalf("a %+v d %+v", a, d)
+	}
 }
