@@ -228,7 +228,9 @@ func (e *Entry) Abandon(ctx context.Context) {
 	_ = leaveScript.Run(ctx, e.l.rdb, keys(e.keyHash)[:3], e.id).Err()
 }
 
-func isNoScript(err error) bool { return err != nil && len(err.Error()) >= 8 && err.Error()[:8] == "NOSCRIPT" }
+func isNoScript(err error) bool {
+	return err != nil && len(err.Error()) >= 8 && err.Error()[:8] == "NOSCRIPT"
+}
 
 // Acquire takes a place for the key (n in flight at most), waiting when
 // needed: the same as QueueEnter + Admit, in its own round trip.
