@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/claude-route/claude-route/internal/testenv"
 )
 
 // BenchmarkProxy measures a whole customer request through the proxy
@@ -48,6 +50,33 @@ func BenchmarkProxy(b *testing.B) {
 		b.Run(c.name+"/proxy", func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				do(b, url+"/v1/messages", "X-Api-Key", key)
+			}
+		})
+	}
+}
+
+// BenchmarkStoreDownRefusal measures how long a customer waits for the 503
+// when the store hangs (SIGSTOP) or is gone: the target is well under a
+// second (the request's store budget). Timing lives here, not in a unit
+// test on a loaded machine.
+func BenchmarkStoreDownRefusal(b *testing.B) {
+	rs := testenv.StartRedis(b)
+	e := newEnvB(b, withRedis(rs.URL()))
+	e.apiAccount("trial", "t1")
+	url := e.start()
+	key := e.issue("trial")
+	for _, c := range []struct {
+		name     string
+		down, up func()
+	}{{"hung", rs.Pause, rs.Resume}, {"stopped", rs.Stop, rs.Start}} {
+		b.Run(c.name, func(b *testing.B) {
+			c.down()
+			defer c.up()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if r := post(b, url, "/v1/messages", key, msgBody("claude-sonnet-4-5", false)); r.status != 503 {
+					b.Fatalf("status %d", r.status)
+				}
 			}
 		})
 	}
