@@ -88,6 +88,7 @@ type Server struct {
 	cancelled   int
 	inFlight    int
 	tokenCalls  int
+	utils       map[string]utilization // per credential, see SetUtilization
 	// changed is closed and replaced whenever inFlight drops, so WaitIdle
 	// can block without polling.
 	changed chan struct{}

@@ -48,6 +48,7 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request, body []b
 // error status. It reports whether the handler should go on.
 func (s *Server) prelude(w http.ResponseWriter, r *http.Request, auth authInfo, f Fault) bool {
 	s.rateLimitHeaders(w.Header(), auth.oauth)
+	s.utilizationHeaders(w.Header(), auth)
 	for k, v := range f.Headers {
 		w.Header().Set(k, v)
 	}
