@@ -43,6 +43,8 @@ type AppConfig struct {
 	Log           *logrus.Logger
 	// TokenClient overrides the HTTP client of the token endpoint (tests).
 	TokenClient *http.Client
+	// Capacity: passive health, concurrency queue (see capacity.go).
+	Capacity CapacityConfig
 }
 
 // App is an assembled service: the store, every package, and the server.
@@ -57,6 +59,7 @@ type App struct {
 	Refresher *refresh.Refresher
 	Usage     *usage.Recorder
 	Syncer    *syncer.Syncer
+	capacityParts
 	// Expirer frees an expiring key's slot at its expiry.
 	Expirer *syncer.Expirer
 	Server  *Server
@@ -88,6 +91,7 @@ func Assemble(ctx context.Context, cfg AppConfig) (*App, error) {
 	a.Keys = keys.NewStore(rdb, a.Ledger, cfg.Clock)
 	a.Accounts = accounts.NewStore(rdb)
 	a.Pool = accounts.NewPool(rdb, cfg.Clock, log)
+	a.assembleCapacity()
 	a.Limiter = ratelimit.New(rdb)
 	a.Usage = usage.NewRecorder(rdb, cfg.Clock)
 	a.Refresher = refresh.New(rdb, refreshStore{a.Accounts}, &refreshFiles{s: a.Accounts, root: cfg.AccountDir, log: log.WithField("component", "refresh")}, a.Pool, refresh.Config{
@@ -128,6 +132,7 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	}
 	bgctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
+	a.runCapacity(bgctx, &wg)
 	wg.Add(4)
 	go func() {
 		defer wg.Done()

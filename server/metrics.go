@@ -4,11 +4,14 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/claude-route/claude-route/accounts"
 )
 
 // metrics live in a registry of the server's own (no global registry), so
@@ -76,15 +79,43 @@ func (s *Server) SyncRun(ok bool) {
 	s.metrics.syncs.WithLabelValues(r).Inc()
 }
 
-// poolCollector reads slot use and the blacklist from the store at scrape
-// time, so the figures are the cluster's, not this replica's.
-type poolCollector struct{ s *Server }
+// poolCollector reports slot use, the blacklist and utilization from the
+// store, so the figures are the cluster's, not this replica's. It reads
+// them at most once per poolSnapshotTTL: a scraper (or several) polling
+// fast must not turn into store load.
+type poolCollector struct {
+	s *Server
+
+	mu   sync.Mutex
+	at   time.Time
+	view map[string][]accounts.AccountView
+	err  error
+}
+
+const poolSnapshotTTL = 10 * time.Second
+
+func (p *poolCollector) snapshot() (map[string][]accounts.AccountView, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.s.d.Clock.Now()
+	if !p.at.IsZero() && now.Sub(p.at) < poolSnapshotTTL && now.After(p.at.Add(-time.Second)) {
+		return p.view, p.err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	p.view, p.err = p.s.d.Pool.View(ctx, p.s.d.Tiers.Names(), p.s.slotsOf)
+	p.at = now
+	return p.view, p.err
+}
 
 var (
 	slotsUsedDesc  = prometheus.NewDesc("claude_route_slots_used", "Slots taken per tier.", []string{"tier"}, nil)
 	slotsTotalDesc = prometheus.NewDesc("claude_route_slots_total", "Slots offered by usable accounts per tier.", []string{"tier"}, nil)
 	blacklistDesc  = prometheus.NewDesc("claude_route_blacklisted_accounts", "Blacklisted accounts per tier.", []string{"tier"}, nil)
-	storeUpDesc    = prometheus.NewDesc("claude_route_store_up", "1 when the store answers.", nil, nil)
+	storeUpDesc    = prometheus.NewDesc("claude_route_store_up", "1 when the store answered the last pool read (at most 10 s old).", nil, nil)
+	utilDesc       = prometheus.NewDesc("claude_route_account_utilization",
+		"Latest upstream utilization per account and window (5h, 7d for subscriptions; requests, tokens for API keys), 0-1.",
+		[]string{"account", "window"}, nil)
 )
 
 func (p *poolCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -92,13 +123,12 @@ func (p *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- slotsTotalDesc
 	ch <- blacklistDesc
 	ch <- storeUpDesc
+	ch <- utilDesc
 }
 
 func (p *poolCollector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
 	names := p.s.d.Tiers.Names()
-	view, err := p.s.d.Pool.View(ctx, names, p.s.slotsOf)
+	view, err := p.snapshot()
 	if err != nil {
 		ch <- prometheus.MustNewConstMetric(storeUpDesc, prometheus.GaugeValue, 0)
 		return
@@ -112,6 +142,11 @@ func (p *poolCollector) Collect(ch chan<- prometheus.Metric) {
 				bl++
 			} else {
 				total += float64(a.SlotsTotal)
+			}
+			if a.Utilization != nil {
+				for w, v := range a.Utilization.Windows() {
+					ch <- prometheus.MustNewConstMetric(utilDesc, prometheus.GaugeValue, v, a.Name, w)
+				}
 			}
 		}
 		ch <- prometheus.MustNewConstMetric(slotsUsedDesc, prometheus.GaugeValue, used, t)

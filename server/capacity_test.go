@@ -1,0 +1,66 @@
+package server
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/claude-route/claude-route/accounts"
+	"github.com/claude-route/claude-route/internal/clock"
+)
+
+func scrape(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// Utilization written by one replica shows in the other's pool view and
+// /metrics; the pool gauges come from a snapshot read at most every 10 s.
+func TestUtilizationInPoolAndMetricsFromSnapshot(t *testing.T) {
+	clk := clock.NewFake(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC))
+	e := newEnv(t, withClock(clk))
+	e.apiAccount("high", "a1")
+	e.start()
+	u2 := e.start()
+	f5, f7 := 0.42, 0.17
+	e.apps[0].Util.Observe("a1", accounts.Utilization{FiveHour: &f5, SevenDay: &f7})
+	if err := e.apps[0].Util.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var pool struct{ Tiers []PoolTier }
+	e.admin(http.MethodGet, "/admin/api/pool?tier=high", nil, &pool)
+	if len(pool.Tiers) != 1 || len(pool.Tiers[0].Accounts) != 1 {
+		t.Fatalf("pool: %+v", pool)
+	}
+	if u := pool.Tiers[0].Accounts[0].Utilization; u == nil || *u.FiveHour != 0.42 || *u.SevenDay != 0.17 {
+		t.Fatalf("utilization in pool: %+v", u)
+	}
+	counter := &rtCounter{}
+	e.apps[1].Store.Client.AddHook(counter)
+	body := scrape(t, u2)
+	if !strings.Contains(body, `claude_route_account_utilization{account="a1",window="5h"} 0.42`) ||
+		!strings.Contains(body, `claude_route_account_utilization{account="a1",window="7d"} 0.17`) {
+		t.Fatalf("utilization missing from /metrics:\n%s", body)
+	}
+	reads := len(counter.names())
+	for i := 0; i < 5; i++ {
+		scrape(t, u2)
+	}
+	if n := len(counter.names()); n != reads {
+		t.Fatalf("scrapes within 10 s must not read the store: %d round trips after the first scrape's %d", n-reads, reads)
+	}
+	clk.Advance(11 * time.Second)
+	scrape(t, u2)
+	if n := len(counter.names()); n == reads {
+		t.Fatal("a scrape after 10 s must refresh the snapshot")
+	}
+}
