@@ -33,6 +33,7 @@ func (s *Server) adminRoutes(e *gin.Engine) {
 	a.POST("/sync", s.adminSync)
 	a.GET("/status", s.adminStatus)
 	a.GET("/usage", s.adminUsage)
+	a.GET("/usage/export", s.adminUsageExport)
 	s.opsRoutes(a)
 	s.dashboardRoutes(e)
 }
@@ -207,6 +208,7 @@ func (s *Server) adminShowKey(c *gin.Context) {
 	if s.d.Usage != nil {
 		if sum, err := s.d.Usage.Key(ctx, rec.Hash); err == nil {
 			out["usage"] = sum
+			out["cost_usd"] = s.costOf(sum)
 		}
 	}
 	if tier, ok := s.d.Tiers.Get(rec.Tier); ok {
@@ -449,6 +451,7 @@ func (s *Server) adminStatus(c *gin.Context) {
 	if s.d.Usage != nil {
 		if sum, err := s.d.Usage.Overall(ctx); err == nil {
 			out["usage"] = sum
+			out["cost_usd"] = s.costOf(sum)
 		}
 	}
 	c.JSON(http.StatusOK, out)
@@ -471,7 +474,7 @@ func (s *Server) adminUsage(c *gin.Context) {
 			adminErr(c, http.StatusServiceUnavailable, "store unavailable")
 			return
 		}
-		c.JSON(http.StatusOK, gin.H{"key": rec.ID, "usage": sum})
+		c.JSON(http.StatusOK, gin.H{"key": rec.ID, "usage": sum, "cost_usd": s.costOf(sum)})
 		return
 	}
 	overall, err := s.d.Usage.Overall(ctx)
@@ -485,15 +488,35 @@ func (s *Server) adminUsage(c *gin.Context) {
 		Name  string        `json:"name"`
 		Tier  string        `json:"tier"`
 		Usage usage.Summary `json:"usage"`
+		Cost  CostView      `json:"cost_usd"`
+	}
+	type tierCost struct {
+		Tier string   `json:"tier"`
+		Cost CostView `json:"cost_usd"`
 	}
 	per := []accountUsage{}
+	byTier := map[string]*CostView{}
 	if all, err := s.d.Accounts.All(ctx); err == nil {
 		sort.Slice(all, func(i, j int) bool { return all[i].Name < all[j].Name })
 		for _, a := range all {
 			if sum, err := s.d.Usage.Account(ctx, a.Name); err == nil {
-				per = append(per, accountUsage{Name: a.Name, Tier: a.Tier, Usage: sum})
+				cv := s.costOf(sum)
+				per = append(per, accountUsage{Name: a.Name, Tier: a.Tier, Usage: sum, Cost: cv})
+				if byTier[a.Tier] == nil {
+					byTier[a.Tier] = &CostView{}
+				}
+				byTier[a.Tier].add(cv)
 			}
 		}
 	}
-	c.JSON(http.StatusOK, gin.H{"overall": overall, "accounts": per})
+	// A tier's cost is the cost of its accounts' traffic.
+	tiersOut := []tierCost{}
+	for _, t := range s.d.Tiers.Names() {
+		cv := CostView{}
+		if c := byTier[t]; c != nil {
+			cv = *c
+		}
+		tiersOut = append(tiersOut, tierCost{Tier: t, Cost: cv})
+	}
+	c.JSON(http.StatusOK, gin.H{"overall": overall, "cost_usd": s.costOf(overall), "accounts": per, "tiers": tiersOut})
 }

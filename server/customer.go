@@ -222,6 +222,7 @@ func (s *Server) customerUsage(c *ginContext) {
 	if s.d.Usage != nil {
 		if sum, err := s.d.Usage.Key(ctx, cl.hash); err == nil {
 			out["tokens"] = sum
+			out["cost_usd"] = s.costOf(sum)
 		}
 	}
 	c.JSON(http.StatusOK, out)

@@ -78,6 +78,7 @@ type UsageRecorder interface {
 	Key(ctx context.Context, keyHash string) (usage.Summary, error)
 	Account(ctx context.Context, name string) (usage.Summary, error)
 	Overall(ctx context.Context) (usage.Summary, error)
+	KeyDays(ctx context.Context, keyHash string, since, until time.Time) ([]usage.Day, error)
 }
 
 // Syncer runs the full account-folder and ledger sync.

@@ -69,6 +69,9 @@ type Table struct {
 	Window   Duration `json:"window"`
 	Families []Family `json:"families"`
 	Tiers    []*Tier  `json:"tiers"`
+	// Prices per model family, US dollars per million tokens. A file's
+	// entries replace the built-in price of that family; the others stay.
+	Prices map[string]Price `json:"prices,omitempty"`
 }
 
 // Duration is a time.Duration that reads and writes as "5h", "720h", "0".
@@ -121,6 +124,7 @@ func Builtin() *Table {
 			{Name: "high", Slots: 3, Quotas: map[string]int{"opus": 10, "sonnet": 50}, Concurrency: 4},
 			{Name: "supreme", Slots: 2, Quotas: map[string]int{"opus": 15, "sonnet": 75}, Concurrency: 6},
 		},
+		Prices: builtinPrices(),
 	}
 	if err := t.Validate(); err != nil {
 		panic(err) // the built-in table is a constant; a failure is a programming error
@@ -157,6 +161,18 @@ func Parse(b []byte) (*Table, error) {
 	if t.Families == nil {
 		t.Families = def.Families
 	}
+	// Built-in prices apply to the families of the same name that the
+	// table keeps; the file's own entries win.
+	prices := map[string]Price{}
+	for _, f := range append(t.Families, Family{Name: Other}) {
+		if p, ok := def.Prices[f.Name]; ok {
+			prices[f.Name] = p
+		}
+	}
+	for f, p := range t.Prices {
+		prices[f] = p
+	}
+	t.Prices = prices
 	if err := t.Validate(); err != nil {
 		return nil, err
 	}
@@ -232,7 +248,7 @@ func (t *Table) Validate() error {
 			return invalid(field+".concurrency", "must not be negative")
 		}
 	}
-	return nil
+	return validatePrices(t)
 }
 
 func validName(s string) bool {

@@ -160,3 +160,39 @@ func TestConcurrencyAndOverflowDefaults(t *testing.T) {
 		t.Fatalf("a %+v d %+v", a, d)
 	}
 }
+
+func TestPrices(t *testing.T) {
+	def := Builtin()
+	if c, ok := def.Cost("opus", Tokens{Input: 1_000_000, Output: 1_000_000, CacheWrite: 1_000_000, CacheRead: 1_000_000}); !ok || c != 15+75+18.75+1.5 {
+		t.Fatalf("opus cost %v %v", c, ok)
+	}
+	if c, ok := def.Cost("sonnet", Tokens{Input: 2000, Output: 1000}); !ok || RoundUSD(c) != 0.021 {
+		t.Fatalf("sonnet cost %v", c)
+	}
+	tb, err := Parse([]byte(`{"tiers":[{"name":"gold","slots":1}],"prices":{"sonnet":{"input":1,"output":2,"cache_write":0,"cache_read":0}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := tb.Cost("sonnet", Tokens{Input: 1_000_000, Output: 1_000_000}); c != 3 {
+		t.Fatalf("override: %v", c)
+	}
+	if c, _ := tb.Cost("opus", Tokens{Output: 1_000_000}); c != 75 {
+		t.Fatalf("built-in price kept beside an override: %v", c)
+	}
+	// Custom families: built-in prices of families the table dropped go too.
+	tb, err = Parse([]byte(`{"families":[{"name":"big","match":["opus"]}],"tiers":[{"name":"gold","slots":1}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := tb.Cost("big", Tokens{Input: 1}); ok {
+		t.Fatal("a family without a price has no cost")
+	}
+	for _, bad := range []string{
+		`{"tiers":[{"name":"gold","slots":1}],"prices":{"nope":{"input":1}}}`,
+		`{"tiers":[{"name":"gold","slots":1}],"prices":{"opus":{"input":-1}}}`,
+	} {
+		if _, err := Parse([]byte(bad)); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: %v", bad, err)
+		}
+	}
+}

@@ -20,11 +20,13 @@ import (
 //
 //	cr:usage:{key:<keyhash>}            lifetime totals, no TTL
 //	cr:usage:{key:<keyhash>}:<unix>     bucket starting at <unix>, TTL 25h
+//	cr:usage:{key:<keyhash>}:d:<unix>   UTC day starting at <unix>, TTL DayTTL
 //	cr:usage:{acct:<name>}[:<unix>]
 //	cr:usage:{all}[:<unix>]
 //
-// Fields: requests, input, output, cache_creation, cache_read; the totals
-// hash also keeps f:<family>:<field> per model family.
+// Fields: requests, input, output, cache_creation, cache_read; every hash
+// also keeps f:<family>:<field> per model family, so any window can be
+// priced per family.
 const (
 	keyPrefix = "cr:usage:"
 
@@ -33,6 +35,14 @@ const (
 	// BucketTTL keeps a bucket a little longer than the longest window
 	// reads it, so bucket data never grows without bound.
 	BucketTTL = 25 * time.Hour
+
+	// DaySize is the granularity of the 30-day window and of the export.
+	DaySize = 24 * time.Hour
+	// DayTTL keeps daily buckets long enough for a monthly billing export
+	// run late; `usage export` reaches back this far.
+	DayTTL = 100 * 24 * time.Hour
+	// Days30 is the number of daily buckets in Last30d (today included).
+	Days30 = 30
 
 	window5h  = 5 * time.Hour
 	window24h = 24 * time.Hour
@@ -84,12 +94,40 @@ func (t *Totals) setField(name string, v int64) {
 // The windows are made of 5-minute buckets: a window sums every bucket that
 // overlaps [now-window, now], so it covers at least the full window and at
 // most BucketSize more (traffic up to 5h05m old may appear in Last5h).
+//
+// Last30d sums the 30 UTC days ending today (so between 29 and 30 days).
 type Summary struct {
 	Total   Totals `json:"total"`
 	Last5h  Totals `json:"last_5h"`
 	Last24h Totals `json:"last_24h"`
+	Last30d Totals `json:"last_30d"`
 	// ByFamily splits Total by model family.
 	ByFamily map[string]Totals `json:"by_family"`
+	// Families splits each window by model family, for pricing.
+	Families Windows `json:"-"`
+}
+
+// Windows holds a per-family split of each window.
+type Windows struct {
+	Last5h, Last24h, Last30d map[string]Totals
+}
+
+// Day is one UTC day of a subject's usage.
+type Day struct {
+	Start    time.Time
+	Totals   Totals
+	ByFamily map[string]Totals
+}
+
+func addFamilies(dst *map[string]Totals, src map[string]Totals) {
+	for f, t := range src {
+		if *dst == nil {
+			*dst = make(map[string]Totals)
+		}
+		cur := (*dst)[f]
+		cur.add(t)
+		(*dst)[f] = cur
+	}
 }
 
 // Recorder keeps usage totals in Redis. It is safe for concurrent use; all
@@ -112,6 +150,10 @@ func bucketStart(t time.Time) int64    { return t.Unix() - t.Unix()%int64(Bucket
 func bucketKey(subject string, start int64) string {
 	return totalsKey(subject) + ":" + strconv.FormatInt(start, 10)
 }
+func dayStart(t time.Time) int64 { return t.Unix() - t.Unix()%int64(DaySize/time.Second) }
+func dayKey(subject string, start int64) string {
+	return totalsKey(subject) + ":d:" + strconv.FormatInt(start, 10)
+}
 
 // Record counts one request of keyHash served by account for a model of
 // family, with its usage (zero when unknown). It is one pipeline; the
@@ -128,21 +170,25 @@ func (r *Recorder) Record(ctx context.Context, keyHash, account, family string, 
 			return fmt.Errorf("%w: negative count in %+v", ErrInvalid, u)
 		}
 	}
-	start := bucketStart(r.clk.Now())
+	now := r.clk.Now()
+	start, day := bucketStart(now), dayStart(now)
 	pipe := r.rdb.Pipeline()
 	for _, subject := range [...]string{keySubject(keyHash), acctSubject(account), overallSubject()} {
-		tk, bk := totalsKey(subject), bucketKey(subject, start)
+		tk, bk, dk := totalsKey(subject), bucketKey(subject, start), dayKey(subject, day)
 		for i, f := range fields {
 			if vals[i] == 0 {
 				continue // an absent field reads as zero; save the command
 			}
-			pipe.HIncrBy(ctx, tk, f, vals[i])
-			pipe.HIncrBy(ctx, bk, f, vals[i])
-			if family != "" {
-				pipe.HIncrBy(ctx, tk, familyPrefix+family+":"+f, vals[i])
+			// Same round trip as before: more commands in the one pipeline.
+			for _, k := range [...]string{tk, bk, dk} {
+				pipe.HIncrBy(ctx, k, f, vals[i])
+				if family != "" {
+					pipe.HIncrBy(ctx, k, familyPrefix+family+":"+f, vals[i])
+				}
 			}
 		}
 		pipe.Expire(ctx, bk, BucketTTL)
+		pipe.Expire(ctx, dk, DayTTL)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("usage: record: %w", err)
@@ -178,6 +224,11 @@ func (r *Recorder) summary(ctx context.Context, subject string) (Summary, error)
 	for s := cur; s >= first24h; s -= step {
 		buckets = append(buckets, pipe.HGetAll(ctx, bucketKey(subject, s)))
 	}
+	today, dstep := dayStart(now), int64(DaySize/time.Second)
+	days := make([]*redis.MapStringStringCmd, 0, Days30)
+	for i := int64(0); i < Days30; i++ {
+		days = append(days, pipe.HGetAll(ctx, dayKey(subject, today-i*dstep)))
+	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return Summary{}, fmt.Errorf("usage: read %s: %w", subject, err)
 	}
@@ -188,14 +239,24 @@ func (r *Recorder) summary(ctx context.Context, subject string) (Summary, error)
 		return Summary{}, fmt.Errorf("usage: read %s: %w", subject, err)
 	}
 	for i, b := range buckets {
-		t, _, err := parseTotals(b.Val())
+		t, fam, err := parseTotals(b.Val())
 		if err != nil {
 			return Summary{}, fmt.Errorf("usage: read %s: %w", subject, err)
 		}
 		sum.Last24h.add(t)
+		addFamilies(&sum.Families.Last24h, fam)
 		if cur-int64(i)*step >= first5h {
 			sum.Last5h.add(t)
+			addFamilies(&sum.Families.Last5h, fam)
 		}
+	}
+	for _, d := range days {
+		t, fam, err := parseTotals(d.Val())
+		if err != nil {
+			return Summary{}, fmt.Errorf("usage: read %s: %w", subject, err)
+		}
+		sum.Last30d.add(t)
+		addFamilies(&sum.Families.Last30d, fam)
 	}
 	return sum, nil
 }
@@ -227,6 +288,34 @@ func parseTotals(h map[string]string) (Totals, map[string]Totals, error) {
 	return t, fam, nil
 }
 
+// KeyDays returns a key's usage per UTC day from the day of since to the
+// day of until, both included, oldest first; days without traffic are
+// zero. Days older than DayTTL read as zero.
+func (r *Recorder) KeyDays(ctx context.Context, keyHash string, since, until time.Time) ([]Day, error) {
+	subject := keySubject(keyHash)
+	first, last, step := dayStart(since), dayStart(until), int64(DaySize/time.Second)
+	if last < first {
+		return nil, nil
+	}
+	pipe := r.rdb.Pipeline()
+	var cmds []*redis.MapStringStringCmd
+	for d := first; d <= last; d += step {
+		cmds = append(cmds, pipe.HGetAll(ctx, dayKey(subject, d)))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("usage: read days of %s: %w", subject, err)
+	}
+	out := make([]Day, 0, len(cmds))
+	for i, c := range cmds {
+		t, fam, err := parseTotals(c.Val())
+		if err != nil {
+			return nil, fmt.Errorf("usage: read days of %s: %w", subject, err)
+		}
+		out = append(out, Day{Start: time.Unix(first+int64(i)*step, 0).UTC(), Totals: t, ByFamily: fam})
+	}
+	return out, nil
+}
+
 // Forget drops a key's usage: its totals and every bucket that may still be
 // alive. Buckets are found by time rather than by scanning, so the range
 // reaches past BucketTTL and a little into the future, for instances whose
@@ -240,6 +329,10 @@ func (r *Recorder) Forget(ctx context.Context, keyHash string) error {
 	keys = append(keys, totalsKey(subject))
 	for s := last; s >= first; s -= step {
 		keys = append(keys, bucketKey(subject, s))
+	}
+	dstep := int64(DaySize / time.Second)
+	for d := dayStart(now.Add(DaySize)); d >= dayStart(now.Add(-DayTTL-DaySize)); d -= dstep {
+		keys = append(keys, dayKey(subject, d))
 	}
 	// All the keys carry the subject's hash tag: one slot, one command.
 	if err := r.rdb.Del(ctx, keys...).Err(); err != nil {

@@ -140,7 +140,7 @@ func TestRecorderBucketsExpire(t *testing.T) {
 	clk.Advance(10 * time.Minute)
 	mustRecord(t, r, "k", "a", "sonnet", Usage{InputTokens: 5})
 
-	var buckets, totals int
+	var buckets, totals, days int
 	for _, k := range m.Keys() {
 		if strings.HasSuffix(k, "}") {
 			totals++
@@ -149,17 +149,24 @@ func TestRecorderBucketsExpire(t *testing.T) {
 			}
 			continue
 		}
+		if strings.Contains(k, ":d:") {
+			days++
+			if ttl := m.TTL(k); ttl != DayTTL {
+				t.Errorf("day %s TTL %v, want %v", k, ttl, DayTTL)
+			}
+			continue
+		}
 		buckets++
 		if ttl := m.TTL(k); ttl <= 24*time.Hour+BucketSize || ttl > BucketTTL {
 			t.Errorf("bucket %s TTL %v, want just over the 24h window", k, ttl)
 		}
 	}
-	if totals != 3 || buckets != 6 {
-		t.Fatalf("%d totals and %d buckets, want 3 and 6: %v", totals, buckets, m.Keys())
+	if totals != 3 || buckets != 6 || days != 3 {
+		t.Fatalf("%d totals, %d buckets, %d days, want 3, 6 and 3: %v", totals, buckets, days, m.Keys())
 	}
 	m.FastForward(BucketTTL)
-	if keys := m.Keys(); len(keys) != 3 {
-		t.Fatalf("after the TTL %v remain, want only the 3 totals", keys)
+	if keys := m.Keys(); len(keys) != 6 {
+		t.Fatalf("after the TTL %v remain, want only the 3 totals and 3 days", keys)
 	}
 	s := mustSummary(t, func(c context.Context) (Summary, error) { return r.Key(c, "k") })
 	if s.Total != tot(2, 10, 0, 0, 0) {
@@ -300,5 +307,36 @@ func TestRecorderConcurrentRealRedis(t *testing.T) {
 	}
 	if ttl := rdb.TTL(ctx, bucketKey(overallSubject(), bucketStart(t0))).Val(); ttl <= 24*time.Hour {
 		t.Errorf("bucket TTL %v", ttl)
+	}
+}
+
+// Last30d and the per-day export read the same daily buckets, split by
+// family; a day older than the window drops out of Last30d but stays in
+// the export until DayTTL.
+func TestRecorderDays(t *testing.T) {
+	rdb, _ := testenv.Mini(t)
+	clk := clock.NewFake(t0)
+	r := NewRecorder(rdb, clk)
+	mustRecord(t, r, "k", "a", "opus", Usage{InputTokens: 5, OutputTokens: 1})
+	clk.Advance(29 * DaySize)
+	mustRecord(t, r, "k", "a", "sonnet", Usage{InputTokens: 7})
+	s := mustSummary(t, func(c context.Context) (Summary, error) { return r.Key(c, "k") })
+	if s.Last30d != tot(2, 12, 1, 0, 0) || s.Families.Last30d["opus"] != tot(1, 5, 1, 0, 0) || s.Families.Last24h["sonnet"] != tot(1, 7, 0, 0, 0) {
+		t.Fatalf("30d %+v families %+v", s.Last30d, s.Families)
+	}
+	clk.Advance(DaySize)
+	s = mustSummary(t, func(c context.Context) (Summary, error) { return r.Key(c, "k") })
+	if s.Last30d != tot(1, 7, 0, 0, 0) {
+		t.Fatalf("30d after a day %+v, want only the sonnet day", s.Last30d)
+	}
+	days, err := r.KeyDays(context.Background(), "k", t0, clk.Now())
+	if err != nil || len(days) != 31 {
+		t.Fatalf("%d days, %v", len(days), err)
+	}
+	if days[0].Totals != tot(1, 5, 1, 0, 0) || days[29].ByFamily["sonnet"] != tot(1, 7, 0, 0, 0) || days[30].Totals != (Totals{}) {
+		t.Fatalf("days %+v", days)
+	}
+	if !days[0].Start.Equal(time.Unix(dayStart(t0), 0)) {
+		t.Fatalf("first day starts %v", days[0].Start)
 	}
 }

@@ -21,7 +21,7 @@ Usage:
   claude-route key list [--tier T] [--status active|revoked|expired] [--json]
   claude-route key show KEY|ID [--json]
   claude-route key revoke KEY|ID
-` + keyOpsUsage + accountUsage + `  claude-route pool [--tier T] [--json]   slots, bound keys, blacklist and refresh state per account
+` + keyOpsUsage + accountUsage + usageCmdUsage + `  claude-route pool [--tier T] [--json]   slots, bound keys, blacklist and refresh state per account
   claude-route recover ACCOUNT            take an account off the blacklist
   claude-route blacklist ACCOUNT [--reason TEXT]
   claude-route sync                       full account-folder and ledger sync now
@@ -67,6 +67,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	case "account":
 		err = cmdAccount(ctx, args, getenv, os.Stdin, stdout)
+	case "usage":
+		err = cmdUsage(ctx, args, getenv, stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usageText)
 		return 0

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -172,6 +173,32 @@ func TestOperatorCommands(t *testing.T) {
 	}
 	if out, _ := cli("status"); !strings.Contains(out, "store: up") || !strings.Contains(out, "last sync:") || !strings.Contains(out, "h1") {
 		t.Fatalf("status: %q", out)
+	}
+	// One request, then the billing export shows it as one CSV row for today.
+	req, _ := http.NewRequest(http.MethodPost, env["CLAUDE_ROUTE_URL"]+"/v1/messages",
+		strings.NewReader(`{"model":"claude-sonnet-4-5","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}`))
+	req.Header.Set("X-Api-Key", key)
+	req.Header.Set("Anthropic-Version", "2023-06-01")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("message: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	day := time.Now().UTC().Format("2006-01-02")
+	var csvOut string
+	for i := 0; i < 100; i++ { // usage is recorded just after the answer
+		if csvOut, code = cli("usage", "export", "--since", day, "--until", day, "--tier", "high", "--csv"); strings.Count(csvOut, "\n") == 2 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	lines := strings.Split(strings.TrimSpace(csvOut), "\n")
+	if code != 0 || len(lines) != 2 || !strings.HasPrefix(lines[0], "day,key_id,tier,note,requests,input_tokens") ||
+		!strings.HasPrefix(lines[1], day+","+keyRef(key)+",high,alice,1,") {
+		t.Fatalf("usage export: %d %q", code, csvOut)
+	}
+	if out, code := cli("usage", "export", "--since", day); code != 2 || !strings.Contains(out, "--until") {
+		t.Fatalf("usage export without --until: %d %q", code, out)
 	}
 	if out, _ := cli("key", "revoke", key); !strings.Contains(out, "revoked") {
 		t.Fatalf("revoke: %q", out)

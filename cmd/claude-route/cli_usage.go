@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"text/tabwriter"
+
+	"github.com/claude-route/claude-route/server"
+)
+
+const usageCmdUsage = `  claude-route usage export --since DATE --until DATE [--tier T] [--csv|--json]
+                                          one row per key per UTC day: requests, tokens, cost (USD, list prices)
+`
+
+// cmdUsage runs `usage export`: the reseller's billing input.
+func cmdUsage(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
+	if len(args) < 2 || args[1] != "export" {
+		return &usageError{"usage needs a verb: export\n" + usageCmdUsage}
+	}
+	fs := flag.NewFlagSet("usage export", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	since := fs.String("since", "", "first day, YYYY-MM-DD (UTC)")
+	until := fs.String("until", "", "last day, YYYY-MM-DD (UTC), included")
+	tier := fs.String("tier", "", "only keys of this tier")
+	asCSV := fs.Bool("csv", false, "write CSV")
+	asJSON := fs.Bool("json", false, "write JSON")
+	if err := fs.Parse(args[2:]); err != nil {
+		return &usageError{"usage export: " + err.Error()}
+	}
+	if *since == "" || *until == "" || fs.NArg() > 0 {
+		return &usageError{"usage export needs --since DATE and --until DATE (YYYY-MM-DD)"}
+	}
+	ac, err := newAdminClient(getenv)
+	if err != nil {
+		return err
+	}
+	q := url.Values{"since": {*since}, "until": {*until}}
+	if *tier != "" {
+		q.Set("tier", *tier)
+	}
+	var raw json.RawMessage
+	if err := ac.do(ctx, http.MethodGet, "/admin/api/usage/export?"+q.Encode(), nil, &raw); err != nil {
+		return err
+	}
+	if *asJSON {
+		_, err := fmt.Fprintln(out, string(raw))
+		return err
+	}
+	var res struct {
+		Rows []server.ExportRow `json:"rows"`
+	}
+	if err := json.Unmarshal(raw, &res); err != nil {
+		return err
+	}
+	i64 := func(v int64) string { return strconv.FormatInt(v, 10) }
+	usd := func(v float64) string { return strconv.FormatFloat(v, 'f', 6, 64) }
+	if *asCSV {
+		w := csv.NewWriter(out)
+		_ = w.Write([]string{"day", "key_id", "tier", "note", "requests", "input_tokens", "output_tokens",
+			"cache_creation_input_tokens", "cache_read_input_tokens", "cost_usd"})
+		for _, r := range res.Rows {
+			_ = w.Write([]string{r.Day, r.KeyID, r.Tier, r.Note, i64(r.Requests), i64(r.InputTokens), i64(r.OutputTokens),
+				i64(r.CacheCreationInputTokens), i64(r.CacheReadInputTokens), usd(r.CostUSD)})
+		}
+		w.Flush()
+		return w.Error()
+	}
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "DAY\tKEY\tTIER\tREQUESTS\tINPUT\tOUTPUT\tCACHE WRITE\tCACHE READ\tCOST USD")
+	var total float64
+	for _, r := range res.Rows {
+		total += r.CostUSD
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", r.Day, r.KeyID, r.Tier, r.Requests, r.InputTokens,
+			r.OutputTokens, r.CacheCreationInputTokens, r.CacheReadInputTokens, strconv.FormatFloat(r.CostUSD, 'f', 4, 64))
+	}
+	fmt.Fprintf(tw, "total\t\t\t\t\t\t\t\t%s\n", strconv.FormatFloat(total, 'f', 4, 64))
+	return tw.Flush()
+}

@@ -1,0 +1,133 @@
+package server
+
+import (
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/claude-route/claude-route/keys"
+	"github.com/claude-route/claude-route/tiers"
+	"github.com/claude-route/claude-route/usage"
+)
+
+// CostView is what some usage cost at the price table's list prices, in
+// US dollars, over the same windows as usage.Summary.
+type CostView struct {
+	Last5h  float64 `json:"last_5h"`
+	Last24h float64 `json:"last_24h"`
+	Last30d float64 `json:"last_30d"`
+	Total   float64 `json:"total"`
+	// Unpriced lists families that had traffic but no price (cost 0).
+	Unpriced []string `json:"unpriced,omitempty"`
+}
+
+func tokensOf(t usage.Totals) tiers.Tokens {
+	return tiers.Tokens{Input: t.InputTokens, Output: t.OutputTokens,
+		CacheWrite: t.CacheCreationInputTokens, CacheRead: t.CacheReadInputTokens}
+}
+
+// familiesCost prices a per-family split; unpriced families are collected.
+func (s *Server) familiesCost(fams map[string]usage.Totals, unpriced map[string]bool) float64 {
+	var usd float64
+	for f, t := range fams {
+		c, ok := s.d.Tiers.Cost(f, tokensOf(t))
+		if !ok && t.Requests > 0 && unpriced != nil {
+			unpriced[f] = true
+		}
+		usd += c
+	}
+	return usd
+}
+
+func (s *Server) costOf(sum usage.Summary) CostView {
+	un := map[string]bool{}
+	v := CostView{
+		Last5h:  tiers.RoundUSD(s.familiesCost(sum.Families.Last5h, un)),
+		Last24h: tiers.RoundUSD(s.familiesCost(sum.Families.Last24h, un)),
+		Last30d: tiers.RoundUSD(s.familiesCost(sum.Families.Last30d, un)),
+		Total:   tiers.RoundUSD(s.familiesCost(sum.ByFamily, un)),
+	}
+	for f := range un {
+		v.Unpriced = append(v.Unpriced, f)
+	}
+	sort.Strings(v.Unpriced)
+	return v
+}
+
+func (c *CostView) add(o CostView) {
+	c.Last5h = tiers.RoundUSD(c.Last5h + o.Last5h)
+	c.Last24h = tiers.RoundUSD(c.Last24h + o.Last24h)
+	c.Last30d = tiers.RoundUSD(c.Last30d + o.Last30d)
+	c.Total = tiers.RoundUSD(c.Total + o.Total)
+}
+
+// ExportRow is one key's usage on one UTC day: the reseller's billing line.
+type ExportRow struct {
+	Day                      string  `json:"day"`
+	KeyID                    string  `json:"key_id"`
+	Tier                     string  `json:"tier"`
+	Note                     string  `json:"note"`
+	Requests                 int64   `json:"requests"`
+	InputTokens              int64   `json:"input_tokens"`
+	OutputTokens             int64   `json:"output_tokens"`
+	CacheCreationInputTokens int64   `json:"cache_creation_input_tokens"`
+	CacheReadInputTokens     int64   `json:"cache_read_input_tokens"`
+	CostUSD                  float64 `json:"cost_usd"`
+}
+
+const dayLayout = "2006-01-02"
+
+// adminUsageExport lists, per key and UTC day from since to until (both
+// included), the requests, tokens and cost; days without requests are left
+// out. Keys of every status are included: a revoked key's past use is billed.
+func (s *Server) adminUsageExport(c *gin.Context) {
+	ctx := c.Request.Context()
+	if s.d.Usage == nil {
+		adminErr(c, http.StatusNotFound, "usage accounting is not configured")
+		return
+	}
+	since, err1 := time.Parse(dayLayout, c.Query("since"))
+	until, err2 := time.Parse(dayLayout, c.Query("until"))
+	if err1 != nil || err2 != nil || until.Before(since) {
+		adminErr(c, http.StatusBadRequest, "since and until must be dates (YYYY-MM-DD), since not after until")
+		return
+	}
+	if until.Sub(since) > usage.DayTTL {
+		adminErr(c, http.StatusBadRequest, "the export covers at most 100 days (daily usage is kept that long)")
+		return
+	}
+	tier := c.Query("tier")
+	if tier != "" {
+		if _, ok := s.d.Tiers.Get(tier); !ok {
+			adminErr(c, http.StatusBadRequest, "unknown tier "+strqt(tier))
+			return
+		}
+	}
+	recs, err := s.d.Keys.List(ctx, keys.Filter{Tier: tier})
+	if err != nil {
+		adminErr(c, http.StatusServiceUnavailable, "could not list keys: "+err.Error())
+		return
+	}
+	sort.Slice(recs, func(i, j int) bool { return recs[i].ID < recs[j].ID })
+	rows := []ExportRow{}
+	for _, r := range recs {
+		days, err := s.d.Usage.KeyDays(ctx, r.Hash, since, until)
+		if err != nil {
+			adminErr(c, http.StatusServiceUnavailable, "store unavailable")
+			return
+		}
+		for _, d := range days {
+			if d.Totals.Requests == 0 {
+				continue
+			}
+			rows = append(rows, ExportRow{Day: d.Start.Format(dayLayout), KeyID: r.ID, Tier: r.Tier, Note: r.Note,
+				Requests: d.Totals.Requests, InputTokens: d.Totals.InputTokens, OutputTokens: d.Totals.OutputTokens,
+				CacheCreationInputTokens: d.Totals.CacheCreationInputTokens, CacheReadInputTokens: d.Totals.CacheReadInputTokens,
+				CostUSD: tiers.RoundUSD(s.familiesCost(d.ByFamily, nil))})
+		}
+	}
+	sort.SliceStable(rows, func(i, j int) bool { return rows[i].Day < rows[j].Day })
+	c.JSON(http.StatusOK, gin.H{"since": since.Format(dayLayout), "until": until.Format(dayLayout), "rows": rows})
+}
