@@ -133,7 +133,8 @@ func (s *Server) routes(e *gin.Engine) {
 	v1 := e.Group("/v1")
 	v1.POST("/messages", s.messages)
 	v1.POST("/messages/count_tokens", s.countTokens)
-	v1.GET("/models", s.models)
+	v1.GET("/models", s.modelList)
+	v1.POST("/chat/completions", s.chatCompletions)
 	v1.GET("/usage", s.customerUsage)
 	s.adminRoutes(e)
 	e.NoRoute(func(c *gin.Context) {
