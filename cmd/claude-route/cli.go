@@ -293,7 +293,7 @@ func cmdPool(ctx context.Context, ac *adminClient, tier string, asJSON bool, out
 			if a.RefreshAttempts > 0 || a.LastRefreshErr != "" {
 				refresh = fmt.Sprintf("refresh failures %d/3: %s", a.RefreshAttempts, a.LastRefreshErr)
 			}
-			fmt.Fprintf(tw, "  %s\t%s\tslots %d/%d\tkeys %d\t%s\t%s\n", a.Name, dash(a.Kind), a.SlotsUsed, a.SlotsTotal, a.BoundKeys, state, refresh)
+			fmt.Fprintf(tw, "  %s\t%s\tslots %d/%d\tkeys %d\t%s\t%s\t%s\n", a.Name, dash(a.Kind), a.SlotsUsed, a.SlotsTotal, a.BoundKeys, state, capacityText(a), refresh)
 		}
 	}
 	return tw.Flush()
