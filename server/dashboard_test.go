@@ -236,6 +236,7 @@ func TestDashboardOperatorJourney(t *testing.T) {
 	must("detail shown", expect.Locator(id("key-detail")).ToBeVisible())
 	must("requests counted", expect.Locator(id("kd-requests")).ToHaveText("1"))
 	must("tokens counted", expect.Locator(id("kd-tokens")).ToHaveText(strconv.Itoa(wantTokens)))
+	must("cost shown", expect.Locator(id("kd-cost")).ToHaveText(dashboardCost(e.tiers, "sonnet", u)))
 	must("quota used", expect.Locator(row("kd-quota", "data-family", "sonnet")).ToContainText("1/42"))
 	must("bound account shown", expect.Locator(keyRow).ToContainText(regexp.MustCompile(`t[12]`)))
 	shot("04-key-usage")

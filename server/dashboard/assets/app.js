@@ -138,6 +138,14 @@
   const totals = (t) => t || {};
   const tokens = (t) => (Number(t.input_tokens) || 0) + (Number(t.output_tokens) || 0) + (Number(t.cache_creation_input_tokens) || 0) + (Number(t.cache_read_input_tokens) || 0);
 
+  // Cost in US dollars at list prices (cost_usd: {last_5h, last_24h, last_30d, total}).
+  const fmtUSD = (v) => '$' + (Number(v) || 0).toFixed(4);
+  function showCost(prefix, c) {
+    c = c || {};
+    $(prefix + '-cost').textContent = fmtUSD(c.last_30d);
+    $(prefix + '-cost-sub').textContent = `5 h: ${fmtUSD(c.last_5h)} · 24 h: ${fmtUSD(c.last_24h)}`;
+  }
+
   function slotsBar(used, total) {
     const bar = el('span', { class: 'bar' });
     const fill = el('span', { class: 'bar-fill' });
@@ -286,6 +294,7 @@
     $('ov-requests-sub').textContent = `24 h: ${fmtNum(l24.requests)} · all time: ${fmtNum(all.requests)}`;
     $('ov-tokens').textContent = fmtNum(tokens(l5));
     $('ov-tokens-sub').textContent = `in ${fmtNum(l5.input_tokens)} · out ${fmtNum(l5.output_tokens)}`;
+    showCost('ov', st.cost_usd);
 
     $('tiers-body').replaceChildren(...tiers.map((t) => {
       const accts = t.accounts || [];
@@ -523,6 +532,7 @@
     $('kd-requests').textContent = fmtNum(l5.requests);
     $('kd-tokens').textContent = fmtNum(tokens(l5));
     $('kd-tokens-sub').textContent = `in ${fmtNum(l5.input_tokens)} · out ${fmtNum(l5.output_tokens)}`;
+    showCost('kd', d.cost_usd);
     $('kd-status').replaceChildren(badge(k.status, k.status === 'active' ? 'ok' : 'bad', 'kd-status-badge'));
     $('kd-account').textContent = k.account ? `${k.tier} · on ${k.account}` : `${k.tier} · unbound`;
 
