@@ -319,6 +319,25 @@ func (p *Pool) Retire(ctx context.Context, keyHash string) (bool, error) {
 	return n == 1, nil
 }
 
+var forgetKeyScript = redis.NewScript(`
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  if tonumber(redis.call('HGET', KEYS[2], cur) or '0') > 0 then redis.call('HINCRBY', KEYS[2], cur, -1) end
+end
+redis.call('HDEL', KEYS[3], ARGV[1])
+return 0
+`)
+
+// ForgetKey drops every piece of pool state about a key (retention: the
+// key was archived): its binding, its slot and its retired mark.
+func (p *Pool) ForgetKey(ctx context.Context, keyHash string) error {
+	if err := forgetKeyScript.Run(ctx, p.rdb, []string{keyBind, keyUsed, keyGone}, keyHash).Err(); err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("forget key: %w", err)
+	}
+	return nil
+}
+
 // Bound returns the key's account, "" when unbound.
 func (p *Pool) Bound(ctx context.Context, keyHash string) (string, error) {
 	v, err := p.rdb.HGet(ctx, keyBind, keyHash).Result()

@@ -302,3 +302,70 @@ func (l *Ledger) writeTier(ctx context.Context, tier string, recs []Record) erro
 	}
 	return nil
 }
+
+// Archive moves records out of the live ledger: each is appended (and
+// fsynced) to PRODUCT_DIR/archive/<tier>-<yyyy-mm>.jsonl, by the month its
+// key ended (end(r)), and only then removed from its tier file. A crash
+// in between leaves a record in both, never in neither.
+func (l *Ledger) Archive(ctx context.Context, recs []Record, end func(Record) time.Time) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	return l.withLock(ctx, func() error {
+		adir := filepath.Join(l.dir, "archive")
+		if err := os.MkdirAll(adir, 0o700); err != nil {
+			return fmt.Errorf("keys: archive: %w", err)
+		}
+		lines := map[string][]byte{}
+		drop := map[string]map[string]bool{} // tier → hashes
+		for _, r := range recs {
+			b, err := json.Marshal(toEntry(r))
+			if err != nil {
+				return fmt.Errorf("keys: archive: %w", err)
+			}
+			name := filepath.Join(adir, r.Tier+"-"+end(r).UTC().Format("2006-01")+".jsonl")
+			lines[name] = append(append(lines[name], b...), '\n')
+			if drop[r.Tier] == nil {
+				drop[r.Tier] = map[string]bool{}
+			}
+			drop[r.Tier][r.Hash] = true
+		}
+		for name, b := range lines {
+			if err := appendSync(name, b); err != nil {
+				return fmt.Errorf("keys: archive: %w", err)
+			}
+		}
+		for tier, hashes := range drop {
+			cur, err := l.readTier(tier)
+			if err != nil {
+				return err
+			}
+			keep := cur[:0]
+			for _, r := range cur {
+				if !hashes[r.Hash] {
+					keep = append(keep, r)
+				}
+			}
+			if err := l.writeTier(ctx, tier, keep); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func appendSync(name string, b []byte) error {
+	f, err := os.OpenFile(name, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
+}

@@ -479,3 +479,21 @@ func (s *Store) Records(ctx context.Context, hashes []string) (map[string]Record
 	}
 	return out, nil
 }
+
+// Forget deletes a key's Redis record and its id index (retention: the
+// ledger archived it). The index is removed only while it still names
+// this key.
+func (s *Store) Forget(ctx context.Context, r Record) error {
+	if err := s.rdb.Del(ctx, recordKey(r.Hash)).Err(); err != nil {
+		return fmt.Errorf("keys: forget %s: %w", r.ID, err)
+	}
+	if err := forgetIndexScript.Run(ctx, s.rdb, []string{idKey(r.ID)}, r.Hash).Err(); err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("keys: forget %s: %w", r.ID, err)
+	}
+	return nil
+}
+
+var forgetIndexScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
+`)

@@ -35,6 +35,9 @@ type AppConfig struct {
 	OAuthClientID string
 	RefreshLead   time.Duration
 	SyncInterval  time.Duration
+	// KeyRetention: revoked or expired keys older than this are archived
+	// by sync (KEY_RETENTION); 0 keeps them.
+	KeyRetention  time.Duration
 	ShutdownGrace time.Duration
 	// WatchInterval is how often the store is checked for having lost its
 	// data (default 15 s).
@@ -101,8 +104,9 @@ func Assemble(ctx context.Context, cfg AppConfig) (*App, error) {
 	})
 	a.Expirer = &syncer.Expirer{Pool: a.Pool, Keys: a.Keys, Clock: cfg.Clock, Log: log.WithField("component", "expiry")}
 	a.Syncer = syncer.New(rdb, syncer.Config{AccountDir: cfg.AccountDir, Tiers: cfg.Tiers, Clock: cfg.Clock,
-		Log:   log.WithField("component", "sync"),
-		OnRun: func(ok bool) { a.Server.SyncRun(ok) },
+		Log:       log.WithField("component", "sync"),
+		OnRun:     func(ok bool) { a.Server.SyncRun(ok) },
+		Retention: cfg.KeyRetention, Usage: a.Usage,
 	}, a.Accounts, a.Pool, a.Ledger, a.Keys, a.Refresher)
 	cfg.Server.AccountDir = cfg.AccountDir
 	a.Server = New(cfg.Server, Deps{

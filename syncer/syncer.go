@@ -58,6 +58,20 @@ type KeyLedger interface {
 	All(ctx context.Context) ([]keys.Record, error)
 }
 
+// Archiver moves records past retention out of the live ledger
+// (keys.Ledger); a ledger without it keeps every record.
+type Archiver interface {
+	Archive(ctx context.Context, recs []keys.Record, end func(keys.Record) time.Time) error
+}
+
+// Forgetters drop an archived key's state from Redis.
+type keyForgetter interface {
+	Forget(ctx context.Context, r keys.Record) error
+}
+type poolForgetter interface {
+	ForgetKey(ctx context.Context, keyHash string) error
+}
+
 // KeyStore restores ledger records into Redis (keys.Store).
 type KeyStore interface {
 	Restore(ctx context.Context, r keys.Record) (bool, error)
@@ -83,6 +97,13 @@ type Config struct {
 	LockTTL time.Duration
 	// OnRun, if set, is told of every sync this replica runs (metrics).
 	OnRun func(ok bool)
+	// Retention is how long a revoked or expired key is kept after it
+	// ended (KEY_RETENTION); past it sync archives it. 0: keep forever.
+	Retention time.Duration
+	// Usage, if set, loses an archived key's usage totals.
+	Usage interface {
+		Forget(ctx context.Context, keyHash string) error
+	}
 }
 
 // Redis keys owned by this package.
@@ -150,8 +171,10 @@ type Report struct {
 	LedgerBindings int `json:"ledger_bindings_written"`
 	// LedgerRepaired counts ledger records that took a revocation or an
 	// expiry Redis had and the ledger had missed.
-	LedgerRepaired int    `json:"ledger_records_repaired"`
-	Replica        string `json:"replica"`
+	LedgerRepaired int `json:"ledger_records_repaired"`
+	// KeysArchived counts keys past KEY_RETENTION moved to the archive.
+	KeysArchived int    `json:"keys_archived"`
+	Replica      string `json:"replica"`
 	// Joined is true when this replica found a sync running elsewhere,
 	// waited for it and reports its result instead of running another.
 	Joined bool   `json:"joined,omitempty"`
@@ -546,6 +569,7 @@ func (s *Syncer) syncKeys(ctx context.Context, tierOf map[string]string, rep *Re
 		return fmt.Errorf("read ledger: %w", err)
 	}
 	now := s.cfg.Clock.Now()
+	var old []keys.Record                            // past retention
 	live := make(map[string]string, len(recs))       // key hash → tier, for active keys
 	ledgerAcct := make(map[string]string, len(recs)) // key hash → the ledger's account
 	for _, r := range recs {
@@ -558,6 +582,10 @@ func (s *Syncer) syncKeys(ctx context.Context, tierOf map[string]string, rep *Re
 		}
 		if fixed {
 			rep.LedgerRepaired++
+		}
+		if end := ended(r, now); s.cfg.Retention > 0 && !end.IsZero() && now.Sub(end) >= s.cfg.Retention {
+			old = append(old, r)
+			continue
 		}
 		active := r.Active(now) == nil
 		if active {
@@ -592,6 +620,9 @@ func (s *Syncer) syncKeys(ctx context.Context, tierOf map[string]string, rep *Re
 				rep.SlotsReleased++
 			}
 		}
+	}
+	if err := s.archive(ctx, old, now, rep); err != nil {
+		return err
 	}
 	// A key bound to an account that now serves another tier would be
 	// moved on its next request anyway; unbinding it now keeps the slot
@@ -644,6 +675,54 @@ func (s *Syncer) restoreBinding(ctx context.Context, r keys.Record, rep *Report)
 	}
 	if ok {
 		rep.BindingsRestored++
+	}
+	return nil
+}
+
+// ended is when a key stopped being usable: its revocation, or its expiry
+// once past; zero for a key still active.
+func ended(r keys.Record, now time.Time) time.Time {
+	if r.Status == keys.StatusRevoked {
+		if r.RevokedAt.IsZero() {
+			return r.Created
+		}
+		return r.RevokedAt
+	}
+	if !r.Expires.IsZero() && !now.Before(r.Expires) {
+		return r.Expires
+	}
+	return time.Time{}
+}
+
+// archive moves keys past KEY_RETENTION to PRODUCT_DIR/archive (ledger
+// first: once archived there, losing the Redis side is harmless) and drops
+// their record, pool state and usage totals from Redis. It runs under the
+// sync lock, like the rest of the sync.
+func (s *Syncer) archive(ctx context.Context, old []keys.Record, now time.Time, rep *Report) error {
+	a, ok := s.ledger.(Archiver)
+	if len(old) == 0 || !ok {
+		return nil
+	}
+	if err := a.Archive(ctx, old, func(r keys.Record) time.Time { return ended(r, now) }); err != nil {
+		return fmt.Errorf("archive keys: %w", err)
+	}
+	for _, r := range old {
+		if pf, ok := s.pool.(poolForgetter); ok {
+			if err := pf.ForgetKey(ctx, r.Hash); err != nil {
+				return fmt.Errorf("archive key %s: %w", r.ID, err)
+			}
+		}
+		if kf, ok := s.ks.(keyForgetter); ok {
+			if err := kf.Forget(ctx, r); err != nil {
+				return fmt.Errorf("archive key %s: %w", r.ID, err)
+			}
+		}
+		if s.cfg.Usage != nil {
+			if err := s.cfg.Usage.Forget(ctx, r.Hash); err != nil {
+				return fmt.Errorf("archive key %s: %w", r.ID, err)
+			}
+		}
+		rep.KeysArchived++
 	}
 	return nil
 }

@@ -26,6 +26,7 @@ type config struct {
 	OAuthClientID  string
 	AdminToken     string
 	SyncInterval   time.Duration
+	KeyRetention   time.Duration
 	LogFormat      string
 	LogLevel       string
 	MaxBodyBytes   int64
@@ -86,6 +87,7 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		dst  *time.Duration
 	}{
 		{"SYNC_INTERVAL", "4h", &c.SyncInterval},
+		{"KEY_RETENTION", "2160h", &c.KeyRetention}, // 90 days
 		{"UPSTREAM_HEADER_TIMEOUT", "10m", &c.HeaderTimeout},
 		{"SHUTDOWN_GRACE", "30s", &c.ShutdownGrace},
 		{"REFRESH_LEAD", "10m", &c.RefreshLead},
