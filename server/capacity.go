@@ -2,12 +2,14 @@ package server
 
 import (
 	"context"
+	"net/http"
 	"sync"
 	"time"
 
 	"github.com/claude-route/claude-route/accounts"
 	"github.com/claude-route/claude-route/concurrency"
 	"github.com/claude-route/claude-route/internal/clock"
+	"github.com/claude-route/claude-route/probe"
 )
 
 // CapacityConfig tunes how the pool follows the upstream's capacity.
@@ -21,6 +23,9 @@ type CapacityConfig struct {
 	// LeaseTTL bounds how long a crashed replica's places stay taken
 	// (default 30 s).
 	LeaseTTL time.Duration
+	// ProbeInterval is how often credential-rejected accounts are probed
+	// (PROBE_INTERVAL, default 30 m; negative turns probes off).
+	ProbeInterval time.Duration
 }
 
 // capacityParts are the capacity pieces an App owns.
@@ -29,6 +34,8 @@ type capacityParts struct {
 	Util *accounts.UtilWriter
 	// Leases limit each key's requests in flight across replicas.
 	Leases *concurrency.Limiter
+	// Prober brings back blacklisted accounts whose credential works again.
+	Prober *probe.Prober
 }
 
 // assembleCapacity builds the capacity pieces on the App's store.
@@ -45,6 +52,21 @@ func (a *App) assembleCapacity() {
 		cc.Clock = a.Cfg.Clock
 	}
 	a.Leases = concurrency.New(rdb, cc)
+	every := cfg.ProbeInterval
+	if every == 0 {
+		every = 30 * time.Minute
+	}
+	a.Prober = &probe.Prober{Pool: a.Pool, Accounts: a.Accounts, HTTP: &http.Client{Timeout: time.Minute},
+		UpstreamURL: a.Cfg.Server.UpstreamURL, Interval: every, Clock: a.Cfg.Clock, Log: log,
+		OnRecover: func(ctx context.Context, name string) {
+			// A recovered account gets fresh refresh attempts and a timer again.
+			if err := a.Refresher.Forget(ctx, name); err != nil {
+				log.WithError(err).Warn("could not reset the refresh state")
+			}
+			if err := a.Refresher.Replan(ctx); err != nil {
+				log.WithError(err).Warn("could not re-plan refreshes")
+			}
+		}}
 }
 
 // runCapacity starts the capacity goroutines under wg until ctx ends.
@@ -52,10 +74,14 @@ func (a *App) runCapacity(ctx context.Context, wg *sync.WaitGroup) {
 	if err := a.Leases.Preload(ctx); err != nil {
 		a.Cfg.Log.WithError(err).Warn("could not preload the concurrency script; it loads on first use")
 	}
-	wg.Add(2)
+	wg.Add(3)
 	go func() {
 		defer wg.Done()
 		a.Util.Run(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		a.Prober.Run(ctx)
 	}()
 	go func() {
 		defer wg.Done()
