@@ -71,6 +71,7 @@ func (s *Server) proxy(c *ginContext, counted bool) {
 	}
 	req.counted, req.start = counted, s.d.Clock.Now()
 	req.cl = cl
+	s.resolveAlias(req)
 	req.family = s.d.Tiers.FamilyOf(req.model)
 	if !cl.tier.Allows(req.family) {
 		s.metrics.request(cl.tier.Name, req.family, http.StatusForbidden)

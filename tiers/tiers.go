@@ -72,6 +72,10 @@ type Table struct {
 	// Prices per model family, US dollars per million tokens. A file's
 	// entries replace the built-in price of that family; the others stay.
 	Prices map[string]Price `json:"prices,omitempty"`
+	// Aliases map a short name a client may send ("sonnet") to the real
+	// model sent upstream. Quotas, tier rules and the answer all use the
+	// real model. A file that names aliases replaces the built-in ones.
+	Aliases map[string]string `json:"aliases,omitempty"`
 }
 
 // Duration is a time.Duration that reads and writes as "5h", "720h", "0".
@@ -125,6 +129,11 @@ func Builtin() *Table {
 			{Name: "supreme", Slots: 2, Quotas: map[string]int{"opus": 15, "sonnet": 75}, Concurrency: 6},
 		},
 		Prices: builtinPrices(),
+		Aliases: map[string]string{
+			"sonnet": "claude-sonnet-4-5-20250929",
+			"opus":   "claude-opus-4-1-20250805",
+			"haiku":  "claude-haiku-4-5-20251001",
+		},
 	}
 	if err := t.Validate(); err != nil {
 		panic(err) // the built-in table is a constant; a failure is a programming error
@@ -173,6 +182,9 @@ func Parse(b []byte) (*Table, error) {
 		prices[f] = p
 	}
 	t.Prices = prices
+	if t.Aliases == nil {
+		t.Aliases = def.Aliases
+	}
 	if err := t.Validate(); err != nil {
 		return nil, err
 	}
@@ -248,7 +260,26 @@ func (t *Table) Validate() error {
 			return invalid(field+".concurrency", "must not be negative")
 		}
 	}
+	for name, model := range t.Aliases {
+		field := "aliases." + name
+		if strings.TrimSpace(name) == "" || strings.TrimSpace(model) == "" {
+			return invalid("aliases", "names and models must not be empty")
+		}
+		if _, chained := t.Aliases[model]; chained {
+			return invalid(field, "points at another alias %q; name the real model", model)
+		}
+	}
 	return validatePrices(t)
+}
+
+// Resolve returns the real model for an alias, and any other name as is.
+// The match is exact: "Sonnet" is not the alias "sonnet", so what a client
+// sends either is an alias byte for byte or goes upstream untouched.
+func (t *Table) Resolve(model string) string {
+	if real, ok := t.Aliases[model]; ok {
+		return real
+	}
+	return model
 }
 
 func validName(s string) bool {

@@ -196,3 +196,40 @@ func TestPrices(t *testing.T) {
 		}
 	}
 }
+
+func TestAliases(t *testing.T) {
+	def := Builtin()
+	for _, tc := range []struct{ in, want string }{
+		{"sonnet", "claude-sonnet-4-5-20250929"},
+		{"opus", "claude-opus-4-1-20250805"},
+		{"haiku", "claude-haiku-4-5-20251001"},
+		{"Sonnet", "Sonnet"}, // exact names only
+		{"claude-sonnet-4-5-20250929", "claude-sonnet-4-5-20250929"},
+	} {
+		if got := def.Resolve(tc.in); got != tc.want {
+			t.Errorf("Resolve(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	own, err := Parse([]byte(`{"tiers":[{"name":"t","slots":1}],"aliases":{"fast":"claude-haiku-4-5-20251001"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if own.Resolve("fast") != "claude-haiku-4-5-20251001" || own.Resolve("sonnet") != "sonnet" {
+		t.Errorf("a file's aliases replace the built-in ones: %v", own.Aliases)
+	}
+	kept, err := Parse([]byte(`{"tiers":[{"name":"t","slots":1}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kept.Resolve("opus") != "claude-opus-4-1-20250805" {
+		t.Errorf("a file without aliases keeps the built-in ones: %v", kept.Aliases)
+	}
+	for _, bad := range []string{
+		`{"tiers":[{"name":"t","slots":1}],"aliases":{"a":"b","b":"claude-x"}}`,
+		`{"tiers":[{"name":"t","slots":1}],"aliases":{"a":""}}`,
+	} {
+		if _, err := Parse([]byte(bad)); !errors.Is(err, ErrInvalid) {
+			t.Errorf("Parse(%s) = %v, want ErrInvalid", bad, err)
+		}
+	}
+}
