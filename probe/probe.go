@@ -45,6 +45,9 @@ type Prober struct {
 	Log         logrus.FieldLogger
 	// OnRecover is called for each recovered account (refresh reset, metric).
 	OnRecover func(ctx context.Context, account string)
+	// OnResult counts each probe's result ("recovered", a status, or a
+	// failure kind) for /metrics.
+	OnResult func(result string)
 }
 
 const oauthBeta = "oauth-2025-04-20"
@@ -84,6 +87,9 @@ func (p *Prober) Once(ctx context.Context) ([]string, error) {
 			}
 		}
 		_ = p.Pool.RecordProbe(ctx, name, accounts.ProbeResult{At: p.Clock.Now().UTC(), Result: result})
+		if p.OnResult != nil {
+			p.OnResult(result)
+		}
 	}
 	return recovered, nil
 }

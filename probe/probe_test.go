@@ -44,6 +44,10 @@ func TestProbeRecoversOnceAcrossReplicas(t *testing.T) {
 		Interval: 30 * time.Minute, Clock: clk, Log: log}
 	pr2 := &Prober{Pool: accounts.NewPool(r2, clk, log), Accounts: accounts.NewStore(r2), HTTP: http.DefaultClient,
 		UpstreamURL: fake.URL(), Interval: 30 * time.Minute, Clock: clk, Log: log}
+	var mu sync.Mutex
+	results := map[string]int{}
+	count := func(r string) { mu.Lock(); results[r]++; mu.Unlock() }
+	pr1.OnResult, pr2.OnResult = count, count
 	fake.Reset()
 	var wg sync.WaitGroup
 	for _, p := range []*Prober{pr1, pr2} {
@@ -59,6 +63,9 @@ func TestProbeRecoversOnceAcrossReplicas(t *testing.T) {
 	}
 	if probes != 2 { // a and b once each; c (disabled) never
 		t.Fatalf("%d probes, want one per probeable account", probes)
+	}
+	if results["recovered"] != 1 || results["401"] != 1 || len(results) != 2 {
+		t.Fatalf("probe results counted %v, want one recovered and one 401", results)
 	}
 	bl, _ := p1.Blacklisted(ctx)
 	if _, still := bl["a"]; still {

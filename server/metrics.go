@@ -27,6 +27,7 @@ type metrics struct {
 	tokens          *prometheus.CounterVec
 	refreshes       *prometheus.CounterVec
 	syncs           *prometheus.CounterVec
+	probes          *prometheus.CounterVec
 }
 
 func newMetrics(s *Server) *metrics {
@@ -52,8 +53,10 @@ func newMetrics(s *Server) *metrics {
 			Help: "OAuth refresh outcomes seen by this replica."}, []string{"outcome"}),
 		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "claude_route_sync_runs_total",
 			Help: "Full syncs run by this replica."}, []string{"result"}),
+		probes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "claude_route_probes_total",
+			Help: "Recovery probes of blacklisted accounts by result (recovered, an upstream status, unreachable)."}, []string{"result"}),
 	}
-	reg.MustRegister(m.requests, m.quotaRefusals, m.capacity, m.upstreamHeaders, m.ttfb, m.activeStreams,
+	reg.MustRegister(m.probes, m.requests, m.quotaRefusals, m.capacity, m.upstreamHeaders, m.ttfb, m.activeStreams,
 		m.tokens, m.refreshes, m.syncs, &poolCollector{s: s},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -69,6 +72,9 @@ func (m *metrics) request(tier, family string, status int) {
 
 // RefreshOutcome counts a refresh result; the refresher reports through it.
 func (s *Server) RefreshOutcome(outcome string) { s.metrics.refreshes.WithLabelValues(outcome).Inc() }
+
+// ProbeResult counts a recovery probe's result.
+func (s *Server) ProbeResult(result string) { s.metrics.probes.WithLabelValues(result).Inc() }
 
 // SyncRun counts a sync run.
 func (s *Server) SyncRun(ok bool) {

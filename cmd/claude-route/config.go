@@ -15,24 +15,26 @@ import (
 
 // config is the environment of docs/contract.md, validated once at start.
 type config struct {
-	ListenAddr     string
-	RedisURL       string
-	AccountDir     string
-	ProductDir     string
-	TiersFile      string
-	Tiers          *tiers.Table
-	UpstreamURL    string
-	OAuthTokenURL  string
-	OAuthClientID  string
-	AdminToken     string
-	SyncInterval   time.Duration
-	KeyRetention   time.Duration
-	LogFormat      string
-	LogLevel       string
-	MaxBodyBytes   int64
-	HeaderTimeout  time.Duration
-	ShutdownGrace  time.Duration
-	RefreshLead    time.Duration
+	ListenAddr    string
+	RedisURL      string
+	AccountDir    string
+	ProductDir    string
+	TiersFile     string
+	Tiers         *tiers.Table
+	UpstreamURL   string
+	OAuthTokenURL string
+	OAuthClientID string
+	AdminToken    string
+	SyncInterval  time.Duration
+	KeyRetention  time.Duration
+	LogFormat     string
+	LogLevel      string
+	MaxBodyBytes  int64
+	HeaderTimeout time.Duration
+	ShutdownGrace time.Duration
+	RefreshLead   time.Duration
+	// ProbeInterval is PROBE_INTERVAL; negative when "0" turned probes off.
+	ProbeInterval  time.Duration
 	ClaudeRouteURL string
 }
 
@@ -99,6 +101,15 @@ func loadConfig(getenv func(string) string) (*config, error) {
 			return nil, &configError{d.name, fmt.Errorf("want a positive duration like %s, got %q", d.def, v)}
 		}
 		*d.dst = parsed
+	}
+	// PROBE_INTERVAL may be 0 (no recovery probes), unlike the durations above.
+	pi := env(getenv, "PROBE_INTERVAL", "30m")
+	if d, err := time.ParseDuration(pi); err != nil || d < 0 {
+		return nil, &configError{"PROBE_INTERVAL", fmt.Errorf("want a duration like 30m, or 0 for no probes, got %q", pi)}
+	} else if d == 0 {
+		c.ProbeInterval = -1
+	} else {
+		c.ProbeInterval = d
 	}
 	mb := env(getenv, "MAX_BODY_BYTES", strconv.Itoa(32<<20))
 	n, err := strconv.ParseInt(mb, 10, 64)

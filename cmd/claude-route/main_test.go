@@ -39,6 +39,7 @@ func TestBadConfigurationNamesTheVariable(t *testing.T) {
 		{map[string]string{"SYNC_INTERVAL": "often"}, "SYNC_INTERVAL"},
 		{map[string]string{"SYNC_INTERVAL": "-1h"}, "SYNC_INTERVAL"},
 		{map[string]string{"LOG_FORMAT": "xml"}, "LOG_FORMAT"},
+		{map[string]string{"PROBE_INTERVAL": "-5m"}, "PROBE_INTERVAL"},
 		{map[string]string{"MAX_BODY_BYTES": "lots"}, "MAX_BODY_BYTES"},
 		{map[string]string{"TIERS_FILE": badTiers}, "TIERS_FILE"},
 		{map[string]string{"TIERS_FILE": filepath.Join(dir, "missing.json")}, "TIERS_FILE"},

@@ -36,7 +36,8 @@ func appConfig(cfg *config, log *logrus.Logger) server.AppConfig {
 		RedisURL: cfg.RedisURL, AccountDir: cfg.AccountDir, ProductDir: cfg.ProductDir,
 		Tiers: cfg.Tiers, OAuthTokenURL: cfg.OAuthTokenURL, OAuthClientID: cfg.OAuthClientID,
 		RefreshLead: cfg.RefreshLead, SyncInterval: cfg.SyncInterval, KeyRetention: cfg.KeyRetention, ShutdownGrace: cfg.ShutdownGrace,
-		Log: log,
+		Capacity: server.CapacityConfig{ProbeInterval: cfg.ProbeInterval},
+		Log:      log,
 	}
 }
 
