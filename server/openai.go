@@ -25,6 +25,8 @@ func (s *Server) chatCompletions(c *gin.Context) {
 	r := orig.Clone(orig.Context())
 	r.URL.Path, r.URL.RawPath, r.URL.RawQuery = "/v1/messages", "", ""
 	r.Body = body
+	// The converted body's length is known only once it is converted.
+	r.ContentLength = -1
 	// OpenAI clients send no anthropic-version; the Messages API needs one.
 	if r.Header.Get("Anthropic-Version") == "" {
 		r.Header.Set("Anthropic-Version", "2023-06-01")

@@ -11,13 +11,13 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 	"github.com/redis/go-redis/v9"
 	"github.com/sirupsen/logrus"
 
 	"github.com/claude-route/claude-route/accounts"
+	"github.com/claude-route/claude-route/admission"
 	"github.com/claude-route/claude-route/ratelimit"
 	"github.com/claude-route/claude-route/refresh"
 	"github.com/claude-route/claude-route/usage"
@@ -46,6 +46,7 @@ type request struct {
 	quota   *ratelimit.Result // nil when the family is unlimited or not counted
 	acct    accounts.Account
 	start   time.Time
+	sent    bool // the body went upstream: its buffer is not recycled
 }
 
 func (s *Server) proxy(c *ginContext, counted bool) {
@@ -69,6 +70,13 @@ func (s *Server) proxy(c *ginContext, counted bool) {
 		herr.write(w)
 		return
 	}
+	// A body that never went upstream is no longer read by anyone when the
+	// handler returns: its buffer is recycled.
+	defer func() {
+		if !req.sent {
+			s.bufs.put(req.body)
+		}
+	}()
 	req.counted, req.start = counted, s.d.Clock.Now()
 	req.cl = cl
 	s.resolveAlias(req)
@@ -92,6 +100,7 @@ func (s *Server) proxy(c *ginContext, counted bool) {
 		herr.write(w)
 		return
 	}
+	req.sent = true
 	status := s.forward(c, req)
 	s.metrics.request(cl.tier.Name, req.family, status)
 	// One line per forwarded request: what an operator greps for at 3 a.m.
@@ -102,50 +111,32 @@ func (s *Server) proxy(c *ginContext, counted bool) {
 }
 
 // readBody reads the whole body (we need the model, and reading it before
-// answering avoids golang/go#40747) within the size limit and checks it is
-// JSON naming a model.
+// answering avoids golang/go#40747) within the size limit, presized from
+// Content-Length, and reads model and stream from it exactly as the
+// upstream will (admission.ScanBody).
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (*request, *httpError) {
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(strings.TrimSpace(ct)), "application/json") {
 		return nil, &httpError{status: http.StatusBadRequest, typ: errInvalidRequest,
 			msg: "Content-Type must be application/json, got " + strconv.Quote(ct)}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	body, err := s.bufs.readSized(w, r.Body, r.ContentLength, s.cfg.MaxBodyBytes)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
+		if errors.Is(err, errBodyTooLarge) {
 			return nil, &httpError{status: http.StatusRequestEntityTooLarge, typ: errRequestTooLarge,
 				msg: fmt.Sprintf("Request exceeds the maximum size of %d bytes", s.cfg.MaxBodyBytes)}
 		}
 		return nil, &httpError{status: http.StatusBadRequest, typ: errInvalidRequest, msg: "could not read the request body"}
 	}
-	if !utf8.Valid(body) {
-		return nil, &httpError{status: http.StatusBadRequest, typ: errInvalidRequest, msg: "The request body is not valid UTF-8"}
+	f, err := admission.ScanBody(body)
+	if err != nil {
+		s.bufs.put(body)
+		var be *admission.BodyError
+		if errors.As(err, &be) {
+			return nil, &httpError{status: http.StatusBadRequest, typ: errInvalidRequest, msg: be.Msg}
+		}
+		return nil, &httpError{status: http.StatusBadRequest, typ: errInvalidRequest, msg: "could not read the request body", cause: err}
 	}
-	var probe struct {
-		Model  json.RawMessage `json:"model"`
-		Stream bool            `json:"stream"`
-	}
-	if err := json.Unmarshal(body, &probe); err != nil {
-		return nil, &httpError{status: http.StatusBadRequest, typ: errInvalidRequest,
-			msg: "The request body is not valid JSON: " + jsonErrText(err)}
-	}
-	var model string
-	if len(probe.Model) == 0 || json.Unmarshal(probe.Model, &model) != nil || strings.TrimSpace(model) == "" {
-		return nil, &httpError{status: http.StatusBadRequest, typ: errInvalidRequest, msg: "model: Field required (a model name string)"}
-	}
-	return &request{body: body, model: model, stream: probe.Stream}, nil
-}
-
-func jsonErrText(err error) string {
-	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		return fmt.Sprintf("%s at offset %d", se.Error(), se.Offset)
-	}
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) {
-		return "expected a JSON object"
-	}
-	return err.Error()
+	return &request{body: body, model: f.Model, stream: f.Stream}, nil
 }
 
 func (s *Server) quotaRequest(cl *caller, family string, limit int) ratelimit.Request {

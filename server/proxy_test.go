@@ -176,6 +176,10 @@ func TestErrorRows(t *testing.T) {
 		{"trial asks haiku", trial, msgBody("claude-haiku-4-5", false), "", nil, 403, "permission_error", "Trial tier can only use Sonnet models"},
 		{"malformed json", trial, `{"model": "claude-sonnet-4-5",`, "", nil, 400, "invalid_request_error", "not valid JSON"},
 		{"missing model", trial, `{"max_tokens":5,"messages":[]}`, "", nil, 400, "invalid_request_error", "model"},
+		// Issue 12: the upstream reads "model" exactly; a case variant must
+		// not let a trial key's Sonnet-only rule check another model.
+		{"case-variant model", trial, `{"model":"claude-opus-4-1","Model":"claude-sonnet-4-5","max_tokens":5,"messages":[]}`, "", nil, 400, "invalid_request_error", "case variant"},
+		{"duplicate model", trial, `{"model":"claude-sonnet-4-5","model":"claude-opus-4-1","max_tokens":5,"messages":[]}`, "", nil, 400, "invalid_request_error", "more than once"},
 		{"wrong content type", trial, sonnet, "text/plain", nil, 400, "invalid_request_error", "Content-Type"},
 		{"not utf-8", trial, "{\"model\":\"claude-sonnet-4\xff\"}", "", nil, 400, "invalid_request_error", "UTF-8"},
 		{"too large", trial, `{"model":"claude-sonnet-4-5","pad":"` + strings.Repeat("x", 33<<20) + `"}`, "", nil, 413, "request_too_large", "maximum size"},

@@ -65,6 +65,8 @@ type Server struct {
 	// first, so no handler adds to bg once bg is being waited for.
 	handlers sync.WaitGroup
 	bg       sync.WaitGroup
+	// bufs recycles request-body buffers (body.go).
+	bufs bodyPool
 }
 
 // New builds the server.

@@ -1,0 +1,187 @@
+// Package admission decides whether a customer request may go upstream:
+// what the body asks for, the key's place in its concurrency queue, and the
+// process-wide budget of request bytes in flight. It knows nothing of HTTP;
+// the server turns its refusals into answers.
+package admission
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
+
+// Fields are the only parts of a Messages request body the proxy reads.
+type Fields struct {
+	Model  string
+	Stream bool
+}
+
+// BodyError is a body the proxy refuses (400 invalid_request_error); its
+// text is written for the customer.
+type BodyError struct{ Msg string }
+
+func (e *BodyError) Error() string { return e.Msg }
+
+func bodyErr(format string, args ...any) error {
+	return &BodyError{Msg: fmt.Sprintf(format, args...)}
+}
+
+// ScanBody reads model and stream from a JSON object body exactly as the
+// upstream reads them: by the exact, case-sensitive key. encoding/json
+// matches struct fields case-insensitively and keeps the last match, so
+// {"model":"a","Model":"b"} would let the proxy check "b" while the
+// upstream serves "a"; a body that carries a case variant of "model", or
+// "model" twice, is therefore refused rather than guessed at. Only the top
+// level is scanned and only the two values are decoded; the rest of the
+// body is validated, never unmarshalled.
+func ScanBody(b []byte) (Fields, error) {
+	var f Fields
+	if !utf8.Valid(b) {
+		return f, bodyErr("The request body is not valid UTF-8")
+	}
+	if !json.Valid(b) {
+		return f, bodyErr("The request body is not valid JSON: %s", syntaxText(b))
+	}
+	i := skipWS(b, 0)
+	if b[i] != '{' {
+		return f, bodyErr("The request body is not valid JSON: expected a JSON object")
+	}
+	i = skipWS(b, i+1)
+	var model []byte
+	seen := false
+	for b[i] != '}' {
+		// json.Valid holds, so a key string, a colon and a value follow.
+		end := skipString(b, i)
+		key, err := keyText(b[i:end])
+		if err != nil {
+			return f, bodyErr("The request body is not valid JSON: %v", err)
+		}
+		i = skipWS(b, end)
+		i = skipWS(b, i+1) // the colon
+		vstart := i
+		i = skipValue(b, i)
+		val := b[vstart:i]
+		switch {
+		case key == "model":
+			if seen {
+				return f, bodyErr("model: the field appears more than once; send it once")
+			}
+			seen, model = true, val
+		case strings.EqualFold(key, "model"):
+			// EqualFold is the folding encoding/json matches field names with.
+			return f, bodyErr("model: the body carries %q, a case variant of \"model\"; send the field once, spelled model", key)
+		case key == "stream":
+			// The last one wins, as in every JSON reader the upstream may use.
+			switch string(val) {
+			case "true":
+				f.Stream = true
+			case "false", "null":
+				f.Stream = false
+			default:
+				return f, bodyErr("stream: Input should be a valid boolean")
+			}
+		}
+		i = skipWS(b, i)
+		if b[i] == ',' {
+			i = skipWS(b, i+1)
+		}
+	}
+	if !seen || len(model) == 0 || model[0] != '"' {
+		return f, bodyErr("model: Field required (a model name string)")
+	}
+	if err := json.Unmarshal(model, &f.Model); err != nil || strings.TrimSpace(f.Model) == "" {
+		return f, bodyErr("model: Field required (a model name string)")
+	}
+	return f, nil
+}
+
+// syntaxText words why b is not JSON, with the offset (error path only).
+func syntaxText(b []byte) string {
+	var v json.RawMessage
+	err := json.Unmarshal(b, &v)
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Sprintf("%s at offset %d", se.Error(), se.Offset)
+	}
+	if err != nil {
+		return err.Error()
+	}
+	return "invalid"
+}
+
+// keyText decodes a key string; escapes (\u0065) are rare, so the common
+// key costs no decoding beyond the conversion.
+func keyText(raw []byte) (string, error) {
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw[1 : len(raw)-1]), nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", err
+	}
+	return s, nil
+}
+
+func skipWS(b []byte, i int) int {
+	for i < len(b) {
+		switch b[i] {
+		case ' ', '\t', '\r', '\n':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+// skipString returns the index just past the string starting at b[i] ('"').
+func skipString(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return i
+}
+
+// skipValue returns the index just past the value starting at b[i]. b is
+// valid JSON, so only strings and nesting need care.
+func skipValue(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for i < len(b) {
+			switch b[i] {
+			case '"':
+				i = skipString(b, i)
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1
+				}
+			}
+			i++
+		}
+		return i
+	default: // number, true, false, null
+		for i < len(b) {
+			switch b[i] {
+			case ',', '}', ']', ' ', '\t', '\r', '\n':
+				return i
+			}
+			i++
+		}
+		return i
+	}
+}
