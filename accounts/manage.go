@@ -35,6 +35,8 @@ const TrashDir = ".trash"
 var (
 	ErrExists     = errors.New("an account of that name already exists")
 	ErrNoSuchFile = errors.New("no account file of that name")
+	// ErrDisabled: recover refuses a disabled account (enable ends it).
+	ErrDisabled = errors.New("the account is disabled")
 )
 
 // setDisabledScript makes the blacklist agree with the file's flag:
@@ -53,6 +55,13 @@ if isDisabled then redis.call('HDEL', KEYS[1], ARGV[1]); return 1 end
 return 0
 `)
 
+// disabledMarker is `"reason":"disabled"` as encoding/json writes it: the
+// part of a blacklist entry that says the operator disabled the account.
+func disabledMarker() string {
+	marker, _ := json.Marshal(map[string]string{"reason": DisabledReason})
+	return strings.TrimSuffix(strings.TrimPrefix(string(marker), "{"), "}")
+}
+
 // SetDisabled puts the account on the blacklist with DisabledReason, or
 // takes such an entry away. Its keys move as for any blacklisting.
 func (p *Pool) SetDisabled(ctx context.Context, account string, disabled bool) (bool, error) {
@@ -61,10 +70,7 @@ func (p *Pool) SetDisabled(ctx context.Context, account string, disabled bool) (
 		flag = "1"
 	}
 	entry, _ := json.Marshal(BlacklistEntry{Reason: DisabledReason, Since: p.clock.Now().UTC()})
-	marker, _ := json.Marshal(map[string]string{"reason": DisabledReason})
-	// The marker is `"reason":"disabled"` as encoding/json writes it.
-	m := strings.TrimSuffix(strings.TrimPrefix(string(marker), "{"), "}")
-	n, err := setDisabledScript.Run(ctx, p.rdb, []string{keyBL}, account, flag, m, string(entry)).Int()
+	n, err := setDisabledScript.Run(ctx, p.rdb, []string{keyBL}, account, flag, disabledMarker(), string(entry)).Int()
 	if err != nil {
 		return false, fmt.Errorf("set disabled %s: %w", account, err)
 	}

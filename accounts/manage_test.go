@@ -131,3 +131,28 @@ func TestSetDisabledRealRedis(t *testing.T) {
 		}
 	}
 }
+
+// TestRecoverRefusesDisabled: recover must not undo a disable (only enable,
+// through the file, does); the entry stays and the error says what to use.
+func TestRecoverRefusesDisabled(t *testing.T) {
+	rdb := testenv.Redis(t, 2)
+	p, _ := newPool(t, rdb)
+	ctx := context.Background()
+	addAccounts(t, p, "trial", "a", "b")
+	if _, err := p.SetDisabled(ctx, "a", true); err != nil {
+		t.Fatal(err)
+	}
+	was, err := p.Recover(ctx, "a")
+	if !errors.Is(err, ErrDisabled) || was {
+		t.Fatalf("recover of a disabled account: %v, %v; want ErrDisabled", was, err)
+	}
+	if _, err := p.BindTo(ctx, "k1", "trial", 7, "a"); !errors.Is(err, ErrBlacklisted) {
+		t.Fatalf("after a refused recover the account took a key: %v", err)
+	}
+	if err := p.Blacklist(ctx, "b", "invalid bearer token"); err != nil {
+		t.Fatal(err)
+	}
+	if was, err := p.Recover(ctx, "b"); err != nil || !was {
+		t.Fatalf("recover of a blacklisted account: %v, %v", was, err)
+	}
+}

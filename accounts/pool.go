@@ -367,17 +367,33 @@ func (p *Pool) Blacklist(ctx context.Context, account, reason string) error {
 	return nil
 }
 
-// Recover takes an account off the blacklist; it reports whether it was on it.
+// Recover takes an account off the blacklist; it reports whether it was on
+// it. A disabled account is refused with ErrDisabled and left as it is: its
+// file says "disabled", so only enable (which edits the file) may end it,
+// or the next sync would blacklist it again behind the operator's back.
 func (p *Pool) Recover(ctx context.Context, account string) (bool, error) {
-	n, err := p.rdb.HDel(ctx, keyBL, account).Result()
+	n, err := recoverScript.Run(ctx, p.rdb, []string{keyBL}, account, disabledMarker()).Int()
 	if err != nil {
 		return false, fmt.Errorf("recover %s: %w", account, err)
+	}
+	if n < 0 {
+		return false, fmt.Errorf("recover %s: %w", account, ErrDisabled)
 	}
 	if n > 0 {
 		p.log.WithField("account", account).Infof("Removed %s from blacklist", account)
 	}
 	return n > 0, nil
 }
+
+// recoverScript removes the entry unless it is a disable (answers -1), in
+// one step so a disable racing a recover is never lost.
+var recoverScript = redis.NewScript(`
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if not cur then return 0 end
+if string.find(cur, ARGV[2], 1, true) ~= nil then return -1 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+return 1
+`)
 
 // Limit marks the account as limited by the upstream until the given time.
 // Its bindings stay; new bindings prefer other accounts meanwhile.

@@ -373,6 +373,10 @@ func (s *Server) adminRecover(c *gin.Context) {
 		return
 	}
 	was, err := s.d.Pool.Recover(ctx, name)
+	if errors.Is(err, accounts.ErrDisabled) {
+		adminErr(c, http.StatusConflict, "account "+name+" is disabled, not blacklisted: recover does not end that; use `claude-route account enable "+name+"` (or the dashboard's enable)")
+		return
+	}
 	if err != nil {
 		adminErr(c, http.StatusServiceUnavailable, "store unavailable")
 		return

@@ -244,3 +244,21 @@ func accountByName(vs []AccountView, name string) *AccountView {
 	}
 	return nil
 }
+
+// TestRecoverDisabledRefused: the admin API answers 409 with a message that
+// names enable, and the account stays disabled.
+func TestRecoverDisabledRefused(t *testing.T) {
+	e := newEnv(t)
+	e.apiAccount("trial", "t1")
+	e.start()
+	if st := e.admin(http.MethodPost, "/admin/api/accounts/t1/disable", nil, nil); st != 200 {
+		t.Fatalf("disable: %d", st)
+	}
+	var out struct{ Error struct{ Message string } }
+	if st := e.admin(http.MethodPost, "/admin/api/accounts/t1/recover", nil, &out); st != http.StatusConflict || !strings.Contains(out.Error.Message, "account enable t1") {
+		t.Fatalf("recover a disabled account: %d %q, want 409 naming enable", st, out.Error.Message)
+	}
+	if v := accountByName(e.accountViews(), "t1"); v == nil || v.Blacklist == nil || v.Blacklist.Reason != "disabled" {
+		t.Fatalf("after a refused recover: %+v", v)
+	}
+}
