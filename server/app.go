@@ -42,8 +42,11 @@ type AppConfig struct {
 	// WatchInterval is how often the store is checked for having lost its
 	// data (default 15 s).
 	WatchInterval time.Duration
-	Clock         clock.Clock
-	Log           *logrus.Logger
+	// UsageFlushEvery is how often usage totals go to the store (default
+	// usage.FlushEvery, 1 s; tests lengthen it to see what shutdown flushes).
+	UsageFlushEvery time.Duration
+	Clock           clock.Clock
+	Log             *logrus.Logger
 	// TokenClient overrides the HTTP client of the token endpoint (tests).
 	TokenClient *http.Client
 	// Capacity: passive health, concurrency queue (see capacity.go).
@@ -156,10 +159,44 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 		defer wg.Done()
 		a.watchStore(bgctx)
 	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		ulog := log.WithField("component", "usage")
+		lastErr := ""
+		a.Usage.Run(bgctx, a.Cfg.UsageFlushEvery, func(err error) {
+			if err.Error() != lastErr { // said once per distinct cause
+				ulog.WithError(err).Warn("usage totals not flushed; retrying every second")
+				lastErr = err.Error()
+			}
+		})
+	}()
 	err := a.Server.Serve(ctx, ln, a.Cfg.ShutdownGrace)
 	stop()
 	wg.Wait()
+	a.flushUsage()
 	return err
+}
+
+// flushUsage writes the usage totals still in memory once the requests
+// have drained (shutdown, SIGTERM): a graceful stop loses no token.
+func (a *App) flushUsage() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for {
+		err := a.Usage.Flush(ctx)
+		if err == nil {
+			return
+		}
+		if ctx.Err() != nil {
+			a.Cfg.Log.WithError(err).Errorf("usage totals of %d subjects lost at shutdown: the store did not take them", a.Usage.Unflushed())
+			return
+		}
+		select { // a store that blinks gets a few tries; the batch is idempotent
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // watchStore syncs at once when the store comes back empty: Redis was

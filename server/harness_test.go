@@ -35,10 +35,12 @@ type env struct {
 	tiers    *tiers.Table
 	clock    clock.Clock
 	lead     time.Duration
-	logs     *testenv.Buffer
-	apps     []*App
-	urls     []string
-	stops    []func() // each instance's shutdown, waiting for Run to return
+	// usageFlush is the instances' usage flush interval (0: production's).
+	usageFlush time.Duration
+	logs       *testenv.Buffer
+	apps       []*App
+	urls       []string
+	stops      []func() // each instance's shutdown, waiting for Run to return
 }
 
 // stop shuts instance i down as SIGTERM would and waits for it to finish.
@@ -50,6 +52,9 @@ func withClock(c clock.Clock) envOpt { return func(e *env) { e.clock = c } }
 
 // withLead sets how long before expiry tokens are refreshed.
 func withLead(d time.Duration) envOpt { return func(e *env) { e.lead = d } }
+
+// withUsageFlush sets how often instances flush usage totals.
+func withUsageFlush(d time.Duration) envOpt { return func(e *env) { e.usageFlush = d } }
 
 // withRedis points the world at a private redis-server (store-fault tests).
 func withRedis(url string) envOpt { return func(e *env) { e.redisURL = url } }
@@ -119,19 +124,20 @@ func (e *env) start() string {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	app, err := Assemble(ctx, AppConfig{
-		Server:        Config{UpstreamURL: e.fake.URL(), AdminToken: adminToken, HeaderTimeout: 2 * time.Second},
-		RedisURL:      e.redisURL,
-		AccountDir:    e.acctDir,
-		ProductDir:    e.prodDir,
-		Tiers:         e.tiers,
-		OAuthTokenURL: e.fake.TokenURL(),
-		OAuthClientID: fakeupstream.ClientID,
-		RefreshLead:   e.lead,
-		SyncInterval:  time.Hour,
-		ShutdownGrace: 5 * time.Second,
-		WatchInterval: 200 * time.Millisecond,
-		Clock:         e.clock,
-		Log:           log,
+		Server:          Config{UpstreamURL: e.fake.URL(), AdminToken: adminToken, HeaderTimeout: 2 * time.Second},
+		RedisURL:        e.redisURL,
+		AccountDir:      e.acctDir,
+		ProductDir:      e.prodDir,
+		Tiers:           e.tiers,
+		OAuthTokenURL:   e.fake.TokenURL(),
+		OAuthClientID:   fakeupstream.ClientID,
+		RefreshLead:     e.lead,
+		SyncInterval:    time.Hour,
+		ShutdownGrace:   5 * time.Second,
+		WatchInterval:   200 * time.Millisecond,
+		UsageFlushEvery: e.usageFlush,
+		Clock:           e.clock,
+		Log:             log,
 	})
 	if err != nil {
 		e.t.Fatal(err)

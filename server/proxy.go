@@ -549,20 +549,16 @@ func (s *Server) relay(ctx context.Context, w http.ResponseWriter, req *request,
 	return status
 }
 
-// recordUsage writes token totals after the answer, off the response path.
+// recordUsage counts the answer's tokens. The recorder only adds them to
+// this replica's totals in memory (App.Run flushes them once a second), so
+// it costs the request no Redis command and needs no goroutine.
 func (s *Server) recordUsage(req *request, u usage.Usage) {
-	hash, acct, fam := req.cl.hash, req.acct.Name, req.family
-	s.metrics.tokens.WithLabelValues(req.cl.tier.Name, "input").Add(float64(u.InputTokens))
-	s.metrics.tokens.WithLabelValues(req.cl.tier.Name, "output").Add(float64(u.OutputTokens))
-	s.bg.Add(1)
-	go func() {
-		defer s.bg.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := s.d.Usage.Record(ctx, hash, acct, fam, u); err != nil {
-			s.log.WithField("account", acct).WithError(err).Warn("could not record usage")
-		}
-	}()
+	tier := req.cl.tier.Name
+	s.metrics.tokens.WithLabelValues(tier, "input").Add(float64(u.InputTokens))
+	s.metrics.tokens.WithLabelValues(tier, "output").Add(float64(u.OutputTokens))
+	if err := s.d.Usage.Record(context.Background(), req.cl.hash, req.acct.Name, req.family, u); err != nil {
+		s.log.WithField("account", req.acct.Name).WithError(err).Warn("could not record usage")
+	}
 }
 
 // upstreamLimited handles a 429: when the subscription's own usage limit is

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -118,5 +119,81 @@ func TestMetricsScrape(t *testing.T) {
 	}
 	if strings.Contains(string(body), "sk-ant-") || strings.Contains(string(body), key) {
 		t.Fatal("a secret in /metrics")
+	}
+}
+
+// usageOf reads a key's usage through the admin API of instance i and the
+// customer's own /v1/usage.
+func (e *env) usageOf(i int, key string) (admin, customer usage.Totals) {
+	e.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, e.urls[i]+"/admin/api/usage?key="+keyIDOf(key), nil)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	var a struct {
+		Usage usage.Summary `json:"usage"`
+	}
+	getJSON(e.t, req, &a)
+	req, _ = http.NewRequest(http.MethodGet, e.urls[i]+"/v1/usage", nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	var c struct {
+		Tokens usage.Summary `json:"tokens"`
+	}
+	getJSON(e.t, req, &c)
+	return a.Usage.Total, c.Tokens.Total
+}
+
+func getJSON(t testing.TB, req *http.Request, out any) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("%s: %d", req.URL.Path, resp.StatusCode)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Usage totals live in memory until flushed; a graceful stop (SIGTERM)
+// flushes them, so a new instance reads every token. The flush interval is
+// an hour here: everything the new instance sees came from the shutdown
+// flush, and the old instance's views show totals the store has not got.
+func TestUsageSurvivesGracefulRestart(t *testing.T) {
+	e := newEnv(t, withUsageFlush(time.Hour))
+	e.apiAccount("high", "h1")
+	url := e.start()
+	key := e.issue("high")
+	var want usage.Totals
+	for i := range 12 {
+		b := msgBody("claude-sonnet-4-5", i%2 == 0)
+		ans, err := fakeupstream.Reply([]byte(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want.Requests++
+		want.InputTokens += int64(ans.Usage.InputTokens)
+		want.OutputTokens += int64(ans.Usage.OutputTokens)
+		want.CacheCreationInputTokens += int64(ans.Usage.CacheCreationInputTokens)
+		want.CacheReadInputTokens += int64(ans.Usage.CacheReadInputTokens)
+		if r := post(t, url, "/v1/messages", key, b); r.status != 200 {
+			t.Fatalf("%d %s", r.status, r.body)
+		}
+	}
+	if e.apps[0].Usage.Unflushed() == 0 {
+		t.Fatal("totals already flushed: the test would prove nothing")
+	}
+	// The views of the replica holding them add what is not flushed yet.
+	if a, c := e.usageOf(0, key); a != want || c != want {
+		t.Fatalf("before restart: admin %+v, customer %+v, want %+v", a, c, want)
+	}
+	e.stop(0)
+	e.start()
+	if e.apps[1].Usage.Unflushed() != 0 {
+		t.Fatal("the new instance holds totals of its own")
+	}
+	if a, c := e.usageOf(1, key); a != want || c != want {
+		t.Fatalf("after restart: admin %+v, customer %+v, want %+v (tokens lost or doubled)", a, c, want)
 	}
 }

@@ -130,16 +130,21 @@ func addFamilies(dst *map[string]Totals, src map[string]Totals) {
 	}
 }
 
-// Recorder keeps usage totals in Redis. It is safe for concurrent use; all
-// counters are Redis increments, so several proxy instances may share them.
+// Recorder keeps usage totals in Redis. It is safe for concurrent use.
+// Record only adds to totals held in memory; Flush (driven by Run, at most
+// once a second) writes them in one pipeline, so a request costs no Redis
+// command of its own. Every counter is a Redis increment, so several
+// replicas share the same totals, and every read adds what this replica
+// has not flushed yet.
 type Recorder struct {
 	rdb redis.UniversalClient
 	clk clock.Clock
+	buf buffer
 }
 
 // NewRecorder returns a Recorder on rdb that picks buckets by clk.
 func NewRecorder(rdb redis.UniversalClient, clk clock.Clock) *Recorder {
-	return &Recorder{rdb: rdb, clk: clk}
+	return &Recorder{rdb: rdb, clk: clk, buf: newBuffer()}
 }
 
 func keySubject(keyHash string) string { return "key:" + keyHash }
@@ -156,43 +161,21 @@ func dayKey(subject string, start int64) string {
 }
 
 // Record counts one request of keyHash served by account for a model of
-// family, with its usage (zero when unknown). It is one pipeline; the
-// counters of different subjects are separate keys and are not updated
-// atomically together (no multi-key operation can span cluster slots).
-func (r *Recorder) Record(ctx context.Context, keyHash, account, family string, u Usage) error {
+// family, with its usage (zero when unknown). It only adds to this
+// replica's unflushed totals: no Redis command, no allocation once the
+// subject and bucket have been seen in the current second.
+func (r *Recorder) Record(_ context.Context, keyHash, account, family string, u Usage) error {
 	if keyHash == "" || account == "" {
 		return fmt.Errorf("%w: key hash and account are required", ErrInvalid)
 	}
 	t := Totals{Requests: 1, Usage: u}
-	vals := t.values()
-	for _, v := range vals {
+	for _, v := range t.values() {
 		if v < 0 {
 			return fmt.Errorf("%w: negative count in %+v", ErrInvalid, u)
 		}
 	}
 	now := r.clk.Now()
-	start, day := bucketStart(now), dayStart(now)
-	pipe := r.rdb.Pipeline()
-	for _, subject := range [...]string{keySubject(keyHash), acctSubject(account), overallSubject()} {
-		tk, bk, dk := totalsKey(subject), bucketKey(subject, start), dayKey(subject, day)
-		for i, f := range fields {
-			if vals[i] == 0 {
-				continue // an absent field reads as zero; save the command
-			}
-			// Same round trip as before: more commands in the one pipeline.
-			for _, k := range [...]string{tk, bk, dk} {
-				pipe.HIncrBy(ctx, k, f, vals[i])
-				if family != "" {
-					pipe.HIncrBy(ctx, k, familyPrefix+family+":"+f, vals[i])
-				}
-			}
-		}
-		pipe.Expire(ctx, bk, BucketTTL)
-		pipe.Expire(ctx, dk, DayTTL)
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("usage: record: %w", err)
-	}
+	r.buf.add(keyHash, account, slot{bucket: bucketStart(now), day: dayStart(now), family: family}, t)
 	return nil
 }
 
@@ -258,6 +241,7 @@ func (r *Recorder) summary(ctx context.Context, subject string) (Summary, error)
 		sum.Last30d.add(t)
 		addFamilies(&sum.Families.Last30d, fam)
 	}
+	r.addUnflushed(subject, &sum, cur, first5h, first24h, today-(Days30-1)*dstep)
 	return sum, nil
 }
 
@@ -313,6 +297,16 @@ func (r *Recorder) KeyDays(ctx context.Context, keyHash string, since, until tim
 		}
 		out = append(out, Day{Start: time.Unix(first+int64(i)*step, 0).UTC(), Totals: t, ByFamily: fam})
 	}
+	r.buf.each(subject, func(sl slot, t Totals) {
+		if sl.day < first || sl.day > last {
+			return
+		}
+		d := &out[(sl.day-first)/step]
+		d.Totals.add(t)
+		if sl.family != "" {
+			addFamilies(&d.ByFamily, map[string]Totals{sl.family: t})
+		}
+	})
 	return out, nil
 }
 
@@ -322,11 +316,13 @@ func (r *Recorder) KeyDays(ctx context.Context, keyHash string, since, until tim
 // clocks run ahead. A request still in flight may record again afterwards.
 func (r *Recorder) Forget(ctx context.Context, keyHash string) error {
 	subject := keySubject(keyHash)
+	r.buf.drop(subject)
 	now := r.clk.Now()
 	step := int64(BucketSize / time.Second)
 	last, first := bucketStart(now.Add(time.Hour)), bucketStart(now.Add(-BucketTTL-time.Hour))
 	keys := make([]string, 0, (last-first)/step+2)
-	keys = append(keys, totalsKey(subject))
+	// This replica's flush marker too (other replicas' expire with markerTTL).
+	keys = append(keys, totalsKey(subject), markerKey(subject, r.buf.replica))
 	for s := last; s >= first; s -= step {
 		keys = append(keys, bucketKey(subject, s))
 	}

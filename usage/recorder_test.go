@@ -26,10 +26,15 @@ func newMini(t *testing.T) (*Recorder, *clock.Fake, func() []string) {
 	return NewRecorder(rdb, clk), clk, m.Keys
 }
 
+// mustRecord records and flushes at once, so these tests read the store's
+// layout; flush_test.go checks that unflushed totals read the same.
 func mustRecord(t *testing.T, r *Recorder, key, acct, family string, u Usage) {
 	t.Helper()
 	if err := r.Record(context.Background(), key, acct, family, u); err != nil {
 		t.Fatalf("Record: %v", err)
+	}
+	if err := r.Flush(context.Background()); err != nil {
+		t.Fatalf("Flush: %v", err)
 	}
 }
 
@@ -142,6 +147,12 @@ func TestRecorderBucketsExpire(t *testing.T) {
 
 	var buckets, totals, days int
 	for _, k := range m.Keys() {
+		if strings.Contains(k, ":flushed:") {
+			if ttl := m.TTL(k); ttl != markerTTL {
+				t.Errorf("flush marker %s TTL %v, want %v", k, ttl, markerTTL)
+			}
+			continue
+		}
 		if strings.HasSuffix(k, "}") {
 			totals++
 			if ttl := m.TTL(k); ttl != 0 {
@@ -230,8 +241,14 @@ func TestRecorderStoreDown(t *testing.T) {
 	t.Cleanup(func() { _ = rdb.Close() })
 	r := NewRecorder(rdb, clock.NewFake(t0))
 	m.Close()
-	if err := r.Record(context.Background(), "k", "a", "sonnet", Usage{}); err == nil {
-		t.Fatal("Record succeeded with the store down")
+	if err := r.Record(context.Background(), "k", "a", "sonnet", Usage{}); err != nil {
+		t.Fatalf("Record needs no store: %v", err)
+	}
+	if err := r.Flush(context.Background()); err == nil {
+		t.Fatal("Flush succeeded with the store down")
+	}
+	if r.Unflushed() != 3 {
+		t.Fatalf("%d subjects kept after a failed flush, want 3", r.Unflushed())
 	}
 	if _, err := r.Overall(context.Background()); err == nil {
 		t.Fatal("Overall succeeded with the store down")
@@ -242,8 +259,11 @@ func TestRecorderHonoursContext(t *testing.T) {
 	r, _, _ := newMini(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := r.Record(ctx, "k", "a", "sonnet", Usage{}); !errors.Is(err, context.Canceled) {
-		t.Fatalf("Record: %v, want context.Canceled", err)
+	if err := r.Record(ctx, "k", "a", "sonnet", Usage{}); err != nil {
+		t.Fatalf("Record: %v (it only counts in memory)", err)
+	}
+	if err := r.Flush(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Flush: %v, want context.Canceled", err)
 	}
 	if _, err := r.Key(ctx, "k"); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Key: %v, want context.Canceled", err)
@@ -278,6 +298,10 @@ func TestRecorderConcurrentRealRedis(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r = NewRecorder(rdb, clk) // another replica: reads the store only
 	sumI := int64(each * (each - 1) / 2)
 	// Workers 0,2,4,6 use key0; 1,3,5,7 use key1.
 	want0 := tot(4*each, 4*sumI, 4*each*2, each*(0+2+4+6), 4*each)
