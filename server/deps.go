@@ -46,6 +46,10 @@ type Pool interface {
 	Blacklist(ctx context.Context, account, reason string) error
 	Recover(ctx context.Context, account string) (bool, error)
 	Limit(ctx context.Context, account string, until time.Time) error
+	// Passive health and overflow (accounts/health.go).
+	Fail(ctx context.Context, account string) (time.Time, error)
+	Succeeded(ctx context.Context, account string) error
+	Overflow(ctx context.Context, tier, from string, mark accounts.OverflowMark) (string, error)
 	View(ctx context.Context, tierNames []string, slotsOf func(string) int) (map[string][]accounts.AccountView, error)
 }
 
@@ -90,4 +94,9 @@ type Syncer interface {
 // Pinger reports store health.
 type Pinger interface {
 	Ping(ctx context.Context) error
+}
+
+// UtilObserver takes an account's latest utilization; it never blocks.
+type UtilObserver interface {
+	Observe(account string, u accounts.Utilization)
 }

@@ -39,10 +39,9 @@ func writeError(w http.ResponseWriter, status int, typ, msg string) {
 	_, _ = w.Write(b)
 }
 
-// sseError is the final event of a stream that broke after it started: the
-// status line is long gone, so the error travels as an SSE event the SDKs
-// understand.
-func sseError(typ, msg string) []byte {
-	b, _ := json.Marshal(errorBody{Type: "error", Error: errorDetail{Type: typ, Message: msg}})
-	return append(append([]byte("event: error\ndata: "), b...), '\n', '\n')
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
 }

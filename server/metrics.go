@@ -28,6 +28,7 @@ type metrics struct {
 	refreshes       *prometheus.CounterVec
 	syncs           *prometheus.CounterVec
 	probes          *prometheus.CounterVec
+	overflows       *prometheus.CounterVec
 }
 
 func newMetrics(s *Server) *metrics {
@@ -55,9 +56,11 @@ func newMetrics(s *Server) *metrics {
 			Help: "Full syncs run by this replica."}, []string{"result"}),
 		probes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "claude_route_probes_total",
 			Help: "Recovery probes of blacklisted accounts by result (recovered, an upstream status, unreachable)."}, []string{"result"}),
+		overflows: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "claude_route_overflow_total",
+			Help: "Requests served by another account of the tier than the key's own, by reason."}, []string{"tier", "reason"}),
 	}
 	reg.MustRegister(m.probes, m.requests, m.quotaRefusals, m.capacity, m.upstreamHeaders, m.ttfb, m.activeStreams,
-		m.tokens, m.refreshes, m.syncs, &poolCollector{s: s},
+		m.tokens, m.refreshes, m.syncs, m.overflows, &poolCollector{s: s},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

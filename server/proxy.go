@@ -1,12 +1,9 @@
 package server
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -20,6 +17,7 @@ import (
 	"github.com/claude-route/claude-route/admission"
 	"github.com/claude-route/claude-route/ratelimit"
 	"github.com/claude-route/claude-route/refresh"
+	"github.com/claude-route/claude-route/relay"
 	"github.com/claude-route/claude-route/usage"
 )
 
@@ -47,6 +45,11 @@ type request struct {
 	acct    accounts.Account
 	start   time.Time
 	sent    bool // the body went upstream: its buffer is not recycled
+	// state is the bound account's pool state read in admission; bound
+	// names that account (acct may be an overflow account).
+	state      accounts.State
+	bound      string
+	overflowed bool
 }
 
 func (s *Server) proxy(c *ginContext, counted bool) {
@@ -201,10 +204,8 @@ func (s *Server) admit(ctx context.Context, req *request) *httpError {
 		}
 	} else {
 		s.log.WithFields(logFields(cl)).Debugf("using assigned account: %s (slots: %d/%d)", cl.account, state.Used, cl.tier.Slots)
-	}
-	if now := s.d.Clock.Now(); state.LimitedTill.After(now) && !state.Blacklisted && state.InTier {
-		return &httpError{status: http.StatusTooManyRequests, typ: errRateLimit, retryAfter: state.LimitedTill.Sub(now),
-			msg: "The upstream account serving this key has reached its usage limit; retry after " + state.LimitedTill.UTC().Format(time.RFC3339)}
+		// A limited or cooling account is the relay's to route around.
+		req.state = state
 	}
 	req.acct = acct
 	return nil
@@ -240,79 +241,49 @@ func (s *Server) refund(req *request) {
 	req.quota.Allowed = false // refunded once only
 }
 
-// verdict is what an upstream answer means for the account.
-type verdict int
-
-const (
-	pass      verdict = iota // hand the answer to the client
-	blacklist                // the account's credential is dead: blacklist, move, retry
-	expired                  // OAuth token expired: refresh, retry
-)
-
-// orgGone are how the upstream words "this account is gone for good" in a
-// 400 or 403. They are matched at the start of the message only: the API
-// echoes client-supplied values (e.g. unknown anthropic-beta names) later in
-// its messages, and a customer must not be able to blacklist an account.
-var orgGone = []string{
-	"this organization has been disabled", "your organization has been disabled", "organization has been disabled",
-	"oauth authentication is currently not allowed for this organization",
-}
-
-// classify reads an upstream error answer (status and Anthropic error body).
-func classify(status int, body []byte) (verdict, string) {
-	if status < 400 || status == http.StatusTooManyRequests || status >= 500 {
-		return pass, ""
-	}
-	var e struct {
-		Error struct{ Type, Message string } `json:"error"`
-	}
-	_ = json.Unmarshal(body, &e)
-	msg := strings.ToLower(strings.TrimSpace(e.Error.Message))
-	reason := fmt.Sprintf("upstream %d %s: %s", status, e.Error.Type, truncate(e.Error.Message, 160))
-	switch {
-	case status == http.StatusUnauthorized && strings.Contains(msg, "token has expired"):
-		return expired, reason
-	case status == http.StatusUnauthorized:
-		// Only the account's credential can earn a 401: the client's own
-		// credential headers never go upstream.
-		return blacklist, reason
-	case status == http.StatusBadRequest || status == http.StatusForbidden:
-		for _, p := range orgGone {
-			if strings.HasPrefix(msg, p) {
-				return blacklist, reason
-			}
-		}
-	}
-	return pass, ""
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
-}
-
-// forward sends the request upstream, moving to another account once when
-// the bound one turns out dead (or refreshing an expired token), then
-// streams the answer to the client. It returns the status sent.
+// forward sends the request upstream and relays the answer: admit → relay
+// → settle. The request moves at most once to another account when the
+// bound one cannot serve and nothing has reached the client yet
+// (overflow: the binding stays), and is retried once on a fresh token or a
+// newly bound account when the credential turns out dead. It returns the
+// status sent.
 func (s *Server) forward(c *ginContext, req *request) int {
 	w, r := c.Writer, c.Request
 	ctx := r.Context()
-	for attempt := 0; ; attempt++ {
-		resp, err := s.send(ctx, r, req)
-		if err != nil {
-			s.refund(req)
-			return s.upstreamFailed(w, req, err)
+	req.bound = req.acct.Name
+	if now := s.d.Clock.Now(); req.state.Unusable(now) {
+		// Limited or cooling: do not call it; another account may serve.
+		if !s.overflow(ctx, req, relay.Attempt{Reason: relay.ReasonLimited}) {
+			return s.answerSelf(w, req, accountLimited(req.state, now))
 		}
-		if resp.StatusCode >= 400 && resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode < 500 {
-			body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-			resp.Body.Close()
-			resp.Body = io.NopCloser(bytes.NewReader(body))
-			// The request is retried once, on a fresh token or another account,
-			// only while nothing has reached the client.
-			retry, herr := s.accountFailed(ctx, req, resp.StatusCode, body)
-			if retry && attempt == 0 {
+	}
+	retried := false
+	for {
+		call, err := s.send(ctx, r, req)
+		att := relay.Judge(ctx, call, err, s.d.Clock.Now())
+		if call != nil {
+			s.observe(req.acct.Name, call.Resp.Header)
+		}
+		switch att.Kind {
+		case relay.Abandoned:
+			// The client left before the upstream answered: it counts.
+			return 499
+		case relay.Overflow:
+			if s.overflow(ctx, req, att) {
+				if call != nil {
+					call.Close()
+				}
+				continue
+			}
+			if call == nil {
+				return s.upstreamFailed(w, req, att.Err)
+			}
+			return s.relay(ctx, w, req, att)
+		case relay.Expired, relay.Dead:
+			retry, herr := s.accountFailed(ctx, req, att)
+			if retry && !retried {
+				retried = true
+				call.Close()
 				continue
 			}
 			if retry {
@@ -320,15 +291,123 @@ func (s *Server) forward(c *ginContext, req *request) int {
 					msg: "The upstream account serving this key failed; please retry"}
 			}
 			if herr != nil {
-				s.refund(req)
-				if req.quota != nil {
-					setQuotaHeaders(w.Header(), *req.quota)
-				}
-				herr.write(w)
-				return herr.status
+				call.Close()
+				return s.answerSelf(w, req, herr)
 			}
 		}
-		return s.relay(ctx, w, req, resp)
+		return s.relay(ctx, w, req, att)
+	}
+}
+
+// accountLimited is the refusal when the key's account is limited or
+// cooling and no other account can take the request.
+func accountLimited(st accounts.State, now time.Time) *httpError {
+	if st.LimitedTill.After(now) {
+		return &httpError{status: http.StatusTooManyRequests, typ: errRateLimit, retryAfter: st.LimitedTill.Sub(now),
+			msg: "The upstream account serving this key has reached its usage limit; retry after " + st.LimitedTill.UTC().Format(time.RFC3339)}
+	}
+	return &httpError{status: http.StatusServiceUnavailable, typ: errOverloaded, retryAfter: st.CoolingTill.Sub(now),
+		msg: "The upstream account serving this key is overloaded; retry after " + st.CoolingTill.UTC().Format(time.RFC3339)}
+}
+
+// answerSelf answers with the proxy's own error; no answer was produced,
+// so the place is given back.
+func (s *Server) answerSelf(w http.ResponseWriter, req *request, herr *httpError) int {
+	if relay.Refund(relay.Facts{Status: herr.status}) {
+		s.refund(req)
+	}
+	if req.quota != nil {
+		setQuotaHeaders(w.Header(), *req.quota)
+	}
+	herr.write(w)
+	return herr.status
+}
+
+// overflow moves the request to another usable account of the tier, at
+// most once and only when the tier allows it; the binding does not change
+// and no slot is taken. What the failed attempt taught (a limit, a
+// failure) is recorded on the bound account in the same atomic step. It
+// reports whether req now holds another account.
+func (s *Server) overflow(ctx context.Context, req *request, att relay.Attempt) bool {
+	mark := accounts.OverflowMark{LimitedUntil: att.LimitedUntil, Failure: att.Failure}
+	from := req.acct.Name
+	if req.overflowed || !req.cl.tier.Overflows() {
+		s.settleAccount(req, mark)
+		return false
+	}
+	req.overflowed = true
+	to, err := s.d.Pool.Overflow(ctx, req.cl.tier.Name, from, mark)
+	if err == nil {
+		var acct accounts.Account
+		if acct, err = s.d.Accounts.Get(ctx, to); err == nil {
+			req.acct = acct
+			s.metrics.overflows.WithLabelValues(req.cl.tier.Name, att.Reason).Inc()
+			s.log.WithFields(logrus.Fields{"key": req.cl.rec.ID, "tier": req.cl.tier.Name, "from": from, "to": to, "reason": att.Reason}).
+				Info("overflow: serving this request from another account of the tier")
+			return true
+		}
+	}
+	if !errors.Is(err, accounts.ErrNoOverflow) {
+		s.log.WithFields(logFields(req.cl)).WithField("account", from).WithError(err).Warn("overflow failed")
+		s.settleAccount(req, mark) // the script may not have run
+	}
+	return false
+}
+
+// settleAccount records what an attempt taught about an account that is
+// not overflowed from: a usage limit or one failure towards cooling. It is
+// off the response path.
+func (s *Server) settleAccount(req *request, mark accounts.OverflowMark) {
+	name := req.acct.Name
+	if mark.LimitedUntil.IsZero() && !mark.Failure {
+		return
+	}
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if !mark.LimitedUntil.IsZero() {
+			if err := s.d.Pool.Limit(ctx, name, mark.LimitedUntil); err != nil {
+				s.log.WithField("account", name).WithError(err).Warn("could not mark the account limited")
+			}
+		}
+		if mark.Failure {
+			if _, err := s.d.Pool.Fail(ctx, name); err != nil {
+				s.log.WithField("account", name).WithError(err).Warn("could not record the account's failure")
+			}
+		}
+	}()
+}
+
+// succeeded ends the account's run of failures, off the response path and
+// only when one may exist: the bound account's state (read in admission)
+// showed failures, or the request overflowed to an account whose state was
+// not read. A healthy bound account costs nothing.
+func (s *Server) succeeded(req *request) {
+	if req.acct.Name == req.bound && req.state.Fails == 0 {
+		return
+	}
+	name := req.acct.Name
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := s.d.Pool.Succeeded(ctx, name); err != nil {
+			s.log.WithField("account", name).WithError(err).Warn("could not reset the account's failures")
+		}
+	}()
+}
+
+// observe hands the answer's rate-limit headers to the utilization
+// writer, which stores them in the background.
+func (s *Server) observe(account string, h http.Header) {
+	if s.d.Util == nil {
+		return
+	}
+	if u, ok := accounts.ParseUtilization(h, s.d.Clock.Now()); ok {
+		s.d.Util.Observe(account, u)
 	}
 }
 
@@ -338,11 +417,11 @@ func (s *Server) forward(c *ginContext, req *request) int {
 // credential worth one more try; herr is set when the proxy must answer
 // itself, because relaying the upstream's 401 would tell the customer that
 // their own key is bad.
-func (s *Server) accountFailed(ctx context.Context, req *request, status int, body []byte) (retry bool, herr *httpError) {
-	v, reason := classify(status, body)
+func (s *Server) accountFailed(ctx context.Context, req *request, att relay.Attempt) (retry bool, herr *httpError) {
+	reason := att.Reason
 	log := s.log.WithFields(logFields(req.cl)).WithField("account", req.acct.Name)
-	switch v {
-	case expired:
+	switch att.Kind {
+	case relay.Expired:
 		if s.d.Refresher == nil || req.acct.Kind != accounts.OAuth {
 			return false, nil
 		}
@@ -361,9 +440,8 @@ func (s *Server) accountFailed(ctx context.Context, req *request, status int, bo
 		if errors.Is(err, refresh.ErrInvalidGrant) {
 			reason = "refresh token rejected (invalid_grant)"
 		}
-		fallthrough
-	case blacklist:
-		if v == blacklist && req.acct.Kind == accounts.OAuth {
+	case relay.Dead:
+		if req.acct.Kind == accounts.OAuth {
 			// A token refreshed by another replica while this request was
 			// in flight is stale, not dead: retry with the current one.
 			if cur, err := s.d.Accounts.Get(ctx, req.acct.Name); err == nil && cur.AccessToken != req.acct.AccessToken {
@@ -371,182 +449,95 @@ func (s *Server) accountFailed(ctx context.Context, req *request, status int, bo
 				return true, nil
 			}
 		}
-		if err := s.d.Pool.Blacklist(ctx, req.acct.Name, reason); err != nil {
-			return false, storeDown(err)
-		}
-		if herr := s.bind(ctx, req.cl); herr != nil {
-			return false, herr
-		}
-		acct, err := s.d.Accounts.Get(ctx, req.cl.account)
-		if err != nil {
-			return false, storeDown(err)
-		}
-		req.acct = acct
-		return true, nil
+	default:
+		return false, nil
 	}
-	return false, nil
+	if err := s.d.Pool.Blacklist(ctx, req.acct.Name, reason); err != nil {
+		return false, storeDown(err)
+	}
+	if req.acct.Name != req.bound {
+		// An overflow account died: the key's binding is not its to move.
+		return false, &httpError{status: http.StatusServiceUnavailable, typ: errOverloaded,
+			msg: "The upstream account serving this key failed; please retry"}
+	}
+	if herr := s.bind(ctx, req.cl); herr != nil {
+		return false, herr
+	}
+	acct, err := s.d.Accounts.Get(ctx, req.cl.account)
+	if err != nil {
+		return false, storeDown(err)
+	}
+	req.acct, req.bound, req.state = acct, acct.Name, accounts.State{}
+	return true, nil
 }
 
-// send makes one upstream call with the account's credential, trying the
-// account's base URLs in order while the connection itself fails.
-func (s *Server) send(ctx context.Context, in *http.Request, req *request) (*http.Response, error) {
+// send makes one upstream call with the account's credential, refreshing
+// an OAuth token known to be expired first.
+func (s *Server) send(ctx context.Context, in *http.Request, req *request) (*relay.Call, error) {
 	if req.acct.Kind == accounts.OAuth && s.d.Refresher != nil && !req.acct.ExpiresAt.IsZero() && !req.acct.ExpiresAt.After(s.d.Clock.Now()) {
 		// Known to be expired: refresh (or wait for the replica doing it) first.
 		if creds, err := s.d.Refresher.RefreshNow(ctx, req.acct.Name, req.acct.AccessToken); err == nil {
 			req.acct.AccessToken, req.acct.RefreshToken, req.acct.ExpiresAt = creds.AccessToken, creds.RefreshToken, creds.ExpiresAt
 		}
 	}
-	bases := req.acct.BaseURLs
-	if len(bases) == 0 {
-		bases = []string{s.cfg.UpstreamURL}
+	t := relay.Target{BaseURLs: req.acct.BaseURLs, OAuth: req.acct.Kind == accounts.OAuth, Token: req.acct.APIKey}
+	if t.OAuth {
+		t.Token = req.acct.AccessToken
 	}
-	var lastErr error
-	for _, base := range bases {
-		u := strings.TrimRight(base, "/") + in.URL.Path
-		if in.URL.RawQuery != "" {
-			u += "?" + in.URL.RawQuery
-		}
-		out, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(req.body))
-		if err != nil {
-			return nil, err
-		}
-		out.Header = upstreamHeaders(in.Header)
-		switch req.acct.Kind {
-		case accounts.OAuth:
-			out.Header.Set("Authorization", "Bearer "+req.acct.AccessToken)
-			mergeBeta(out.Header, OAuthBeta)
-		default:
-			out.Header.Set("X-Api-Key", req.acct.APIKey)
-		}
-		t0 := time.Now()
-		resp, err := s.upstream.Do(out)
-		if err == nil {
-			s.metrics.upstreamHeaders.WithLabelValues(req.cl.tier.Name).Observe(time.Since(t0).Seconds())
-			return resp, nil
-		}
-		lastErr = err
-		if ctx.Err() != nil {
-			break
-		}
+	t0 := time.Now()
+	call, err := s.upstream.Send(ctx, in, req.body, t)
+	if err == nil {
+		s.metrics.upstreamHeaders.WithLabelValues(req.cl.tier.Name).Observe(time.Since(t0).Seconds())
 	}
-	return nil, lastErr
+	return call, err
 }
 
 // upstreamFailed answers a request whose upstream call produced nothing.
 func (s *Server) upstreamFailed(w http.ResponseWriter, req *request, err error) int {
-	if req.quota != nil {
-		setQuotaHeaders(w.Header(), *req.quota)
+	s.log.WithFields(logFields(req.cl)).WithField("account", req.acct.Name).Warnf("upstream call failed: %s", relay.RedactURLError(err))
+	if relay.IsTimeout(err) {
+		return s.answerSelf(w, req, &httpError{status: http.StatusGatewayTimeout, typ: errTimeout, msg: "The upstream did not answer in time"})
 	}
-	var status int
-	var herr *httpError
-	switch {
-	case errors.Is(err, context.Canceled):
-		return 499 // the client left; nothing to answer
-	case isTimeout(err):
-		status = http.StatusGatewayTimeout
-		herr = &httpError{status: status, typ: errTimeout, msg: "The upstream did not answer in time"}
-	default:
-		status = http.StatusBadGateway
-		herr = &httpError{status: status, typ: errAPI, msg: "The upstream could not be reached"}
-	}
-	s.log.WithFields(logFields(req.cl)).WithField("account", req.acct.Name).Warnf("upstream call failed: %s", redactURLError(err))
-	herr.write(w)
-	return status
+	return s.answerSelf(w, req, &httpError{status: http.StatusBadGateway, typ: errAPI, msg: "The upstream could not be reached"})
 }
 
-func isTimeout(err error) bool {
-	var te interface{ Timeout() bool }
-	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &te) && te.Timeout())
-}
-
-// redactURLError keeps the failure's kind without any URL query or header.
-func redactURLError(err error) string {
-	var ue interface{ Unwrap() error }
-	if errors.As(err, &ue) && ue.Unwrap() != nil {
-		return ue.Unwrap().Error()
-	}
-	return err.Error()
-}
-
-// relay copies the upstream answer to the client as it arrives, flushing
-// each read so every SSE event reaches the client at once, and reads the
-// usage from the same bytes on the way.
-func (s *Server) relay(ctx context.Context, w http.ResponseWriter, req *request, resp *http.Response) int {
-	defer resp.Body.Close()
+// relay hands the attempt's answer to the client and settles the request
+// from the one result: refund, account health, usage.
+func (s *Server) relay(ctx context.Context, w http.ResponseWriter, req *request, att relay.Attempt) int {
 	cl := req.cl
-	status := resp.StatusCode
-	if status == http.StatusTooManyRequests {
-		s.upstreamLimited(req, resp)
-	}
-	if status == http.StatusTooManyRequests || status >= 500 {
-		s.refund(req)
-	}
-	copyResponseHeaders(w.Header(), resp.Header)
-	if req.quota != nil {
-		setQuotaHeaders(w.Header(), *req.quota)
-	}
-	w.WriteHeader(status)
-	rc := http.NewResponseController(w)
-	isSSE := strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
-	var sse *usage.SSETap
-	var js *usage.JSONTap
-	if isSSE {
-		sse = usage.NewSSETap()
+	if relay.IsSSE(att.Call.Resp.Header) {
 		s.metrics.activeStreams.Inc()
 		defer s.metrics.activeStreams.Dec()
-	} else {
-		js = usage.NewJSONTap(4 << 20)
 	}
-	buf := make([]byte, 32<<10)
-	first := true
-	var readErr, writeErr error
-	for {
-		n, err := resp.Body.Read(buf)
-		if n > 0 {
-			if first {
-				s.metrics.ttfb.WithLabelValues(cl.tier.Name).Observe(s.d.Clock.Now().Sub(req.start).Seconds())
-				first = false
+	res := s.upstream.Copy(ctx, w, att.Call, relay.Hooks{
+		Header: func(status int, h http.Header) {
+			if relay.Refund(relay.Facts{Status: status}) {
+				s.refund(req) // before the quota headers, so they show it
 			}
-			if sse != nil {
-				_, _ = sse.Write(buf[:n])
-			} else {
-				_, _ = js.Write(buf[:n])
+			if now := s.d.Clock.Now(); att.LimitedUntil.After(now) && h.Get("Retry-After") == "" {
+				h.Set("Retry-After", strconv.FormatInt(ceilSeconds(att.LimitedUntil.Sub(now)), 10))
 			}
-			if _, writeErr = w.Write(buf[:n]); writeErr == nil {
-				writeErr = rc.Flush()
+			if req.quota != nil {
+				setQuotaHeaders(h, *req.quota)
 			}
-			if writeErr != nil {
-				break // the client left: its context cancels the upstream call
-			}
-		}
-		if err != nil {
-			if !errors.Is(err, io.EOF) {
-				readErr = err
-			}
-			break
-		}
+		},
+		FirstByte: func() {
+			s.metrics.ttfb.WithLabelValues(cl.tier.Name).Observe(s.d.Clock.Now().Sub(req.start).Seconds())
+		},
+	})
+	if res.ReadErr != nil && !res.ClientGone {
+		s.log.WithFields(logFields(cl)).WithField("account", req.acct.Name).Warnf("upstream answer broke: %s", relay.RedactURLError(res.ReadErr))
 	}
-	if readErr != nil && writeErr == nil && ctx.Err() == nil {
-		// The upstream broke mid-answer: end the stream with an error event
-		// the SDKs raise, and give the place back: no full answer was given.
-		s.log.WithFields(logFields(cl)).WithField("account", req.acct.Name).Warnf("upstream stream broke: %s", redactURLError(readErr))
-		if isSSE {
-			_, _ = w.Write(sseError(errAPI, "The upstream connection was interrupted; please retry"))
-			_ = rc.Flush()
-		}
+	if res.Refund {
 		s.refund(req)
 	}
-	var u usage.Usage
-	var ok bool
-	if sse != nil {
-		u, ok = sse.Usage()
-	} else {
-		u, ok = js.Usage()
+	if att.Kind == relay.Answer && res.Status < 500 {
+		s.succeeded(req)
 	}
-	if ok && status < 400 && s.d.Usage != nil {
-		s.recordUsage(req, u)
+	if res.UsageOK && res.Status < 400 && s.d.Usage != nil {
+		s.recordUsage(req, res.Usage)
 	}
-	return status
+	return res.Status
 }
 
 // recordUsage counts the answer's tokens. The recorder only adds them to
@@ -558,38 +549,5 @@ func (s *Server) recordUsage(req *request, u usage.Usage) {
 	s.metrics.tokens.WithLabelValues(tier, "output").Add(float64(u.OutputTokens))
 	if err := s.d.Usage.Record(context.Background(), req.cl.hash, req.acct.Name, req.family, u); err != nil {
 		s.log.WithField("account", req.acct.Name).WithError(err).Warn("could not record usage")
-	}
-}
-
-// upstreamLimited handles a 429: when the subscription's own usage limit is
-// reached, the account is marked limited until the reset the upstream gives
-// (the binding stays), and the client learns when to come back.
-func (s *Server) upstreamLimited(req *request, resp *http.Response) {
-	h := resp.Header
-	rejected := false
-	var until int64
-	for _, p := range []string{"", "-5h", "-7d"} {
-		if strings.EqualFold(h.Get("Anthropic-Ratelimit-Unified"+p+"-Status"), "rejected") {
-			rejected = true
-			if v, err := strconv.ParseInt(h.Get("Anthropic-Ratelimit-Unified"+p+"-Reset"), 10, 64); err == nil && v > until {
-				until = v
-			}
-		}
-	}
-	if v, err := strconv.ParseInt(h.Get("Anthropic-Ratelimit-Unified-Reset"), 10, 64); rejected && err == nil && v > until {
-		until = v
-	}
-	if !rejected {
-		return
-	}
-	now := s.d.Clock.Now()
-	if until <= now.Unix() {
-		until = now.Add(5 * time.Minute).Unix()
-	}
-	if err := s.d.Pool.Limit(context.Background(), req.acct.Name, time.Unix(until, 0)); err != nil {
-		s.log.WithError(err).Warn("could not mark the account limited")
-	}
-	if h.Get("Retry-After") == "" {
-		h.Set("Retry-After", strconv.FormatInt(ceilSeconds(time.Unix(until, 0).Sub(now)), 10))
 	}
 }

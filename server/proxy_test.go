@@ -331,8 +331,13 @@ func TestBlacklistMovesKeyWithinTheSameRequestAndRecoverReturnsAccount(t *testin
 	}
 }
 
+// With overflow off (an operator selling dedicated accounts), a limited
+// account's keys wait for its reset, as before overflow existed.
 func TestUpstreamUsageLimitMarksAccountAndKeepsBinding(t *testing.T) {
 	e := newEnv(t)
+	off := false
+	tr, _ := e.tiers.Get("high")
+	tr.Overflow = &off
 	k1 := e.apiAccount("high", "a1")
 	e.apiAccount("high", "a2")
 	url := e.start()

@@ -141,11 +141,24 @@ func TestRefundWhenUpstreamProducedNoAnswer(t *testing.T) {
 			t.Fatalf("fault %+v: used %d, want the place refunded", f, got)
 		}
 	}
-	// An upstream 400 (the customer's own mistake) counts.
-	e.fake.InjectFault(k, fakeupstream.Fault{Status: 400})
+	// docs/contract.md: an upstream 400 invalid_request_error, 413 or 404
+	// produced no answer and gives the place back, as does a stream that
+	// ends with an error event.
+	for _, f := range []fakeupstream.Fault{
+		{Status: 400, ErrorType: "invalid_request_error"},
+		{Status: 413},
+		{Status: 404},
+		{ErrorEventAfter: 2},
+	} {
+		e.fake.InjectFault(k, f)
+		post(t, url, "/v1/messages", key, opus)
+		if got := used(); got != 1 {
+			t.Fatalf("fault %+v: used %d, want the place refunded", f, got)
+		}
+	}
 	post(t, url, "/v1/messages", key, opus)
 	if used() != 2 {
-		t.Fatal("an answered 400 counts")
+		t.Fatal("a served request counts")
 	}
 	_ = fmt.Sprint
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/claude-route/claude-route/internal/clock"
+	"github.com/claude-route/claude-route/relay"
 	"github.com/claude-route/claude-route/tiers"
 )
 
@@ -32,6 +33,9 @@ type Config struct {
 	HeaderTimeout time.Duration
 	// AccountDir is ACCOUNT_DIR, where the admin API's account verbs write.
 	AccountDir string
+	// StreamIdleTimeout ends an answer when no byte came from the upstream
+	// for that long (STREAM_IDLE_TIMEOUT, default 5 m).
+	StreamIdleTimeout time.Duration
 	// Transport overrides the upstream transport (tests, benchmarks).
 	Transport http.RoundTripper
 }
@@ -48,8 +52,10 @@ type Deps struct {
 	Refresher Refresher
 	Usage     UsageRecorder
 	Syncer    Syncer
-	Clock     clock.Clock
-	Log       *logrus.Logger
+	// Util takes each upstream answer's rate-limit headers (optional).
+	Util  UtilObserver
+	Clock clock.Clock
+	Log   *logrus.Logger
 }
 
 // Server is the HTTP service.
@@ -57,7 +63,7 @@ type Server struct {
 	cfg      Config
 	d        Deps
 	log      *logrus.Logger
-	upstream *http.Client
+	upstream *relay.Relay
 	metrics  *metrics
 	engine   *gin.Engine
 	// handlers counts requests being served, and bg work that outlives a
@@ -80,15 +86,9 @@ func New(cfg Config, d Deps) *Server {
 	if d.Clock == nil {
 		d.Clock = clock.Real{}
 	}
-	tr := cfg.Transport
-	if tr == nil {
-		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.ResponseHeaderTimeout = cfg.HeaderTimeout
-		t.MaxIdleConnsPerHost = 64
-		t.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
-		tr = t
-	}
-	s := &Server{cfg: cfg, d: d, log: d.Log, upstream: &http.Client{Transport: tr}}
+	up := relay.New(relay.Config{DefaultURL: cfg.UpstreamURL, HeaderTimeout: cfg.HeaderTimeout,
+		IdleTimeout: cfg.StreamIdleTimeout, Clock: d.Clock, Transport: cfg.Transport})
+	s := &Server{cfg: cfg, d: d, log: d.Log, upstream: up}
 	s.metrics = newMetrics(s)
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()

@@ -36,6 +36,13 @@ type config struct {
 	// ProbeInterval is PROBE_INTERVAL; negative when "0" turned probes off.
 	ProbeInterval  time.Duration
 	ClaudeRouteURL string
+	// StreamIdleTimeout: an answer with no byte from the upstream for
+	// this long is ended (STREAM_IDLE_TIMEOUT).
+	StreamIdleTimeout time.Duration
+	// AccountMaxFails failures in a row within 60 s cool an account for
+	// AccountCooldown (passive health).
+	AccountMaxFails int
+	AccountCooldown time.Duration
 }
 
 // configError names the variable at fault, so a bad start is one clear line.
@@ -93,6 +100,8 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		{"UPSTREAM_HEADER_TIMEOUT", "10m", &c.HeaderTimeout},
 		{"SHUTDOWN_GRACE", "30s", &c.ShutdownGrace},
 		{"REFRESH_LEAD", "10m", &c.RefreshLead},
+		{"STREAM_IDLE_TIMEOUT", "5m", &c.StreamIdleTimeout},
+		{"ACCOUNT_COOLDOWN", "60s", &c.AccountCooldown},
 	}
 	for _, d := range durations {
 		v := env(getenv, d.name, d.def)
@@ -117,6 +126,10 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		return nil, &configError{"MAX_BODY_BYTES", fmt.Errorf("want a byte count of at least 1024, got %q", mb)}
 	}
 	c.MaxBodyBytes = n
+	mf := env(getenv, "ACCOUNT_MAX_FAILS", "3")
+	if c.AccountMaxFails, err = strconv.Atoi(mf); err != nil || c.AccountMaxFails < 1 {
+		return nil, &configError{"ACCOUNT_MAX_FAILS", fmt.Errorf("want a count of at least 1, got %q", mf)}
+	}
 	switch c.LogFormat {
 	case "text", "json":
 	default:

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/claude-route/claude-route/accounts"
 	"github.com/claude-route/claude-route/server"
 )
 
@@ -32,12 +33,14 @@ func appConfig(cfg *config, log *logrus.Logger) server.AppConfig {
 		Server: server.Config{
 			UpstreamURL: cfg.UpstreamURL, MaxBodyBytes: cfg.MaxBodyBytes,
 			AdminToken: cfg.AdminToken, HeaderTimeout: cfg.HeaderTimeout,
+			StreamIdleTimeout: cfg.StreamIdleTimeout,
 		},
 		RedisURL: cfg.RedisURL, AccountDir: cfg.AccountDir, ProductDir: cfg.ProductDir,
 		Tiers: cfg.Tiers, OAuthTokenURL: cfg.OAuthTokenURL, OAuthClientID: cfg.OAuthClientID,
 		RefreshLead: cfg.RefreshLead, SyncInterval: cfg.SyncInterval, KeyRetention: cfg.KeyRetention, ShutdownGrace: cfg.ShutdownGrace,
-		Capacity: server.CapacityConfig{ProbeInterval: cfg.ProbeInterval},
-		Log:      log,
+		Capacity: server.CapacityConfig{ProbeInterval: cfg.ProbeInterval,
+			Health: accounts.Health{MaxFails: cfg.AccountMaxFails, Cooldown: cfg.AccountCooldown}},
+		Log: log,
 	}
 }
 

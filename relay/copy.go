@@ -1,0 +1,194 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/claude-route/claude-route/internal/clock"
+	"github.com/claude-route/claude-route/usage"
+)
+
+// bufPool holds the 32 KiB copy buffers: a busy proxy copies thousands of
+// streams, and a buffer per stream would be that much garbage each time.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// Hooks let the caller act at the two moments only it understands.
+type Hooks struct {
+	// Header runs before the status line is written: the caller settles
+	// what it can (an error status is refunded before the key's quota
+	// headers are set) and adds its own headers.
+	Header func(status int, h http.Header)
+	// FirstByte runs when the first byte of the body arrives.
+	FirstByte func()
+}
+
+// Result is the one outcome of a relayed answer.
+type Result struct {
+	Status int
+	SSE    bool
+	// SawStop, SawError: what the stream carried.
+	SawStop, SawError bool
+	// Idle: the idle timeout ended the answer.
+	Idle bool
+	// ReadErr: the upstream broke (or idled) mid-answer.
+	ReadErr error
+	// ClientGone: the client left during the answer.
+	ClientGone bool
+	// Usage is the token usage read on the way, when UsageOK.
+	Usage   usage.Usage
+	UsageOK bool
+	// Refund is Refund's decision on these facts.
+	Refund bool
+}
+
+// Facts are the result as Refund reads it.
+func (r Result) Facts() Facts {
+	return Facts{Status: r.Status, Transport: r.ReadErr, SSE: r.SSE, SawStop: r.SawStop, SawError: r.SawError, ClientGone: r.ClientGone}
+}
+
+// Copy relays the call's answer to w as it arrives, flushing after every
+// read so each SSE event reaches the client at once, and reads the usage
+// from the same bytes. An answer that breaks or idles mid-stream ends with
+// an SSE `event: error` the SDKs raise. ctx is the client's request.
+func (r *Relay) Copy(ctx context.Context, w http.ResponseWriter, call *Call, hooks Hooks) Result {
+	defer call.Close()
+	resp := call.Resp
+	res := Result{Status: resp.StatusCode, SSE: IsSSE(resp.Header)}
+	CopyResponseHeaders(w.Header(), resp.Header, resp.StatusCode)
+	if hooks.Header != nil {
+		hooks.Header(resp.StatusCode, w.Header())
+	}
+	w.WriteHeader(resp.StatusCode)
+	rc := http.NewResponseController(w)
+	var sse *usage.SSETap
+	var js *usage.JSONTap
+	if res.SSE {
+		sse = usage.NewSSETap()
+	} else {
+		js = usage.NewJSONTap(4 << 20)
+	}
+	idle := watchIdle(r.cfg.Clock, r.cfg.IdleTimeout, call.cancel)
+	defer idle.stop()
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	first := true
+	var writeErr error
+	for {
+		n, err := resp.Body.Read(buf)
+		if n > 0 {
+			idle.touch()
+			if first && hooks.FirstByte != nil {
+				hooks.FirstByte()
+			}
+			first = false
+			if sse != nil {
+				_, _ = sse.Write(buf[:n])
+			} else {
+				_, _ = js.Write(buf[:n])
+			}
+			if _, writeErr = w.Write(buf[:n]); writeErr == nil {
+				writeErr = rc.Flush()
+			}
+			if writeErr != nil {
+				break // the client left: its context cancels the upstream call
+			}
+		}
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				res.ReadErr = err
+			}
+			break
+		}
+	}
+	res.Idle = idle.fired()
+	if res.Idle {
+		res.ReadErr = ErrIdle
+	}
+	res.ClientGone = writeErr != nil || ctx.Err() != nil
+	if sse != nil {
+		res.SawStop = sse.Done()
+		_, _, res.SawError = sse.Error()
+		res.Usage, res.UsageOK = sse.Usage()
+	} else {
+		res.Usage, res.UsageOK = js.Usage()
+	}
+	if res.SSE && !res.ClientGone && !res.SawStop && !res.SawError {
+		// The status line is long gone: the failure travels as an event.
+		msg := "The upstream stream ended early; please retry"
+		switch {
+		case res.Idle:
+			msg = "The upstream sent nothing for " + r.cfg.IdleTimeout.String() + "; please retry"
+		case res.ReadErr != nil:
+			msg = "The upstream connection was interrupted; please retry"
+		}
+		_, _ = w.Write(SSEError("api_error", msg))
+		_ = rc.Flush()
+	}
+	res.Refund = Refund(res.Facts())
+	return res
+}
+
+// idleWatch cancels the upstream call when no byte arrived for d, on the
+// injectable clock. A read only stores a time; the timer re-arms itself
+// for the rest of the quiet period, so a busy stream costs one timer per
+// idle period, not one per read.
+type idleWatch struct {
+	clk    clock.Clock
+	d      time.Duration
+	cancel context.CancelCauseFunc
+	last   atomic.Int64 // Unix ns of the last byte
+	done   atomic.Bool
+
+	mu      sync.Mutex
+	timer   clock.Timer
+	stopped bool
+}
+
+func watchIdle(clk clock.Clock, d time.Duration, cancel context.CancelCauseFunc) *idleWatch {
+	w := &idleWatch{clk: clk, d: d, cancel: cancel}
+	w.touch()
+	w.arm(d)
+	return w
+}
+
+func (w *idleWatch) touch() { w.last.Store(w.clk.Now().UnixNano()) }
+
+func (w *idleWatch) arm(d time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.stopped {
+		w.timer = w.clk.AfterFunc(d, w.check)
+	}
+}
+
+func (w *idleWatch) check() {
+	quiet := w.clk.Now().Sub(time.Unix(0, w.last.Load()))
+	if quiet < w.d {
+		w.arm(w.d - quiet)
+		return
+	}
+	w.mu.Lock()
+	stopped := w.stopped
+	w.mu.Unlock()
+	if !stopped {
+		w.done.Store(true)
+		w.cancel(ErrIdle)
+	}
+}
+
+func (w *idleWatch) fired() bool { return w.done.Load() }
+
+func (w *idleWatch) stop() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.stopped = true
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+}

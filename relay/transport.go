@@ -1,0 +1,43 @@
+package relay
+
+import (
+	"net"
+	"net/http"
+	"time"
+)
+
+// Transport defaults. The HTTP/2 health check pings a connection that has
+// been silent for pingAfter and drops it when the ping is not answered
+// within pingTimeout, so a half-dead upstream connection (a NAT that forgot
+// it, a load balancer that vanished) fails in seconds instead of hanging
+// every stream multiplexed on it.
+const (
+	pingAfter   = 30 * time.Second
+	pingTimeout = 15 * time.Second
+)
+
+// NewTransport is the upstream transport: HTTP/2 with health checks,
+// bounded dialing and TLS handshakes, and a bound on the wait for response
+// headers (non-streamed answers send headers only when complete, so it is
+// long; UPSTREAM_HEADER_TIMEOUT).
+func NewTransport(headerTimeout time.Duration) *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.ResponseHeaderTimeout = headerTimeout
+	t.MaxIdleConnsPerHost = 64
+	t.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	t.TLSHandshakeTimeout = 10 * time.Second
+	t.ForceAttemptHTTP2 = true
+	t.HTTP2 = &http.HTTP2Config{SendPingTimeout: pingAfter, PingTimeout: pingTimeout}
+	return t
+}
+
+// newClient never follows a redirect: Go drops Authorization on a
+// cross-host redirect but not x-api-key, so following one would hand the
+// account's key to whatever host the upstream (or whoever sits in its
+// place) names. The 3xx goes back to the client as an answer instead.
+func newClient(rt http.RoundTripper) *http.Client {
+	return &http.Client{
+		Transport:     rt,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
