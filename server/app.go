@@ -69,6 +69,9 @@ type App struct {
 	// Expirer frees an expiring key's slot at its expiry.
 	Expirer *syncer.Expirer
 	Server  *Server
+	// AdminListener, when set (ADMIN_LISTEN_ADDR), serves the admin API,
+	// the dashboard and /metrics; Config.SeparateAdmin must be set too.
+	AdminListener net.Listener
 }
 
 // Assemble opens the store and builds every component. Nothing runs yet.
@@ -171,10 +174,19 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 			}
 		})
 	}()
+	adminErr := make(chan error, 1)
+	if a.AdminListener != nil {
+		go func() { adminErr <- a.Server.ServeAdmin(ctx, a.AdminListener, a.Cfg.ShutdownGrace) }()
+	} else {
+		adminErr <- nil
+	}
 	err := a.Server.Serve(ctx, ln, a.Cfg.ShutdownGrace)
 	stop()
 	wg.Wait()
 	a.flushUsage()
+	if aerr := <-adminErr; err == nil {
+		err = aerr
+	}
 	return err
 }
 

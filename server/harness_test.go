@@ -41,6 +41,9 @@ type env struct {
 	apps       []*App
 	urls       []string
 	stops      []func() // each instance's shutdown, waiting for Run to return
+	srvCfg     func(*Config)
+	// adminURLs are the instances' admin listeners (SeparateAdmin only).
+	adminURLs []string
 }
 
 // stop shuts instance i down as SIGTERM would and waits for it to finish.
@@ -55,6 +58,9 @@ func withLead(d time.Duration) envOpt { return func(e *env) { e.lead = d } }
 
 // withUsageFlush sets how often instances flush usage totals.
 func withUsageFlush(d time.Duration) envOpt { return func(e *env) { e.usageFlush = d } }
+
+// withServerConfig adjusts each instance's server settings.
+func withServerConfig(f func(*Config)) envOpt { return func(e *env) { e.srvCfg = f } }
 
 // withRedis points the world at a private redis-server (store-fault tests).
 func withRedis(url string) envOpt { return func(e *env) { e.redisURL = url } }
@@ -123,8 +129,12 @@ func (e *env) start() string {
 		log.SetLevel(logrus.InfoLevel) // production's level, so the figures are production's
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	scfg := Config{UpstreamURL: e.fake.URL(), AdminToken: adminToken, HeaderTimeout: 2 * time.Second}
+	if e.srvCfg != nil {
+		e.srvCfg(&scfg)
+	}
 	app, err := Assemble(ctx, AppConfig{
-		Server:          Config{UpstreamURL: e.fake.URL(), AdminToken: adminToken, HeaderTimeout: 2 * time.Second},
+		Server:          scfg,
 		RedisURL:        e.redisURL,
 		AccountDir:      e.acctDir,
 		ProductDir:      e.prodDir,
@@ -145,6 +155,14 @@ func (e *env) start() string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		e.t.Fatal(err)
+	}
+	if scfg.SeparateAdmin {
+		aln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		app.AdminListener = aln
+		e.adminURLs = append(e.adminURLs, "http://"+aln.Addr().String())
 	}
 	done := make(chan struct{})
 	go func() {
@@ -201,7 +219,11 @@ func (e *env) admin(method, path string, in, out any) int {
 		b, _ := json.Marshal(in)
 		body = bytes.NewReader(b)
 	}
-	req, _ := http.NewRequest(method, e.urls[0]+path, body)
+	base := e.urls[0]
+	if len(e.adminURLs) > 0 {
+		base = e.adminURLs[0]
+	}
+	req, _ := http.NewRequest(method, base+path, body)
 	req.Header.Set("Authorization", "Bearer "+adminToken)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)

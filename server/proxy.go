@@ -128,6 +128,10 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (*request, *ht
 			return nil, &httpError{status: http.StatusRequestEntityTooLarge, typ: errRequestTooLarge,
 				msg: fmt.Sprintf("Request exceeds the maximum size of %d bytes", s.cfg.MaxBodyBytes)}
 		}
+		if bodyTimedOut(err) {
+			return nil, &httpError{status: http.StatusRequestTimeout, typ: errTimeout,
+				msg: fmt.Sprintf("The request body was not received within %g seconds", s.cfg.BodyReadTimeout.Seconds())}
+		}
 		return nil, &httpError{status: http.StatusBadRequest, typ: errInvalidRequest, msg: "could not read the request body"}
 	}
 	f, err := admission.ScanBody(body)

@@ -6,8 +6,10 @@ package server
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -31,6 +33,16 @@ type Config struct {
 	// HeaderTimeout bounds the wait for the upstream's response headers.
 	// Non-streamed answers send headers only when complete, so it is long.
 	HeaderTimeout time.Duration
+	// BodyReadTimeout bounds how long a client may take to send its request
+	// body (BODY_READ_TIMEOUT); a slower one gets 408. 0 means no bound.
+	BodyReadTimeout time.Duration
+	// ReadHeaderTimeout bounds how long a client may take to send its
+	// request headers (default 10 s).
+	ReadHeaderTimeout time.Duration
+	// SeparateAdmin serves the admin API, the dashboard and /metrics only
+	// on the admin listener (ServeAdmin, ADMIN_LISTEN_ADDR); the public
+	// listener answers 404 there.
+	SeparateAdmin bool
 	// AccountDir is ACCOUNT_DIR, where the admin API's account verbs write.
 	AccountDir string
 	// StreamIdleTimeout ends an answer when no byte came from the upstream
@@ -66,6 +78,8 @@ type Server struct {
 	upstream *relay.Relay
 	metrics  *metrics
 	engine   *gin.Engine
+	// admin serves the admin surface when cfg.SeparateAdmin; nil otherwise.
+	admin *gin.Engine
 	// handlers counts requests being served, and bg work that outlives a
 	// response (usage and ledger records). Shutdown waits for handlers
 	// first, so no handler adds to bg once bg is being waited for.
@@ -83,6 +97,9 @@ func New(cfg Config, d Deps) *Server {
 	if cfg.HeaderTimeout == 0 {
 		cfg.HeaderTimeout = 10 * time.Minute
 	}
+	if cfg.ReadHeaderTimeout == 0 {
+		cfg.ReadHeaderTimeout = 10 * time.Second
+	}
 	if d.Clock == nil {
 		d.Clock = clock.Real{}
 	}
@@ -91,11 +108,20 @@ func New(cfg Config, d Deps) *Server {
 	s := &Server{cfg: cfg, d: d, log: d.Log, upstream: up}
 	s.metrics = newMetrics(s)
 	gin.SetMode(gin.ReleaseMode)
-	e := gin.New()
-	e.Use(s.track, s.recover)
-	e.ContextWithFallback = true
-	s.routes(e)
-	s.engine = e
+	newEngine := func() *gin.Engine {
+		e := gin.New()
+		e.Use(s.track, s.recover, s.bodyDeadline)
+		e.ContextWithFallback = true
+		return e
+	}
+	s.engine = newEngine()
+	s.routes(s.engine)
+	if cfg.SeparateAdmin {
+		s.admin = newEngine()
+		s.admin.GET("/health", s.health)
+		s.adminSurface(s.admin)
+		s.notFound(s.admin)
+	}
 	return s
 }
 
@@ -129,20 +155,82 @@ func (s *Server) recover(c *gin.Context) {
 // Handler is the whole HTTP surface.
 func (s *Server) Handler() http.Handler { return s.engine }
 
+// AdminHandler is the admin surface (admin API, dashboard, /metrics) when
+// it has its own listener; nil otherwise.
+func (s *Server) AdminHandler() http.Handler {
+	if s.admin == nil {
+		return nil
+	}
+	return s.admin
+}
+
 func (s *Server) routes(e *gin.Engine) {
 	e.GET("/health", s.health)
-	e.GET("/metrics", gin.WrapH(s.metrics.handler()))
+	if !s.cfg.SeparateAdmin {
+		s.adminSurface(e)
+	}
 	v1 := e.Group("/v1")
 	v1.POST("/messages", s.messages)
 	v1.POST("/messages/count_tokens", s.countTokens)
 	v1.GET("/models", s.modelList)
 	v1.POST("/chat/completions", s.chatCompletions)
 	v1.GET("/usage", s.customerUsage)
+	s.notFound(e)
+}
+
+// adminSurface is what ADMIN_LISTEN_ADDR moves off the public listener.
+func (s *Server) adminSurface(e *gin.Engine) {
+	e.GET("/metrics", gin.WrapH(s.metrics.handler()))
 	s.adminRoutes(e)
+}
+
+func (s *Server) notFound(e *gin.Engine) {
 	e.NoRoute(func(c *gin.Context) {
 		writeError(c.Writer, http.StatusNotFound, errNotFound, "Not found: "+c.Request.Method+" "+c.Request.URL.Path)
 	})
 }
+
+// bodyDeadline gives the client BodyReadTimeout to send its whole body, so
+// a slow sender cannot hold a connection and a handler open. The deadline
+// is lifted once the body has been read to its end: a stream's connection
+// is then read only to notice the client leaving, and a deadline there
+// would cancel the request.
+func (s *Server) bodyDeadline(c *gin.Context) {
+	r := c.Request
+	if s.cfg.BodyReadTimeout <= 0 || r.Body == nil || r.Body == http.NoBody {
+		c.Next()
+		return
+	}
+	rc := http.NewResponseController(c.Writer)
+	if rc.SetReadDeadline(time.Now().Add(s.cfg.BodyReadTimeout)) != nil {
+		c.Next() // not a network connection (handler tests)
+		return
+	}
+	r.Body = &deadlineBody{ReadCloser: r.Body, lift: func() { _ = rc.SetReadDeadline(time.Time{}) }}
+	// The deadline stays when the body was not read to its end: net/http
+	// then discards the rest before answering, and that must not wait on
+	// a stalled client either.
+	c.Next()
+}
+
+// deadlineBody lifts the connection's read deadline when the body ends.
+type deadlineBody struct {
+	io.ReadCloser
+	lift   func()
+	lifted bool
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if errors.Is(err, io.EOF) && !b.lifted {
+		b.lifted = true
+		b.lift()
+	}
+	return n, err
+}
+
+// bodyTimedOut reports a body read that hit BodyReadTimeout.
+func bodyTimedOut(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
 
 func (s *Server) health(c *gin.Context) {
 	err := s.d.Store.Ping(c.Request.Context())
@@ -157,9 +245,21 @@ func (s *Server) health(c *gin.Context) {
 // lets in-flight requests (streams included) finish within grace, waits for
 // background work and returns.
 func (s *Server) Serve(ctx context.Context, ln net.Listener, grace time.Duration) error {
+	return s.serve(ctx, ln, grace, s.engine)
+}
+
+// ServeAdmin is Serve for the admin listener (Config.SeparateAdmin).
+func (s *Server) ServeAdmin(ctx context.Context, ln net.Listener, grace time.Duration) error {
+	if s.admin == nil {
+		return errors.New("no separate admin listener configured")
+	}
+	return s.serve(ctx, ln, grace, s.admin)
+}
+
+func (s *Server) serve(ctx context.Context, ln net.Listener, grace time.Duration, h http.Handler) error {
 	hs := &http.Server{
-		Handler:           s.engine,
-		ReadHeaderTimeout: 30 * time.Second,
+		Handler:           h,
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
 		MaxHeaderBytes:    64 << 10,
 		// Streams stay open for minutes: no write timeout; idle conns are reaped.
 		IdleTimeout: 2 * time.Minute,

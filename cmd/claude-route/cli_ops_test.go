@@ -28,7 +28,7 @@ func TestLifecycleCommands(t *testing.T) {
 	_ = os.WriteFile(filepath.Join(acct, "trial", "t1.json"), []byte(`{"apiKey":"sk-ant-api03-op"}`), 0o600)
 	env := map[string]string{
 		"LISTEN_ADDR": "127.0.0.1:0", "REDIS_URL": redisURL, "ACCOUNT_DIR": acct, "PRODUCT_DIR": prod,
-		"UPSTREAM_URL": fake.URL(), "ADMIN_TOKEN": "op-token",
+		"UPSTREAM_URL": fake.URL(), "ADMIN_TOKEN": "op-token-0123456789",
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)

@@ -43,7 +43,16 @@ type config struct {
 	// AccountCooldown (passive health).
 	AccountMaxFails int
 	AccountCooldown time.Duration
+
+	// AdminListenAddr, when set, is the only listener of the admin API,
+	// the dashboard and /metrics (ADMIN_LISTEN_ADDR).
+	AdminListenAddr string
+	// BodyReadTimeout bounds how long a client may take to send its body.
+	BodyReadTimeout time.Duration
 }
+
+// minAdminToken is the shortest ADMIN_TOKEN serve accepts.
+const minAdminToken = 16
 
 // configError names the variable at fault, so a bad start is one clear line.
 type configError struct {
@@ -79,6 +88,16 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
 		return nil, &configError{"LISTEN_ADDR", fmt.Errorf("want host:port like :8080, got %q", c.ListenAddr)}
 	}
+	c.AdminListenAddr = env(getenv, "ADMIN_LISTEN_ADDR", "")
+	if c.AdminListenAddr != "" {
+		if _, _, err := net.SplitHostPort(c.AdminListenAddr); err != nil {
+			return nil, &configError{"ADMIN_LISTEN_ADDR", fmt.Errorf("want host:port like 127.0.0.1:9090, got %q", c.AdminListenAddr)}
+		}
+	}
+	// Empty keeps the admin API closed; a short token could be guessed.
+	if n := len(c.AdminToken); n > 0 && n < minAdminToken {
+		return nil, &configError{"ADMIN_TOKEN", fmt.Errorf("must be at least %d characters, got %d (or empty to disable the admin API)", minAdminToken, n)}
+	}
 	if c.RedisURL != "" {
 		if _, err := store.ParseURL(c.RedisURL); err != nil {
 			return nil, &configError{"REDIS_URL", err}
@@ -98,6 +117,7 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		{"SYNC_INTERVAL", "4h", &c.SyncInterval},
 		{"KEY_RETENTION", "2160h", &c.KeyRetention}, // 90 days
 		{"UPSTREAM_HEADER_TIMEOUT", "10m", &c.HeaderTimeout},
+		{"BODY_READ_TIMEOUT", "60s", &c.BodyReadTimeout},
 		{"SHUTDOWN_GRACE", "30s", &c.ShutdownGrace},
 		{"REFRESH_LEAD", "10m", &c.RefreshLead},
 		{"STREAM_IDLE_TIMEOUT", "5m", &c.StreamIdleTimeout},

@@ -47,6 +47,9 @@ func TestBadConfigurationNamesTheVariable(t *testing.T) {
 		{map[string]string{"TIERS_FILE": badTiers}, "TIERS_FILE"},
 		{map[string]string{"TIERS_FILE": filepath.Join(dir, "missing.json")}, "TIERS_FILE"},
 		{map[string]string{"ACCOUNT_DIR": notDir}, "ACCOUNT_DIR"},
+		{map[string]string{"ADMIN_TOKEN": "change-me"}, "ADMIN_TOKEN: must be at least 16 characters"},
+		{map[string]string{"ADMIN_LISTEN_ADDR": "9090"}, "ADMIN_LISTEN_ADDR"},
+		{map[string]string{"BODY_READ_TIMEOUT": "slow"}, "BODY_READ_TIMEOUT"},
 	}
 	for _, c := range cases {
 		t.Run(c.want, func(t *testing.T) {
@@ -124,7 +127,7 @@ func TestOperatorCommands(t *testing.T) {
 	_ = os.WriteFile(filepath.Join(acct, "high", "h1.json"), []byte(`{"apiKey":"sk-ant-api03-op"}`), 0o600)
 	env := map[string]string{
 		"LISTEN_ADDR": "127.0.0.1:0", "REDIS_URL": redisURL, "ACCOUNT_DIR": acct, "PRODUCT_DIR": prod,
-		"UPSTREAM_URL": fake.URL(), "ADMIN_TOKEN": "op-token",
+		"UPSTREAM_URL": fake.URL(), "ADMIN_TOKEN": "op-token-0123456789",
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)

@@ -34,6 +34,7 @@ func appConfig(cfg *config, log *logrus.Logger) server.AppConfig {
 			UpstreamURL: cfg.UpstreamURL, MaxBodyBytes: cfg.MaxBodyBytes,
 			AdminToken: cfg.AdminToken, HeaderTimeout: cfg.HeaderTimeout,
 			StreamIdleTimeout: cfg.StreamIdleTimeout,
+			BodyReadTimeout: cfg.BodyReadTimeout, SeparateAdmin: cfg.AdminListenAddr != "",
 		},
 		RedisURL: cfg.RedisURL, AccountDir: cfg.AccountDir, ProductDir: cfg.ProductDir,
 		Tiers: cfg.Tiers, OAuthTokenURL: cfg.OAuthTokenURL, OAuthClientID: cfg.OAuthClientID,
@@ -81,6 +82,16 @@ func startApp(ctx context.Context, cfg *config, log *logrus.Logger) (*server.App
 	if err != nil {
 		app.Close()
 		return nil, nil, &configError{"LISTEN_ADDR", err}
+	}
+	if cfg.AdminListenAddr != "" {
+		aln, err := net.Listen("tcp", cfg.AdminListenAddr)
+		if err != nil {
+			ln.Close()
+			app.Close()
+			return nil, nil, &configError{"ADMIN_LISTEN_ADDR", err}
+		}
+		app.AdminListener = aln
+		log.Infof("admin API, dashboard and /metrics on %s only", aln.Addr())
 	}
 	return app, ln, nil
 }
