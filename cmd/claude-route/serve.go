@@ -34,7 +34,7 @@ func appConfig(cfg *config, log *logrus.Logger) server.AppConfig {
 			UpstreamURL: cfg.UpstreamURL, MaxBodyBytes: cfg.MaxBodyBytes,
 			AdminToken: cfg.AdminToken, HeaderTimeout: cfg.HeaderTimeout,
 			StreamIdleTimeout: cfg.StreamIdleTimeout,
-			BodyReadTimeout: cfg.BodyReadTimeout, SeparateAdmin: cfg.AdminListenAddr != "",
+			BodyReadTimeout:   cfg.BodyReadTimeout, SeparateAdmin: cfg.AdminListenAddr != "",
 		},
 		RedisURL: cfg.RedisURL, AccountDir: cfg.AccountDir, ProductDir: cfg.ProductDir,
 		Tiers: cfg.Tiers, OAuthTokenURL: cfg.OAuthTokenURL, OAuthClientID: cfg.OAuthClientID,
