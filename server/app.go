@@ -45,8 +45,11 @@ type AppConfig struct {
 	// UsageFlushEvery is how often usage totals go to the store (default
 	// usage.FlushEvery, 1 s; tests lengthen it to see what shutdown flushes).
 	UsageFlushEvery time.Duration
-	Clock           clock.Clock
-	Log             *logrus.Logger
+	// PprofAddr (PPROF_ADDR) serves runtime profiles on a listener of its
+	// own; empty (the default) serves none.
+	PprofAddr string
+	Clock     clock.Clock
+	Log       *logrus.Logger
 	// TokenClient overrides the HTTP client of the token endpoint (tests).
 	TokenClient *http.Client
 	// Capacity: passive health, concurrency queue (see capacity.go).
@@ -127,6 +130,12 @@ func Assemble(ctx context.Context, cfg AppConfig) (*App, error) {
 // sync running, until ctx ends; then it drains and stops everything.
 func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	log := a.Cfg.Log
+	bgctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	if err := a.servePprof(bgctx, &wg); err != nil {
+		stop()
+		return err
+	}
 	if err := a.Limiter.Preload(ctx); err != nil {
 		log.WithError(err).Warn("could not preload the quota script; it loads on first use")
 	}
@@ -140,8 +149,6 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	} else {
 		log.Debug(rep.String())
 	}
-	bgctx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	var wg sync.WaitGroup
 	a.runCapacity(bgctx, &wg)
 	wg.Add(4)
 	go func() {

@@ -37,6 +37,7 @@ type env struct {
 	lead     time.Duration
 	// usageFlush is the instances' usage flush interval (0: production's).
 	usageFlush time.Duration
+	pprofAddr  string
 	logs       *testenv.Buffer
 	apps       []*App
 	urls       []string
@@ -61,6 +62,9 @@ func withUsageFlush(d time.Duration) envOpt { return func(e *env) { e.usageFlush
 
 // withServerConfig adjusts each instance's server settings.
 func withServerConfig(f func(*Config)) envOpt { return func(e *env) { e.srvCfg = f } }
+
+// withPprof serves profiles on addr.
+func withPprof(addr string) envOpt { return func(e *env) { e.pprofAddr = addr } }
 
 // withRedis points the world at a private redis-server (store-fault tests).
 func withRedis(url string) envOpt { return func(e *env) { e.redisURL = url } }
@@ -146,6 +150,7 @@ func (e *env) start() string {
 		ShutdownGrace:   5 * time.Second,
 		WatchInterval:   200 * time.Millisecond,
 		UsageFlushEvery: e.usageFlush,
+		PprofAddr:       e.pprofAddr,
 		Clock:           e.clock,
 		Log:             log,
 	})

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -49,6 +50,9 @@ type config struct {
 	AdminListenAddr string
 	// BodyReadTimeout bounds how long a client may take to send its body.
 	BodyReadTimeout time.Duration
+	// PprofAddr serves runtime profiles on their own listener (PPROF_ADDR,
+	// off by default).
+	PprofAddr string
 }
 
 // minAdminToken is the shortest ADMIN_TOKEN serve accepts.
@@ -84,6 +88,7 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		LogFormat:      env(getenv, "LOG_FORMAT", "text"),
 		LogLevel:       env(getenv, "LOG_LEVEL", "info"),
 		ClaudeRouteURL: env(getenv, "CLAUDE_ROUTE_URL", "http://127.0.0.1:8080"),
+		PprofAddr:      env(getenv, "PPROF_ADDR", ""),
 	}
 	if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
 		return nil, &configError{"LISTEN_ADDR", fmt.Errorf("want host:port like :8080, got %q", c.ListenAddr)}
@@ -97,6 +102,14 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	// Empty keeps the admin API closed; a short token could be guessed.
 	if n := len(c.AdminToken); n > 0 && n < minAdminToken {
 		return nil, &configError{"ADMIN_TOKEN", fmt.Errorf("must be at least %d characters, got %d (or empty to disable the admin API)", minAdminToken, n)}
+	}
+	if c.PprofAddr != "" {
+		if _, _, err := net.SplitHostPort(c.PprofAddr); err != nil {
+			return nil, &configError{"PPROF_ADDR", fmt.Errorf("want host:port like 127.0.0.1:6060, got %q", c.PprofAddr)}
+		}
+		if c.PprofAddr == c.ListenAddr {
+			return nil, &configError{"PPROF_ADDR", errors.New("must differ from LISTEN_ADDR: profiles never share the public listener")}
+		}
 	}
 	if c.RedisURL != "" {
 		if _, err := store.ParseURL(c.RedisURL); err != nil {

@@ -39,6 +39,7 @@ func appConfig(cfg *config, log *logrus.Logger) server.AppConfig {
 		RedisURL: cfg.RedisURL, AccountDir: cfg.AccountDir, ProductDir: cfg.ProductDir,
 		Tiers: cfg.Tiers, OAuthTokenURL: cfg.OAuthTokenURL, OAuthClientID: cfg.OAuthClientID,
 		RefreshLead: cfg.RefreshLead, SyncInterval: cfg.SyncInterval, KeyRetention: cfg.KeyRetention, ShutdownGrace: cfg.ShutdownGrace,
+		PprofAddr: cfg.PprofAddr,
 		Capacity: server.CapacityConfig{ProbeInterval: cfg.ProbeInterval,
 			Health: accounts.Health{MaxFails: cfg.AccountMaxFails, Cooldown: cfg.AccountCooldown}},
 		Log: log,
