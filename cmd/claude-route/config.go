@@ -107,8 +107,8 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		if _, _, err := net.SplitHostPort(c.PprofAddr); err != nil {
 			return nil, &configError{"PPROF_ADDR", fmt.Errorf("want host:port like 127.0.0.1:6060, got %q", c.PprofAddr)}
 		}
-		if c.PprofAddr == c.ListenAddr {
-			return nil, &configError{"PPROF_ADDR", errors.New("must differ from LISTEN_ADDR: profiles never share the public listener")}
+		if c.PprofAddr == c.ListenAddr || c.PprofAddr == c.AdminListenAddr {
+			return nil, &configError{"PPROF_ADDR", errors.New("must differ from LISTEN_ADDR and ADMIN_LISTEN_ADDR: profiles have a listener of their own")}
 		}
 	}
 	if c.RedisURL != "" {
