@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -214,5 +215,40 @@ func TestUtilizationFromUpstreamHeaders(t *testing.T) {
 	if !strings.Contains(m, `claude_route_account_utilization{account="o1",window="5h"} 0.5`) ||
 		!strings.Contains(m, `claude_route_account_utilization{account="o1",window="7d"} 0.25`) {
 		t.Fatalf("utilization in /metrics:\n%s", grepLines(m, "utilization"))
+	}
+}
+
+// A refused connection and a 5xx overflow too, at most once per request;
+// with overflow off the customer gets the upstream's answer as before.
+func TestConnectionAndServerErrorsOverflowOnce(t *testing.T) {
+	e := newEnv(t)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := "http://" + ln.Addr().String()
+	ln.Close()
+	e.fake.AddAPIKey("sk-ant-api03-dead")
+	e.writeAccount("high", "a1", map[string]any{"apiKey": "sk-ant-api03-dead", "baseURL": dead})
+	kb := e.apiAccount("high", "b1")
+	kc := e.apiAccount("medium", "m1")
+	e.apiAccount("medium", "m2")
+	u := e.start()
+	key := e.issue("high", "a1")
+	if r := post(t, u, "/v1/messages", key, msgBody("claude-sonnet-4-5", false)); r.status != 200 {
+		t.Fatalf("refused connection must overflow: %d %s", r.status, r.body)
+	}
+	if got := e.served(); got[kb] != 1 {
+		t.Fatalf("b1 must have served: %v", got)
+	}
+	// The overflow account fails too: no second overflow, its answer goes back.
+	e.fake.InjectFault(kb, fakeupstream.Fault{Status: 500})
+	if r := post(t, u, "/v1/messages", key, msgBody("claude-sonnet-4-5", false)); r.status != 500 {
+		t.Fatalf("one overflow per request: %d %s", r.status, r.body)
+	}
+	off := false
+	tr, _ := e.tiers.Get("medium")
+	tr.Overflow = &off
+	mkey := e.issue("medium", "m1")
+	e.fake.InjectFault(kc, fakeupstream.Fault{Status: 529})
+	if r := post(t, u, "/v1/messages", mkey, msgBody("claude-sonnet-4-5", false)); r.status != 529 {
+		t.Fatalf("overflow off: the account's 529 must reach the customer: %d", r.status)
 	}
 }
