@@ -43,6 +43,12 @@ type Options struct {
 	ChunkDelay time.Duration
 	// Chunks is the number of content_block_delta events per stream (default 5).
 	Chunks int
+	// FirstDelay is the wall-clock pause before a stream's first event
+	// (time to first token; default 0).
+	FirstDelay time.Duration
+	// NoRecord keeps no copy of the requests (Requests stays empty): the
+	// fast mode for benchmarks, which send millions of them.
+	NoRecord bool
 	// ClientID is the OAuth client id the token endpoint accepts (default ClientID).
 	ClientID string
 	// Logf, if set, receives one line per request; secrets are never logged.
@@ -246,6 +252,9 @@ func (s *Server) leave() {
 }
 
 func (s *Server) record(r *http.Request, body []byte) {
+	if s.opts.NoRecord {
+		return
+	}
 	cred, _ := credentialOf(r.Header)
 	req := Request{
 		Method:     r.Method,

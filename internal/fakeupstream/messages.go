@@ -170,8 +170,11 @@ func (s *Server) stream(w http.ResponseWriter, ctx context.Context, ans Answer, 
 		if i == len(evs) {
 			return
 		}
-		if i > 0 {
-			if err := s.sleep(ctx, s.opts.ChunkDelay); err != nil {
+		if d := s.opts.ChunkDelay; i > 0 || s.opts.FirstDelay > 0 {
+			if i == 0 {
+				d = s.opts.FirstDelay
+			}
+			if err := s.sleep(ctx, d); err != nil {
 				s.stop(w, err)
 				return
 			}
