@@ -40,7 +40,7 @@ type AppConfig struct {
 	KeyRetention  time.Duration
 	ShutdownGrace time.Duration
 	// WatchInterval is how often the store is checked for having lost its
-	// data (default 15 s).
+	// data (default 1 s).
 	WatchInterval time.Duration
 	// UsageFlushEvery is how often usage totals go to the store (default
 	// usage.FlushEvery, 1 s; tests lengthen it to see what shutdown flushes).
@@ -225,11 +225,14 @@ func (a *App) flushUsage() {
 func (a *App) watchStore(ctx context.Context) {
 	every := a.Cfg.WatchInterval
 	if every <= 0 {
-		every = 15 * time.Second
+		// One small read a second: a failover to an empty replica is
+		// repaired within about a second, not at the next periodic sync.
+		every = time.Second
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
 	lastErr := ""
+	var lastTry time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -243,6 +246,12 @@ func (a *App) watchStore(ctx context.Context) {
 		if last != nil && strings.Contains(last.Error, syncer.ErrNoAccountDir.Error()) {
 			continue // an operator's fix, not a retry, ends this one
 		}
+		// A store without a report is synced at once; a failed sync is
+		// retried at a calmer pace, as a full sync is not free.
+		if last != nil && time.Since(lastTry) < watchRetry {
+			continue
+		}
+		lastTry = time.Now()
 		_, err = a.Syncer.Sync(ctx)
 		switch {
 		case err == nil:
@@ -255,6 +264,9 @@ func (a *App) watchStore(ctx context.Context) {
 		}
 	}
 }
+
+// watchRetry is how often the watchdog retries a sync that failed.
+const watchRetry = 15 * time.Second
 
 // Close releases the store.
 func (a *App) Close() error { return a.Store.Close() }

@@ -156,6 +156,9 @@ func Open(redisURL string, opts Options) (*Store, error) {
 	uo.DialTimeout, uo.ReadTimeout, uo.WriteTimeout = opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout
 	uo.ContextTimeoutEnabled, uo.MaxRetries = true, noRetries
 	c := redis.NewUniversalClient(uo)
+	if cc, ok := c.(*redis.ClusterClient); ok {
+		cc.AddHook(newReloadOnFailure(cc))
+	}
 	s := &Store{Client: c, Cluster: uo.IsClusterMode}
 	// The first command connects lazily: a store down at start is reported
 	// by /health and answered with 503, not fatal.

@@ -1,0 +1,297 @@
+//go:build failover
+
+package failover
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/sirupsen/logrus"
+
+	"github.com/claude-route/claude-route/internal/fakeupstream"
+	"github.com/claude-route/claude-route/internal/testenv"
+	"github.com/claude-route/claude-route/server"
+)
+
+const adminToken = "failover-admin-token-0123456789"
+
+// ports hands out loopback ports: FAILOVER_PORT_BASE, BASE+1, … when set
+// (a shared machine gives each user a range), else free ones from the OS.
+type ports struct {
+	t    *testing.T
+	next int
+}
+
+func newPorts(t *testing.T) *ports {
+	p := &ports{t: t}
+	if b := os.Getenv("FAILOVER_PORT_BASE"); b != "" {
+		n, err := strconv.Atoi(b)
+		if err != nil {
+			t.Fatalf("FAILOVER_PORT_BASE: %v", err)
+		}
+		p.next = n
+	}
+	return p
+}
+
+func (p *ports) get() int {
+	if p.next > 0 {
+		p.next++
+		return p.next - 1
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// proc is a redis process this test started; it is killed when the test ends.
+type proc struct {
+	port int
+	cmd  *exec.Cmd
+	log  string
+}
+
+func addr(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
+
+// startRedis runs redis-server with args on port and waits until it answers.
+func startRedis(t *testing.T, dir string, port int, args ...string) *proc {
+	t.Helper()
+	logf := filepath.Join(dir, "redis-"+strconv.Itoa(port)+".log")
+	full := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "",
+		"--appendonly", "no", "--dir", dir, "--logfile", logf}, args...)
+	return startProc(t, port, logf, "redis-server", full...)
+}
+
+func startProc(t *testing.T, port int, logf, name string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	p := &proc{port: port, cmd: cmd, log: logf}
+	t.Cleanup(p.kill)
+	c := redis.NewClient(&redis.Options{Addr: addr(port)})
+	defer c.Close()
+	deadline := time.Now().Add(15 * time.Second)
+	for c.Ping(context.Background()).Err() != nil {
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(logf)
+			t.Fatalf("%s on %d did not come up:\n%s", name, port, b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return p
+}
+
+// kill SIGKILLs the process, as a crashed host would lose it.
+func (p *proc) kill() {
+	if p.cmd.Process == nil || p.cmd.ProcessState != nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	_ = p.cmd.Wait()
+}
+
+func requireRedis(t *testing.T) {
+	_, err := exec.LookPath("redis-server")
+	testenv.Require(t, err == nil, "redis-server")
+	_, err = exec.LookPath("redis-cli")
+	testenv.Require(t, err == nil, "redis-cli")
+}
+
+// proxy is one in-process claude-route in front of the store under test,
+// with a fake upstream, one high account and one issued high key; it asks
+// for haiku, which high does not count, so probes never run out of quota.
+type proxy struct {
+	url string
+	key string
+	log *testenv.Buffer
+}
+
+func startProxy(t *testing.T, redisURL string) *proxy {
+	t.Helper()
+	fake := fakeupstream.Start(fakeupstream.Options{})
+	t.Cleanup(fake.Close)
+	acct, prod := t.TempDir(), t.TempDir()
+	fake.AddAPIKey("sk-ant-api03-failover")
+	if err := os.MkdirAll(filepath.Join(acct, "high"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(acct, "high", "h1.json"), []byte(`{"apiKey":"sk-ant-api03-failover"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logs := &testenv.Buffer{}
+	log := logrus.New()
+	log.SetOutput(logs)
+	ctx, cancel := context.WithCancel(context.Background())
+	app, err := server.Assemble(ctx, server.AppConfig{
+		Server:   server.Config{UpstreamURL: fake.URL(), AdminToken: adminToken},
+		RedisURL: redisURL, AccountDir: acct, ProductDir: prod,
+		OAuthTokenURL: fake.TokenURL(), OAuthClientID: fakeupstream.ClientID,
+		SyncInterval: time.Hour, ShutdownGrace: 2 * time.Second, Log: log,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = app.Run(ctx, ln)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		app.Close()
+		if t.Failed() {
+			t.Logf("proxy log:\n%s", logs.String())
+		}
+	})
+	p := &proxy{url: "http://" + ln.Addr().String(), log: logs}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		req, _ := http.NewRequest(http.MethodPost, p.url+"/admin/api/keys", strings.NewReader(`{"tier":"high"}`))
+		req.Header.Set("Authorization", "Bearer "+adminToken)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			var out struct {
+				Key string `json:"key"`
+			}
+			_ = json.NewDecoder(resp.Body).Decode(&out)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusCreated && out.Key != "" {
+				p.key = out.Key
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("could not issue a key through the proxy (last: %v)", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if st := p.call(); st != http.StatusOK {
+		t.Fatalf("proxy before the fault: %d", st)
+	}
+	return p
+}
+
+var client = &http.Client{Timeout: 5 * time.Second}
+
+// call sends one counted request and returns its status (0: no answer).
+func (p *proxy) call() int {
+	body := `{"model":"claude-haiku-4-5","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}`
+	req, _ := http.NewRequest(http.MethodPost, p.url+"/v1/messages", bytes.NewReader([]byte(body)))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Api-Key", p.key)
+	req.Header.Set("Anthropic-Version", "2023-06-01")
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// outcome is one request's answer and when it came.
+type outcome struct {
+	at     time.Time
+	status int
+}
+
+// prober sends requests back to back from a few goroutines until stopped.
+type prober struct {
+	mu   sync.Mutex
+	seen []outcome
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+func (p *proxy) probe(workers int) *prober {
+	pr := &prober{stop: make(chan struct{})}
+	for i := 0; i < workers; i++ {
+		pr.wg.Add(1)
+		go func() {
+			defer pr.wg.Done()
+			for {
+				select {
+				case <-pr.stop:
+					return
+				default:
+				}
+				st := p.call()
+				pr.mu.Lock()
+				pr.seen = append(pr.seen, outcome{time.Now(), st})
+				pr.mu.Unlock()
+				time.Sleep(20 * time.Millisecond)
+			}
+		}()
+	}
+	return pr
+}
+
+// firstOKAfter waits up to limit for a 200 answered after t0.
+func (pr *prober) firstOKAfter(t0 time.Time, limit time.Duration) (time.Time, bool) {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		pr.mu.Lock()
+		for _, o := range pr.seen {
+			if o.status == http.StatusOK && o.at.After(t0) {
+				pr.mu.Unlock()
+				return o.at, true
+			}
+		}
+		pr.mu.Unlock()
+		time.Sleep(20 * time.Millisecond)
+	}
+	return time.Time{}, false
+}
+
+func (pr *prober) close() {
+	close(pr.stop)
+	pr.wg.Wait()
+}
+
+func (pr *prober) summary(since time.Time) string {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	counts := map[int]int{}
+	for _, o := range pr.seen {
+		if o.at.After(since) {
+			counts[o.status]++
+		}
+	}
+	return fmt.Sprint(counts)
+}
+
+// waitFor polls cond every 20 ms up to limit; it returns when cond held.
+func waitFor(limit time.Duration, cond func() bool) (time.Time, bool) {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return time.Now(), true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return time.Time{}, false
+}
