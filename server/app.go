@@ -121,7 +121,7 @@ func Assemble(ctx context.Context, cfg AppConfig) (*App, error) {
 	a.Server = New(cfg.Server, Deps{
 		Redis: rdb, Store: st, Tiers: cfg.Tiers, Keys: a.Keys, Pool: a.Pool, Accounts: a.Accounts,
 		Limiter: a.Limiter, Refresher: a.Refresher, Usage: a.Usage, Syncer: a.Syncer,
-		Util: a.Util, Clock: cfg.Clock, Log: log,
+		Util: a.Util, Leases: a.Leases, Clock: cfg.Clock, Log: log,
 	})
 	return a, nil
 }

@@ -83,3 +83,11 @@ func tooLarge(err error) error {
 	}
 	return err
 }
+
+// drain reads and discards what is left of a body (up to limit) before a
+// refusal is answered: a client still writing a large body may otherwise
+// see its write fail instead of the answer (golang/go#40747). No byte is
+// kept.
+func drain(w http.ResponseWriter, body io.ReadCloser, limit int64) {
+	_, _ = io.Copy(io.Discard, http.MaxBytesReader(w, body, limit))
+}

@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/claude-route/claude-route/accounts"
+	"github.com/claude-route/claude-route/concurrency"
 	"github.com/claude-route/claude-route/keys"
 	"github.com/claude-route/claude-route/tiers"
 )
@@ -69,18 +70,52 @@ func clientKey(h http.Header) string {
 // authenticate checks the key's format without touching the store, then
 // reads its record and binding in one round trip.
 func (s *Server) authenticate(ctx context.Context, h http.Header) (*caller, *httpError) {
+	cl, _, herr := s.authenticateEnter(ctx, h, false)
+	return cl, herr
+}
+
+// authenticateEnter is authenticate that, when enter is set and leases
+// are configured, also enters the key's concurrency queue in the same
+// round trip (the caller finishes it with Entry.Admit). A refused key's
+// entry is abandoned here.
+func (s *Server) authenticateEnter(ctx context.Context, h http.Header, enter bool) (*caller, *concurrency.Entry, *httpError) {
 	key := clientKey(h)
 	if key == "" {
-		return nil, unauthorized("Unauthorized API key: no key given (x-api-key or Authorization: Bearer)")
+		return nil, nil, unauthorized("Unauthorized API key: no key given (x-api-key or Authorization: Bearer)")
 	}
 	if err := keys.CheckFormat(key); err != nil {
-		return nil, unauthorized("Invalid API key format: expected sk-cli-v1- followed by 32 letters or digits")
+		return nil, nil, unauthorized("Invalid API key format: expected sk-cli-v1- followed by 32 letters or digits")
 	}
 	hash := keys.Hash(key)
 	pipe := s.d.Redis.Pipeline()
 	recCmd := s.d.Keys.QueueGet(ctx, pipe, hash)
 	bindCmd := s.d.Pool.QueueBound(ctx, pipe, hash)
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+	var entry *concurrency.Entry
+	if enter && s.d.Leases != nil {
+		entry = s.d.Leases.QueueEnter(ctx, pipe, hash)
+	}
+	_, err := pipe.Exec(ctx)
+	cl, herr := s.callerOf(hash, recCmd, bindCmd, err)
+	if herr != nil && entry != nil {
+		// The enter may have taken a place; give it back off the answer's path.
+		s.bg.Add(1)
+		go func(e *concurrency.Entry) {
+			defer s.bg.Done()
+			actx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			e.Abandon(actx)
+		}(entry)
+		entry = nil
+	}
+	return cl, entry, herr
+}
+
+// callerOf checks the record read by the authentication pipeline.
+func (s *Server) callerOf(hash string, recCmd *redis.MapStringStringCmd, bindCmd *redis.StringCmd, err error) (*caller, *httpError) {
+	if err != nil && !errors.Is(err, redis.Nil) && !isNoScript(err) {
+		return nil, storeDown(err)
+	}
+	if err := recCmd.Err(); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, storeDown(err)
 	}
 	rec, err := keys.ParseRecord(hash, recCmd.Val())

@@ -7,6 +7,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/claude-route/claude-route/accounts"
+	"github.com/claude-route/claude-route/concurrency"
 	"github.com/claude-route/claude-route/keys"
 	"github.com/claude-route/claude-route/ratelimit"
 	"github.com/claude-route/claude-route/refresh"
@@ -99,4 +100,10 @@ type Pinger interface {
 // UtilObserver takes an account's latest utilization; it never blocks.
 type UtilObserver interface {
 	Observe(account string, u accounts.Utilization)
+}
+
+// Leases hand out each key's concurrency places; the entry rides in the
+// authentication pipeline, so a key under its limit costs no round trip.
+type Leases interface {
+	QueueEnter(ctx context.Context, pipe redis.Pipeliner, keyHash string) *concurrency.Entry
 }

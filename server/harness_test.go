@@ -45,7 +45,11 @@ type env struct {
 	srvCfg     func(*Config)
 	// adminURLs are the instances' admin listeners (SeparateAdmin only).
 	adminURLs []string
+	tweaks    []func(*AppConfig)
 }
+
+// withApp changes each instance's configuration before it is assembled.
+func withApp(f func(*AppConfig)) envOpt { return func(e *env) { e.tweaks = append(e.tweaks, f) } }
 
 // stop shuts instance i down as SIGTERM would and waits for it to finish.
 func (e *env) stop(i int) { e.stops[i]() }
@@ -137,7 +141,7 @@ func (e *env) start() string {
 	if e.srvCfg != nil {
 		e.srvCfg(&scfg)
 	}
-	app, err := Assemble(ctx, AppConfig{
+	cfg := AppConfig{
 		Server:          scfg,
 		RedisURL:        e.redisURL,
 		AccountDir:      e.acctDir,
@@ -153,7 +157,11 @@ func (e *env) start() string {
 		PprofAddr:       e.pprofAddr,
 		Clock:           e.clock,
 		Log:             log,
-	})
+	}
+	for _, f := range e.tweaks {
+		f(&cfg)
+	}
+	app, err := Assemble(ctx, cfg)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -161,7 +169,7 @@ func (e *env) start() string {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	if scfg.SeparateAdmin {
+	if cfg.Server.SeparateAdmin {
 		aln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			e.t.Fatal(err)

@@ -21,7 +21,7 @@ import (
 // converted back on the way out.
 func (s *Server) chatCompletions(c *gin.Context) {
 	orig := c.Request
-	body := &convertingBody{src: orig.Body, w: c.Writer, limit: s.cfg.MaxBodyBytes}
+	body := &convertingBody{src: orig.Body, w: c.Writer, limit: s.cfg.MaxBodyBytes, sizeHint: orig.ContentLength}
 	r := orig.Clone(orig.Context())
 	r.URL.Path, r.URL.RawPath, r.URL.RawQuery = "/v1/messages", "", ""
 	r.Body = body
@@ -43,10 +43,13 @@ type convertingBody struct {
 	src   io.ReadCloser
 	w     http.ResponseWriter
 	limit int64
-	conv  *bytes.Reader
-	req   openai.Request
-	err   *openai.Error // the conversion's refusal, answered as is
-	rerr  error
+	// sizeHint is the OpenAI body's declared length (-1 unknown): what the
+	// in-flight byte budget holds for it.
+	sizeHint int64
+	conv     *bytes.Reader
+	req      openai.Request
+	err      *openai.Error // the conversion's refusal, answered as is
+	rerr     error
 }
 
 func (b *convertingBody) Read(p []byte) (int, error) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/claude-route/claude-route/accounts"
 	"github.com/claude-route/claude-route/admission"
+	"github.com/claude-route/claude-route/concurrency"
 	"github.com/claude-route/claude-route/ratelimit"
 	"github.com/claude-route/claude-route/refresh"
 	"github.com/claude-route/claude-route/relay"
@@ -60,13 +61,36 @@ func (s *Server) proxy(c *ginContext, counted bool) {
 	// budget before the upstream call: a hung store answers 503 within a
 	// second instead of holding the client.
 	actx, cancel := context.WithTimeout(ctx, storeBudget)
-	cl, herr := s.authenticate(actx, r.Header)
+	cl, entry, herr := s.authenticateEnter(actx, r.Header, true)
 	cancel()
 	if herr != nil {
 		s.metrics.request("", "", herr.status)
 		herr.write(w)
 		return
 	}
+	// The key's concurrency place, then room in the process's body budget,
+	// both before a byte of the body is read: a flood of large bodies on
+	// one key waits in its queue instead of in memory.
+	lease, herr := s.takeLease(ctx, cl, entry)
+	if herr != nil {
+		s.metrics.request(cl.tier.Name, "", herr.status)
+		if herr.status != statusClientGone {
+			drain(w, r.Body, s.cfg.MaxBodyBytes)
+			herr.write(w)
+		}
+		return
+	}
+	defer s.releaseLease(ctx, lease)
+	held, herr := s.holdBody(ctx, r, cl.tier.Name)
+	if herr != nil {
+		s.metrics.request(cl.tier.Name, "", herr.status)
+		if herr.status != statusClientGone {
+			drain(w, r.Body, s.cfg.MaxBodyBytes)
+			herr.write(w)
+		}
+		return
+	}
+	defer s.inflight.Release(held)
 	req, herr := s.readBody(w, r)
 	if herr != nil {
 		s.metrics.request(cl.tier.Name, "", herr.status)
@@ -144,6 +168,78 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (*request, *ht
 		return nil, &httpError{status: http.StatusBadRequest, typ: errInvalidRequest, msg: "could not read the request body", cause: err}
 	}
 	return &request{body: body, model: f.Model, stream: f.Stream}, nil
+}
+
+// statusClientGone is logged for a request whose client left before
+// anything was answered (nginx's 499).
+const statusClientGone = 499
+
+// takeLease finishes the key's concurrency entry: at once when the key is
+// under its tier's concurrency, else after a first-come-first-served wait
+// of up to QUEUE_WAIT. A streamed request that waits has sent nothing.
+func (s *Server) takeLease(ctx context.Context, cl *caller, entry *concurrency.Entry) (*concurrency.Lease, *httpError) {
+	if entry == nil {
+		return nil, nil
+	}
+	n := cl.tier.MaxConcurrent()
+	lease, err := entry.Admit(ctx, n)
+	switch {
+	case err == nil:
+		return lease, nil
+	case errors.Is(err, concurrency.ErrQueueFull), errors.Is(err, concurrency.ErrWaitTimeout):
+		s.log.WithFields(logFields(cl)).WithField("reason", err.Error()).Info("refused: too many concurrent requests")
+		return nil, &httpError{status: http.StatusTooManyRequests, typ: errRateLimit, retryAfter: time.Second, cause: err,
+			msg: fmt.Sprintf("Too many concurrent requests for this key (%d)", n)}
+	case ctx.Err() != nil:
+		return nil, &httpError{status: statusClientGone, cause: err}
+	default:
+		return nil, storeDown(err)
+	}
+}
+
+// releaseLease gives the key's place back when the request ends, however
+// it ends (answer, refusal, client gone, panic): the defer runs them all.
+// A release that fails leaves the lease to expire within its TTL.
+func (s *Server) releaseLease(ctx context.Context, lease *concurrency.Lease) {
+	if lease == nil {
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	lease.Release(rctx)
+}
+
+// holdBody takes room for the request's body in the process-wide budget
+// of bytes in flight (MAX_INFLIGHT_BODY_BYTES): its declared length, or
+// MAX_BODY_BYTES when it declares none (a chunked body may be that large).
+// A request that finds no room within InflightWait is refused with 503
+// overloaded_error; the wait runs on the injectable clock.
+func (s *Server) holdBody(ctx context.Context, r *http.Request, tier string) (int64, *httpError) {
+	if s.inflight == nil {
+		return 0, nil
+	}
+	n := r.ContentLength
+	if cb, ok := r.Body.(*convertingBody); ok {
+		n = cb.sizeHint // the OpenAI body's length, close to its conversion's
+	}
+	if n < 0 || n > s.cfg.MaxBodyBytes {
+		n = s.cfg.MaxBodyBytes
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	t := s.d.Clock.AfterFunc(s.cfg.InflightWait, cancel)
+	defer t.Stop()
+	held, err := s.inflight.Acquire(wctx, n)
+	switch {
+	case err == nil:
+		return held, nil
+	case ctx.Err() != nil:
+		return 0, &httpError{status: statusClientGone, cause: err}
+	default:
+		s.metrics.capacity.WithLabelValues(tier, "inflight_bytes").Inc()
+		return 0, &httpError{status: http.StatusServiceUnavailable, typ: errOverloaded,
+			msg: "The proxy is handling too many request bytes right now; please retry"}
+	}
 }
 
 func (s *Server) quotaRequest(cl *caller, family string, limit int) ratelimit.Request {

@@ -389,8 +389,16 @@ func TestHotPathRoundTrips(t *testing.T) {
 		if r := post(t, url, "/v1/messages", key, msgBody(model, false)); r.status != 200 {
 			t.Fatal(r.status)
 		}
+		e.apps[0].Server.handlers.Wait() // the request has ended, its lease released
 		if n := counter.beforeUsage(); n > 2 {
 			t.Fatalf("%s: %d round trips before forwarding, budget 2 (%v)", model, n, counter.names())
+		}
+		released := false
+		for _, trip := range counter.names() {
+			released = released || (len(trip) == 1 && trip[0] == "lease-release")
+		}
+		if !released {
+			t.Fatalf("%s: the key's concurrency lease was not released (%v)", model, counter.names())
 		}
 	}
 	_ = context.Background()

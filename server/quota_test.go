@@ -16,6 +16,9 @@ import (
 // exactly the quota is served and the rest refused with retry-after.
 func TestQuotaNeverOvershootsAcrossInstances(t *testing.T) {
 	e := newEnv(t)
+	// The quota is under test, not the key's concurrency: room for all 60.
+	trial, _ := e.tiers.Get("trial")
+	trial.Concurrency = 60
 	e.apiAccount("trial", "t1")
 	u1, u2 := e.start(), e.start()
 	key := e.issue("trial")

@@ -35,6 +35,9 @@ func (c *rtCounter) add(cmds ...redis.Cmder) {
 		if len(args) > 1 {
 			s += " " + fmt.Sprint(args[1])
 		}
+		if isLeaseRelease(args) {
+			s = "lease-release"
+		}
 		names = append(names, s)
 	}
 	c.mu.Lock()
@@ -53,6 +56,10 @@ func (c *rtCounter) beforeUsage() int {
 		// pooled connection, not per request.
 		switch strings.Fields(t[0])[0] {
 		case "hello", "select", "client", "auth":
+			continue
+		}
+		// A lease's release runs after the answer, when the request ends.
+		if len(t) == 1 && t[0] == "lease-release" {
 			continue
 		}
 		if !strings.Contains(strings.Join(t, ","), "cr:usage") {
@@ -82,4 +89,18 @@ func (c *rtCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 		c.add(cmds...)
 		return next(ctx, cmds)
 	}
+}
+
+// isLeaseRelease recognises the concurrency package's release: a script
+// over a key's three lease keys (cr:cc:{hash}:l, :q, :qx) and one id.
+func isLeaseRelease(args []any) bool {
+	if len(args) != 7 {
+		return false
+	}
+	name := fmt.Sprint(args[0])
+	if name != "evalsha" && name != "eval" || fmt.Sprint(args[2]) != "3" {
+		return false
+	}
+	k := fmt.Sprint(args[3])
+	return strings.HasPrefix(k, "cr:cc:{") && strings.HasSuffix(k, "}:l")
 }

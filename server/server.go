@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/sirupsen/logrus"
 
+	"github.com/claude-route/claude-route/admission"
 	"github.com/claude-route/claude-route/internal/clock"
 	"github.com/claude-route/claude-route/relay"
 	"github.com/claude-route/claude-route/tiers"
@@ -48,6 +49,12 @@ type Config struct {
 	// StreamIdleTimeout ends an answer when no byte came from the upstream
 	// for that long (STREAM_IDLE_TIMEOUT, default 5 m).
 	StreamIdleTimeout time.Duration
+	// MaxInflightBodyBytes bounds the request bytes held across the
+	// process (MAX_INFLIGHT_BODY_BYTES, default 256 MiB).
+	MaxInflightBodyBytes int64
+	// InflightWait is how long a request waits for room in that budget
+	// before 503 overloaded_error (default 2 s).
+	InflightWait time.Duration
 	// Transport overrides the upstream transport (tests, benchmarks).
 	Transport http.RoundTripper
 }
@@ -65,9 +72,11 @@ type Deps struct {
 	Usage     UsageRecorder
 	Syncer    Syncer
 	// Util takes each upstream answer's rate-limit headers (optional).
-	Util  UtilObserver
-	Clock clock.Clock
-	Log   *logrus.Logger
+	Util UtilObserver
+	// Leases limit each key's requests in flight; nil: no limit.
+	Leases Leases
+	Clock  clock.Clock
+	Log    *logrus.Logger
 }
 
 // Server is the HTTP service.
@@ -87,12 +96,20 @@ type Server struct {
 	bg       sync.WaitGroup
 	// bufs recycles request-body buffers (body.go).
 	bufs bodyPool
+	// inflight is the budget of request-body bytes held at once.
+	inflight *admission.Budget
 }
 
 // New builds the server.
 func New(cfg Config, d Deps) *Server {
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = 32 << 20
+	}
+	if cfg.MaxInflightBodyBytes == 0 {
+		cfg.MaxInflightBodyBytes = 256 << 20
+	}
+	if cfg.InflightWait == 0 {
+		cfg.InflightWait = 2 * time.Second
 	}
 	if cfg.HeaderTimeout == 0 {
 		cfg.HeaderTimeout = 10 * time.Minute
@@ -105,7 +122,8 @@ func New(cfg Config, d Deps) *Server {
 	}
 	up := relay.New(relay.Config{DefaultURL: cfg.UpstreamURL, HeaderTimeout: cfg.HeaderTimeout,
 		IdleTimeout: cfg.StreamIdleTimeout, Clock: d.Clock, Transport: cfg.Transport})
-	s := &Server{cfg: cfg, d: d, log: d.Log, upstream: up}
+	s := &Server{cfg: cfg, d: d, log: d.Log, upstream: up,
+		inflight: admission.NewBudget(cfg.MaxInflightBodyBytes)}
 	s.metrics = newMetrics(s)
 	gin.SetMode(gin.ReleaseMode)
 	newEngine := func() *gin.Engine {

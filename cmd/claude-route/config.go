@@ -53,6 +53,12 @@ type config struct {
 	// PprofAddr serves runtime profiles on their own listener (PPROF_ADDR,
 	// off by default).
 	PprofAddr string
+	// QueueWait is QUEUE_WAIT: how long a request over its key's
+	// concurrency waits for a place.
+	QueueWait time.Duration
+	// MaxInflightBodyBytes is MAX_INFLIGHT_BODY_BYTES: request bytes in
+	// flight across the process.
+	MaxInflightBodyBytes int64
 }
 
 // minAdminToken is the shortest ADMIN_TOKEN serve accepts.
@@ -135,6 +141,7 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		{"REFRESH_LEAD", "10m", &c.RefreshLead},
 		{"STREAM_IDLE_TIMEOUT", "5m", &c.StreamIdleTimeout},
 		{"ACCOUNT_COOLDOWN", "60s", &c.AccountCooldown},
+		{"QUEUE_WAIT", "30s", &c.QueueWait},
 	}
 	for _, d := range durations {
 		v := env(getenv, d.name, d.def)
@@ -163,6 +170,11 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	if c.AccountMaxFails, err = strconv.Atoi(mf); err != nil || c.AccountMaxFails < 1 {
 		return nil, &configError{"ACCOUNT_MAX_FAILS", fmt.Errorf("want a count of at least 1, got %q", mf)}
 	}
+	mi := env(getenv, "MAX_INFLIGHT_BODY_BYTES", strconv.Itoa(256<<20))
+	if n, err = strconv.ParseInt(mi, 10, 64); err != nil || n < c.MaxBodyBytes {
+		return nil, &configError{"MAX_INFLIGHT_BODY_BYTES", fmt.Errorf("want a byte count of at least MAX_BODY_BYTES (%d), got %q", c.MaxBodyBytes, mi)}
+	}
+	c.MaxInflightBodyBytes = n
 	switch c.LogFormat {
 	case "text", "json":
 	default:

@@ -46,6 +46,8 @@ func TestBadConfigurationNamesTheVariable(t *testing.T) {
 		{map[string]string{"ACCOUNT_MAX_FAILS": "0"}, "ACCOUNT_MAX_FAILS"},
 		{map[string]string{"PPROF_ADDR": "6060"}, "PPROF_ADDR"},
 		{map[string]string{"PPROF_ADDR": ":8080"}, "PPROF_ADDR"}, // the public listener's
+		{map[string]string{"QUEUE_WAIT": "forever"}, "QUEUE_WAIT"},
+		{map[string]string{"MAX_INFLIGHT_BODY_BYTES": "1024"}, "MAX_INFLIGHT_BODY_BYTES"},
 		{map[string]string{"TIERS_FILE": badTiers}, "TIERS_FILE"},
 		{map[string]string{"TIERS_FILE": filepath.Join(dir, "missing.json")}, "TIERS_FILE"},
 		{map[string]string{"ACCOUNT_DIR": notDir}, "ACCOUNT_DIR"},

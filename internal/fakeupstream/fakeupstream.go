@@ -93,6 +93,7 @@ type Server struct {
 	messages    int
 	cancelled   int
 	inFlight    int
+	peak        int // the most requests in flight at once since Reset
 	tokenCalls  int
 	utils       map[string]utilization // per credential, see SetUtilization
 	// changed is closed and replaced whenever inFlight drops, so WaitIdle
@@ -239,6 +240,9 @@ func (s *Server) enter() bool {
 	}
 	s.handlers.Add(1)
 	s.inFlight++
+	if s.inFlight > s.peak {
+		s.peak = s.inFlight
+	}
 	return true
 }
 
@@ -305,6 +309,13 @@ func (s *Server) InFlight() int {
 	return s.inFlight
 }
 
+// PeakInFlight is the most requests handled at once since the last Reset.
+func (s *Server) PeakInFlight() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.peak
+}
+
 // TokenCalls is the number of requests to the OAuth token endpoint.
 func (s *Server) TokenCalls() int {
 	s.mu.Lock()
@@ -339,6 +350,7 @@ func (s *Server) Reset() {
 	s.messages = 0
 	s.cancelled = 0
 	s.tokenCalls = 0
+	s.peak = s.inFlight
 }
 
 func (s *Server) noteCancelled() {
