@@ -114,18 +114,22 @@ if #gone > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now) end
 
 // enterScript is the optimistic first step, cheap enough to ride in the
 // admission pipeline: when nobody waits it takes a lease unconditionally
-// and returns how many leases are live with it. The caller, who knows N,
-// keeps it when that count is at most N; else it converts it into a place
-// in the queue (waitScript). Over-counting can only send a request to the
-// queue, never admit one too many: each entrant sees the count that
-// includes itself. ARGV: now ms or "", lease id, ttl ms.
+// and returns how many live leases there are with it. The caller, who
+// knows N, keeps it when that count is at most N; else it converts it into
+// a place in the queue (waitScript). Over-counting can only send a request
+// to the queue, never admit one too many: each entrant sees the count that
+// includes itself. It purges nothing: expired leases are not counted
+// (ZCOUNT from now), and a queue holding only dead waiters sends the
+// request to the wait step, which purges them. That keeps the hot path at
+// five commands inside the script.
+// ARGV: now ms or "", lease id, ttl ms.
 // Returns {1 taken | 0 someone waits, live leases}.
-var enterScript = redis.NewScript(nowLua + purgeLua + `
-if redis.call('ZCARD', KEYS[2]) > 0 then return {0, redis.call('ZCARD', KEYS[1])} end
+var enterScript = redis.NewScript(nowLua + `
+if redis.call('ZCARD', KEYS[2]) > 0 then return {0, 0} end
 local ttl = tonumber(ARGV[3])
 redis.call('ZADD', KEYS[1], now + ttl, ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ttl)
-return {1, redis.call('ZCARD', KEYS[1])}
+return {1, redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')}
 `)
 
 // waitScript is one step of a waiting request: give back an over-limit
@@ -336,7 +340,8 @@ func (ls *Lease) Release(ctx context.Context) {
 		l.mu.Lock()
 		delete(l.live, ls)
 		l.mu.Unlock()
-		if err := leaveScript.Run(ctx, l.rdb, keys(ls.keyHash)[:3], ls.id).Err(); err != nil {
+		// A granted lease is never in the queue: one ZREM, no script.
+		if err := l.rdb.ZRem(ctx, keys(ls.keyHash)[0], ls.id).Err(); err != nil {
 			// The lease then expires by itself within LeaseTTL.
 			l.cfg.Log.WithError(err).Warn("concurrency lease not released; it expires by itself")
 		}

@@ -91,16 +91,12 @@ func (c *rtCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 	}
 }
 
-// isLeaseRelease recognises the concurrency package's release: a script
-// over a key's three lease keys (cr:cc:{hash}:l, :q, :qx) and one id.
+// isLeaseRelease recognises the concurrency package's release: one ZREM
+// of the lease's id from the key's lease set (cr:cc:{hash}:l).
 func isLeaseRelease(args []any) bool {
-	if len(args) != 7 {
+	if len(args) != 3 || fmt.Sprint(args[0]) != "zrem" {
 		return false
 	}
-	name := fmt.Sprint(args[0])
-	if name != "evalsha" && name != "eval" || fmt.Sprint(args[2]) != "3" {
-		return false
-	}
-	k := fmt.Sprint(args[3])
+	k := fmt.Sprint(args[1])
 	return strings.HasPrefix(k, "cr:cc:{") && strings.HasSuffix(k, "}:l")
 }
