@@ -84,12 +84,15 @@ func (r *xs) Read(p []byte) (int, error) {
 	if int64(len(p)) > r.n {
 		p = p[:r.n]
 	}
-	for i := range p {
-		p[i] = 'x'
+	n := 0
+	for n < len(p) {
+		n += copy(p[n:], xBlock)
 	}
 	r.n -= int64(len(p))
 	return len(p), nil
 }
+
+var xBlock = []byte(strings.Repeat("x", 64<<10))
 
 // Issue 12 (medium): 20 concurrent 30 MiB bodies sent with a valid but
 // quota-exhausted key took RSS from 33 MiB to 1.37 GiB, each body read
@@ -110,13 +113,22 @@ func TestLargeBodiesOnExhaustedKeyKeepRSSBounded(t *testing.T) {
 	debug.FreeOSMemory()
 	base := rss(t)
 	peak := base
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	heapBase, heapPeak := int64(ms.HeapInuse), int64(ms.HeapInuse)
+	upstreamBefore := e.fake.MessageCount()
 	stop := make(chan struct{})
 	sampled := make(chan struct{})
 	go func() {
 		defer close(sampled)
+		var ms runtime.MemStats
 		for {
 			if v := rss(t); v > peak {
 				peak = v
+			}
+			runtime.ReadMemStats(&ms)
+			if v := int64(ms.HeapInuse); v > heapPeak {
+				heapPeak = v
 			}
 			select {
 			case <-stop:
@@ -152,15 +164,24 @@ func TestLargeBodiesOnExhaustedKeyKeepRSSBounded(t *testing.T) {
 	close(stop)
 	<-sampled
 	for i, st := range statuses {
-		if st != http.StatusTooManyRequests {
-			t.Errorf("request %d: %d, want 429 (quota exhausted or too many concurrent)", i, st)
+		// 429: quota exhausted or too many concurrent; 503: the store or
+		// the byte budget was too slow for this machine's load. Never 200.
+		if st != http.StatusTooManyRequests && st != http.StatusServiceUnavailable {
+			t.Errorf("request %d: %d, want a refusal", i, st)
 		}
 	}
-	grew := peak - base
-	t.Logf("RSS base %d MiB, peak %d MiB (×%.2f of base), growth %d MiB for %d × %d MiB bodies",
-		base>>20, peak>>20, float64(peak)/float64(base), grew>>20, bodies, size>>20)
-	// Without the bound, all 20 bodies (600 MiB) are held at once.
-	if grew > 320<<20 {
+	if n := e.fake.MessageCount() - upstreamBefore; n != 0 {
+		t.Fatalf("%d refused requests reached the upstream", n)
+	}
+	grew, heapGrew := peak-base, heapPeak-heapBase
+	t.Logf("RSS base %d MiB, peak %d MiB (×%.2f of base), growth %d MiB; Go heap growth %d MiB; %d × %d MiB bodies (race detector: %v)",
+		base>>20, peak>>20, float64(peak)/float64(base), grew>>20, heapGrew>>20, bodies, size>>20, raceOn)
+	// Without the bound, all 20 bodies (600 MiB) are held at once. The
+	// race detector's shadow memory inflates RSS, not the Go heap.
+	if heapGrew > 320<<20 {
+		t.Fatalf("Go heap grew by %d MiB: request bodies are not bounded", heapGrew>>20)
+	}
+	if !raceOn && grew > 320<<20 {
 		t.Fatalf("RSS grew by %d MiB: request bodies are not bounded", grew>>20)
 	}
 }
