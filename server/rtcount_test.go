@@ -100,3 +100,21 @@ func isLeaseRelease(args []any) bool {
 	k := fmt.Sprint(args[1])
 	return strings.HasPrefix(k, "cr:cc:{") && strings.HasSuffix(k, "}:l")
 }
+
+// touching counts the round trips with a command on a key that starts with
+// prefix; background loops (the store watchdog, flushers) on other keys do
+// not count.
+func (c *rtCounter) touching(prefix string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, trip := range c.trips {
+		for _, name := range trip {
+			if _, key, ok := strings.Cut(name, " "); ok && strings.HasPrefix(key, prefix) {
+				n++
+				break
+			}
+		}
+	}
+	return n
+}
