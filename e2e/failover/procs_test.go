@@ -213,10 +213,10 @@ func (p *proxy) call() int {
 	return resp.StatusCode
 }
 
-// outcome is one request's answer and when it came.
+// outcome is one request's answer, when it was sent and when it came.
 type outcome struct {
-	at     time.Time
-	status int
+	sent, at time.Time
+	status   int
 }
 
 // prober sends requests back to back from a few goroutines until stopped.
@@ -239,9 +239,10 @@ func (p *proxy) probe(workers int) *prober {
 					return
 				default:
 				}
+				sent := time.Now()
 				st := p.call()
 				pr.mu.Lock()
-				pr.seen = append(pr.seen, outcome{time.Now(), st})
+				pr.seen = append(pr.seen, outcome{sent, time.Now(), st})
 				pr.mu.Unlock()
 				time.Sleep(20 * time.Millisecond)
 			}
@@ -250,13 +251,14 @@ func (p *proxy) probe(workers int) *prober {
 	return pr
 }
 
-// firstOKAfter waits up to limit for a 200 answered after t0.
+// firstOKAfter waits up to limit for a 200 to a request sent after t0 and
+// returns when it was answered.
 func (pr *prober) firstOKAfter(t0 time.Time, limit time.Duration) (time.Time, bool) {
 	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
 		pr.mu.Lock()
 		for _, o := range pr.seen {
-			if o.status == http.StatusOK && o.at.After(t0) {
+			if o.status == http.StatusOK && o.sent.After(t0) {
 				pr.mu.Unlock()
 				return o.at, true
 			}
@@ -277,7 +279,7 @@ func (pr *prober) summary(since time.Time) string {
 	defer pr.mu.Unlock()
 	counts := map[int]int{}
 	for _, o := range pr.seen {
-		if o.at.After(since) {
+		if o.sent.After(since) {
 			counts[o.status]++
 		}
 	}
