@@ -21,6 +21,10 @@ const (
 // headers (non-streamed answers send headers only when complete, so it is
 // long; UPSTREAM_HEADER_TIMEOUT).
 func NewTransport(headerTimeout time.Duration) *http.Transport {
+	return newTransport(headerTimeout, pingAfter, pingTimeout)
+}
+
+func newTransport(headerTimeout, pingAfter, pingTimeout time.Duration) *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.ResponseHeaderTimeout = headerTimeout
 	t.MaxIdleConnsPerHost = 64
