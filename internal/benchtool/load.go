@@ -225,6 +225,7 @@ func runHold(ctx context.Context, args []string) error {
 	total := fs.Int("total", 1000, "streams to run in all")
 	stats := fs.String("stats", "", "URL of the target's /metrics or /bench/stats (goroutines)")
 	pid := fs.Int("pid", 0, "target's process id (RSS)")
+	ramp := fs.Duration("ramp", 0, "spread the first streams' starts over this long (0: all at once)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -234,8 +235,9 @@ func runHold(ctx context.Context, args []string) error {
 	errs := map[string]int{}
 	var wg sync.WaitGroup
 	t0 := time.Now()
-	for range *c {
+	for w := range *c {
 		wg.Go(func() {
+			time.Sleep(*ramp * time.Duration(w) / time.Duration(*c))
 			for ctx.Err() == nil && next.Add(1) <= int64(*total) {
 				open.Add(1)
 				r := cl.do(ctx)
