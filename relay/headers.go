@@ -114,12 +114,13 @@ var responseAllow = map[string]bool{
 var errorAllow = map[string]bool{"Retry-After": true, "X-Should-Retry": true}
 
 // CopyResponseHeaders copies the allowed upstream headers into dst. The
-// length is left out: the proxy may end a stream early with an error
-// event, so it does not promise the upstream's length.
+// length passes for whole answers only: the proxy may end a stream early
+// with an error event, so it does not promise a stream's length.
 func CopyResponseHeaders(dst, src http.Header, status int) {
+	sse := IsSSE(src)
 	for k, vv := range src {
 		ck := textproto.CanonicalMIMEHeaderKey(k)
-		if responseAllow[ck] || (status >= 400 && errorAllow[ck]) {
+		if responseAllow[ck] || (status >= 400 && errorAllow[ck]) || (ck == "Content-Length" && !sse) {
 			dst[ck] = append([]string(nil), vv...)
 		}
 	}

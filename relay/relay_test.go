@@ -102,10 +102,20 @@ func TestResponseHeaderAllowlist(t *testing.T) {
 	}
 	for k := range ok {
 		if lk := strings.ToLower(k); strings.HasPrefix(lk, "anthropic-ratelimit") || lk == "anthropic-organization-id" ||
-			lk == "set-cookie" || lk == "x-something-new" || lk == "retry-after" || lk == "content-length" {
+			lk == "set-cookie" || lk == "x-something-new" || lk == "retry-after" {
 			t.Errorf("%s must not reach the customer of a 200", k)
 		}
 	}
+	if ok.Get("Content-Length") != "12" {
+		t.Error("a whole answer keeps its length")
+	}
+	src.Set("Content-Type", "text/event-stream")
+	stream := http.Header{}
+	CopyResponseHeaders(stream, src, 200)
+	if stream.Get("Content-Length") != "" {
+		t.Error("a stream may end with the proxy's error event: no length promised")
+	}
+	src.Set("Content-Type", "application/json")
 	bad := http.Header{}
 	CopyResponseHeaders(bad, src, 529)
 	if bad.Get("Retry-After") != "5" || bad.Get("Anthropic-Organization-Id") != "" {
