@@ -252,3 +252,24 @@ func TestConnectionAndServerErrorsOverflowOnce(t *testing.T) {
 		t.Fatalf("overflow off: the account's 529 must reach the customer: %d", r.status)
 	}
 }
+
+// Response headers that do not come within UPSTREAM_HEADER_TIMEOUT (2 s in
+// these tests) overflow, and count towards the account's cooling.
+func TestHeaderTimeoutOverflows(t *testing.T) {
+	e := newEnv(t)
+	ka := e.apiAccount("high", "a1")
+	kb := e.apiAccount("high", "b1")
+	u := e.start()
+	key := e.issue("high", "a1")
+	e.fake.InjectFault(ka, fakeupstream.Fault{HeaderDelay: 4 * time.Second})
+	r := post(t, u, "/v1/messages", key, msgBody("claude-sonnet-4-5", true))
+	if r.status != 200 || !strings.Contains(string(r.body), "message_stop") {
+		t.Fatalf("slow headers must overflow: %d %s", r.status, r.body)
+	}
+	if got := e.served(); got[kb] != 1 {
+		t.Fatalf("b1 must have served: %v", got)
+	}
+	if m := scrape(t, u); !strings.Contains(m, `claude_route_overflow_total{reason="header_timeout",tier="high"} 1`) {
+		t.Fatalf("overflow counter:\n%s", grepLines(m, "overflow"))
+	}
+}
