@@ -216,9 +216,9 @@ func (p *Pool) QueueBound(ctx context.Context, pipe redis.Pipeliner, keyHash str
 	return pipe.HGet(ctx, keyBind, keyHash)
 }
 
-// State is an account's pool state as the hot path needs it.
+// State is an account's pool state as the hot path needs it. Its slot
+// count is not read: nothing on the hot path decides by it.
 type State struct {
-	Used        int
 	InTier      bool
 	Blacklisted bool
 	LimitedTill time.Time
@@ -235,7 +235,6 @@ func (s State) Unusable(now time.Time) bool {
 
 // StateCmds are the pipelined reads behind a State.
 type StateCmds struct {
-	used    *redis.StringCmd
 	member  *redis.BoolCmd
 	bl      *redis.BoolCmd
 	limited *redis.StringCmd
@@ -246,7 +245,6 @@ type StateCmds struct {
 // QueueState adds the reads of an account's pool state to a pipeline.
 func (p *Pool) QueueState(ctx context.Context, pipe redis.Pipeliner, tier, account string) StateCmds {
 	return StateCmds{
-		used:    pipe.HGet(ctx, keyUsed, account),
 		member:  pipe.SIsMember(ctx, keyTier(tier), account),
 		bl:      pipe.HExists(ctx, keyBL, account),
 		limited: pipe.HGet(ctx, keyLimited, account),
@@ -259,7 +257,6 @@ func (p *Pool) QueueState(ctx context.Context, pipe redis.Pipeliner, tier, accou
 func (c StateCmds) Result() (State, error) {
 	var s State
 	var err error
-	s.Used, _ = strconv.Atoi(c.used.Val())
 	if s.InTier, err = c.member.Result(); err != nil {
 		return s, err
 	}

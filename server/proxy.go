@@ -287,7 +287,9 @@ func (s *Server) admit(ctx context.Context, req *request) *httpError {
 			return &httpError{status: http.StatusTooManyRequests, typ: errRateLimit, retryAfter: res.RetryAfter,
 				msg: fmt.Sprintf("Rate limit exceeded for %s (%d/%d in %s)", req.family, res.Count, res.Limit, windowText(time.Duration(s.d.Tiers.Window)))}
 		}
-		s.log.WithFields(logFields(cl)).Debugf("rate limit check passed: %d/%d requests", res.Count, res.Limit)
+		if s.log.IsLevelEnabled(logrus.DebugLevel) {
+			s.log.WithFields(logFields(cl)).Debugf("rate limit check passed: %d/%d requests", res.Count, res.Limit)
+		}
 	}
 	state, err := stateCmds.Result()
 	if err != nil {
@@ -303,7 +305,9 @@ func (s *Server) admit(ctx context.Context, req *request) *httpError {
 			return storeDown(aerr)
 		}
 	} else {
-		s.log.WithFields(logFields(cl)).Debugf("using assigned account: %s (slots: %d/%d)", cl.account, state.Used, cl.tier.Slots)
+		if s.log.IsLevelEnabled(logrus.DebugLevel) {
+			s.log.WithFields(logFields(cl)).Debugf("using assigned account: %s", cl.account)
+		}
 		// A limited or cooling account is the relay's to route around.
 		req.state = state
 	}
