@@ -133,6 +133,19 @@ func ParseURL(raw string) (*redis.UniversalOptions, error) {
 // own idempotent steps). -1 is go-redis's "no retries" (0 means 3).
 const noRetries = -1
 
+// tune sets what every client of the service needs: short timeouts and no
+// command sent twice. A Cluster client re-sends a command or a whole
+// pipeline whose reply timed out (or whose connection broke) to a node
+// again, up to MaxRedirects times, whatever MaxRetries says: -1 turns that
+// off too. It also stops following MOVED/ASK within one call: the call
+// fails (503) and triggers a reload of the slot map, so the next one goes
+// to the right node.
+func tune(uo *redis.UniversalOptions, opts Options) {
+	uo.DialTimeout, uo.ReadTimeout, uo.WriteTimeout = opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout
+	uo.ContextTimeoutEnabled, uo.MaxRetries = true, noRetries
+	uo.MaxRedirects = noRetries
+}
+
 // Open connects to REDIS_URL, or starts an embedded store when it is empty.
 func Open(redisURL string, opts Options) (*Store, error) {
 	// A dead or hung store must turn into a fast 503, not a hanging
@@ -153,8 +166,7 @@ func Open(redisURL string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
-	uo.DialTimeout, uo.ReadTimeout, uo.WriteTimeout = opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout
-	uo.ContextTimeoutEnabled, uo.MaxRetries = true, noRetries
+	tune(uo, opts)
 	c := redis.NewUniversalClient(uo)
 	if cc, ok := c.(*redis.ClusterClient); ok {
 		cc.AddHook(newReloadOnFailure(cc))
