@@ -46,6 +46,8 @@ type request struct {
 	acct    accounts.Account
 	start   time.Time
 	sent    bool // the body went upstream: its buffer is not recycled
+	// ticket holds the key's place, the body's bytes and the quota place.
+	ticket *admission.Ticket
 	// state is the bound account's pool state read in admission; bound
 	// names that account (acct may be an overflow account).
 	state      accounts.State
@@ -71,6 +73,8 @@ func (s *Server) proxy(c *ginContext, counted bool) {
 	// The key's concurrency place, then room in the process's body budget,
 	// both before a byte of the body is read: a flood of large bodies on
 	// one key waits in its queue instead of in memory.
+	tk := &admission.Ticket{}
+	defer s.settle(ctx, tk)
 	lease, herr := s.takeLease(ctx, cl, entry)
 	if herr != nil {
 		s.metrics.request(cl.tier.Name, "", herr.status)
@@ -80,7 +84,7 @@ func (s *Server) proxy(c *ginContext, counted bool) {
 		}
 		return
 	}
-	defer s.releaseLease(ctx, lease)
+	tk.HoldLease(lease)
 	held, herr := s.holdBody(ctx, r, cl.tier.Name)
 	if herr != nil {
 		s.metrics.request(cl.tier.Name, "", herr.status)
@@ -90,13 +94,14 @@ func (s *Server) proxy(c *ginContext, counted bool) {
 		}
 		return
 	}
-	defer s.inflight.Release(held)
+	tk.HoldBytes(s.inflight, held)
 	req, herr := s.readBody(w, r)
 	if herr != nil {
 		s.metrics.request(cl.tier.Name, "", herr.status)
 		herr.write(w)
 		return
 	}
+	req.ticket = tk
 	// A body that never went upstream is no longer read by anyone when the
 	// handler returns: its buffer is recycled.
 	defer func() {
@@ -197,16 +202,14 @@ func (s *Server) takeLease(ctx context.Context, cl *caller, entry *concurrency.E
 	}
 }
 
-// releaseLease gives the key's place back when the request ends, however
-// it ends (answer, refusal, client gone, panic): the defer runs them all.
-// A release that fails leaves the lease to expire within its TTL.
-func (s *Server) releaseLease(ctx context.Context, lease *concurrency.Lease) {
-	if lease == nil {
-		return
-	}
+// settle releases what the ticket holds (the key's place, the body's
+// bytes) when the request ends, however it ends (answer, refusal, client
+// gone, panic): the defer runs them all. A lease whose release fails
+// expires within its TTL.
+func (s *Server) settle(ctx context.Context, tk *admission.Ticket) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
-	lease.Release(rctx)
+	tk.Release(rctx)
 }
 
 // holdBody takes room for the request's body in the process-wide budget
@@ -282,6 +285,7 @@ func (s *Server) admit(ctx context.Context, req *request) *httpError {
 			return storeDown(err)
 		}
 		req.quota = &res
+		req.ticket.HoldQuota(req.quota, s.d.Limiter)
 		if !res.Allowed {
 			s.metrics.quotaRefusals.WithLabelValues(cl.tier.Name, req.family).Inc()
 			return &httpError{status: http.StatusTooManyRequests, typ: errRateLimit, retryAfter: res.RetryAfter,
@@ -332,17 +336,14 @@ func setQuotaHeaders(h http.Header, q ratelimit.Result) {
 
 // refund gives the request's place back: it produced no answer.
 func (s *Server) refund(req *request) {
-	if req.quota == nil || !req.quota.Allowed {
+	if req.ticket == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if err := s.d.Limiter.Refund(ctx, *req.quota); err != nil {
+	if _, err := req.ticket.Refund(ctx); err != nil {
 		s.log.WithFields(logFields(req.cl)).WithError(err).Warn("quota refund failed")
-		return
 	}
-	req.quota.Remaining++
-	req.quota.Allowed = false // refunded once only
 }
 
 // forward sends the request upstream and relays the answer: admit → relay

@@ -1,0 +1,87 @@
+package admission
+
+import (
+	"context"
+	"sync"
+
+	"github.com/claude-route/claude-route/ratelimit"
+)
+
+// Lease is a key's concurrency place (concurrency.Lease is one).
+type Lease interface {
+	Release(ctx context.Context)
+}
+
+// Refunder gives a quota place back (ratelimit.Limiter is one).
+type Refunder interface {
+	Refund(ctx context.Context, res ratelimit.Result) error
+}
+
+// Ticket is what admission holds for one request: the key's concurrency
+// lease, the request's bytes in the process's body budget and its quota
+// place. The handler settles it: Refund when no answer was produced,
+// Release when the request ends, however it ends. Each happens once.
+type Ticket struct {
+	mu       sync.Mutex
+	lease    Lease
+	budget   *Budget
+	held     int64
+	quota    *ratelimit.Result
+	refunder Refunder
+	released bool
+}
+
+// HoldLease puts the key's concurrency lease on the ticket (nil: none).
+func (t *Ticket) HoldLease(l Lease) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.lease = l
+}
+
+// HoldBytes puts n bytes taken from b on the ticket.
+func (t *Ticket) HoldBytes(b *Budget, n int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.budget, t.held = b, n
+}
+
+// HoldQuota puts the quota result on the ticket; q is shared with the
+// caller, who reads it for the x-ratelimit-* headers, and a refund updates
+// it in place.
+func (t *Ticket) HoldQuota(q *ratelimit.Result, r Refunder) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.quota, t.refunder = q, r
+}
+
+// Refund gives the quota place back, once, when one was taken. It reports
+// whether a place went back.
+func (t *Ticket) Refund(ctx context.Context) (bool, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.quota == nil || !t.quota.Allowed || t.refunder == nil {
+		return false, nil
+	}
+	if err := t.refunder.Refund(ctx, *t.quota); err != nil {
+		return false, err
+	}
+	t.quota.Remaining++
+	t.quota.Allowed = false // refunded once only
+	return true, nil
+}
+
+// Release gives back the lease and the body bytes; later calls do nothing.
+func (t *Ticket) Release(ctx context.Context) {
+	t.mu.Lock()
+	if t.released {
+		t.mu.Unlock()
+		return
+	}
+	t.released = true
+	lease, budget, held := t.lease, t.budget, t.held
+	t.mu.Unlock()
+	budget.Release(held)
+	if lease != nil {
+		lease.Release(ctx)
+	}
+}

@@ -1,0 +1,68 @@
+package admission
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/claude-route/claude-route/ratelimit"
+)
+
+type countLease struct{ n int }
+
+func (l *countLease) Release(context.Context) { l.n++ }
+
+type countRefunder struct {
+	n   int
+	err error
+}
+
+func (r *countRefunder) Refund(context.Context, ratelimit.Result) error {
+	r.n++
+	return r.err
+}
+
+func TestTicket(t *testing.T) {
+	ctx := context.Background()
+	cases := []struct {
+		name        string
+		quota       *ratelimit.Result
+		refundErr   error
+		wantRefunds int  // calls reaching the limiter over two Refunds
+		wantBack    bool // the first Refund reports a place given back
+	}{
+		{"allowed: refunded once", &ratelimit.Result{Allowed: true, Limit: 5, Remaining: 2}, nil, 1, true},
+		{"refused by the quota: nothing to give back", &ratelimit.Result{Allowed: false}, nil, 0, false},
+		{"uncounted request", nil, nil, 0, false},
+		{"store down: tried again next time", &ratelimit.Result{Allowed: true}, errors.New("down"), 2, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			b := NewBudget(100)
+			held, _ := b.Acquire(ctx, 40)
+			lease, ref := &countLease{}, &countRefunder{err: c.refundErr}
+			var tk Ticket
+			tk.HoldLease(lease)
+			tk.HoldBytes(b, held)
+			if c.quota != nil {
+				tk.HoldQuota(c.quota, ref)
+			}
+			back, err := tk.Refund(ctx)
+			if back != c.wantBack || (err != nil) != (c.refundErr != nil) {
+				t.Fatalf("refund: %v %v", back, err)
+			}
+			_, _ = tk.Refund(ctx)
+			if ref.n != c.wantRefunds {
+				t.Fatalf("limiter refunds %d, want %d", ref.n, c.wantRefunds)
+			}
+			if c.wantBack && (c.quota.Allowed || c.quota.Remaining != 3) {
+				t.Fatalf("the shared result is not updated: %+v", c.quota)
+			}
+			tk.Release(ctx)
+			tk.Release(ctx)
+			if lease.n != 1 || b.InUse() != 0 {
+				t.Fatalf("release: lease released %d times, %d bytes still held", lease.n, b.InUse())
+			}
+		})
+	}
+}
