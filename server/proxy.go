@@ -266,22 +266,28 @@ func (s *Server) admit(ctx context.Context, req *request) *httpError {
 	}
 	acctCmd := s.d.Accounts.QueueGet(ctx, pipe, cl.account)
 	stateCmds := s.d.Pool.QueueState(ctx, pipe, cl.tier.Name, cl.account)
+	// abandon takes back a place whose script may have run with its answer
+	// lost (a timeout); removing a place that was never taken is harmless.
+	abandon := func() {
+		s.bg.Add(1)
+		go func() {
+			defer s.bg.Done()
+			actx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = pending.Abandon(actx)
+		}()
+	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) && !isNoScript(err) {
 		if pending != nil {
-			// The script may have run with its answer lost: take the place back.
-			s.bg.Add(1)
-			go func() {
-				defer s.bg.Done()
-				actx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer cancel()
-				_ = pending.Abandon(actx)
-			}()
+			abandon()
 		}
 		return storeDown(err)
 	}
 	if pending != nil {
 		res, err := pending.Result(ctx)
 		if err != nil {
+			// A NOSCRIPT re-run that timed out may have counted too.
+			abandon()
 			return storeDown(err)
 		}
 		req.quota = &res
