@@ -29,7 +29,7 @@ func padded(size int, stream bool) string {
 func TestInflightBodyBudget(t *testing.T) {
 	clk := clock.NewFake(time.Now())
 	e := newEnv(t, withClock(clk), withApp(func(c *AppConfig) {
-		c.Server.MaxInflightBodyBytes = 1 << 20
+		c.Server.MaxInflightBodyBytes = 256 << 10
 		c.Server.InflightWait = 2 * time.Second
 	}))
 	apiKey := e.apiAccount("high", "h1")
@@ -38,11 +38,11 @@ func TestInflightBodyBudget(t *testing.T) {
 	hold := make(chan struct{})
 	e.fake.InjectFault(apiKey, fakeupstream.Fault{Hold: hold})
 	first := make(chan reply, 1)
-	go func() { first <- post(t, url, "/v1/messages", key, padded(700<<10, true)) }()
+	go func() { first <- post(t, url, "/v1/messages", key, padded(180<<10, true)) }()
 	srv := e.apps[0].Server
 	until(t, "the first body held upstream", func() bool { return e.fake.InFlight() == 1 })
 	second := make(chan reply, 1)
-	go func() { second <- post(t, url, "/v1/messages", key, padded(700<<10, false)) }()
+	go func() { second <- post(t, url, "/v1/messages", key, padded(180<<10, false)) }()
 	until(t, "the second body waiting for room", func() bool { return srv.inflight.Waiting() == 1 })
 	clk.Advance(2 * time.Second)
 	r := <-second
@@ -57,7 +57,7 @@ func TestInflightBodyBudget(t *testing.T) {
 	if n := srv.inflight.InUse(); n != 0 {
 		t.Fatalf("%d bytes still held after every request ended", n)
 	}
-	if r := post(t, url, "/v1/messages", key, padded(700<<10, false)); r.status != http.StatusOK {
+	if r := post(t, url, "/v1/messages", key, padded(180<<10, false)); r.status != http.StatusOK {
 		t.Fatalf("after the budget freed: %d %s", r.status, r.body)
 	}
 }
