@@ -59,8 +59,11 @@ type Config struct {
 	// OnOutcome, if set, hears each refresh's outcome ("success",
 	// "failure", "blocked", "retry_later", "gave_up") for metrics.
 	OnOutcome func(outcome string)
-	Clock     clock.Clock
-	Logger    *logrus.Entry
+	// GaveUp, if set, hears each account whose refresh was given up (the
+	// operator's alerts); it must not block.
+	GaveUp GaveUpNotifier
+	Clock  clock.Clock
+	Logger *logrus.Entry
 }
 
 func (c Config) withDefaults() Config {

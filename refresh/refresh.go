@@ -84,6 +84,11 @@ type FileWriter interface {
 	WriteBack(ctx context.Context, name string, c Creds) error
 }
 
+// GaveUpNotifier hears that an account's refresh was given up for good.
+type GaveUpNotifier interface {
+	RefreshGaveUp(account, reason string)
+}
+
 // Blacklister takes an account out of service.
 type Blacklister interface {
 	Blacklist(ctx context.Context, name, reason string) error
@@ -643,6 +648,9 @@ func (r *Refresher) giveUp(ctx context.Context, log *logrus.Entry, name string, 
 		log.WithError(merr).Warn("could not mark the refresh token dead")
 	}
 	log.WithField("reason", reason).Error("blacklisting account")
+	if r.cfg.GaveUp != nil {
+		r.cfg.GaveUp.RefreshGaveUp(name, reason)
+	}
 	if berr := r.bl.Blacklist(ctx, name, reason); berr != nil {
 		log.WithError(berr).Error("blacklisting failed")
 	}

@@ -271,13 +271,19 @@ func TestInvalidGrantBlacklists(t *testing.T) {
 	if err := e.st.put(context.Background(), "acct", c); err != nil {
 		t.Fatal(err)
 	}
-	r := e.refresher(e.config())
+	cfg := e.config()
+	told := &gaveUpRecorder{}
+	cfg.GaveUp = told
+	r := e.refresher(cfg)
 	e.start(r, 1)
 
 	clk.Advance(time.Hour)
 	reason, ok := e.bl.reason("acct")
 	if !ok || !strings.Contains(reason, "invalid_grant") {
 		t.Fatalf("blacklisted = %v, reason %q", ok, reason)
+	}
+	if got := told.all(); len(got) != 1 || got[0] != "acct: "+reason {
+		t.Fatalf("alerts told %q, want the account once with the reason", got)
 	}
 	clk.Advance(48 * time.Hour)
 	if n := e.up.TokenCalls(); n != 1 {
@@ -550,4 +556,22 @@ func TestInvalidGrantForReplacedTokenDoesNotBlacklist(t *testing.T) {
 	if _, ok := e.bl.reason("acct"); ok {
 		t.Fatalf("blacklisted for a token the store no longer holds")
 	}
+}
+
+// gaveUpRecorder is the alerts' side of a refresh given up.
+type gaveUpRecorder struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (g *gaveUpRecorder) RefreshGaveUp(account, reason string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.got = append(g.got, account+": "+reason)
+}
+
+func (g *gaveUpRecorder) all() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]string(nil), g.got...)
 }

@@ -35,6 +35,7 @@ func (s *Server) adminRoutes(e *gin.Engine) {
 	a.GET("/usage", s.adminUsage)
 	a.GET("/usage/export", s.adminUsageExport)
 	s.opsRoutes(a)
+	s.alertRoutes(a)
 	s.dashboardRoutes(e)
 }
 

@@ -54,6 +54,8 @@ type AppConfig struct {
 	TokenClient *http.Client
 	// Capacity: passive health, concurrency queue (see capacity.go).
 	Capacity CapacityConfig
+	// Alerts: ALERT_WEBHOOK_URL and the pool watcher (see alerting.go).
+	Alerts AlertConfig
 }
 
 // App is an assembled service: the store, every package, and the server.
@@ -69,6 +71,7 @@ type App struct {
 	Usage     *usage.Recorder
 	Syncer    *syncer.Syncer
 	capacityParts
+	alertParts
 	// Expirer frees an expiring key's slot at its expiry.
 	Expirer *syncer.Expirer
 	Server  *Server
@@ -110,7 +113,9 @@ func Assemble(ctx context.Context, cfg AppConfig) (*App, error) {
 		TokenURL: cfg.OAuthTokenURL, ClientID: cfg.OAuthClientID, Lead: cfg.RefreshLead,
 		HTTPClient: cfg.TokenClient, Clock: cfg.Clock, Logger: log.WithField("component", "refresh"),
 		OnOutcome: func(o string) { a.Server.RefreshOutcome(o) },
+		GaveUp:    refreshAlerts{a},
 	})
+	a.assembleAlerts()
 	a.Expirer = &syncer.Expirer{Pool: a.Pool, Keys: a.Keys, Clock: cfg.Clock, Log: log.WithField("component", "expiry")}
 	a.Syncer = syncer.New(rdb, syncer.Config{AccountDir: cfg.AccountDir, Tiers: cfg.Tiers, Clock: cfg.Clock,
 		Log:       log.WithField("component", "sync"),
@@ -121,7 +126,7 @@ func Assemble(ctx context.Context, cfg AppConfig) (*App, error) {
 	a.Server = New(cfg.Server, Deps{
 		Redis: rdb, Store: st, Tiers: cfg.Tiers, Keys: a.Keys, Pool: a.Pool, Accounts: a.Accounts,
 		Limiter: a.Limiter, Refresher: a.Refresher, Usage: a.Usage, Syncer: a.Syncer,
-		Util: a.Util, Leases: a.Leases, Clock: cfg.Clock, Log: log,
+		Util: a.Util, Leases: a.Leases, Clock: cfg.Clock, Log: log, Alerts: a.Alerts,
 	})
 	return a, nil
 }
@@ -150,6 +155,7 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 		log.Debug(rep.String())
 	}
 	a.runCapacity(bgctx, &wg)
+	a.runAlerts(bgctx, &wg)
 	wg.Add(4)
 	go func() {
 		defer wg.Done()

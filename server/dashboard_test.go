@@ -269,6 +269,9 @@ func TestDashboardOperatorJourney(t *testing.T) {
 	must("blacklist on overview", expect.Locator(row("ov-blacklisted-item", "data-account", "t1")).ToContainText("suspicious traffic"))
 	must("trial slots shrink", expect.Locator(row("tier-row", "data-tier", "trial").GetByTestId("tier-slots")).ToHaveText("0/7"))
 	must("request counted overall", expect.Locator(id("ov-requests")).ToHaveText("1"))
+	// The pool watcher turned the blacklisting into an alert.
+	must("alert listed", expect.Locator(row("alert-item", "data-event", "account_blacklisted")).ToContainText("t1"))
+	must("alert says why", expect.Locator(row("alert-item", "data-event", "account_blacklisted")).ToContainText("suspicious traffic"))
 	shot("07-overview-blacklisted")
 
 	// 8. Recover it.

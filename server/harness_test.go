@@ -46,6 +46,7 @@ type env struct {
 	// adminURLs are the instances' admin listeners (SeparateAdmin only).
 	adminURLs []string
 	tweaks    []func(*AppConfig)
+	alerts    AlertConfig
 }
 
 // withApp changes each instance's configuration before it is assembled.
@@ -69,6 +70,13 @@ func withServerConfig(f func(*Config)) envOpt { return func(e *env) { e.srvCfg =
 
 // withPprof serves profiles on addr.
 func withPprof(addr string) envOpt { return func(e *env) { e.pprofAddr = addr } }
+
+// withAlerts posts alerts to url, watching the pool every 50 ms.
+func withAlerts(url string) envOpt {
+	return func(e *env) {
+		e.alerts = AlertConfig{WebhookURL: url, WatchEvery: 50 * time.Millisecond, RetryBase: 100 * time.Millisecond}
+	}
+}
 
 // withRedis points the world at a private redis-server (store-fault tests).
 func withRedis(url string) envOpt { return func(e *env) { e.redisURL = url } }
@@ -136,6 +144,9 @@ func (e *env) start() string {
 	if _, bench := e.t.(*testing.B); bench {
 		log.SetLevel(logrus.InfoLevel) // production's level, so the figures are production's
 	}
+	if e.alerts.WatchEvery == 0 {
+		e.alerts.WatchEvery = 200 * time.Millisecond // the pool watcher, quicker than production's 5 s
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	scfg := Config{UpstreamURL: e.fake.URL(), AdminToken: adminToken, HeaderTimeout: 2 * time.Second}
 	if e.srvCfg != nil {
@@ -158,6 +169,7 @@ func (e *env) start() string {
 		Clock:           e.clock,
 		Log:             log,
 	}
+	cfg.Alerts = e.alerts
 	for _, f := range e.tweaks {
 		f(&cfg)
 	}

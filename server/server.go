@@ -75,6 +75,7 @@ type Deps struct {
 	Util UtilObserver
 	// Leases limit each key's requests in flight; nil: no limit.
 	Leases Leases
+	Alerts AlertSink // nil: no alerts
 	Clock  clock.Clock
 	Log    *logrus.Logger
 }

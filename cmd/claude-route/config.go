@@ -59,6 +59,8 @@ type config struct {
 	// MaxInflightBodyBytes is MAX_INFLIGHT_BODY_BYTES: request bytes in
 	// flight across the process.
 	MaxInflightBodyBytes int64
+	// AlertWebhookURL is ALERT_WEBHOOK_URL: where alerts are posted.
+	AlertWebhookURL string
 }
 
 // minAdminToken is the shortest ADMIN_TOKEN serve accepts.
@@ -96,6 +98,7 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		ClaudeRouteURL: env(getenv, "CLAUDE_ROUTE_URL", "http://127.0.0.1:8080"),
 		PprofAddr:      env(getenv, "PPROF_ADDR", ""),
 	}
+	c.AlertWebhookURL = env(getenv, "ALERT_WEBHOOK_URL", "")
 	if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
 		return nil, &configError{"LISTEN_ADDR", fmt.Errorf("want host:port like :8080, got %q", c.ListenAddr)}
 	}

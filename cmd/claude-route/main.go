@@ -24,6 +24,8 @@ Usage:
 ` + keyOpsUsage + accountUsage + usageCmdUsage + `  claude-route pool [--tier T] [--json]   slots, bound keys, blacklist and refresh state per account
   claude-route recover ACCOUNT            take an account off the blacklist
   claude-route blacklist ACCOUNT [--reason TEXT]
+  claude-route alerts [--json]            the last 50 alerts, newest first
+  claude-route alerts test                send a test alert to ALERT_WEBHOOK_URL
   claude-route sync                       full account-folder and ledger sync now
   claude-route status [--json]            store health, accounts, next refreshes, last sync
   claude-route healthcheck                exit 0 when the local server's /health is 200 (for Docker)
@@ -69,6 +71,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = cmdAccount(ctx, args, getenv, os.Stdin, stdout)
 	case "usage":
 		err = cmdUsage(ctx, args, getenv, stdout)
+	case "alerts":
+		err = cmdAlerts(ctx, args, getenv, stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usageText)
 		return 0

@@ -43,7 +43,8 @@ func appConfig(cfg *config, log *logrus.Logger) server.AppConfig {
 		PprofAddr: cfg.PprofAddr,
 		Capacity: server.CapacityConfig{ProbeInterval: cfg.ProbeInterval, QueueWait: cfg.QueueWait,
 			Health: accounts.Health{MaxFails: cfg.AccountMaxFails, Cooldown: cfg.AccountCooldown}},
-		Log: log,
+		Alerts: server.AlertConfig{WebhookURL: cfg.AlertWebhookURL},
+		Log:    log,
 	}
 }
 

@@ -264,8 +264,32 @@
   // ---------- overview ----------
 
   async function loadOverview() {
-    const st = await api('GET', '/status');
-    return () => renderOverview(st);
+    const [st, al] = await Promise.all([
+      api('GET', '/status'),
+      // Alerts are a store read of their own; a failure leaves the list as it was.
+      api('GET', '/alerts').catch(() => null),
+    ]);
+    return () => {
+      renderOverview(st);
+      if (al) renderAlerts(al);
+    };
+  }
+
+  // Alert events by severity, for the badge colour.
+  const ALERT_KIND = {
+    account_blacklisted: 'bad', refresh_gave_up: 'bad', tier_full: 'bad', store_down: 'bad',
+    account_limited: 'warn', account_cooling: 'warn', tier_nearly_full: 'warn',
+    account_recovered: 'ok', store_back: 'ok', test: 'muted',
+  };
+
+  function renderAlerts(al) {
+    const list = al.alerts || [];
+    $('ov-alerts-webhook').textContent = al.webhook ? 'sent to ALERT_WEBHOOK_URL' : 'no ALERT_WEBHOOK_URL: kept here only';
+    $('ov-alerts').replaceChildren(...(list.length ? list.map((a) => el('li', { 'data-testid': 'alert-item', 'data-event': a.event },
+      badge(a.event.replace(/_/g, ' '), ALERT_KIND[a.event] || 'muted', 'alert-event'), ' ',
+      el('span', { 'data-testid': 'alert-text', text: a.text }), ' ',
+      el('span', { class: 'muted small', title: a.at, text: rel(a.at) })))
+      : [el('li', { class: 'muted', text: 'No alerts yet.' })]));
   }
 
   function renderOverview(st) {
