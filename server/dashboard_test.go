@@ -91,7 +91,7 @@ func screenshotDir(t *testing.T) string {
 // revoke it, blacklist an account and recover it, and get signed out when
 // the token stops being accepted.
 func TestDashboardOperatorJourney(t *testing.T) {
-	e := newEnv(t) // skips (or fails in CI) without Redis before starting a browser
+	e := newEnv(t, withQuickWatch()) // skips (or fails in CI) without Redis before starting a browser
 	page := browserPage(t)
 	e.apiAccount("trial", "t1")
 	e.apiAccount("trial", "t2")

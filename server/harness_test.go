@@ -78,6 +78,10 @@ func withAlerts(url string) envOpt {
 	}
 }
 
+// withQuickWatch makes the alerts' pool watcher read every 200 ms instead
+// of production's 5 s (tests that wait for an alert).
+func withQuickWatch() envOpt { return func(e *env) { e.alerts.WatchEvery = 200 * time.Millisecond } }
+
 // withRedis points the world at a private redis-server (store-fault tests).
 func withRedis(url string) envOpt { return func(e *env) { e.redisURL = url } }
 
@@ -143,9 +147,6 @@ func (e *env) start() string {
 	log.SetLevel(logrus.DebugLevel)
 	if _, bench := e.t.(*testing.B); bench {
 		log.SetLevel(logrus.InfoLevel) // production's level, so the figures are production's
-	}
-	if e.alerts.WatchEvery == 0 {
-		e.alerts.WatchEvery = 200 * time.Millisecond // the pool watcher, quicker than production's 5 s
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	scfg := Config{UpstreamURL: e.fake.URL(), AdminToken: adminToken, HeaderTimeout: 2 * time.Second}
