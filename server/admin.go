@@ -36,6 +36,7 @@ func (s *Server) adminRoutes(e *gin.Engine) {
 	a.GET("/usage/export", s.adminUsageExport)
 	s.opsRoutes(a)
 	s.alertRoutes(a)
+	a.GET("/usage/series", s.adminUsageSeries)
 	s.dashboardRoutes(e)
 }
 

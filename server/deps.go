@@ -84,6 +84,8 @@ type UsageRecorder interface {
 	Account(ctx context.Context, name string) (usage.Summary, error)
 	Overall(ctx context.Context) (usage.Summary, error)
 	KeyDays(ctx context.Context, keyHash string, since, until time.Time) ([]usage.Day, error)
+	// Series: the last 24 h in 5-minute points, of a key or ("") of all.
+	Series(ctx context.Context, keyHash string) ([]usage.Point, error)
 }
 
 // Syncer runs the full account-folder and ledger sync.

@@ -146,8 +146,11 @@
     $(prefix + '-cost-sub').textContent = `5 h: ${fmtUSD(c.last_5h)} · 24 h: ${fmtUSD(c.last_24h)}`;
   }
 
-  function slotsBar(used, total) {
-    const bar = el('span', { class: 'bar' });
+  // slotsBar is a capacity bar: slots used of total, as a meter (its
+  // aria-valuenow and aria-valuemax are the counts, for readers and tests).
+  function slotsBar(used, total, testid) {
+    const bar = el('span', { class: 'bar', role: 'meter', 'data-testid': testid, 'aria-label': 'slots used',
+      'aria-valuemin': 0, 'aria-valuenow': used || 0, 'aria-valuemax': total || 0 });
     const fill = el('span', { class: 'bar-fill' });
     const pct = total > 0 ? Math.min(100, Math.round((used / total) * 100)) : 0;
     // CSSOM writes are allowed under style-src 'self'; style attributes are not.
@@ -264,14 +267,16 @@
   // ---------- overview ----------
 
   async function loadOverview() {
-    const [st, al] = await Promise.all([
+    const [st, al, series] = await Promise.all([
       api('GET', '/status'),
-      // Alerts are a store read of their own; a failure leaves the list as it was.
+      // Alerts and the chart are reads of their own; a failure leaves them as they were.
       api('GET', '/alerts').catch(() => null),
+      api('GET', '/usage/series').catch(() => null),
     ]);
     return () => {
       renderOverview(st);
       if (al) renderAlerts(al);
+      if (series) renderCharts('ov-chart', series.points || [], 'ov');
     };
   }
 
@@ -281,6 +286,15 @@
     account_limited: 'warn', account_cooling: 'warn', tier_nearly_full: 'warn',
     account_recovered: 'ok', store_back: 'ok', test: 'muted',
   };
+
+  // renderCharts draws requests and tokens of a 24-hour series into the
+  // element id; prefix names the charts for tests.
+  function renderCharts(id, points, prefix) {
+    const C = window.CRCharts;
+    $(id).replaceChildren(
+      el('div', { class: 'chart-box' }, el('div', { class: 'chart-title', text: 'Requests per 5 minutes' }), C.lineChart(points, 'requests', 'Requests per 5 minutes', prefix + '-chart-requests')),
+      el('div', { class: 'chart-box' }, el('div', { class: 'chart-title', text: 'Tokens per 5 minutes' }), C.lineChart(points, 'tokens', 'Tokens per 5 minutes', prefix + '-chart-tokens')));
+  }
 
   function renderAlerts(al) {
     const list = al.alerts || [];
@@ -327,7 +341,7 @@
         td(badge(t.tier, 'tier', 'tier-name')),
         td(fmtNum(accts.length), 'num'),
         td(nb ? badge(String(nb), 'bad') : el('span', { class: 'muted', text: '0' }), 'num'),
-        td(el('span', { class: 'slots' }, slotsBar(t.slots_used, t.slots_total),
+        td(el('span', { class: 'slots' }, slotsBar(t.slots_used, t.slots_total, 'tier-bar'),
           el('span', { 'data-testid': 'tier-slots', text: `${t.slots_used}/${t.slots_total}` }),
           el('span', { class: 'muted small', text: `${t.slots_per_account} per account` }))));
     }));
@@ -391,16 +405,20 @@
 
   async function loadKeys() {
     const detail = state.keyDetail;
-    const [pool, list, kd] = await Promise.all([
+    const [pool, list, kd, series] = await Promise.all([
       api('GET', '/pool'),
       api('GET', '/keys' + keyQuery()),
       detail ? api('GET', '/keys/' + encodeURIComponent(detail)).catch((e) => (e instanceof APIError && e.status === 404 ? null : Promise.reject(e))) : null,
+      detail ? api('GET', '/usage/series?key=' + encodeURIComponent(detail)).catch(() => null) : null,
     ]);
     return () => {
       state.tiers = pool.tiers || [];
       fillTierSelects();
       renderKeys(list.keys || []);
-      if (detail && detail === state.keyDetail) renderKeyDetail(kd);
+      if (detail && detail === state.keyDetail) {
+        renderKeyDetail(kd);
+        if (kd && series) renderCharts('kd-chart', series.points || [], 'kd');
+      }
     };
   }
 
@@ -593,6 +611,24 @@
     return badge('ok', 'ok', 'account-state');
   }
 
+  // utilization shows the upstream's own view of an account: the 5-hour
+  // and 7-day windows of a subscription, or an API key's per-minute budgets.
+  function utilization(a) {
+    const u = a.utilization;
+    const C = window.CRCharts;
+    if (!u) return el('span', { class: 'muted', text: '—' });
+    const rows = [];
+    if (u.five_hour !== undefined) rows.push(C.meter(u.five_hour, 'util-5h', '5 h'));
+    if (u.seven_day !== undefined) rows.push(C.meter(u.seven_day, 'util-7d', '7 d'));
+    if (!rows.length && u.requests_limit && u.requests_remaining !== undefined) {
+      rows.push(C.meter(1 - u.requests_remaining / u.requests_limit, 'util-requests', 'req/min'));
+    }
+    if (!rows.length && u.tokens_limit && u.tokens_remaining !== undefined) {
+      rows.push(C.meter(1 - u.tokens_remaining / u.tokens_limit, 'util-tokens', 'tok/min'));
+    }
+    return rows.length ? el('div', { class: 'meters', title: 'as the upstream reported it at ' + fmtDate(u.observed_at) }, ...rows) : el('span', { class: 'muted', text: '—' });
+  }
+
   function renderAccounts(accounts, usage) {
     show($('accounts-empty'), accounts.length === 0);
     $('accounts-body').replaceChildren(...accounts.map((a) => {
@@ -618,6 +654,7 @@
         td(el('span', { class: 'slots' }, slotsBar(a.slots_used, a.slots_total),
           el('span', { 'data-testid': 'account-slots', text: `${a.slots_used}/${a.slots_total}` }),
           el('span', { class: 'muted small', text: `${a.bound_keys} key${a.bound_keys === 1 ? '' : 's'}` }))),
+        td(utilization(a)),
         td(u ? fmtNum(u.requests) : el('span', { class: 'muted', text: '—' }), 'num'),
         td(a.expires_at ? when(a.expires_at) : el('span', { class: 'muted', text: '—' })),
         td(a.next_refresh ? when(a.next_refresh) : el('span', { class: 'muted', text: '—' })),
