@@ -72,6 +72,12 @@ type Table struct {
 	// Prices per model family, US dollars per million tokens. A file's
 	// entries replace the built-in price of that family; the others stay.
 	Prices map[string]Price `json:"prices,omitempty"`
+	// ModelPrices are list prices per model, US dollars per million tokens,
+	// keyed by a model name or the name without its date ("claude-opus-4-5"
+	// prices "claude-opus-4-5-20251101"). A model without one takes its
+	// family's price. A file's entries add to the built-in list or replace
+	// the built-in price of the same name.
+	ModelPrices map[string]Price `json:"model_prices,omitempty"`
 	// Aliases map a short name a client may send ("sonnet") to the real
 	// model sent upstream. Quotas, tier rules and the answer all use the
 	// real model. A file that names aliases replaces the built-in ones.
@@ -128,7 +134,8 @@ func Builtin() *Table {
 			{Name: "high", Slots: 3, Quotas: map[string]int{"opus": 10, "sonnet": 50}, Concurrency: 4},
 			{Name: "supreme", Slots: 2, Quotas: map[string]int{"opus": 15, "sonnet": 75}, Concurrency: 6},
 		},
-		Prices: builtinPrices(),
+		Prices:      builtinPrices(),
+		ModelPrices: builtinModelPrices(),
 		Aliases: map[string]string{
 			"sonnet": "claude-sonnet-4-5-20250929",
 			"opus":   "claude-opus-4-1-20250805",
@@ -182,6 +189,11 @@ func Parse(b []byte) (*Table, error) {
 		prices[f] = p
 	}
 	t.Prices = prices
+	models := builtinModelPrices()
+	for m, p := range t.ModelPrices {
+		models[m] = p
+	}
+	t.ModelPrices = models
 	if t.Aliases == nil {
 		t.Aliases = def.Aliases
 	}

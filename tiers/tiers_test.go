@@ -2,6 +2,7 @@ package tiers
 
 import (
 	"errors"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -190,6 +191,58 @@ func TestPrices(t *testing.T) {
 	for _, bad := range []string{
 		`{"tiers":[{"name":"gold","slots":1}],"prices":{"nope":{"input":1}}}`,
 		`{"tiers":[{"name":"gold","slots":1}],"prices":{"opus":{"input":-1}}}`,
+	} {
+		if _, err := Parse([]byte(bad)); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: %v", bad, err)
+		}
+	}
+}
+
+// TestModelPrices: a model takes its own list price (exact, or the longest
+// listed name its dated form extends), else its family's; the tiers file
+// overrides or adds models.
+func TestModelPrices(t *testing.T) {
+	million := Tokens{Input: 1_000_000, Output: 1_000_000, CacheWrite: 1_000_000, CacheRead: 1_000_000}
+	def := Builtin()
+	for _, c := range []struct {
+		model string
+		want  float64
+	}{
+		{"claude-opus-4-5-20251101", 5 + 25 + 6.25 + 0.5},   // newer Opus is cheaper than its family's price
+		{"claude-opus-4-1-20250805", 15 + 75 + 18.75 + 1.5}, // not the shorter "claude-opus-4"
+		{"claude-opus-4-20250514", 15 + 75 + 18.75 + 1.5},
+		{"claude-sonnet-4-5", 3 + 15 + 3.75 + 0.3},
+		{"claude-3-5-haiku-20241022", 0.8 + 4 + 1 + 0.08},
+		{"claude-haiku-4-5-20251001", 1 + 5 + 1.25 + 0.1},
+		{"claude-sonnet-9-future", 3 + 15 + 3.75 + 0.3}, // unknown model: its family (sonnet)
+		{"some-other-model", 1 + 5 + 1.25 + 0.1},        // unknown family: "other"
+	} {
+		got, ok := def.ModelCost(c.model, million)
+		if !ok || math.Abs(got-c.want) > 1e-9 {
+			t.Errorf("%s: %v %v, want %v", c.model, got, ok, c.want)
+		}
+	}
+	// "claude-opus-4-5x" does not extend "claude-opus-4-5" (no dash after
+	// it): it takes the price of the "claude-opus-4" it does extend.
+	if p, _ := def.PriceOf("claude-opus-4-5x"); p.Input != 15 {
+		t.Errorf("claude-opus-4-5x priced %+v, want claude-opus-4's", p)
+	}
+	tb, err := Parse([]byte(`{"tiers":[{"name":"gold","slots":1}],"model_prices":{"claude-opus-4-5":{"input":4,"output":20,"cache_write":5,"cache_read":0.4},"acme-model":{"input":1,"output":1}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := tb.ModelCost("claude-opus-4-5-20251101", Tokens{Input: 1_000_000}); c != 4 {
+		t.Errorf("override: %v", c)
+	}
+	if c, _ := tb.ModelCost("claude-sonnet-4-5", Tokens{Output: 1_000_000}); c != 15 {
+		t.Errorf("built-in model price kept beside an override: %v", c)
+	}
+	if c, _ := tb.ModelCost("acme-model", Tokens{Output: 2_000_000}); c != 2 {
+		t.Errorf("added model: %v", c)
+	}
+	for _, bad := range []string{
+		`{"tiers":[{"name":"gold","slots":1}],"model_prices":{"claude-opus-4-5":{"output":-1}}}`,
+		`{"tiers":[{"name":"gold","slots":1}],"model_prices":{" ":{"input":1}}}`,
 	} {
 		if _, err := Parse([]byte(bad)); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: %v", bad, err)
