@@ -19,7 +19,7 @@ type CostView struct {
 	Last24h float64 `json:"last_24h"`
 	Last30d float64 `json:"last_30d"`
 	Total   float64 `json:"total"`
-	// Unpriced lists families that had traffic but no price (cost 0).
+	// Unpriced lists families (or models) that had traffic but no price (cost 0).
 	Unpriced []string `json:"unpriced,omitempty"`
 }
 
@@ -41,13 +41,48 @@ func (s *Server) familiesCost(fams map[string]usage.Totals, unpriced map[string]
 	return usd
 }
 
+// splitCost prices a window split by family and by model: the traffic
+// recorded with its model at the model's price, the rest of each family
+// (recorded without a model) at the family's price.
+func (s *Server) splitCost(fams, models map[string]usage.Totals, unpriced map[string]bool) float64 {
+	if len(models) == 0 {
+		return s.familiesCost(fams, unpriced)
+	}
+	rest := make(map[string]usage.Totals, len(fams))
+	for f, t := range fams {
+		rest[f] = t
+	}
+	var usd float64
+	for m, t := range models {
+		c, ok := s.d.Tiers.ModelCost(m, tokensOf(t))
+		if !ok && t.Requests > 0 && unpriced != nil {
+			unpriced[m] = true
+		}
+		usd += c
+		f := s.d.Tiers.FamilyOf(s.d.Tiers.Resolve(m))
+		r := rest[f]
+		r.Requests -= t.Requests
+		r.InputTokens -= t.InputTokens
+		r.OutputTokens -= t.OutputTokens
+		r.CacheCreationInputTokens -= t.CacheCreationInputTokens
+		r.CacheReadInputTokens -= t.CacheReadInputTokens
+		rest[f] = r
+	}
+	for f, r := range rest {
+		if r.Requests <= 0 && r.InputTokens <= 0 && r.OutputTokens <= 0 && r.CacheCreationInputTokens <= 0 && r.CacheReadInputTokens <= 0 {
+			delete(rest, f)
+		}
+	}
+	return usd + s.familiesCost(rest, unpriced)
+}
+
 func (s *Server) costOf(sum usage.Summary) CostView {
 	un := map[string]bool{}
 	v := CostView{
-		Last5h:  tiers.RoundUSD(s.familiesCost(sum.Families.Last5h, un)),
-		Last24h: tiers.RoundUSD(s.familiesCost(sum.Families.Last24h, un)),
-		Last30d: tiers.RoundUSD(s.familiesCost(sum.Families.Last30d, un)),
-		Total:   tiers.RoundUSD(s.familiesCost(sum.ByFamily, un)),
+		Last5h:  tiers.RoundUSD(s.splitCost(sum.Families.Last5h, sum.Models.Last5h, un)),
+		Last24h: tiers.RoundUSD(s.splitCost(sum.Families.Last24h, sum.Models.Last24h, un)),
+		Last30d: tiers.RoundUSD(s.splitCost(sum.Families.Last30d, sum.Models.Last30d, un)),
+		Total:   tiers.RoundUSD(s.splitCost(sum.ByFamily, sum.ByModel, un)),
 	}
 	for f := range un {
 		v.Unpriced = append(v.Unpriced, f)
@@ -125,7 +160,7 @@ func (s *Server) adminUsageExport(c *gin.Context) {
 			rows = append(rows, ExportRow{Day: d.Start.Format(dayLayout), KeyID: r.ID, Tier: r.Tier, Note: r.Note,
 				Requests: d.Totals.Requests, InputTokens: d.Totals.InputTokens, OutputTokens: d.Totals.OutputTokens,
 				CacheCreationInputTokens: d.Totals.CacheCreationInputTokens, CacheReadInputTokens: d.Totals.CacheReadInputTokens,
-				CostUSD: tiers.RoundUSD(s.familiesCost(d.ByFamily, nil))})
+				CostUSD: tiers.RoundUSD(s.splitCost(d.ByFamily, d.ByModel, nil))})
 		}
 	}
 	sort.SliceStable(rows, func(i, j int) bool { return rows[i].Day < rows[j].Day })

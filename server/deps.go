@@ -80,6 +80,8 @@ type Refresher interface {
 // UsageRecorder keeps token totals.
 type UsageRecorder interface {
 	Record(ctx context.Context, keyHash, account, family string, u usage.Usage) error
+	// RecordModel is Record with the model, so cost is priced per model.
+	RecordModel(ctx context.Context, keyHash, account, family, model string, u usage.Usage) error
 	Key(ctx context.Context, keyHash string) (usage.Summary, error)
 	Account(ctx context.Context, name string) (usage.Summary, error)
 	Overall(ctx context.Context) (usage.Summary, error)

@@ -23,10 +23,10 @@ const FlushEvery = time.Second
 const markerTTL = 25 * time.Hour
 
 // slot is where a count lands within a subject: its 5-minute bucket, its
-// UTC day and its model family ("" when unknown).
+// UTC day, its model family and its model ("" when unknown).
 type slot struct {
-	bucket, day int64
-	family      string
+	bucket, day   int64
+	family, model string
 }
 
 // totalsBySubject holds unflushed totals: subject → slot → totals.
@@ -248,7 +248,10 @@ func (r *Recorder) subjectCall(subject string, seq uint64, slots map[slot]Totals
 		if a.day != b.day {
 			return a.day < b.day
 		}
-		return a.family < b.family
+		if a.family != b.family {
+			return a.family < b.family
+		}
+		return a.model < b.model
 	})
 	for _, sl := range sls {
 		vals := slots[sl].values()
@@ -258,6 +261,9 @@ func (r *Recorder) subjectCall(subject string, seq uint64, slots map[slot]Totals
 				inc(h, f, vals[i])
 				if sl.family != "" {
 					inc(h, familyPrefix+sl.family+":"+f, vals[i])
+				}
+				if sl.model != "" {
+					inc(h, modelPrefix+sl.model+":"+f, vals[i])
 				}
 			}
 		}
@@ -322,22 +328,29 @@ func isNoScript(err error) bool { return err != nil && strings.HasPrefix(err.Err
 func (r *Recorder) addUnflushed(subject string, sum *Summary, cur, first5h, first24h, firstDay int64) {
 	r.buf.each(subject, func(sl slot, t Totals) {
 		sum.Total.add(t)
-		fam := map[string]Totals(nil)
+		fam, mod := map[string]Totals(nil), map[string]Totals(nil)
 		if sl.family != "" {
 			fam = map[string]Totals{sl.family: t}
 			addFamilies(&sum.ByFamily, fam)
 		}
+		if sl.model != "" {
+			mod = map[string]Totals{sl.model: t}
+			addFamilies(&sum.ByModel, mod)
+		}
 		if sl.bucket >= first24h && sl.bucket <= cur {
 			sum.Last24h.add(t)
 			addFamilies(&sum.Families.Last24h, fam)
+			addFamilies(&sum.Models.Last24h, mod)
 			if sl.bucket >= first5h {
 				sum.Last5h.add(t)
 				addFamilies(&sum.Families.Last5h, fam)
+				addFamilies(&sum.Models.Last5h, mod)
 			}
 		}
 		if sl.day >= firstDay && sl.day <= cur {
 			sum.Last30d.add(t)
 			addFamilies(&sum.Families.Last30d, fam)
+			addFamilies(&sum.Models.Last30d, mod)
 		}
 	})
 }

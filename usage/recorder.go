@@ -48,6 +48,7 @@ const (
 	window24h = 24 * time.Hour
 
 	familyPrefix = "f:"
+	modelPrefix  = "m:"
 )
 
 var fields = [...]string{"requests", "input", "output", "cache_creation", "cache_read"}
@@ -105,6 +106,10 @@ type Summary struct {
 	ByFamily map[string]Totals `json:"by_family"`
 	// Families splits each window by model family, for pricing.
 	Families Windows `json:"-"`
+	// ByModel and Models split Total and each window by model, for
+	// pricing per model; traffic recorded without a model is in neither.
+	ByModel map[string]Totals `json:"-"`
+	Models  Windows           `json:"-"`
 }
 
 // Windows holds a per-family split of each window.
@@ -117,6 +122,7 @@ type Day struct {
 	Start    time.Time
 	Totals   Totals
 	ByFamily map[string]Totals
+	ByModel  map[string]Totals
 }
 
 func addFamilies(dst *map[string]Totals, src map[string]Totals) {
@@ -164,7 +170,13 @@ func dayKey(subject string, start int64) string {
 // family, with its usage (zero when unknown). It only adds to this
 // replica's unflushed totals: no Redis command, no allocation once the
 // subject and bucket have been seen in the current second.
-func (r *Recorder) Record(_ context.Context, keyHash, account, family string, u Usage) error {
+func (r *Recorder) Record(ctx context.Context, keyHash, account, family string, u Usage) error {
+	return r.RecordModel(ctx, keyHash, account, family, "", u)
+}
+
+// RecordModel is Record with the model too, so cost can be priced per
+// model (a model of "" records as Record does).
+func (r *Recorder) RecordModel(_ context.Context, keyHash, account, family, model string, u Usage) error {
 	if keyHash == "" || account == "" {
 		return fmt.Errorf("%w: key hash and account are required", ErrInvalid)
 	}
@@ -175,7 +187,7 @@ func (r *Recorder) Record(_ context.Context, keyHash, account, family string, u 
 		}
 	}
 	now := r.clk.Now()
-	r.buf.add(keyHash, account, slot{bucket: bucketStart(now), day: dayStart(now), family: family}, t)
+	r.buf.add(keyHash, account, slot{bucket: bucketStart(now), day: dayStart(now), family: family, model: model}, t)
 	return nil
 }
 
@@ -221,16 +233,20 @@ func (r *Recorder) summary(ctx context.Context, subject string) (Summary, error)
 	if sum.Total, sum.ByFamily, err = parseTotals(totals.Val()); err != nil {
 		return Summary{}, fmt.Errorf("usage: read %s: %w", subject, err)
 	}
+	sum.ByModel = parseModels(totals.Val())
 	for i, b := range buckets {
 		t, fam, err := parseTotals(b.Val())
 		if err != nil {
 			return Summary{}, fmt.Errorf("usage: read %s: %w", subject, err)
 		}
+		mod := parseModels(b.Val())
 		sum.Last24h.add(t)
 		addFamilies(&sum.Families.Last24h, fam)
+		addFamilies(&sum.Models.Last24h, mod)
 		if cur-int64(i)*step >= first5h {
 			sum.Last5h.add(t)
 			addFamilies(&sum.Families.Last5h, fam)
+			addFamilies(&sum.Models.Last5h, mod)
 		}
 	}
 	for _, d := range days {
@@ -240,12 +256,38 @@ func (r *Recorder) summary(ctx context.Context, subject string) (Summary, error)
 		}
 		sum.Last30d.add(t)
 		addFamilies(&sum.Families.Last30d, fam)
+		addFamilies(&sum.Models.Last30d, parseModels(d.Val()))
 	}
 	r.addUnflushed(subject, &sum, cur, first5h, first24h, today-(Days30-1)*dstep)
 	return sum, nil
 }
 
-// parseTotals reads a totals or bucket hash; family fields go to the map.
+// parseModels reads the per-model fields (m:<model>:<field>) of a hash.
+// Model names may contain ':'; the field is after the last one.
+func parseModels(h map[string]string) map[string]Totals {
+	var out map[string]Totals
+	for k, s := range h {
+		rest, ok := strings.CutPrefix(k, modelPrefix)
+		if !ok {
+			continue
+		}
+		i := strings.LastIndexByte(rest, ':')
+		v, err := strconv.ParseInt(s, 10, 64)
+		if i < 0 || err != nil {
+			continue
+		}
+		if out == nil {
+			out = make(map[string]Totals)
+		}
+		t := out[rest[:i]]
+		t.setField(rest[i+1:], v)
+		out[rest[:i]] = t
+	}
+	return out
+}
+
+// parseTotals reads a totals or bucket hash; family fields go to the map
+// (model fields are parseModels').
 func parseTotals(h map[string]string) (Totals, map[string]Totals, error) {
 	var t Totals
 	var fam map[string]Totals
@@ -253,6 +295,9 @@ func parseTotals(h map[string]string) (Totals, map[string]Totals, error) {
 		v, err := strconv.ParseInt(s, 10, 64)
 		if err != nil {
 			return Totals{}, nil, fmt.Errorf("field %q: %w", k, err)
+		}
+		if strings.HasPrefix(k, modelPrefix) {
+			continue
 		}
 		if rest, ok := strings.CutPrefix(k, familyPrefix); ok {
 			i := strings.LastIndexByte(rest, ':')
@@ -295,7 +340,7 @@ func (r *Recorder) KeyDays(ctx context.Context, keyHash string, since, until tim
 		if err != nil {
 			return nil, fmt.Errorf("usage: read days of %s: %w", subject, err)
 		}
-		out = append(out, Day{Start: time.Unix(first+int64(i)*step, 0).UTC(), Totals: t, ByFamily: fam})
+		out = append(out, Day{Start: time.Unix(first+int64(i)*step, 0).UTC(), Totals: t, ByFamily: fam, ByModel: parseModels(c.Val())})
 	}
 	r.buf.each(subject, func(sl slot, t Totals) {
 		if sl.day < first || sl.day > last {
@@ -305,6 +350,9 @@ func (r *Recorder) KeyDays(ctx context.Context, keyHash string, since, until tim
 		d.Totals.add(t)
 		if sl.family != "" {
 			addFamilies(&d.ByFamily, map[string]Totals{sl.family: t})
+		}
+		if sl.model != "" {
+			addFamilies(&d.ByModel, map[string]Totals{sl.model: t})
 		}
 	})
 	return out, nil
