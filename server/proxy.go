@@ -268,15 +268,7 @@ func (s *Server) admit(ctx context.Context, req *request) *httpError {
 	stateCmds := s.d.Pool.QueueState(ctx, pipe, cl.tier.Name, cl.account)
 	// abandon takes back a place whose script may have run with its answer
 	// lost (a timeout); removing a place that was never taken is harmless.
-	abandon := func() {
-		s.bg.Add(1)
-		go func() {
-			defer s.bg.Done()
-			actx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = pending.Abandon(actx)
-		}()
-	}
+	abandon := func() { s.giveBack(pending.Abandon) }
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) && !isNoScript(err) {
 		if pending != nil {
 			abandon()
@@ -324,6 +316,31 @@ func (s *Server) admit(ctx context.Context, req *request) *httpError {
 	req.acct = acct
 	return nil
 }
+
+// giveBack runs a quota give-back (an idempotent ZREM of the request's
+// id) in the background until it succeeds, for up to giveBackFor. One try
+// is not enough: a store slow enough to lose an admission's answer also
+// fails the give-back's new connection (its handshake times out before the
+// command is sent), and the place would stay taken for the whole window.
+func (s *Server) giveBack(do func(context.Context) error) {
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		wait := 100 * time.Millisecond
+		for end := time.Now().Add(giveBackFor); ; wait *= 2 {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			err := do(ctx)
+			cancel()
+			if err == nil || time.Now().Add(wait).After(end) {
+				return
+			}
+			time.Sleep(wait)
+		}
+	}()
+}
+
+// giveBackFor bounds the retries of a give-back (and so a shutdown's wait).
+const giveBackFor = 10 * time.Second
 
 func isNoScript(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") }
 

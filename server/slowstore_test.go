@@ -122,20 +122,7 @@ func TestSlowStoreCountsExactly(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	// Nothing counted twice: usage is exact, and no served request is
-	// missing from the quota.
-	if requests != served || used < served {
+	if used != served || requests != served {
 		t.Fatalf("served %d: quota count %d, usage requests %d (statuses %v)", served, used, requests, statuses)
-	}
-	// KNOWN LEAK, not yet found: under -race on a loaded machine one or two
-	// places in about half the runs stay taken by a request answered 503
-	// in admission (the give-back of a lost admission answer missed it).
-	// Bounded here by the 503s so the rest of the suite stays green; the
-	// exact check is the goal (used == served).
-	if used != served {
-		t.Logf("quota count %d for %d served: %d place(s) kept by requests answered 503", used, served, used-served)
-		if used > served+statuses[http.StatusServiceUnavailable] {
-			t.Fatalf("more places kept (%d) than requests refused with 503 (%d)", used-served, statuses[http.StatusServiceUnavailable])
-		}
 	}
 }
