@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/claude-route/claude-route/internal/clock"
+	"github.com/claude-route/claude-route/internal/fakeupstream"
 	"github.com/claude-route/claude-route/internal/testenv"
 	"github.com/claude-route/claude-route/tiers"
 	"github.com/claude-route/claude-route/usage"
@@ -61,4 +62,29 @@ func TestCostPerModel(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("flushed")
+}
+
+// Through the proxy: an Opus 4.5 request costs Opus 4.5's list price
+// ($5 / $25), not the opus family's ($15 / $75).
+func TestProxyRecordsCostPerModel(t *testing.T) {
+	e := newEnv(t)
+	e.apiAccount("high", "h1")
+	url := e.start()
+	key := e.issue("high")
+	body := msgBody("claude-opus-4-5-20251101", false)
+	ans, err := fakeupstream.Reply([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := ans.Usage
+	want := (float64(u.InputTokens)*5 + float64(u.OutputTokens)*25 +
+		float64(u.CacheCreationInputTokens)*6.25 + float64(u.CacheReadInputTokens)*0.50) / 1e6
+	if r := post(t, url, "/v1/messages", key, body); r.status != 200 {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	e.apps[0].Server.bg.Wait()
+	_, cost := customerView(t, url, key)
+	if want == 0 || math.Abs(cost.Total-want) > 2e-6 {
+		t.Fatalf("cost %+v, want $%v at the model's price", cost, want)
+	}
 }

@@ -675,7 +675,7 @@ func (s *Server) recordUsage(req *request, u usage.Usage) {
 	tier := req.cl.tier.Name
 	s.metrics.tokens.WithLabelValues(tier, "input").Add(float64(u.InputTokens))
 	s.metrics.tokens.WithLabelValues(tier, "output").Add(float64(u.OutputTokens))
-	if err := s.d.Usage.Record(context.Background(), req.cl.hash, req.acct.Name, req.family, u); err != nil {
+	if err := s.d.Usage.RecordModel(context.Background(), req.cl.hash, req.acct.Name, req.family, req.model, u); err != nil {
 		s.log.WithField("account", req.acct.Name).WithError(err).Warn("could not record usage")
 	}
 }
