@@ -12,6 +12,7 @@ import (
 	"github.com/claude-route/claude-route/internal/clock"
 	"github.com/claude-route/claude-route/internal/fakeupstream"
 	"github.com/claude-route/claude-route/keys"
+	"github.com/claude-route/claude-route/tiers"
 )
 
 // queued is how many requests wait in the key's concurrency queue.
@@ -163,5 +164,39 @@ func TestDeadReplicaPlacesComeBack(t *testing.T) {
 	clk.Advance(11 * time.Second)
 	if r := <-done; r.status != http.StatusOK {
 		t.Fatalf("after the dead replica's leases expired: %d %s", r.status, r.body)
+	}
+}
+
+// A tier from a file that names no concurrency has no per-key limit, as
+// before the limit existed: six streams of one key are upstream at once.
+func TestTierWithoutConcurrencyHasNoLimit(t *testing.T) {
+	tt, err := tiers.Parse([]byte(`{"tiers":[{"name":"open","slots":5}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t)
+	e.tiers = tt
+	apiKey := e.apiAccount("open", "o1")
+	url := e.start()
+	key := e.issue("open")
+	hold := make(chan struct{})
+	e.fake.InjectFault(apiKey, fakeupstream.Fault{Hold: hold, Times: 6})
+	e.fake.Reset()
+	var wg sync.WaitGroup
+	replies := make([]reply, 6)
+	for i := range replies {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			replies[i] = post(t, url, "/v1/messages", key, msgBody("claude-sonnet-4-5", true))
+		}(i)
+	}
+	until(t, "six upstream at once", func() bool { return e.fake.InFlight() == 6 })
+	close(hold)
+	wg.Wait()
+	for i, r := range replies {
+		if r.status != http.StatusOK {
+			t.Fatalf("request %d: %d %s", i, r.status, r.body)
+		}
 	}
 }

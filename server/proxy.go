@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -187,6 +188,9 @@ func (s *Server) takeLease(ctx context.Context, cl *caller, entry *concurrency.E
 		return nil, nil
 	}
 	n := cl.tier.MaxConcurrent()
+	if n == 0 {
+		n = math.MaxInt32 // no limit: the lease still tracks the request
+	}
 	lease, err := entry.Admit(ctx, n)
 	switch {
 	case err == nil:

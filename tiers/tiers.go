@@ -41,7 +41,8 @@ type Tier struct {
 	// Validity is how long an issued key lives; 0 means forever.
 	Validity Duration `json:"validity,omitempty"`
 	// Concurrency is the most requests one key may have in flight at once;
-	// 0 in a file means the built-in default (2).
+	// 0 (absent) means no limit, so a tiers file written before the limit
+	// existed keeps selling what it sold. The built-in tiers set theirs.
 	Concurrency int `json:"concurrency,omitempty"`
 	// Overflow lets a key's request be served by another account of the
 	// tier when its own is limited, cooling or failing. Absent means true;
@@ -49,16 +50,8 @@ type Tier struct {
 	Overflow *bool `json:"overflow,omitempty"`
 }
 
-// DefaultConcurrency is a tier's concurrency when the file names none.
-const DefaultConcurrency = 2
-
-// MaxConcurrent is the key's limit of requests in flight.
-func (tr *Tier) MaxConcurrent() int {
-	if tr.Concurrency > 0 {
-		return tr.Concurrency
-	}
-	return DefaultConcurrency
-}
+// MaxConcurrent is the key's limit of requests in flight; 0 means none.
+func (tr *Tier) MaxConcurrent() int { return tr.Concurrency }
 
 // Overflows reports whether the tier's keys may overflow (default true).
 func (tr *Tier) Overflows() bool { return tr.Overflow == nil || *tr.Overflow }

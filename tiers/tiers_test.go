@@ -157,7 +157,7 @@ func TestConcurrencyAndOverflowDefaults(t *testing.T) {
 	}
 	a, _ := tb.Get("a")
 	d, _ := tb.Get("d")
-	if a.MaxConcurrent() != DefaultConcurrency || !a.Overflows() || d.MaxConcurrent() != 5 || d.Overflows() {
+	if a.MaxConcurrent() != 0 || !a.Overflows() || d.MaxConcurrent() != 5 || d.Overflows() {
 		t.Fatalf("a %+v d %+v", a, d)
 	}
 }
