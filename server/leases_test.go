@@ -52,25 +52,7 @@ func TestConcurrencyLeasesAcrossInstances(t *testing.T) {
 	apiKey := e.apiAccount("trial", "t1") // trial: concurrency 2
 	u1, u2 := e.start(), e.start()
 	key := e.issue("trial")
-	hold := make(chan struct{})
-	e.fake.InjectFault(apiKey, fakeupstream.Fault{Hold: hold, Times: 6})
-	e.fake.Reset()
-	var wg sync.WaitGroup
-	replies := make([]reply, 6)
-	for i := range replies {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			u := u1
-			if i%2 == 1 {
-				u = u2
-			}
-			replies[i] = post(t, u, "/v1/messages", key, msgBody("claude-sonnet-4-5", true))
-		}(i)
-	}
-	until(t, "two upstream and four queued", func() bool { return e.fake.InFlight() == 2 && e.queued(key) == 4 })
-	close(hold)
-	wg.Wait()
+	replies := heldStreams(t, e, apiKey, key, 6, func() bool { return e.fake.InFlight() == 2 && e.queued(key) == 4 }, u1, u2)
 	for i, r := range replies {
 		if r.status != http.StatusOK {
 			t.Fatalf("request %d: %d %s", i, r.status, r.body)
@@ -179,24 +161,33 @@ func TestTierWithoutConcurrencyHasNoLimit(t *testing.T) {
 	apiKey := e.apiAccount("open", "o1")
 	url := e.start()
 	key := e.issue("open")
-	hold := make(chan struct{})
-	e.fake.InjectFault(apiKey, fakeupstream.Fault{Hold: hold, Times: 6})
-	e.fake.Reset()
-	var wg sync.WaitGroup
-	replies := make([]reply, 6)
-	for i := range replies {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			replies[i] = post(t, url, "/v1/messages", key, msgBody("claude-sonnet-4-5", true))
-		}(i)
-	}
-	until(t, "six upstream at once", func() bool { return e.fake.InFlight() == 6 })
-	close(hold)
-	wg.Wait()
+	replies := heldStreams(t, e, apiKey, key, 6, func() bool { return e.fake.InFlight() == 6 }, url)
 	for i, r := range replies {
 		if r.status != http.StatusOK {
 			t.Fatalf("request %d: %d %s", i, r.status, r.body)
 		}
 	}
+}
+
+// heldStreams sends n streamed requests of one key at once, spread over
+// urls, while the upstream holds its answers; once ready() it releases
+// them and returns the replies.
+func heldStreams(t *testing.T, e *env, apiKey, key string, n int, ready func() bool, urls ...string) []reply {
+	t.Helper()
+	hold := make(chan struct{})
+	e.fake.InjectFault(apiKey, fakeupstream.Fault{Hold: hold, Times: n})
+	e.fake.Reset()
+	var wg sync.WaitGroup
+	replies := make([]reply, n)
+	for i := range replies {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			replies[i] = post(t, urls[i%len(urls)], "/v1/messages", key, msgBody("claude-sonnet-4-5", true))
+		}(i)
+	}
+	until(t, "the held streams in place", ready)
+	close(hold)
+	wg.Wait()
+	return replies
 }
