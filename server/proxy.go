@@ -368,8 +368,14 @@ func (s *Server) refund(req *request) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if _, err := req.ticket.Refund(ctx); err != nil {
-		s.log.WithFields(logFields(req.cl)).WithError(err).Warn("quota refund failed")
+	if _, err := req.ticket.Refund(ctx); err != nil && req.quota != nil {
+		// A refund that failed may never have reached Redis (a fresh
+		// connection's handshake timed out, say): retry it in the
+		// background like any give-back. ZREM of the request's own id is
+		// idempotent, so a refund that did land and is sent again is harmless.
+		s.log.WithFields(logFields(req.cl)).WithError(err).Warn("quota refund failed; retrying in the background")
+		res := *req.quota
+		s.giveBack(func(ctx context.Context) error { return s.d.Limiter.Refund(ctx, res) })
 	}
 }
 
