@@ -16,6 +16,7 @@ import (
 	"github.com/claude-route/claude-route/accounts"
 	"github.com/claude-route/claude-route/keys"
 	"github.com/claude-route/claude-route/refresh"
+	"github.com/claude-route/claude-route/syncer"
 	"github.com/claude-route/claude-route/usage"
 )
 
@@ -416,6 +417,19 @@ func (s *Server) adminBlacklist(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"account": name, "blacklisted": true})
 }
 
+// syncNow runs a sync that read the files after this call. A sync that
+// only joined one already running may have read them before an operator's
+// change (an account just enabled would be disabled again until the next
+// sync, hours later), so one more runs; it starts after the change, or
+// joins one that did.
+func (s *Server) syncNow(ctx context.Context) (syncer.Report, error) {
+	rep, err := s.d.Syncer.Sync(ctx)
+	if err == nil && rep.Joined {
+		rep, err = s.d.Syncer.Sync(ctx)
+	}
+	return rep, err
+}
+
 func (s *Server) adminSync(c *gin.Context) {
 	if s.d.Syncer == nil {
 		adminErr(c, http.StatusNotFound, "sync is not configured")
@@ -424,7 +438,7 @@ func (s *Server) adminSync(c *gin.Context) {
 	// A sync is not abandoned half-way because the operator's client left.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request.Context()), 5*time.Minute)
 	defer cancel()
-	rep, err := s.d.Syncer.Sync(ctx)
+	rep, err := s.syncNow(ctx)
 	if err != nil {
 		adminErr(c, http.StatusServiceUnavailable, "sync failed: "+err.Error())
 		return

@@ -347,13 +347,7 @@ func (s *Server) syncAfter(c *gin.Context, d *AccountDetail) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request.Context()), 2*time.Minute)
 	defer cancel()
-	rep, err := s.d.Syncer.Sync(ctx)
-	if err == nil && rep.Joined {
-		// The sync this joined was already running and may have read the
-		// account files before this change (an enable it would undo for
-		// hours): run one more, which starts after the change.
-		rep, err = s.d.Syncer.Sync(ctx)
-	}
+	rep, err := s.syncNow(ctx)
 	if err != nil {
 		d.Sync = "written, but the sync failed (the next one picks it up): " + err.Error()
 		return
