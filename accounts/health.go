@@ -292,7 +292,11 @@ for _, name in ipairs(members) do
     end
   end
 end
-return {best, cooled}
+local out = {best, cooled}
+for _, name in ipairs(members) do
+  if name ~= from then out[#out + 1] = name end
+end
+return out
 `)
 
 // OverflowMark is what the failed attempt on the bound account taught.
@@ -308,6 +312,25 @@ var ErrNoOverflow = errors.New("no other usable account in the tier")
 // another usable account of the tier to serve one request, in one atomic
 // script. It never binds and never takes a slot.
 func (p *Pool) Overflow(ctx context.Context, tier, from string, mark OverflowMark) (string, error) {
+	pipe := p.rdb.Pipeline()
+	c := p.QueueOverflow(ctx, pipe, tier, from, mark)
+	_, _ = pipe.Exec(ctx) // the command carries its own error
+	to, _, err := c.Result()
+	return to, err
+}
+
+// OverflowCmd is an overflow choice queued on a pipeline.
+type OverflowCmd struct {
+	p    *Pool
+	cmd  *redis.Cmd
+	from string
+	mark OverflowMark
+	now  time.Time
+}
+
+// QueueOverflow queues Overflow's script on pipe, so that a caller can
+// read the likely accounts' records in the same round trip.
+func (p *Pool) QueueOverflow(ctx context.Context, pipe redis.Pipeliner, tier, from string, mark OverflowMark) *OverflowCmd {
 	h := p.Health()
 	now := p.clock.Now()
 	var lim int64
@@ -318,23 +341,37 @@ func (p *Pool) Overflow(ctx context.Context, tier, from string, mark OverflowMar
 	if mark.Failure {
 		fail = "1"
 	}
-	res, err := overflowScript.Run(ctx, p.rdb, []string{keyTier(tier), keyBL, keyLimited, keyCool, keyUtil, keyFails},
-		from, now.Unix(), lim, fail, h.MaxFails, int64(h.FailWindow/time.Second), int64(h.Cooldown/time.Second)).Slice()
+	// Eval, not EvalSha: a pipeline cannot retry a NOSCRIPT.
+	cmd := overflowScript.Eval(ctx, pipe, []string{keyTier(tier), keyBL, keyLimited, keyCool, keyUtil, keyFails},
+		from, now.Unix(), lim, fail, h.MaxFails, int64(h.FailWindow/time.Second), int64(h.Cooldown/time.Second))
+	return &OverflowCmd{p: p, cmd: cmd, from: from, mark: mark, now: now}
+}
+
+// Result is the chosen account (ErrNoOverflow when none) and the tier's
+// other accounts, for the caller to prefetch next time.
+func (c *OverflowCmd) Result() (string, []string, error) {
+	res, err := c.cmd.Slice()
 	if err != nil {
-		return "", fmt.Errorf("overflow from %s: %w", from, err)
+		return "", nil, fmt.Errorf("overflow from %s: %w", c.from, err)
 	}
-	log := p.log.WithField("account", from)
-	if lim > now.Unix() {
-		log.Warnf("upstream usage limit on %s until %s", from, mark.LimitedUntil.UTC().Format(time.RFC3339))
+	log := c.p.log.WithField("account", c.from)
+	if lim := c.mark.LimitedUntil; lim.Unix() > c.now.Unix() {
+		log.Warnf("upstream usage limit on %s until %s", c.from, lim.UTC().Format(time.RFC3339))
 	}
-	if c, _ := res[1].(int64); c > 0 {
-		log.Warnf("account %s failed %d times in a row: cooling down until %s", from, h.MaxFails, time.Unix(c, 0).UTC().Format(time.RFC3339))
+	if cooled, _ := res[1].(int64); cooled > 0 {
+		log.Warnf("account %s failed %d times in a row: cooling down until %s", c.from, c.p.Health().MaxFails, time.Unix(cooled, 0).UTC().Format(time.RFC3339))
+	}
+	var peers []string
+	for _, v := range res[2:] {
+		if s, ok := v.(string); ok {
+			peers = append(peers, s)
+		}
 	}
 	name, _ := res[0].(string)
 	if name == "" {
-		return "", ErrNoOverflow
+		return "", peers, ErrNoOverflow
 	}
-	return name, nil
+	return name, peers, nil
 }
 
 // UtilWriter keeps the latest utilization per account in memory and writes

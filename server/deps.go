@@ -50,7 +50,7 @@ type Pool interface {
 	// Passive health and overflow (accounts/health.go).
 	Fail(ctx context.Context, account string) (time.Time, error)
 	Succeeded(ctx context.Context, account string) error
-	Overflow(ctx context.Context, tier, from string, mark accounts.OverflowMark) (string, error)
+	QueueOverflow(ctx context.Context, pipe redis.Pipeliner, tier, from string, mark accounts.OverflowMark) *accounts.OverflowCmd
 	View(ctx context.Context, tierNames []string, slotsOf func(string) int) (map[string][]accounts.AccountView, error)
 }
 

@@ -273,3 +273,40 @@ func TestHeaderTimeoutOverflows(t *testing.T) {
 		t.Fatalf("overflow counter:\n%s", grepLines(m, "overflow"))
 	}
 }
+
+// A request whose bound account is limited overflows in one extra round
+// trip (the choice and the chosen account's record together), once the
+// instance has seen the tier's accounts.
+func TestOverflowCostsOneRoundTrip(t *testing.T) {
+	clk := clock.NewFake(time.Now())
+	e := newEnv(t, withClock(clk))
+	ka := e.apiAccount("high", "a1")
+	kb := e.apiAccount("high", "b1")
+	url := e.start()
+	key := e.issue("high", "a1")
+	e.fake.RejectLimit(ka, clk.Now().Add(time.Hour), 1)
+	if r := post(t, url, "/v1/messages", key, msgBody("claude-sonnet-4-5", false)); r.status != 200 {
+		t.Fatalf("rejected 429 must overflow: %d %s", r.status, r.body)
+	}
+	e.apps[0].Server.handlers.Wait()
+	e.apps[0].Server.bg.Wait()
+	counter := &rtCounter{}
+	e.apps[0].Store.Client.AddHook(counter)
+	if r := post(t, url, "/v1/messages", key, msgBody("claude-sonnet-4-5", false)); r.status != 200 {
+		t.Fatalf("while limited: %d %s", r.status, r.body)
+	}
+	e.apps[0].Server.handlers.Wait()
+	if got := e.served(); got[kb] != 2 {
+		t.Fatalf("b1 must serve the limited a1's key: %v", got)
+	}
+	// Clearing b1's failure count (after its answer) is not on the way in.
+	n := counter.beforeUsage()
+	for _, trip := range counter.names() {
+		if len(trip) == 1 && trip[0] == "hdel cr:{pool}:fails" {
+			n--
+		}
+	}
+	if n > 3 {
+		t.Fatalf("%d round trips before forwarding an overflow, budget 2 + 1 (%v)", n, counter.names())
+	}
+}

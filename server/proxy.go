@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -474,22 +475,69 @@ func (s *Server) overflow(ctx context.Context, req *request, att relay.Attempt) 
 		return false
 	}
 	req.overflowed = true
-	to, err := s.d.Pool.Overflow(ctx, req.cl.tier.Name, from, mark)
+	to, acct, err := s.chooseOverflow(ctx, req.cl.tier.Name, from, mark)
 	if err == nil {
-		var acct accounts.Account
-		if acct, err = s.d.Accounts.Get(ctx, to); err == nil {
-			req.acct = acct
-			s.metrics.overflows.WithLabelValues(req.cl.tier.Name, att.Reason).Inc()
-			s.log.WithFields(logrus.Fields{"key": req.cl.rec.ID, "tier": req.cl.tier.Name, "from": from, "to": to, "reason": att.Reason}).
-				Info("overflow: serving this request from another account of the tier")
-			return true
-		}
+		req.acct = acct
+		s.metrics.overflows.WithLabelValues(req.cl.tier.Name, att.Reason).Inc()
+		s.log.WithFields(logrus.Fields{"key": req.cl.rec.ID, "tier": req.cl.tier.Name, "from": from, "to": to, "reason": att.Reason}).
+			Info("overflow: serving this request from another account of the tier")
+		return true
 	}
 	if !errors.Is(err, accounts.ErrNoOverflow) {
 		s.log.WithFields(logFields(req.cl)).WithField("account", from).WithError(err).Warn("overflow failed")
 		s.settleAccount(req, mark) // the script may not have run
 	}
 	return false
+}
+
+// chooseOverflow runs the overflow choice and, in the same round trip,
+// reads the records of the tier's other accounts as the last overflow saw
+// them; only an account that joined the tier since costs a second trip.
+func (s *Server) chooseOverflow(ctx context.Context, tier, from string, mark accounts.OverflowMark) (string, accounts.Account, error) {
+	pipe := s.d.Redis.Pipeline()
+	choice := s.d.Pool.QueueOverflow(ctx, pipe, tier, from, mark)
+	pre := map[string]*redis.MapStringStringCmd{}
+	for _, name := range s.peers.get(tier) {
+		if name != from {
+			pre[name] = s.d.Accounts.QueueGet(ctx, pipe, name)
+		}
+	}
+	_, _ = pipe.Exec(ctx) // each command carries its own error
+	to, peers, err := choice.Result()
+	if peers != nil {
+		s.peers.set(tier, append(peers, from))
+	}
+	if err != nil {
+		return "", accounts.Account{}, err
+	}
+	if cmd, ok := pre[to]; ok && cmd.Err() == nil {
+		if acct, err := accounts.FromHash(to, cmd.Val()); err == nil {
+			return to, acct, nil
+		}
+	}
+	acct, err := s.d.Accounts.Get(ctx, to)
+	return to, acct, err
+}
+
+// tierPeers is the accounts of each tier as the last overflow saw them.
+type tierPeers struct {
+	mu sync.Mutex
+	m  map[string][]string
+}
+
+func (p *tierPeers) get(tier string) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.m[tier]
+}
+
+func (p *tierPeers) set(tier string, names []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.m == nil {
+		p.m = map[string][]string{}
+	}
+	p.m[tier] = names
 }
 
 // settleAccount records what an attempt taught about an account that is

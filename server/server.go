@@ -99,6 +99,9 @@ type Server struct {
 	bufs bodyPool
 	// inflight is the budget of request-body bytes held at once.
 	inflight *admission.Budget
+	// peers remembers each tier's accounts as the last overflow saw them,
+	// so the next overflow reads their records in its own round trip.
+	peers tierPeers
 }
 
 // New builds the server.
