@@ -276,13 +276,3 @@ func (r *Refresher) armed() int {
 	return len(r.timers)
 }
 
-// plannedFor reports the expiry the account's pending timer was planned for.
-func (r *Refresher) plannedFor(name string) (at, exp time.Time, ok bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	e := r.timers[name]
-	if e == nil {
-		return time.Time{}, time.Time{}, false
-	}
-	return e.at, e.exp, true
-}

@@ -198,6 +198,24 @@ func (r *Refresher) Run(ctx context.Context) error {
 	return nil
 }
 
+// Planned reports the token expiry this replica's pending timer for the
+// account was planned for: once it names a new expiry, this replica has
+// seen the new token and will not refresh the old one.
+func (r *Refresher) Planned(name string) (exp time.Time, ok bool) {
+	_, exp, ok = r.plannedFor(name)
+	return exp, ok
+}
+
+func (r *Refresher) plannedFor(name string) (at, exp time.Time, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e := r.timers[name]
+	if e == nil {
+		return time.Time{}, time.Time{}, false
+	}
+	return e.at, e.exp, true
+}
+
 // Replan re-reads the accounts and re-plans every timer; call it after a
 // sync changed the accounts. Without a running Run it does nothing (Run
 // plans when it starts).

@@ -41,10 +41,21 @@ func TestRefreshBeforeExpiryExactlyOnceAcrossInstances(t *testing.T) {
 	for e.fake.TokenCalls() == 0 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
-	time.Sleep(500 * time.Millisecond) // let any second caller show itself
+	// The signal that no second call can come: every instance's timer for
+	// o1 now plans for the new token's expiry, i.e. each has seen it.
+	until(t, "every instance planned for the new token", func() bool {
+		for _, a := range e.apps {
+			if exp, ok := a.Refresher.Planned("o1"); !ok || !exp.After(time.Now().Add(time.Hour)) {
+				return false
+			}
+		}
+		return true
+	})
 	if n := e.fake.TokenCalls(); n != 1 {
 		t.Fatalf("token calls: %d, want exactly 1", n)
 	}
+	// The write-back follows the swap in Redis.
+	until(t, "the file holds the new tokens", func() bool { return e.accountFile("high", "o1").AccessToken != old })
 	f := e.accountFile("high", "o1")
 	if f.AccessToken == old || !e.fake.AccessValid(f.AccessToken) || !f.ExpiresAt.After(time.Now().Add(time.Hour)) {
 		t.Fatalf("the file does not hold the new tokens")
