@@ -275,4 +275,3 @@ func (r *Refresher) armed() int {
 	defer r.mu.Unlock()
 	return len(r.timers)
 }
-
