@@ -17,6 +17,9 @@ import (
 type Fields struct {
 	Model  string
 	Stream bool
+	// ModelAt is where the model's JSON value lies in the body, [start,
+	// end): an alias is replaced there and nowhere else.
+	ModelAt [2]int
 }
 
 // BodyError is a body the proxy refuses (400 invalid_request_error); its
@@ -70,6 +73,7 @@ func ScanBody(b []byte) (Fields, error) {
 				return f, bodyErr("model: the field appears more than once; send it once")
 			}
 			seen, model = true, val
+			f.ModelAt = [2]int{vstart, i}
 		case strings.EqualFold(key, "model"):
 			// EqualFold is the folding encoding/json matches field names with.
 			return f, bodyErr("model: the body carries %q, a case variant of \"model\"; send the field once, spelled model", key)

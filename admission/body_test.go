@@ -90,6 +90,10 @@ func FuzzScanBody(f *testing.F) {
 		if err := json.Unmarshal(exact["model"], &model); err != nil || model != got.Model {
 			t.Fatalf("accepted %q as model %q; the exact reading gives %q (%v)", b, got.Model, model, err)
 		}
+		var at string
+		if err := json.Unmarshal(b[got.ModelAt[0]:got.ModelAt[1]], &at); err != nil || at != got.Model {
+			t.Fatalf("%q: ModelAt %v holds %q, not the model %q", b, got.ModelAt, at, got.Model)
+		}
 		for k := range exact {
 			if k != "model" && strings.EqualFold(k, "model") {
 				t.Fatalf("accepted %q with the case variant %q", b, k)

@@ -5,7 +5,19 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/claude-route/claude-route/admission"
 )
+
+// aliasSplice is what the proxy does with a body: scan it, then replace
+// the model where the scan found it.
+func aliasSplice(body []byte, model string) ([]byte, error) {
+	f, err := admission.ScanBody(body)
+	if err != nil {
+		return nil, err
+	}
+	return withModel(body, f.ModelAt, model), nil
+}
 
 func TestWithModel(t *testing.T) {
 	for _, tc := range []struct{ name, in, want string }{
@@ -15,7 +27,7 @@ func TestWithModel(t *testing.T) {
 		{"escaped", `{"model":"son\u006eet","messages":[]}`, `{"model":"claude-x","messages":[]}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := withModel([]byte(tc.in), "claude-x")
+			got, err := aliasSplice([]byte(tc.in), "claude-x")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -28,7 +40,7 @@ func TestWithModel(t *testing.T) {
 		})
 	}
 	for _, bad := range []string{`[]`, `{"x":1}`, `{"model":5}`} {
-		if _, err := withModel([]byte(bad), "claude-x"); err == nil {
+		if _, err := aliasSplice([]byte(bad), "claude-x"); err == nil {
 			t.Errorf("withModel(%s) succeeded", bad)
 		}
 	}

@@ -41,6 +41,7 @@ type request struct {
 	cl      *caller
 	body    []byte
 	model   string
+	modelAt [2]int // where model lies in body (admission.Fields.ModelAt)
 	family  string
 	stream  bool
 	counted bool
@@ -77,23 +78,24 @@ func (s *Server) proxy(c *ginContext, counted bool) {
 	// one key waits in its queue instead of in memory.
 	tk := &admission.Ticket{}
 	defer s.settle(ctx, tk)
-	lease, herr := s.takeLease(ctx, cl, entry)
-	if herr != nil {
+	// Refused before the body was read: drain it, so the answer reaches
+	// a client still sending (golang/go#40747), unless the client left.
+	refuseUnread := func(herr *httpError) {
 		s.metrics.request(cl.tier.Name, "", herr.status)
 		if herr.status != statusClientGone {
 			drain(w, r.Body, s.cfg.MaxBodyBytes)
 			herr.write(w)
 		}
+	}
+	lease, herr := s.takeLease(ctx, cl, entry)
+	if herr != nil {
+		refuseUnread(herr)
 		return
 	}
 	tk.HoldLease(lease)
 	held, herr := s.holdBody(ctx, r, cl.tier.Name)
 	if herr != nil {
-		s.metrics.request(cl.tier.Name, "", herr.status)
-		if herr.status != statusClientGone {
-			drain(w, r.Body, s.cfg.MaxBodyBytes)
-			herr.write(w)
-		}
+		refuseUnread(herr)
 		return
 	}
 	tk.HoldBytes(s.inflight, held)
@@ -174,7 +176,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (*request, *ht
 		}
 		return nil, &httpError{status: http.StatusBadRequest, typ: errInvalidRequest, msg: "could not read the request body", cause: err}
 	}
-	return &request{body: body, model: f.Model, stream: f.Stream}, nil
+	return &request{body: body, model: f.Model, modelAt: f.ModelAt, stream: f.Stream}, nil
 }
 
 // statusClientGone is logged for a request whose client left before
