@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -21,7 +22,7 @@ import (
 )
 
 func (s *Server) adminRoutes(e *gin.Engine) {
-	a := e.Group("/admin/api", s.adminAuth)
+	a := e.Group("/admin/api", s.adminAuth, s.forgetAfterChange)
 	a.GET("/keys", s.adminListKeys)
 	a.POST("/keys", s.adminIssueKey)
 	a.GET("/keys/:ref", s.adminShowKey)
@@ -39,6 +40,71 @@ func (s *Server) adminRoutes(e *gin.Engine) {
 	s.alertRoutes(a)
 	a.GET("/usage/series", s.adminUsageSeries)
 	s.dashboardRoutes(e)
+}
+
+// forgetAfterChange drops what this replica has cached once an operator's
+// change (revoke, extend, recover, blacklist, sync…) is done, so that it
+// takes effect here at once. A change to an existing key (revoke, extend,
+// renew, move, rebind) must hold on every replica when the operator hears
+// back (a revoked key is refused everywhere at once): its answer waits
+// until every replica's cached copy of the key, read before the change,
+// has expired (package cache counts an entry's life from its read).
+func (s *Server) forgetAfterChange(c *gin.Context) {
+	m := c.Request.Method
+	if m == http.MethodGet || m == http.MethodHead {
+		c.Next()
+		return
+	}
+	if ttl := s.keyCache.TTL(); ttl > 0 && strings.HasPrefix(c.FullPath(), "/admin/api/keys/:ref") {
+		w := &settlingWriter{ResponseWriter: c.Writer, settle: func() {
+			// The change was written before its answer: TTL from now,
+			// every copy read before it has expired.
+			s.forget()
+			t := time.NewTimer(ttl)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-c.Request.Context().Done():
+			}
+		}}
+		c.Writer = w
+		defer func() { c.Writer = w.ResponseWriter }()
+	}
+	c.Next()
+	s.forget()
+}
+
+// settlingWriter runs settle once before the answer's first byte.
+type settlingWriter struct {
+	gin.ResponseWriter
+	settle func()
+	once   sync.Once
+}
+
+func (w *settlingWriter) WriteHeader(code int) {
+	w.once.Do(w.settle)
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *settlingWriter) WriteHeaderNow() {
+	w.once.Do(w.settle)
+	w.ResponseWriter.WriteHeaderNow()
+}
+
+func (w *settlingWriter) Write(b []byte) (int, error) {
+	w.once.Do(w.settle)
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *settlingWriter) WriteString(str string) (int, error) {
+	w.once.Do(w.settle)
+	return w.ResponseWriter.WriteString(str)
+}
+
+// forget empties both caches (package cache).
+func (s *Server) forget() {
+	s.keyCache.Flush()
+	s.acctCache.Flush()
 }
 
 // adminAuth admits the operator's bearer token, compared in constant time

@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/claude-route/claude-route/accounts"
+	"github.com/claude-route/claude-route/cache"
 	"github.com/claude-route/claude-route/concurrency"
 	"github.com/claude-route/claude-route/keys"
 	"github.com/claude-route/claude-route/tiers"
@@ -74,10 +75,19 @@ func (s *Server) authenticate(ctx context.Context, h http.Header) (*caller, *htt
 	return cl, herr
 }
 
-// authenticateEnter is authenticate that, when enter is set and leases
-// are configured, also enters the key's concurrency queue in the same
-// round trip (the caller finishes it with Entry.Admit). A refused key's
-// entry is abandoned here.
+// keyEntry is what the key cache holds: a key's record and binding as
+// one authentication read them.
+type keyEntry struct {
+	rec     keys.Record
+	account string
+}
+
+// authenticateEnter is authenticate that, when enter is set, also enters
+// the key's concurrency queue when its tier limits requests in flight (the
+// caller finishes it with Entry.Admit). A key whose record is cached costs
+// no read; one that is not is read, with its binding, in one round trip
+// that also carries the enter, so authentication and the enter never take
+// two. A refused key's entry is abandoned here.
 func (s *Server) authenticateEnter(ctx context.Context, h http.Header, enter bool) (*caller, *concurrency.Entry, *httpError) {
 	key := clientKey(h)
 	if key == "" {
@@ -87,17 +97,31 @@ func (s *Server) authenticateEnter(ctx context.Context, h http.Header, enter boo
 		return nil, nil, unauthorized("Invalid API key format: expected sk-cli-v1- followed by 32 letters or digits")
 	}
 	hash := keys.Hash(key)
+	enter = enter && s.d.Leases != nil
+	if e, ok := s.keyCache.Get(hash); ok {
+		cl, herr := s.callerOf(hash, e.rec, e.account)
+		if herr != nil || !enter || cl.tier.MaxConcurrent() == 0 {
+			return cl, nil, herr
+		}
+		pipe := s.d.Redis.Pipeline()
+		entry := s.d.Leases.QueueEnter(ctx, pipe, hash)
+		_, _ = pipe.Exec(ctx) // Admit reads the entry's own error
+		return cl, entry, nil
+	}
+	gen := s.keyCache.Begin()
 	pipe := s.d.Redis.Pipeline()
 	recCmd := s.d.Keys.QueueGet(ctx, pipe, hash)
 	bindCmd := s.d.Pool.QueueBound(ctx, pipe, hash)
 	var entry *concurrency.Entry
-	if enter && s.d.Leases != nil {
+	if enter {
 		entry = s.d.Leases.QueueEnter(ctx, pipe, hash)
 	}
 	_, err := pipe.Exec(ctx)
-	cl, herr := s.callerOf(hash, recCmd, bindCmd, err)
-	if herr != nil && entry != nil {
-		// The enter may have taken a place; give it back off the answer's path.
+	cl, herr := s.callerRead(hash, gen, recCmd, bindCmd, err)
+	if entry != nil && (herr != nil || cl.tier.MaxConcurrent() == 0) {
+		// The enter may have taken a place the request will not use (a
+		// refused key, or a tier without a limit): give it back off the
+		// answer's path.
 		s.bg.Add(1)
 		go func(e *concurrency.Entry) {
 			defer s.bg.Done()
@@ -110,12 +134,17 @@ func (s *Server) authenticateEnter(ctx context.Context, h http.Header, enter boo
 	return cl, entry, herr
 }
 
-// callerOf checks the record read by the authentication pipeline.
-func (s *Server) callerOf(hash string, recCmd *redis.MapStringStringCmd, bindCmd *redis.StringCmd, err error) (*caller, *httpError) {
+// callerRead checks the record and binding read by the authentication
+// pipeline, and caches them (a refusal too: a flood of requests with a
+// revoked key costs the store nothing more).
+func (s *Server) callerRead(hash string, gen cache.Fill, recCmd *redis.MapStringStringCmd, bindCmd *redis.StringCmd, err error) (*caller, *httpError) {
 	if err != nil && !errors.Is(err, redis.Nil) && !isNoScript(err) {
 		return nil, storeDown(err)
 	}
 	if err := recCmd.Err(); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, storeDown(err)
+	}
+	if err := bindCmd.Err(); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, storeDown(err)
 	}
 	rec, err := keys.ParseRecord(hash, recCmd.Val())
@@ -125,6 +154,12 @@ func (s *Server) callerOf(hash string, recCmd *redis.MapStringStringCmd, bindCmd
 		}
 		return nil, storeDown(err)
 	}
+	s.keyCache.Put(hash, gen, keyEntry{rec: rec, account: bindCmd.Val()})
+	return s.callerOf(hash, rec, bindCmd.Val())
+}
+
+// callerOf checks a key's record: active, and of a tier still offered.
+func (s *Server) callerOf(hash string, rec keys.Record, account string) (*caller, *httpError) {
 	if err := rec.Active(s.d.Clock.Now()); err != nil {
 		if errors.Is(err, keys.ErrExpired) {
 			return nil, unauthorized("Unauthorized API key: key expired on " + rec.Expires.UTC().Format(time.RFC3339))
@@ -135,12 +170,14 @@ func (s *Server) callerOf(hash string, recCmd *redis.MapStringStringCmd, bindCmd
 	if !ok {
 		return nil, unauthorized("Unauthorized API key: tier " + rec.Tier + " is no longer offered")
 	}
-	return &caller{hash: hash, rec: rec, tier: tier, account: bindCmd.Val()}, nil
+	return &caller{hash: hash, rec: rec, tier: tier, account: account}, nil
 }
 
 // bind binds (or rebinds) the caller to an account of its tier.
 func (s *Server) bind(ctx context.Context, cl *caller) *httpError {
 	prev := cl.account
+	// Whatever happened, the cached binding may be out of date.
+	defer s.keyCache.Drop(cl.hash)
 	b, err := s.d.Pool.BindKey(ctx, cl.hash, cl.tier.Name, cl.tier.Slots, cl.rec.Expires)
 	switch {
 	case errors.Is(err, accounts.ErrKeyInactive):

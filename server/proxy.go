@@ -256,8 +256,17 @@ func (s *Server) quotaRequest(cl *caller, family string, limit int) ratelimit.Re
 	return ratelimit.Request{Subject: cl.hash, Family: family, Limit: limit, Window: time.Duration(s.d.Tiers.Window)}
 }
 
+// acctEntry is what the account cache holds: an account's record and
+// its pool state as seen from one tier.
+type acctEntry struct {
+	acct  accounts.Account
+	state accounts.State
+	err   error // accounts.FromHash's: a removed or unreadable account
+}
+
 // admit binds the key if needed, takes a place in the family's window and
-// loads the account: for a bound key, one pipelined round trip.
+// loads the account: for a bound key whose account is cached, the quota
+// script alone; otherwise one pipelined round trip.
 func (s *Server) admit(ctx context.Context, req *request) *httpError {
 	cl := req.cl
 	if cl.account == "" {
@@ -265,51 +274,69 @@ func (s *Server) admit(ctx context.Context, req *request) *httpError {
 			return herr
 		}
 	}
-	pipe := s.d.Redis.Pipeline()
 	var pending *ratelimit.Pending
 	limit, limited := cl.tier.Quota(req.family)
-	if req.counted && limited {
-		pending = s.d.Limiter.QueueAdmit(ctx, pipe, s.quotaRequest(cl, req.family, limit))
-	}
-	acctCmd := s.d.Accounts.QueueGet(ctx, pipe, cl.account)
-	stateCmds := s.d.Pool.QueueState(ctx, pipe, cl.tier.Name, cl.account)
-	// abandon takes back a place whose script may have run with its answer
-	// lost (a timeout); removing a place that was never taken is harmless.
-	abandon := func() { s.giveBack(pending.Abandon) }
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) && !isNoScript(err) {
-		if pending != nil {
-			abandon()
+	ckey := cl.tier.Name + "/" + cl.account
+	cached, hit := s.acctCache.Get(ckey)
+	gen := s.acctCache.Begin()
+	var acctCmd *redis.MapStringStringCmd
+	var stateCmds accounts.StateCmds
+	if (req.counted && limited) || !hit {
+		pipe := s.d.Redis.Pipeline()
+		if req.counted && limited {
+			pending = s.d.Limiter.QueueAdmit(ctx, pipe, s.quotaRequest(cl, req.family, limit))
 		}
-		return storeDown(err)
-	}
-	if pending != nil {
-		res, err := pending.Result(ctx)
-		if err != nil {
-			// A NOSCRIPT re-run that timed out may have counted too.
-			abandon()
+		if !hit {
+			acctCmd = s.d.Accounts.QueueGet(ctx, pipe, cl.account)
+			stateCmds = s.d.Pool.QueueState(ctx, pipe, cl.tier.Name, cl.account)
+		}
+		// abandon takes back a place whose script may have run with its
+		// answer lost (a timeout); removing a place never taken is harmless.
+		abandon := func() { s.giveBack(pending.Abandon) }
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) && !isNoScript(err) {
+			if pending != nil {
+				abandon()
+			}
 			return storeDown(err)
 		}
-		req.quota = &res
-		req.ticket.HoldQuota(req.quota, s.d.Limiter)
-		if !res.Allowed {
-			s.metrics.quotaRefusals.WithLabelValues(cl.tier.Name, req.family).Inc()
-			return &httpError{status: http.StatusTooManyRequests, typ: errRateLimit, retryAfter: res.RetryAfter,
-				msg: fmt.Sprintf("Rate limit exceeded for %s (%d/%d in %s)", req.family, res.Count, res.Limit, windowText(time.Duration(s.d.Tiers.Window)))}
-		}
-		if s.log.IsLevelEnabled(logrus.DebugLevel) {
-			s.log.WithFields(logFields(cl)).Debugf("rate limit check passed: %d/%d requests", res.Count, res.Limit)
+		if pending != nil {
+			res, err := pending.Result(ctx)
+			if err != nil {
+				// A NOSCRIPT re-run that timed out may have counted too.
+				abandon()
+				return storeDown(err)
+			}
+			req.quota = &res
+			req.ticket.HoldQuota(req.quota, s.d.Limiter)
+			if !res.Allowed {
+				s.metrics.quotaRefusals.WithLabelValues(cl.tier.Name, req.family).Inc()
+				return &httpError{status: http.StatusTooManyRequests, typ: errRateLimit, retryAfter: res.RetryAfter,
+					msg: fmt.Sprintf("Rate limit exceeded for %s (%d/%d in %s)", req.family, res.Count, res.Limit, windowText(time.Duration(s.d.Tiers.Window)))}
+			}
+			if s.log.IsLevelEnabled(logrus.DebugLevel) {
+				s.log.WithFields(logFields(cl)).Debugf("rate limit check passed: %d/%d requests", res.Count, res.Limit)
+			}
 		}
 	}
-	state, err := stateCmds.Result()
-	if err != nil {
-		return storeDown(err)
+	if !hit {
+		state, err := stateCmds.Result()
+		if err != nil {
+			return storeDown(err)
+		}
+		if err := acctCmd.Err(); err != nil && !errors.Is(err, redis.Nil) {
+			return storeDown(err)
+		}
+		acct, aerr := accounts.FromHash(cl.account, acctCmd.Val())
+		cached = acctEntry{acct: acct, state: state, err: aerr}
+		s.acctCache.Put(ckey, gen, cached)
 	}
-	acct, aerr := accounts.FromHash(cl.account, acctCmd.Val())
-	if !state.InTier || state.Blacklisted || aerr != nil {
+	state, acct := cached.state, cached.acct
+	if !state.InTier || state.Blacklisted || cached.err != nil {
 		// The bound account was blacklisted or removed: move the key.
 		if herr := s.bind(ctx, cl); herr != nil {
 			return herr
 		}
+		var aerr error
 		if acct, aerr = s.d.Accounts.Get(ctx, cl.account); aerr != nil {
 			return storeDown(aerr)
 		}
@@ -478,6 +505,7 @@ func (s *Server) overflow(ctx context.Context, req *request, att relay.Attempt) 
 	}
 	req.overflowed = true
 	to, acct, err := s.chooseOverflow(ctx, req.cl.tier.Name, from, mark)
+	s.acctCache.Flush() // the choice marked the account it left
 	if err == nil {
 		req.acct = acct
 		s.metrics.overflows.WithLabelValues(req.cl.tier.Name, att.Reason).Inc()
@@ -565,6 +593,7 @@ func (s *Server) settleAccount(req *request, mark accounts.OverflowMark) {
 				s.log.WithField("account", name).WithError(err).Warn("could not record the account's failure")
 			}
 		}
+		s.acctCache.Flush()
 	}()
 }
 
@@ -585,6 +614,7 @@ func (s *Server) succeeded(req *request) {
 		if err := s.d.Pool.Succeeded(ctx, name); err != nil {
 			s.log.WithField("account", name).WithError(err).Warn("could not reset the account's failures")
 		}
+		s.acctCache.Flush()
 	}()
 }
 
@@ -614,6 +644,7 @@ func (s *Server) accountFailed(ctx context.Context, req *request, att relay.Atte
 			return false, nil
 		}
 		creds, err := s.d.Refresher.RefreshNow(ctx, req.acct.Name, req.acct.AccessToken)
+		s.acctCache.Flush() // a new token, or a dead account
 		if err == nil {
 			req.acct.AccessToken, req.acct.RefreshToken, req.acct.ExpiresAt = creds.AccessToken, creds.RefreshToken, creds.ExpiresAt
 			return true, nil
@@ -640,7 +671,9 @@ func (s *Server) accountFailed(ctx context.Context, req *request, att relay.Atte
 	default:
 		return false, nil
 	}
-	if err := s.d.Pool.Blacklist(ctx, req.acct.Name, reason); err != nil {
+	err := s.d.Pool.Blacklist(ctx, req.acct.Name, reason)
+	s.acctCache.Flush()
+	if err != nil {
 		return false, storeDown(err)
 	}
 	if req.acct.Name != req.bound {
@@ -664,7 +697,9 @@ func (s *Server) accountFailed(ctx context.Context, req *request, att relay.Atte
 func (s *Server) send(ctx context.Context, in *http.Request, req *request) (*relay.Call, error) {
 	if req.acct.Kind == accounts.OAuth && s.d.Refresher != nil && !req.acct.ExpiresAt.IsZero() && !req.acct.ExpiresAt.After(s.d.Clock.Now()) {
 		// Known to be expired: refresh (or wait for the replica doing it) first.
-		if creds, err := s.d.Refresher.RefreshNow(ctx, req.acct.Name, req.acct.AccessToken); err == nil {
+		creds, err := s.d.Refresher.RefreshNow(ctx, req.acct.Name, req.acct.AccessToken)
+		s.acctCache.Flush()
+		if err == nil {
 			req.acct.AccessToken, req.acct.RefreshToken, req.acct.ExpiresAt = creds.AccessToken, creds.RefreshToken, creds.ExpiresAt
 		}
 	}

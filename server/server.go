@@ -18,6 +18,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/claude-route/claude-route/admission"
+	"github.com/claude-route/claude-route/cache"
 	"github.com/claude-route/claude-route/internal/clock"
 	"github.com/claude-route/claude-route/relay"
 	"github.com/claude-route/claude-route/tiers"
@@ -57,6 +58,10 @@ type Config struct {
 	InflightWait time.Duration
 	// Transport overrides the upstream transport (tests, benchmarks).
 	Transport http.RoundTripper
+	// CacheTTL is how long a key's record and binding, and an account's
+	// record and pool state, are served from memory (CACHE_TTL): 0 means
+	// the default 1 s, negative no cache. See package cache.
+	CacheTTL time.Duration
 }
 
 // Deps are the collaborators; all but Refresher, Usage and Syncer are required.
@@ -102,6 +107,10 @@ type Server struct {
 	// peers remembers each tier's accounts as the last overflow saw them,
 	// so the next overflow reads their records in its own round trip.
 	peers tierPeers
+	// keyCache holds client keys' records and bindings by key hash;
+	// acctCache accounts' records and pool state by tier and name.
+	keyCache  *cache.Map[keyEntry]
+	acctCache *cache.Map[acctEntry]
 }
 
 // New builds the server.
@@ -124,10 +133,14 @@ func New(cfg Config, d Deps) *Server {
 	if d.Clock == nil {
 		d.Clock = clock.Real{}
 	}
+	if cfg.CacheTTL == 0 {
+		cfg.CacheTTL = time.Second
+	}
 	up := relay.New(relay.Config{DefaultURL: cfg.UpstreamURL, HeaderTimeout: cfg.HeaderTimeout,
 		IdleTimeout: cfg.StreamIdleTimeout, Clock: d.Clock, Transport: cfg.Transport})
 	s := &Server{cfg: cfg, d: d, log: d.Log, upstream: up,
-		inflight: admission.NewBudget(cfg.MaxInflightBodyBytes)}
+		inflight: admission.NewBudget(cfg.MaxInflightBodyBytes),
+		keyCache: cache.New[keyEntry](cfg.CacheTTL), acctCache: cache.New[acctEntry](cfg.CacheTTL)}
 	s.metrics = newMetrics(s)
 	gin.SetMode(gin.ReleaseMode)
 	newEngine := func() *gin.Engine {

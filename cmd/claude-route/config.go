@@ -61,6 +61,9 @@ type config struct {
 	MaxInflightBodyBytes int64
 	// AlertWebhookURL is ALERT_WEBHOOK_URL: where alerts are posted.
 	AlertWebhookURL string
+	// CacheTTL is CACHE_TTL: how long a key's record and an account's
+	// state are served from memory; negative when "0" turned it off.
+	CacheTTL time.Duration
 }
 
 // minAdminToken is the shortest ADMIN_TOKEN serve accepts.
@@ -162,6 +165,15 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		c.ProbeInterval = -1
 	} else {
 		c.ProbeInterval = d
+	}
+	// CACHE_TTL may be 0 (every request reads the store).
+	ct := env(getenv, "CACHE_TTL", "1s")
+	if d, err := time.ParseDuration(ct); err != nil || d < 0 || d > time.Minute {
+		return nil, &configError{"CACHE_TTL", fmt.Errorf("want a duration of at most 1m like 1s, or 0 for no cache, got %q", ct)}
+	} else if d == 0 {
+		c.CacheTTL = -1
+	} else {
+		c.CacheTTL = d
 	}
 	mb := env(getenv, "MAX_BODY_BYTES", strconv.Itoa(32<<20))
 	n, err := strconv.ParseInt(mb, 10, 64)

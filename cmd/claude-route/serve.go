@@ -36,6 +36,7 @@ func appConfig(cfg *config, log *logrus.Logger) server.AppConfig {
 			StreamIdleTimeout: cfg.StreamIdleTimeout,
 			BodyReadTimeout:   cfg.BodyReadTimeout, SeparateAdmin: cfg.AdminListenAddr != "",
 			MaxInflightBodyBytes: cfg.MaxInflightBodyBytes,
+			CacheTTL:             cfg.CacheTTL,
 		},
 		RedisURL: cfg.RedisURL, AccountDir: cfg.AccountDir, ProductDir: cfg.ProductDir,
 		Tiers: cfg.Tiers, OAuthTokenURL: cfg.OAuthTokenURL, OAuthClientID: cfg.OAuthClientID,
