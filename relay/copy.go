@@ -92,7 +92,11 @@ func (r *Relay) Copy(ctx context.Context, w http.ResponseWriter, call *Call, hoo
 			} else {
 				_, _ = js.Write(buf[:n])
 			}
-			if _, writeErr = w.Write(buf[:n]); writeErr == nil {
+			// A stream is flushed per read, so each event reaches the
+			// client as it arrives. A non-streamed answer comes whole from
+			// the upstream: net/http sends it in one write at the end,
+			// instead of a chunk per read and a closing chunk.
+			if _, writeErr = w.Write(buf[:n]); writeErr == nil && res.SSE {
 				writeErr = rc.Flush()
 			}
 			if writeErr != nil {

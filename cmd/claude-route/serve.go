@@ -12,6 +12,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/claude-route/claude-route/accounts"
+	"github.com/claude-route/claude-route/internal/logbuf"
 	"github.com/claude-route/claude-route/server"
 )
 
@@ -56,7 +57,11 @@ func cmdServe(ctx context.Context, getenv func(string) string, logOut io.Writer,
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg, logOut)
+	// Lines leave in batches (logbuf): the last ones are written when
+	// serve returns, after the shutdown's own lines.
+	lb := logbuf.New(logOut, 100*time.Millisecond)
+	defer lb.Close()
+	log := newLogger(cfg, lb)
 	if cfg.AdminToken == "" {
 		log.Warn("ADMIN_TOKEN is empty: the admin API, the dashboard's data and the operator commands are refused")
 	}
