@@ -70,6 +70,8 @@ type App struct {
 	Refresher *refresh.Refresher
 	Usage     *usage.Recorder
 	Syncer    *syncer.Syncer
+	// batch coalesces the request path's pipelines (store.Coalescer).
+	batch *store.Coalescer
 	capacityParts
 	alertParts
 	// Expirer frees an expiring key's slot at its expiry.
@@ -101,7 +103,7 @@ func Assemble(ctx context.Context, cfg AppConfig) (*App, error) {
 		log.Warnf("REDIS_URL is empty: using an embedded in-process store at %s (password known only to this process); quota windows and slot counters do not survive a restart (run sync after one)", st.Embedded.Addr())
 	}
 	rdb := st.Client
-	a := &App{Cfg: cfg, Store: st}
+	a := &App{Cfg: cfg, Store: st, batch: store.NewCoalescer(rdb, 2, storeBudget)}
 	a.Ledger = keys.NewLedger(cfg.ProductDir, keys.NewRedisLocker(rdb))
 	a.Keys = keys.NewStore(rdb, a.Ledger, cfg.Clock)
 	a.Accounts = accounts.NewStore(rdb)
@@ -127,6 +129,7 @@ func Assemble(ctx context.Context, cfg AppConfig) (*App, error) {
 		Redis: rdb, Store: st, Tiers: cfg.Tiers, Keys: a.Keys, Pool: a.Pool, Accounts: a.Accounts,
 		Limiter: a.Limiter, Refresher: a.Refresher, Usage: a.Usage, Syncer: a.Syncer,
 		Util: a.Util, Leases: a.Leases, Clock: cfg.Clock, Log: log, Alerts: a.Alerts,
+		Batch: a.batch,
 	})
 	return a, nil
 }
@@ -275,7 +278,10 @@ func (a *App) watchStore(ctx context.Context) {
 const watchRetry = 15 * time.Second
 
 // Close releases the store.
-func (a *App) Close() error { return a.Store.Close() }
+func (a *App) Close() error {
+	a.batch.Close()
+	return a.Store.Close()
+}
 
 // refreshStore adapts the account store to what the refresher consumes.
 type refreshStore struct{ s *accounts.Store }

@@ -103,21 +103,27 @@ func (s *Server) authenticateEnter(ctx context.Context, h http.Header, enter boo
 		if herr != nil || !enter || cl.tier.MaxConcurrent() == 0 {
 			return cl, nil, herr
 		}
-		pipe := s.d.Redis.Pipeline()
-		entry := s.d.Leases.QueueEnter(ctx, pipe, hash)
-		_, _ = pipe.Exec(ctx) // Admit reads the entry's own error
-		return cl, entry, nil
+		var entry *concurrency.Entry
+		if err := s.pipelined(ctx, func(pipe redis.Pipeliner) { entry = s.d.Leases.QueueEnter(ctx, pipe, hash) }); err != nil {
+			return nil, nil, storeDown(err)
+		}
+		return cl, entry, nil // Admit reads the entry's own result
 	}
 	gen := s.keyCache.Begin()
-	pipe := s.d.Redis.Pipeline()
-	recCmd := s.d.Keys.QueueGet(ctx, pipe, hash)
-	bindCmd := s.d.Pool.QueueBound(ctx, pipe, hash)
+	var recCmd *redis.MapStringStringCmd
+	var bindCmd *redis.StringCmd
 	var entry *concurrency.Entry
-	if enter {
-		entry = s.d.Leases.QueueEnter(ctx, pipe, hash)
+	err := s.pipelined(ctx, func(pipe redis.Pipeliner) {
+		recCmd = s.d.Keys.QueueGet(ctx, pipe, hash)
+		bindCmd = s.d.Pool.QueueBound(ctx, pipe, hash)
+		if enter {
+			entry = s.d.Leases.QueueEnter(ctx, pipe, hash)
+		}
+	})
+	if err != nil { // nothing was sent
+		return nil, nil, storeDown(err)
 	}
-	_, err := pipe.Exec(ctx)
-	cl, herr := s.callerRead(hash, gen, recCmd, bindCmd, err)
+	cl, herr := s.callerRead(hash, gen, recCmd, bindCmd)
 	if entry != nil && (herr != nil || cl.tier.MaxConcurrent() == 0) {
 		// The enter may have taken a place the request will not use (a
 		// refused key, or a tier without a limit): give it back off the
@@ -137,10 +143,7 @@ func (s *Server) authenticateEnter(ctx context.Context, h http.Header, enter boo
 // callerRead checks the record and binding read by the authentication
 // pipeline, and caches them (a refusal too: a flood of requests with a
 // revoked key costs the store nothing more).
-func (s *Server) callerRead(hash string, gen cache.Fill, recCmd *redis.MapStringStringCmd, bindCmd *redis.StringCmd, err error) (*caller, *httpError) {
-	if err != nil && !errors.Is(err, redis.Nil) && !isNoScript(err) {
-		return nil, storeDown(err)
-	}
+func (s *Server) callerRead(hash string, gen cache.Fill, recCmd *redis.MapStringStringCmd, bindCmd *redis.StringCmd) (*caller, *httpError) {
 	if err := recCmd.Err(); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, storeDown(err)
 	}

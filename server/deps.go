@@ -108,6 +108,13 @@ type UtilObserver interface {
 
 // Leases hand out each key's concurrency places; the entry rides in the
 // authentication pipeline, so a key under its limit costs no round trip.
+// Batcher runs a request's pipelined commands in one round trip shared
+// with other requests (store.Coalescer). Its error means the commands were
+// not sent; otherwise each command carries its own result.
+type Batcher interface {
+	Do(ctx context.Context, queue func(redis.Pipeliner)) error
+}
+
 type Leases interface {
 	QueueEnter(ctx context.Context, pipe redis.Pipeliner, keyHash string) *concurrency.Entry
 }

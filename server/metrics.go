@@ -81,6 +81,7 @@ func (s *Server) ProbeResult(result string) { s.metrics.probes.WithLabelValues(r
 
 // SyncRun counts a sync run.
 func (s *Server) SyncRun(ok bool) {
+	s.forget() // what the sync changed holds here at once
 	r := "ok"
 	if !ok {
 		r = "error"

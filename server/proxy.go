@@ -282,23 +282,21 @@ func (s *Server) admit(ctx context.Context, req *request) *httpError {
 	var acctCmd *redis.MapStringStringCmd
 	var stateCmds accounts.StateCmds
 	if (req.counted && limited) || !hit {
-		pipe := s.d.Redis.Pipeline()
-		if req.counted && limited {
-			pending = s.d.Limiter.QueueAdmit(ctx, pipe, s.quotaRequest(cl, req.family, limit))
-		}
-		if !hit {
-			acctCmd = s.d.Accounts.QueueGet(ctx, pipe, cl.account)
-			stateCmds = s.d.Pool.QueueState(ctx, pipe, cl.tier.Name, cl.account)
+		err := s.pipelined(ctx, func(pipe redis.Pipeliner) {
+			if req.counted && limited {
+				pending = s.d.Limiter.QueueAdmit(ctx, pipe, s.quotaRequest(cl, req.family, limit))
+			}
+			if !hit {
+				acctCmd = s.d.Accounts.QueueGet(ctx, pipe, cl.account)
+				stateCmds = s.d.Pool.QueueState(ctx, pipe, cl.tier.Name, cl.account)
+			}
+		})
+		if err != nil { // nothing was sent
+			return storeDown(err)
 		}
 		// abandon takes back a place whose script may have run with its
 		// answer lost (a timeout); removing a place never taken is harmless.
 		abandon := func() { s.giveBack(pending.Abandon) }
-		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) && !isNoScript(err) {
-			if pending != nil {
-				abandon()
-			}
-			return storeDown(err)
-		}
 		if pending != nil {
 			res, err := pending.Result(ctx)
 			if err != nil {
@@ -348,6 +346,20 @@ func (s *Server) admit(ctx context.Context, req *request) *httpError {
 		req.state = state
 	}
 	req.acct = acct
+	return nil
+}
+
+// pipelined runs the commands queue adds in one round trip: shared with
+// other requests' when a Batcher is configured. An error means nothing was
+// sent; otherwise every command carries its own result (read those: a
+// shared pipeline's overall error may be another request's).
+func (s *Server) pipelined(ctx context.Context, queue func(redis.Pipeliner)) error {
+	if s.d.Batch != nil {
+		return s.d.Batch.Do(ctx, queue)
+	}
+	pipe := s.d.Redis.Pipeline()
+	queue(pipe)
+	_, _ = pipe.Exec(ctx)
 	return nil
 }
 

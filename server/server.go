@@ -80,6 +80,9 @@ type Deps struct {
 	Util UtilObserver
 	// Leases limit each key's requests in flight; nil: no limit.
 	Leases Leases
+	// Batch sends the request path's pipelines together with other
+	// requests' (store.Coalescer); nil: each goes out on its own.
+	Batch  Batcher
 	Alerts AlertSink // nil: no alerts
 	Clock  clock.Clock
 	Log    *logrus.Logger
