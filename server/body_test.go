@@ -60,3 +60,41 @@ func BenchmarkReadSized(b *testing.B) {
 		p.put(got)
 	}
 }
+
+// A forwarded body's buffer goes back to the pool only when the request
+// has ended and every reader the transport got is closed, in any order;
+// closing a reader twice gives back one reference.
+func TestSharedBodyRecyclesAfterLastReader(t *testing.T) {
+	orders := []struct {
+		name  string
+		steps []string // "req" = the request ends; "r0", "r1" = a reader closes
+	}{
+		{"request ends last", []string{"r0", "r1", "r1", "req"}},
+		{"request ends first", []string{"req", "r0", "r0", "r1"}},
+		{"in between", []string{"r1", "req", "r0"}},
+	}
+	for _, o := range orders {
+		t.Run(o.name, func(t *testing.T) {
+			var p bodyPool
+			b := p.share(append(p.get(5), "hello"...))
+			readers := map[string]io.ReadCloser{"r0": b.Open(), "r1": b.Open()}
+			got, _ := io.ReadAll(readers["r0"])
+			if string(got) != "hello" || b.Len() != 5 {
+				t.Fatalf("read %q (len %d)", got, b.Len())
+			}
+			for i, step := range o.steps {
+				if b.buf == nil {
+					t.Fatalf("recycled before step %d (%s): a reader could still read it", i, step)
+				}
+				if step == "req" {
+					b.release()
+				} else {
+					_ = readers[step].Close()
+				}
+			}
+			if b.buf != nil {
+				t.Fatal("not recycled after the request ended and every reader closed")
+			}
+		})
+	}
+}
