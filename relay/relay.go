@@ -11,7 +11,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -86,7 +85,7 @@ func (c *Call) Close() {
 // Send makes one upstream call for the client request in (its path, query
 // and headers) with body and the target's credential, trying the target's
 // base URLs in order while the connection itself fails.
-func (r *Relay) Send(ctx context.Context, in *http.Request, body Body, t Target) (*Call, error) {
+func (r *Relay) Send(ctx context.Context, in *http.Request, body []byte, t Target) (*Call, error) {
 	bases := t.BaseURLs
 	if len(bases) == 0 {
 		bases = []string{r.cfg.DefaultURL}
@@ -100,14 +99,11 @@ func (r *Relay) Send(ctx context.Context, in *http.Request, body Body, t Target)
 			u += "?" + in.URL.RawQuery
 		}
 		cctx, cancel := context.WithCancelCause(ctx)
-		out, err := http.NewRequestWithContext(cctx, http.MethodPost, u, body.Open())
+		out, err := http.NewRequestWithContext(cctx, http.MethodPost, u, bytes.NewReader(body))
 		if err != nil {
 			cancel(nil)
 			return nil, err
 		}
-		// A custom body has no length and no rewind for net/http to see.
-		out.ContentLength = int64(body.Len())
-		out.GetBody = func() (io.ReadCloser, error) { return body.Open(), nil }
 		out.Header = hdr.Clone()
 		resp, err := r.client.Do(out)
 		if err == nil {
@@ -121,22 +117,6 @@ func (r *Relay) Send(ctx context.Context, in *http.Request, body Body, t Target)
 	}
 	return nil, lastErr
 }
-
-// Body is a request body that every upstream attempt reads afresh. The
-// transport closes each reader it is given, possibly after RoundTrip has
-// returned: a Body whose buffer is recycled must wait for those closes.
-type Body interface {
-	Len() int
-	Open() io.ReadCloser
-}
-
-// Bytes is a Body over b.
-func Bytes(b []byte) Body { return bytesBody(b) }
-
-type bytesBody []byte
-
-func (b bytesBody) Len() int            { return len(b) }
-func (b bytesBody) Open() io.ReadCloser { return io.NopCloser(bytes.NewReader(b)) }
 
 // IsSSE reports whether the answer is an event stream.
 func IsSSE(h http.Header) bool {

@@ -139,7 +139,7 @@ func TestRedirectsAreNotFollowed(t *testing.T) {
 	defer up.Close()
 	rl := New(Config{DefaultURL: up.URL})
 	in := httptest.NewRequest(http.MethodPost, "/v1/messages", nil)
-	call, err := rl.Send(context.Background(), in, Bytes([]byte(`{}`)), Target{Token: "sk-ant-api03-secret"})
+	call, err := rl.Send(context.Background(), in, []byte(`{}`), Target{Token: "sk-ant-api03-secret"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +176,7 @@ func TestIdleTimeoutEndsStream(t *testing.T) {
 	}))
 	defer up.Close()
 	rl := New(Config{DefaultURL: up.URL, Clock: clk, IdleTimeout: 5 * time.Minute})
-	call, err := rl.Send(context.Background(), httptest.NewRequest(http.MethodPost, "/v1/messages", nil), Bytes([]byte(`{}`)), Target{Token: "k"})
+	call, err := rl.Send(context.Background(), httptest.NewRequest(http.MethodPost, "/v1/messages", nil), []byte(`{}`), Target{Token: "k"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"sync"
-	"sync/atomic"
 )
 
 // bodyClasses are the capacities of pooled request-body buffers. Larger
@@ -15,10 +14,9 @@ import (
 // tens of MiB per idle buffer.
 var bodyClasses = [...]int{16 << 10, 64 << 10, 256 << 10, 1 << 20}
 
-// bodyPool recycles request-body buffers. A buffer goes back once its
-// request has ended and every reader handed to the upstream transport is
-// closed (sharedBody): http.Transport may still read a request body after
-// RoundTrip returns, and closes it when it is done.
+// bodyPool recycles request-body buffers. A buffer goes back only when no
+// upstream call read it: http.Transport may still be reading a request
+// body after RoundTrip returns, so a forwarded body is left to the GC.
 type bodyPool struct {
 	pools [len(bodyClasses)]sync.Pool
 }
@@ -45,55 +43,6 @@ func (p *bodyPool) put(b []byte) {
 			return
 		}
 	}
-}
-
-// sharedBody is one request's body as its upstream attempts read it. It
-// holds one reference for the request and one per open reader; the buffer
-// returns to the pool when the last goes.
-type sharedBody struct {
-	pool *bodyPool
-	buf  []byte
-	refs atomic.Int32
-}
-
-// share wraps buf; call release when the request ends.
-func (p *bodyPool) share(buf []byte) *sharedBody {
-	b := &sharedBody{pool: p, buf: buf}
-	b.refs.Store(1)
-	return b
-}
-
-// Len is the body's length (relay.Body).
-func (b *sharedBody) Len() int { return len(b.buf) }
-
-// Open returns a reader the transport closes when done (relay.Body).
-func (b *sharedBody) Open() io.ReadCloser {
-	b.refs.Add(1)
-	r := &bodyReader{b: b}
-	r.Reset(b.buf)
-	return r
-}
-
-func (b *sharedBody) release() {
-	if b.refs.Add(-1) == 0 {
-		b.pool.put(b.buf)
-		b.buf = nil
-	}
-}
-
-type bodyReader struct {
-	bytes.Reader
-	b      *sharedBody
-	closed atomic.Bool
-}
-
-// Close gives the reader's reference back, once however often called.
-func (r *bodyReader) Close() error {
-	if r.closed.CompareAndSwap(false, true) {
-		r.Reset(nil)
-		r.b.release()
-	}
-	return nil
 }
 
 // errBodyTooLarge: the body is over MAX_BODY_BYTES.

@@ -48,9 +48,7 @@ type request struct {
 	quota   *ratelimit.Result // nil when the family is unlimited or not counted
 	acct    accounts.Account
 	start   time.Time
-	// shared is the body as the upstream attempts read it, set once it is
-	// final (after the alias splice); it recycles body's buffer.
-	shared *sharedBody
+	sent    bool // the body went upstream: its buffer is not recycled
 	// ticket holds the key's place, the body's bytes and the quota place.
 	ticket *admission.Ticket
 	// state is the bound account's pool state read in admission; bound
@@ -108,13 +106,11 @@ func (s *Server) proxy(c *ginContext, counted bool) {
 		return
 	}
 	req.ticket = tk
-	// The buffer is recycled once the handler has returned and the
-	// transport has closed every reader of it (sharedBody).
+	// A body that never went upstream is no longer read by anyone when the
+	// handler returns: its buffer is recycled.
 	defer func() {
-		if req.shared != nil {
-			req.shared.release()
-		} else {
-			s.bufs.put(req.body) // it never went upstream
+		if !req.sent {
+			s.bufs.put(req.body)
 		}
 	}()
 	req.counted, req.start = counted, s.d.Clock.Now()
@@ -140,7 +136,7 @@ func (s *Server) proxy(c *ginContext, counted bool) {
 		herr.write(w)
 		return
 	}
-	req.shared = s.bufs.share(req.body)
+	req.sent = true
 	status := s.forward(c, req)
 	s.metrics.request(cl.tier.Name, req.family, status)
 	// One line per forwarded request: what an operator greps for at 3 a.m.
@@ -724,7 +720,7 @@ func (s *Server) send(ctx context.Context, in *http.Request, req *request) (*rel
 		t.Token = req.acct.AccessToken
 	}
 	t0 := time.Now()
-	call, err := s.upstream.Send(ctx, in, req.shared, t)
+	call, err := s.upstream.Send(ctx, in, req.body, t)
 	if err == nil {
 		s.metrics.upstreamHeaders.WithLabelValues(req.cl.tier.Name).Observe(time.Since(t0).Seconds())
 	}
