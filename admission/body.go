@@ -45,7 +45,7 @@ func ScanBody(b []byte) (Fields, error) {
 	if !utf8.Valid(b) {
 		return f, bodyErr("The request body is not valid UTF-8")
 	}
-	if !json.Valid(b) {
+	if !validJSON(b) {
 		return f, bodyErr("The request body is not valid JSON: %s", syntaxText(b))
 	}
 	i := skipWS(b, 0)
