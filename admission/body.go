@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/claude-route/claude-route/internal/jsonscan"
 )
 
 // Fields are the only parts of a Messages request body the proxy reads.
@@ -45,27 +47,27 @@ func ScanBody(b []byte) (Fields, error) {
 	if !utf8.Valid(b) {
 		return f, bodyErr("The request body is not valid UTF-8")
 	}
-	if !validJSON(b) {
+	if !jsonscan.Valid(b) {
 		return f, bodyErr("The request body is not valid JSON: %s", syntaxText(b))
 	}
-	i := skipWS(b, 0)
+	i := jsonscan.SkipWS(b, 0)
 	if b[i] != '{' {
 		return f, bodyErr("The request body is not valid JSON: expected a JSON object")
 	}
-	i = skipWS(b, i+1)
+	i = jsonscan.SkipWS(b, i+1)
 	var model []byte
 	seen := false
 	for b[i] != '}' {
 		// json.Valid holds, so a key string, a colon and a value follow.
-		end := skipString(b, i)
+		end := jsonscan.SkipString(b, i)
 		key, err := keyText(b[i:end])
 		if err != nil {
 			return f, bodyErr("The request body is not valid JSON: %v", err)
 		}
-		i = skipWS(b, end)
-		i = skipWS(b, i+1) // the colon
+		i = jsonscan.SkipWS(b, end)
+		i = jsonscan.SkipWS(b, i+1) // the colon
 		vstart := i
-		i = skipValue(b, i)
+		i = jsonscan.SkipValue(b, i)
 		val := b[vstart:i]
 		switch {
 		case key == "model":
@@ -88,9 +90,9 @@ func ScanBody(b []byte) (Fields, error) {
 				return f, bodyErr("stream: Input should be a valid boolean")
 			}
 		}
-		i = skipWS(b, i)
+		i = jsonscan.SkipWS(b, i)
 		if b[i] == ',' {
-			i = skipWS(b, i+1)
+			i = jsonscan.SkipWS(b, i+1)
 		}
 	}
 	if !seen || len(model) == 0 || model[0] != '"' {
@@ -127,65 +129,4 @@ func keyText(raw []byte) (string, error) {
 		return "", err
 	}
 	return s, nil
-}
-
-func skipWS(b []byte, i int) int {
-	for i < len(b) {
-		switch b[i] {
-		case ' ', '\t', '\r', '\n':
-			i++
-		default:
-			return i
-		}
-	}
-	return i
-}
-
-// skipString returns the index just past the string starting at b[i] ('"').
-func skipString(b []byte, i int) int {
-	for i++; i < len(b); i++ {
-		switch b[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1
-		}
-	}
-	return i
-}
-
-// skipValue returns the index just past the value starting at b[i]. b is
-// valid JSON, so only strings and nesting need care.
-func skipValue(b []byte, i int) int {
-	switch b[i] {
-	case '"':
-		return skipString(b, i)
-	case '{', '[':
-		depth := 0
-		for i < len(b) {
-			switch b[i] {
-			case '"':
-				i = skipString(b, i)
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return i + 1
-				}
-			}
-			i++
-		}
-		return i
-	default: // number, true, false, null
-		for i < len(b) {
-			switch b[i] {
-			case ',', '}', ']', ' ', '\t', '\r', '\n':
-				return i
-			}
-			i++
-		}
-		return i
-	}
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"sync"
+
+	"github.com/claude-route/claude-route/internal/jsonscan"
 )
 
 // MaxLine caps one SSE line and one event's data. A longer line is skipped
@@ -246,22 +248,19 @@ func (t *SSETap) dispatch() {
 		event = probe.Type
 	}
 	switch event {
-	case evMessageStart:
-		var m struct {
-			Message *struct {
-				Usage *wireUsage `json:"usage"`
-			} `json:"message"`
+	case evMessageStart, evMessageDelta:
+		// Only the usage object is decoded (usageAt).
+		if !jsonscan.Valid(data) {
+			return
 		}
-		if json.Unmarshal(data, &m) == nil && m.Message != nil && m.Message.Usage != nil {
-			m.Message.Usage.applyTo(&t.usage)
-			t.haveUsage = true
+		raw := jsonscan.Field(data, "usage")
+		if event == evMessageStart {
+			raw = jsonscan.Field(jsonscan.Field(data, "message"), "usage")
 		}
-	case evMessageDelta:
-		var m struct {
-			Usage *wireUsage `json:"usage"`
-		}
-		if json.Unmarshal(data, &m) == nil && m.Usage != nil {
-			m.Usage.applyTo(&t.usage)
+		// Fields absent from this event keep what an earlier one said.
+		var w *wireUsage
+		if raw != nil && json.Unmarshal(raw, &w) == nil && w != nil {
+			w.applyTo(&t.usage)
 			t.haveUsage = true
 		}
 	case evMessageStop:

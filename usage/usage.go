@@ -11,6 +11,8 @@ import (
 	"encoding/json"
 	"math"
 	"strconv"
+
+	"github.com/claude-route/claude-route/internal/jsonscan"
 )
 
 // MaxCount bounds a single token count read from the upstream. A value above
@@ -97,13 +99,21 @@ func (c *count) UnmarshalJSON(b []byte) error {
 // false when the body is not valid JSON or carries no usage object (an error
 // body, for instance).
 func ParseJSON(body []byte) (Usage, bool) {
-	var m struct {
-		Usage *wireUsage `json:"usage"`
+	if !jsonscan.Valid(body) { // truncated, or not JSON
+		return Usage{}, false
 	}
-	if err := json.Unmarshal(body, &m); err != nil || m.Usage == nil {
+	return usageAt(jsonscan.Field(body, "usage"))
+}
+
+// usageAt decodes a raw usage object. Only that object is decoded: the
+// rest of an answer (its text, up to megabytes) is only validated and
+// skipped, several times faster than unmarshalling it.
+func usageAt(raw []byte) (Usage, bool) {
+	var w *wireUsage
+	if raw == nil || json.Unmarshal(raw, &w) != nil || w == nil {
 		return Usage{}, false
 	}
 	var u Usage
-	m.Usage.applyTo(&u)
+	w.applyTo(&u)
 	return u, true
 }

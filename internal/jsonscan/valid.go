@@ -1,19 +1,19 @@
-package admission
+package jsonscan
 
 // maxDepth is encoding/json's nesting limit: deeper input is invalid there,
 // so it is invalid here.
 const maxDepth = 10000
 
-// validJSON reports whether b is one JSON value, exactly as json.Valid
+// Valid reports whether b is one JSON value, exactly as json.Valid
 // does (FuzzValidJSON holds them equal), at several times its speed:
 // json.Valid drives a state machine through a function call per byte, and
 // it was the largest cost of reading a request body. Like json.Valid it
 // does not check UTF-8 (ScanBody does that first).
-func validJSON(b []byte) bool {
+func Valid(b []byte) bool {
 	// stack holds, per open container, '{' or '['.
 	var stackBuf [64]byte
 	stack := stackBuf[:0]
-	i := skipWS(b, 0)
+	i := SkipWS(b, 0)
 	for {
 		// A value starts at i.
 		if i >= len(b) {
@@ -25,7 +25,7 @@ func validJSON(b []byte) bool {
 				return false
 			}
 			stack = append(stack, c)
-			i = skipWS(b, i+1)
+			i = SkipWS(b, i+1)
 			if i < len(b) && b[i] == c+2 { // '}' is '{'+2, ']' is '['+2
 				stack = stack[:len(stack)-1]
 				i++
@@ -65,7 +65,7 @@ func validJSON(b []byte) bool {
 		}
 		// A value ended at i: close containers, or go on to the next value.
 		for {
-			i = skipWS(b, i)
+			i = SkipWS(b, i)
 			if len(stack) == 0 {
 				return i == len(b)
 			}
@@ -81,7 +81,7 @@ func validJSON(b []byte) bool {
 			if b[i] != ',' {
 				return false
 			}
-			i = skipWS(b, i+1)
+			i = SkipWS(b, i+1)
 			if top == '{' {
 				if i = objectKey(b, i); i < 0 {
 					return false
@@ -100,11 +100,11 @@ func objectKey(b []byte, i int) int {
 	if i = stringEnd(b, i); i < 0 {
 		return -1
 	}
-	i = skipWS(b, i)
+	i = SkipWS(b, i)
 	if i >= len(b) || b[i] != ':' {
 		return -1
 	}
-	return skipWS(b, i+1)
+	return SkipWS(b, i+1)
 }
 
 // stringEnd returns the index after the string starting at i, or -1.

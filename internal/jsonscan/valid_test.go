@@ -1,4 +1,4 @@
-package admission
+package jsonscan
 
 import (
 	"encoding/json"
@@ -15,7 +15,7 @@ var validSeeds = []string{
 	`[[[[[]]]]]`, `[[[[[]]]]`, `{"a":[}`, `"\`, `{"a":1 "b":2}`, `[1 2]`,
 }
 
-func TestValidJSONMatchesEncodingJSON(t *testing.T) {
+func TestValidMatchesEncodingJSON(t *testing.T) {
 	cases := append([]string{}, validSeeds...)
 	cases = append(cases, strings.Repeat("[", maxDepth)+strings.Repeat("]", maxDepth),
 		strings.Repeat("[", maxDepth+1)+strings.Repeat("]", maxDepth+1),
@@ -26,30 +26,30 @@ func TestValidJSONMatchesEncodingJSON(t *testing.T) {
 			name = name[:40]
 		}
 		t.Run(name, func(t *testing.T) {
-			if got, want := validJSON([]byte(c)), json.Valid([]byte(c)); got != want {
+			if got, want := Valid([]byte(c)), json.Valid([]byte(c)); got != want {
 				t.Fatalf("validJSON = %v, json.Valid = %v", got, want)
 			}
 		})
 	}
 }
 
-func FuzzValidJSON(f *testing.F) {
+func FuzzValid(f *testing.F) {
 	for _, s := range validSeeds {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if got, want := validJSON(b), json.Valid(b); got != want {
-			t.Fatalf("validJSON(%q) = %v, json.Valid = %v", b, got, want)
+		if got, want := Valid(b), json.Valid(b); got != want {
+			t.Fatalf("Valid(%q) = %v, json.Valid = %v", b, got, want)
 		}
 	})
 }
 
-func BenchmarkValidJSON(b *testing.B) {
+func BenchmarkValid(b *testing.B) {
 	body := []byte(`{"model":"claude-sonnet-4-5","max_tokens":64,"stream":false,"messages":[{"role":"user","content":"` + strings.Repeat("hello world, ", 150) + `"}]}`)
-	b.Run("validJSON", func(b *testing.B) {
+	b.Run("Valid", func(b *testing.B) {
 		b.SetBytes(int64(len(body)))
 		for b.Loop() {
-			validJSON(body)
+			Valid(body)
 		}
 	})
 	b.Run("json.Valid", func(b *testing.B) {
