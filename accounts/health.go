@@ -401,6 +401,17 @@ func (w *UtilWriter) Observe(account string, u Utilization) {
 	w.mu.Unlock()
 }
 
+// Wants reports whether an observation of account would be news: none is
+// waiting for the next flush. The request path asks before parsing an
+// answer's headers, so each account's are parsed once per flush interval,
+// not on every answer.
+func (w *UtilWriter) Wants(account string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	_, waiting := w.pending[account]
+	return !waiting
+}
+
 // Flush writes what was observed since the last flush.
 func (w *UtilWriter) Flush(ctx context.Context) error {
 	w.mu.Lock()

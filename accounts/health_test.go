@@ -289,6 +289,32 @@ func TestUtilWriterBatchesAndKeepsLatest(t *testing.T) {
 	}
 }
 
+// An account's headers are wanted once per flush: after an observation,
+// none until the next flush took it.
+func TestUtilWriterWantsOncePerFlush(t *testing.T) {
+	rdb := testenv.Redis(t, 2)
+	w := NewUtilWriter(rdb, time.Second, nil)
+	steps := []struct {
+		do        func()
+		wantA     bool
+		wantOther bool
+	}{
+		{func() {}, true, true},
+		{func() { w.Observe("a", Utilization{FiveHour: ptr(0.5)}) }, false, true},
+		{func() {
+			if err := w.Flush(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}, true, true},
+	}
+	for i, st := range steps {
+		st.do()
+		if w.Wants("a") != st.wantA || w.Wants("b") != st.wantOther {
+			t.Fatalf("step %d: Wants(a)=%v Wants(b)=%v, want %v %v", i, w.Wants("a"), w.Wants("b"), st.wantA, st.wantOther)
+		}
+	}
+}
+
 func TestProbeable(t *testing.T) {
 	for reason, want := range map[string]bool{
 		"upstream 401 authentication_error: invalid x-api-key":              true,

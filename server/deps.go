@@ -103,6 +103,8 @@ type Pinger interface {
 
 // UtilObserver takes an account's latest utilization; it never blocks.
 type UtilObserver interface {
+	// Wants reports whether an observation of account is wanted now.
+	Wants(account string) bool
 	Observe(account string, u accounts.Utilization)
 }
 

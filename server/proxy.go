@@ -633,7 +633,7 @@ func (s *Server) succeeded(req *request) {
 // observe hands the answer's rate-limit headers to the utilization
 // writer, which stores them in the background.
 func (s *Server) observe(account string, h http.Header) {
-	if s.d.Util == nil {
+	if s.d.Util == nil || !s.d.Util.Wants(account) {
 		return
 	}
 	if u, ok := accounts.ParseUtilization(h, s.d.Clock.Now()); ok {
