@@ -384,6 +384,7 @@ type UtilWriter struct {
 
 	mu      sync.Mutex
 	pending map[string]Utilization
+	asked   map[string]struct{} // accounts whose turn this interval was taken
 }
 
 // NewUtilWriter returns a writer flushing every interval (default 1 s).
@@ -401,15 +402,21 @@ func (w *UtilWriter) Observe(account string, u Utilization) {
 	w.mu.Unlock()
 }
 
-// Wants reports whether an observation of account would be news: none is
-// waiting for the next flush. The request path asks before parsing an
-// answer's headers, so each account's are parsed once per flush interval,
-// not on every answer.
+// Wants reports whether account's rate-limit headers should be parsed
+// now: true once per flush interval (an answer without such headers uses
+// the turn as well). The request path asks before parsing an answer's
+// headers, so each account's are parsed once a second, not on every answer.
 func (w *UtilWriter) Wants(account string) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	_, waiting := w.pending[account]
-	return !waiting
+	if _, seen := w.asked[account]; seen {
+		return false
+	}
+	if w.asked == nil {
+		w.asked = map[string]struct{}{}
+	}
+	w.asked[account] = struct{}{}
+	return true
 }
 
 // Flush writes what was observed since the last flush.
@@ -417,6 +424,7 @@ func (w *UtilWriter) Flush(ctx context.Context) error {
 	w.mu.Lock()
 	batch := w.pending
 	w.pending = map[string]Utilization{}
+	clear(w.asked)
 	w.mu.Unlock()
 	if len(batch) == 0 {
 		return nil

@@ -289,29 +289,36 @@ func TestUtilWriterBatchesAndKeepsLatest(t *testing.T) {
 	}
 }
 
-// An account's headers are wanted once per flush: after an observation,
-// none until the next flush took it.
+// An account's headers are wanted once per flush interval, whether or
+// not that answer carried any: the next turn comes with the next flush.
 func TestUtilWriterWantsOncePerFlush(t *testing.T) {
 	rdb := testenv.Redis(t, 2)
 	w := NewUtilWriter(rdb, time.Second, nil)
-	steps := []struct {
-		do        func()
-		wantA     bool
-		wantOther bool
-	}{
-		{func() {}, true, true},
-		{func() { w.Observe("a", Utilization{FiveHour: ptr(0.5)}) }, false, true},
-		{func() {
-			if err := w.Flush(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-		}, true, true},
-	}
-	for i, st := range steps {
-		st.do()
-		if w.Wants("a") != st.wantA || w.Wants("b") != st.wantOther {
-			t.Fatalf("step %d: Wants(a)=%v Wants(b)=%v, want %v %v", i, w.Wants("a"), w.Wants("b"), st.wantA, st.wantOther)
+	flush := func() {
+		if err := w.Flush(context.Background()); err != nil {
+			t.Fatal(err)
 		}
+	}
+	steps := []struct {
+		name  string
+		do    func()
+		wantA bool
+	}{
+		{"first answer", func() {}, true},
+		{"second answer, same interval", func() {}, false},
+		{"after an observation", func() { w.Observe("a", Utilization{FiveHour: ptr(0.5)}) }, false},
+		{"after the flush", flush, true},
+		{"an answer without headers took the turn", func() {}, false},
+		{"next flush", flush, true},
+	}
+	for _, st := range steps {
+		st.do()
+		if got := w.Wants("a"); got != st.wantA {
+			t.Fatalf("%s: Wants(a) = %v, want %v", st.name, got, st.wantA)
+		}
+	}
+	if !w.Wants("b") {
+		t.Fatal("another account's turn was taken")
 	}
 }
 
