@@ -93,7 +93,7 @@ func (r *Relay) Send(ctx context.Context, in *http.Request, body []byte, t Targe
 	hdr := OutboundHeaders(in.Header)
 	setCredential(hdr, t)
 	var lastErr error
-	for _, base := range bases {
+	for i, base := range bases {
 		u := strings.TrimRight(base, "/") + in.URL.Path
 		if in.URL.RawQuery != "" {
 			u += "?" + in.URL.RawQuery
@@ -104,7 +104,12 @@ func (r *Relay) Send(ctx context.Context, in *http.Request, body []byte, t Targe
 			cancel(nil)
 			return nil, err
 		}
-		out.Header = hdr.Clone()
+		// The transport may hold an attempt's header map after it fails:
+		// a further attempt gets its own copy; the first needs none.
+		out.Header = hdr
+		if i > 0 {
+			out.Header = hdr.Clone()
+		}
 		resp, err := r.client.Do(out)
 		if err == nil {
 			return &Call{Resp: resp, cancel: cancel}, nil
