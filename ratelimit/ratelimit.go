@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -44,6 +45,11 @@ type Limiter struct {
 	// process's ids apart without a syscall per request.
 	idPrefix string
 	seq      atomic.Uint64
+
+	// many and groups serve AdmitMerged (merge.go).
+	many   *redis.Script
+	mu     sync.Mutex
+	groups map[string]*mergeGroup
 }
 
 // Option configures a Limiter.
@@ -63,6 +69,7 @@ func New(rdb redis.UniversalClient, opts ...Option) *Limiter {
 	l := &Limiter{
 		rdb:      rdb,
 		script:   redis.NewScript(windowScript),
+		many:     redis.NewScript(manyScript),
 		idPrefix: hex.EncodeToString(b[:]) + "-",
 	}
 	for _, o := range opts {
@@ -75,8 +82,10 @@ func New(rdb redis.UniversalClient, opts ...Option) *Limiter {
 // first pipelined admissions do not need the NOSCRIPT fallback. Call it at
 // start-up; correctness never depends on it.
 func (l *Limiter) Preload(ctx context.Context) error {
-	if err := l.script.Load(ctx, l.rdb).Err(); err != nil {
-		return fmt.Errorf("ratelimit: load script: %w", err)
+	for _, sc := range []*redis.Script{l.script, l.many} {
+		if err := sc.Load(ctx, l.rdb).Err(); err != nil {
+			return fmt.Errorf("ratelimit: load script: %w", err)
+		}
 	}
 	return nil
 }
@@ -326,11 +335,15 @@ func (l *Limiter) newID() string {
 }
 
 func (l *Limiter) args(r Request, id string) []any {
-	now := ""
-	if l.clock != nil {
-		now = strconv.FormatInt(l.clock.Now().UnixMilli(), 10)
+	return []any{r.Limit, r.Window.Milliseconds(), id, l.nowArg()}
+}
+
+// nowArg is the time the scripts take: "" for Redis TIME.
+func (l *Limiter) nowArg() string {
+	if l.clock == nil {
+		return ""
 	}
-	return []any{r.Limit, r.Window.Milliseconds(), id, now}
+	return strconv.FormatInt(l.clock.Now().UnixMilli(), 10)
 }
 
 func toResult(r Request, id string, v []int64) (Result, error) {

@@ -64,6 +64,10 @@ type AccountStore interface {
 // Limiter admits requests into the 5-hour windows.
 type Limiter interface {
 	QueueAdmit(ctx context.Context, pipe redis.Pipeliner, r ratelimit.Request) *ratelimit.Pending
+	// AdmitMerged admits in a run shared with concurrent admissions of
+	// the same window; on error, Abandon the result's id.
+	AdmitMerged(ctx context.Context, r ratelimit.Request) (ratelimit.Result, error)
+	Abandon(ctx context.Context, res ratelimit.Result) error
 	Refund(ctx context.Context, res ratelimit.Result) error
 	Peek(ctx context.Context, r ratelimit.Request) (ratelimit.Result, error)
 }

@@ -281,7 +281,13 @@ func (s *Server) admit(ctx context.Context, req *request) *httpError {
 	gen := s.acctCache.Begin()
 	var acctCmd *redis.MapStringStringCmd
 	var stateCmds accounts.StateCmds
-	if (req.counted && limited) || !hit {
+	if req.counted && limited && hit {
+		// The account is cached: the quota is the only trip, shared with
+		// the same key's concurrent admissions (ratelimit.AdmitMerged).
+		if herr := s.mergedQuota(ctx, req, limit); herr != nil {
+			return herr
+		}
+	} else if (req.counted && limited) || !hit {
 		err := s.pipelined(ctx, func(pipe redis.Pipeliner) {
 			if req.counted && limited {
 				pending = s.d.Limiter.QueueAdmit(ctx, pipe, s.quotaRequest(cl, req.family, limit))
@@ -306,10 +312,8 @@ func (s *Server) admit(ctx context.Context, req *request) *httpError {
 			}
 			req.quota = &res
 			req.ticket.HoldQuota(req.quota, s.d.Limiter)
-			if !res.Allowed {
-				s.metrics.quotaRefusals.WithLabelValues(cl.tier.Name, req.family).Inc()
-				return &httpError{status: http.StatusTooManyRequests, typ: errRateLimit, retryAfter: res.RetryAfter,
-					msg: fmt.Sprintf("Rate limit exceeded for %s (%d/%d in %s)", req.family, res.Count, res.Limit, windowText(time.Duration(s.d.Tiers.Window)))}
+			if herr := s.quotaRefusal(req, res); herr != nil {
+				return herr
 			}
 			if s.log.IsLevelEnabled(logrus.DebugLevel) {
 				s.log.WithFields(logFields(cl)).Debugf("rate limit check passed: %d/%d requests", res.Count, res.Limit)
@@ -361,6 +365,32 @@ func (s *Server) pipelined(ctx context.Context, queue func(redis.Pipeliner)) err
 	queue(pipe)
 	_, _ = pipe.Exec(ctx)
 	return nil
+}
+
+// mergedQuota takes the request's quota place in a run shared with the
+// key's other admissions of the moment.
+func (s *Server) mergedQuota(ctx context.Context, req *request, limit int) *httpError {
+	cl := req.cl
+	res, err := s.d.Limiter.AdmitMerged(ctx, s.quotaRequest(cl, req.family, limit))
+	if err != nil {
+		if res.ID != "" { // the run may have taken the place with its answer lost
+			s.giveBack(func(ctx context.Context) error { return s.d.Limiter.Abandon(ctx, res) })
+		}
+		return storeDown(err)
+	}
+	req.quota = &res
+	req.ticket.HoldQuota(req.quota, s.d.Limiter)
+	return s.quotaRefusal(req, res)
+}
+
+// quotaRefusal is the 429 of a refused quota place, nil when admitted.
+func (s *Server) quotaRefusal(req *request, res ratelimit.Result) *httpError {
+	if res.Allowed {
+		return nil
+	}
+	s.metrics.quotaRefusals.WithLabelValues(req.cl.tier.Name, req.family).Inc()
+	return &httpError{status: http.StatusTooManyRequests, typ: errRateLimit, retryAfter: res.RetryAfter,
+		msg: fmt.Sprintf("Rate limit exceeded for %s (%d/%d in %s)", req.family, res.Count, res.Limit, windowText(time.Duration(s.d.Tiers.Window)))}
 }
 
 // giveBack runs a quota give-back (an idempotent ZREM of the request's

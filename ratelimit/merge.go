@@ -1,0 +1,214 @@
+package ratelimit
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+)
+
+// manyScript admits up to n requests into one window in one run, in the
+// order given: as many as fit, exactly as n runs of windowScript back to
+// back would. ARGV: limit, window ms, now ms ("" = TIME), then the n ids.
+// Returns {admitted, count before, oldest score (valid when count before
+// + admitted > 0), now}.
+const manyScript = `
+local key = KEYS[1]
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local now
+if ARGV[3] ~= '' then
+  now = tonumber(ARGV[3])
+else
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('%d', now - window))
+local count = redis.call('ZCARD', key)
+local take = math.min(math.max(limit - count, 0), #ARGV - 3)
+if take > 0 then
+  local args = {}
+  local score = string.format('%d', now)
+  for i = 1, take do
+    args[2 * i - 1] = score
+    args[2 * i] = ARGV[3 + i]
+  end
+  redis.call('ZADD', key, unpack(args))
+  redis.call('PEXPIRE', key, window)
+end
+local oldest = 0
+if count + take > 0 then
+  oldest = tonumber(redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')[2])
+end
+return {take, count, oldest, now}
+`
+
+// mergeMax bounds one run: Lua's stack takes a few thousand arguments.
+const mergeMax = 256
+
+// mergeTimeout bounds a merged run's round trip: it serves several
+// requests, so no one request's context may cut it short.
+const mergeTimeout = 900 * time.Millisecond
+
+// A mergeGroup is the admissions of one window waiting for, or in, a run.
+// The first waiter of each run leads it, on its own goroutine: a request
+// alone costs no hand-off, and under load one script admits all who
+// arrived while the previous run was on the wire.
+type mergeGroup struct {
+	queue   []*mergeWaiter
+	running bool
+}
+
+type mergeWaiter struct {
+	id     string
+	res    Result
+	err    error
+	done   chan struct{} // closed once res and err are set
+	lead   chan struct{} // closed when this waiter must run the next batch
+	leader bool          // lead was closed (under Limiter.mu)
+}
+
+// AdmitMerged is Admit for a request that may share its round trip with
+// the concurrent admissions of the same window on this Limiter: one
+// script run admits all of them, in arrival order, as many as fit, with
+// the same results n separate Admits back to back would give. Nothing
+// overshoots: the limit is checked in Redis, as always. A caller whose
+// context ends while it waits for a run gets its error and was never
+// sent. On any other error the result carries the request's id: the
+// script may have run, so give the place back with Abandon.
+func (l *Limiter) AdmitMerged(ctx context.Context, r Request) (Result, error) {
+	if err := r.validate(); err != nil {
+		return Result{}, err
+	}
+	w := &mergeWaiter{id: l.newID(), done: make(chan struct{}), lead: make(chan struct{})}
+	gk := r.Key() + "\x00" + strconv.Itoa(r.Limit) + "\x00" + strconv.FormatInt(r.Window.Milliseconds(), 10)
+	l.mu.Lock()
+	if l.groups == nil {
+		l.groups = map[string]*mergeGroup{}
+	}
+	g := l.groups[gk]
+	if g == nil {
+		g = &mergeGroup{}
+		l.groups[gk] = g
+	}
+	g.queue = append(g.queue, w)
+	lead := !g.running
+	g.running = true
+	l.mu.Unlock()
+	if !lead {
+		select {
+		case <-w.done:
+			return w.res, w.err
+		case <-w.lead:
+		case <-ctx.Done():
+			if l.leave(gk, g, w) {
+				return Result{}, fmt.Errorf("ratelimit: admit %s: %w", r.Family, ctx.Err())
+			}
+			// Already taken into a run or made its leader: see it through.
+			select {
+			case <-w.done:
+				return w.res, w.err
+			case <-w.lead:
+			}
+		}
+	}
+	l.runMerged(gk, g, r)
+	<-w.done
+	return w.res, w.err
+}
+
+// leave takes a waiter whose caller gave up out of the queue, handing the
+// lead on if it had it; false when a run already took it.
+func (l *Limiter) leave(gk string, g *mergeGroup, w *mergeWaiter) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	i := slices.Index(g.queue, w)
+	if i < 0 {
+		return false
+	}
+	g.queue = slices.Delete(g.queue, i, i+1)
+	if w.leader {
+		l.handOnLocked(gk, g)
+	}
+	return true
+}
+
+// handOnLocked makes the first waiter the next run's leader, or ends the
+// group when nobody waits.
+func (l *Limiter) handOnLocked(gk string, g *mergeGroup) {
+	if len(g.queue) == 0 {
+		g.running = false
+		delete(l.groups, gk)
+		return
+	}
+	next := g.queue[0]
+	next.leader = true
+	close(next.lead)
+}
+
+// runMerged runs one batch: everyone queued now (the leader first), up
+// to mergeMax; then hands the lead to whoever came meanwhile.
+func (l *Limiter) runMerged(gk string, g *mergeGroup, r Request) {
+	l.mu.Lock()
+	n := min(len(g.queue), mergeMax)
+	batch := slices.Clone(g.queue[:n])
+	g.queue = slices.Delete(g.queue, 0, n)
+	l.mu.Unlock()
+
+	ids := make([]any, 0, 3+len(batch))
+	ids = append(ids, r.Limit, r.Window.Milliseconds(), l.nowArg())
+	for _, w := range batch {
+		ids = append(ids, w.id)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), mergeTimeout)
+	v, err := l.many.Run(ctx, l.rdb, []string{r.Key()}, ids...).Int64Slice()
+	cancel()
+	if err == nil && len(v) != 4 {
+		err = fmt.Errorf("script returned %d values, want 4", len(v))
+	}
+	for i, w := range batch {
+		if err != nil {
+			w.res = Result{ID: w.id, Subject: r.Subject, Family: r.Family, Limit: r.Limit}
+			w.err = fmt.Errorf("ratelimit: admit %s: %w", r.Family, err)
+		} else {
+			w.res = mergedResult(r, w.id, i, v)
+		}
+		close(w.done)
+	}
+	l.mu.Lock()
+	l.handOnLocked(gk, g)
+	l.mu.Unlock()
+}
+
+// mergedResult is the i-th request's share of a run's answer.
+func mergedResult(r Request, id string, i int, v []int64) Result {
+	take, before, oldest, nowMS := int(v[0]), int(v[1]), v[2], v[3]
+	now := time.UnixMilli(nowMS).UTC()
+	res := Result{Limit: r.Limit, Reset: now, Subject: r.Subject, Family: r.Family}
+	if before+take > 0 {
+		res.Reset = time.UnixMilli(oldest).UTC().Add(r.Window)
+	}
+	if i < take {
+		res.Allowed, res.Count, res.ID = true, before+i+1, id
+	} else {
+		// The window is full, so it holds an entry younger than the
+		// window: RetryAfter is at least 1 ms, as in toResult.
+		res.Count = before + take
+		res.RetryAfter = res.Reset.Sub(now)
+	}
+	res.Remaining = max(r.Limit-res.Count, 0)
+	return res
+}
+
+// Abandon removes the place an admission whose answer was lost may have
+// taken (its id is in the result AdmitMerged returned with the error).
+func (l *Limiter) Abandon(ctx context.Context, res Result) error {
+	if res.ID == "" {
+		return nil
+	}
+	if err := l.rdb.ZRem(ctx, windowKey(res.Subject, res.Family), res.ID).Err(); err != nil {
+		return fmt.Errorf("ratelimit: abandon %s: %w", res.Family, err)
+	}
+	return nil
+}
