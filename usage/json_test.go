@@ -1,8 +1,12 @@
 package usage
 
 import (
+	"encoding/json"
 	"math"
+	"strings"
 	"testing"
+
+	"github.com/claude-route/claude-route/internal/jsonscan"
 )
 
 const fullJSON = `{"id":"msg_01","type":"message","role":"assistant","model":"claude-sonnet-4-5",
@@ -97,4 +101,45 @@ func TestUsageTotal(t *testing.T) {
 			t.Errorf("%+v.Total() = %d, want %d", tc.u, got, tc.want)
 		}
 	}
+}
+
+// decodeUsage reads what json.Unmarshal into wireUsage reads, for every
+// valid object whose keys are spelled exactly once (encoding/json also
+// matches other cases and keeps the last of duplicates; the API sends
+// neither).
+func FuzzDecodeUsage(f *testing.F) {
+	for _, s := range []string{
+		`{"input_tokens":12,"cache_creation_input_tokens":3,"cache_read_input_tokens":40,"output_tokens":6}`,
+		`{"output_tokens":"5","input_tokens":-1,"x":{"input_tokens":9}}`, `{"input_tokens":1e3}`, `{}`, `null`, `[1]`,
+		`{"input_tokens":12.5,"output_tokens":null}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if !jsonscan.Valid(b) || foldedOrRepeated(b) {
+			return
+		}
+		var want *wireUsage
+		if json.Unmarshal(b, &want) != nil {
+			return
+		}
+		got, ok := decodeUsage(b)
+		if ok != (want != nil) || (ok && got != *want) {
+			t.Fatalf("decodeUsage(%q) = %+v, %v; json.Unmarshal %+v", b, got, ok, want)
+		}
+	})
+}
+
+// foldedOrRepeated: b names a usage field in another case, escaped, or twice.
+func foldedOrRepeated(b []byte) bool {
+	low := strings.ToLower(string(b))
+	if strings.Contains(string(b), `\`) {
+		return true
+	}
+	for _, k := range []string{"input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"} {
+		if strings.Count(low, `"`+k+`"`) != strings.Count(string(b), `"`+k+`"`) || strings.Count(string(b), `"`+k+`"`) > 1 {
+			return true
+		}
+	}
+	return false
 }

@@ -258,8 +258,7 @@ func (t *SSETap) dispatch() {
 			raw = jsonscan.Field(jsonscan.Field(data, "message"), "usage")
 		}
 		// Fields absent from this event keep what an earlier one said.
-		var w *wireUsage
-		if raw != nil && json.Unmarshal(raw, &w) == nil && w != nil {
+		if w, ok := decodeUsage(raw); ok {
 			w.applyTo(&t.usage)
 			t.haveUsage = true
 		}

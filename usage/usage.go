@@ -8,7 +8,6 @@
 package usage
 
 import (
-	"encoding/json"
 	"math"
 	"strconv"
 
@@ -109,11 +108,37 @@ func ParseJSON(body []byte) (Usage, bool) {
 // rest of an answer (its text, up to megabytes) is only validated and
 // skipped, several times faster than unmarshalling it.
 func usageAt(raw []byte) (Usage, bool) {
-	var w *wireUsage
-	if raw == nil || json.Unmarshal(raw, &w) != nil || w == nil {
+	w, ok := decodeUsage(raw)
+	if !ok {
 		return Usage{}, false
 	}
 	var u Usage
 	w.applyTo(&u)
 	return u, true
+}
+
+// decodeUsage reads a usage object field by field (jsonscan.Field, exact
+// names), each count as count.UnmarshalJSON reads it: the reflection of
+// json.Unmarshal was most of what reading a stream's usage cost. ok is
+// false when raw is not an object (absent, null, a list…). raw comes from
+// a document jsonscan.Valid accepted.
+func decodeUsage(raw []byte) (w wireUsage, ok bool) {
+	i := jsonscan.SkipWS(raw, 0)
+	if i >= len(raw) || raw[i] != '{' {
+		return w, false
+	}
+	for _, f := range [...]struct {
+		key string
+		c   *count
+	}{
+		{"input_tokens", &w.InputTokens},
+		{"output_tokens", &w.OutputTokens},
+		{"cache_creation_input_tokens", &w.CacheCreationInputTokens},
+		{"cache_read_input_tokens", &w.CacheReadInputTokens},
+	} {
+		if v := jsonscan.Field(raw, f.key); v != nil {
+			_ = f.c.UnmarshalJSON(v)
+		}
+	}
+	return w, true
 }
