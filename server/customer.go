@@ -103,12 +103,16 @@ func (s *Server) authenticateEnter(ctx context.Context, h http.Header, enter boo
 		if herr != nil || !enter || cl.tier.MaxConcurrent() == 0 {
 			return cl, nil, herr
 		}
+		ctx, cancel := context.WithTimeout(ctx, storeBudget)
+		defer cancel()
 		var entry *concurrency.Entry
 		if err := s.pipelined(ctx, func(pipe redis.Pipeliner) { entry = s.d.Leases.QueueEnter(ctx, pipe, hash) }); err != nil {
 			return nil, nil, storeDown(err)
 		}
 		return cl, entry, nil // Admit reads the entry's own result
 	}
+	ctx, cancel := context.WithTimeout(ctx, storeBudget)
+	defer cancel()
 	gen := s.keyCache.Begin()
 	var recCmd *redis.MapStringStringCmd
 	var bindCmd *redis.StringCmd

@@ -62,12 +62,10 @@ func (s *Server) proxy(c *ginContext, counted bool) {
 	w, r := c.Writer, c.Request
 	ctx := r.Context()
 	// Authentication first: a request without a valid key learns nothing
-	// else, and the body of a stranger is never read. The store gets a fixed
-	// budget before the upstream call: a hung store answers 503 within a
-	// second instead of holding the client.
-	actx, cancel := context.WithTimeout(ctx, storeBudget)
-	cl, entry, herr := s.authenticateEnter(actx, r.Header, true)
-	cancel()
+	// else, and the body of a stranger is never read. Each trip to the
+	// store gets a fixed budget (storeBudget) before the upstream call: a
+	// hung store answers 503 within a second instead of holding the client.
+	cl, entry, herr := s.authenticateEnter(ctx, r.Header, true)
 	if herr != nil {
 		s.metrics.request("", "", herr.status)
 		herr.write(w)
