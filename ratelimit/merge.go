@@ -13,17 +13,11 @@ import (
 // back would. ARGV: limit, window ms, now ms ("" = TIME), then the n ids.
 // Returns {admitted, count before, oldest score (valid when count before
 // + admitted > 0), now}.
-const manyScript = `
+const manyScript = clockLua + `
 local key = KEYS[1]
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
-local now
-if ARGV[3] ~= '' then
-  now = tonumber(ARGV[3])
-else
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+local now = clock(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('%d', now - window))
 local count = redis.call('ZCARD', key)
 local take = math.min(math.max(limit - count, 0), #ARGV - 3)

@@ -71,19 +71,10 @@ func (e *evalCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 // exactly the limit is admitted, with the counts 1..limit each once, the
 // window holds exactly the admitted ids, and the runs were shared.
 func TestMergedNeverOvershoots(t *testing.T) {
-	cases := []struct {
-		name string
-		rdb  func(t *testing.T) redis.UniversalClient
-	}{
-		{"miniredis", func(t *testing.T) redis.UniversalClient {
-			return redis.NewClient(&redis.Options{Addr: miniredis.RunT(t).Addr()})
-		}},
-		{"real redis", func(t *testing.T) redis.UniversalClient { return testenv.Redis(t, 3) }},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
+	for _, tc := range testenv.Backends(3) {
+		t.Run(tc.Name, func(t *testing.T) {
 			const callers, limit = 120, 42
-			rdb := tc.rdb(t)
+			rdb := tc.Open(t)
 			counter := &evalCounter{}
 			rdb.AddHook(counter)
 			replicas := []*Limiter{New(rdb), New(rdb)}

@@ -1,5 +1,15 @@
 package ratelimit
 
+// clockLua defines clock(arg): arg as ms, or the server's TIME when arg is
+// "" (production: Redis TIME is the one clock every replica shares).
+const clockLua = `
+local function clock(arg)
+  if arg ~= '' then return tonumber(arg) end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+`
+
 // windowScript is the one script behind admission and Peek. It touches only
 // KEYS[1], so it is safe on Redis Cluster.
 //
@@ -21,18 +31,12 @@ package ratelimit
 // Returns {allowed (0|1), count, oldest score in ms (valid when count > 0),
 // now in ms}. count is the number in the window after this admission, or the
 // current number when refused or peeking.
-const windowScript = `
+const windowScript = clockLua + `
 local key = KEYS[1]
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local id = ARGV[3]
-local now
-if ARGV[4] ~= '' then
-  now = tonumber(ARGV[4])
-else
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+local now = clock(ARGV[4])
 local gone = now - window
 
 if id == '' then

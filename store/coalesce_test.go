@@ -28,18 +28,9 @@ func (p *pipeCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 }
 
 func TestCoalescer(t *testing.T) {
-	cases := []struct {
-		name string
-		rdb  func(t *testing.T) redis.UniversalClient
-	}{
-		{"miniredis", func(t *testing.T) redis.UniversalClient {
-			return redis.NewClient(&redis.Options{Addr: miniredis.RunT(t).Addr()})
-		}},
-		{"real redis", func(t *testing.T) redis.UniversalClient { return testenv.Redis(t, 14) }},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			rdb := tc.rdb(t)
+	for _, tc := range testenv.Backends(14) {
+		t.Run(tc.Name, func(t *testing.T) {
+			rdb := tc.Open(t)
 			counter := &pipeCounter{}
 			rdb.AddHook(counter)
 			c := store.NewCoalescer(rdb, 2, 5*time.Second)

@@ -200,3 +200,18 @@ func (b *Buffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// Backend is one Redis a table test runs its cases against.
+type Backend struct {
+	Name string
+	Open func(t testing.TB) redis.UniversalClient
+}
+
+// Backends are a fresh miniredis and the real Redis of REDIS_URL (logical
+// database db): behaviour that depends on atomicity is checked on both.
+func Backends(db int) []Backend {
+	return []Backend{
+		{"miniredis", func(t testing.TB) redis.UniversalClient { c, _ := Mini(t); return c }},
+		{"real redis", func(t testing.TB) redis.UniversalClient { return Redis(t, db) }},
+	}
+}
