@@ -17,6 +17,7 @@ import (
 
 	"github.com/claude-route/claude-route/accounts"
 	"github.com/claude-route/claude-route/admission"
+	"github.com/claude-route/claude-route/cache"
 	"github.com/claude-route/claude-route/concurrency"
 	"github.com/claude-route/claude-route/ratelimit"
 	"github.com/claude-route/claude-route/refresh"
@@ -276,7 +277,10 @@ func (s *Server) admit(ctx context.Context, req *request) *httpError {
 	limit, limited := cl.tier.Quota(req.family)
 	ckey := cl.tier.Name + "/" + cl.account
 	cached, hit := s.acctCache.Get(ckey)
-	gen := s.acctCache.Begin()
+	var gen cache.Fill
+	if !hit {
+		gen = s.acctCache.Begin()
+	}
 	var acctCmd *redis.MapStringStringCmd
 	var stateCmds accounts.StateCmds
 	if req.counted && limited && hit {
@@ -308,13 +312,8 @@ func (s *Server) admit(ctx context.Context, req *request) *httpError {
 				abandon()
 				return storeDown(err)
 			}
-			req.quota = &res
-			req.ticket.HoldQuota(req.quota, s.d.Limiter)
-			if herr := s.quotaRefusal(req, res); herr != nil {
+			if herr := s.holdQuota(req, res); herr != nil {
 				return herr
-			}
-			if s.log.IsLevelEnabled(logrus.DebugLevel) {
-				s.log.WithFields(logFields(cl)).Debugf("rate limit check passed: %d/%d requests", res.Count, res.Limit)
 			}
 		}
 	}
@@ -376,14 +375,18 @@ func (s *Server) mergedQuota(ctx context.Context, req *request, limit int) *http
 		}
 		return storeDown(err)
 	}
-	req.quota = &res
-	req.ticket.HoldQuota(req.quota, s.d.Limiter)
-	return s.quotaRefusal(req, res)
+	return s.holdQuota(req, res)
 }
 
-// quotaRefusal is the 429 of a refused quota place, nil when admitted.
-func (s *Server) quotaRefusal(req *request, res ratelimit.Result) *httpError {
+// holdQuota puts an admission's answer on the request and its ticket; a
+// refusal becomes the 429 the customer sees.
+func (s *Server) holdQuota(req *request, res ratelimit.Result) *httpError {
+	req.quota = &res
+	req.ticket.HoldQuota(req.quota, s.d.Limiter)
 	if res.Allowed {
+		if s.log.IsLevelEnabled(logrus.DebugLevel) {
+			s.log.WithFields(logFields(req.cl)).Debugf("rate limit check passed: %d/%d requests", res.Count, res.Limit)
+		}
 		return nil
 	}
 	s.metrics.quotaRefusals.WithLabelValues(req.cl.tier.Name, req.family).Inc()
