@@ -142,7 +142,8 @@ func (l *Limiter) handOnLocked(gk string, g *mergeGroup) {
 }
 
 // runMerged runs one batch: everyone queued now (the leader first), up
-// to mergeMax; then hands the lead to whoever came meanwhile.
+// to mergeMax; then hands the lead to whoever came meanwhile. Its frame
+// is small: the script's round trip runs below it on a request's stack.
 func (l *Limiter) runMerged(gk string, g *mergeGroup, r Request) {
 	l.mu.Lock()
 	n := min(len(g.queue), mergeMax)
@@ -150,17 +151,31 @@ func (l *Limiter) runMerged(gk string, g *mergeGroup, r Request) {
 	g.queue = slices.Delete(g.queue, 0, n)
 	l.mu.Unlock()
 
+	v, err := l.runMany(r, batch)
+	deliver(r, batch, v, err)
+	l.mu.Lock()
+	l.handOnLocked(gk, g)
+	l.mu.Unlock()
+}
+
+// runMany runs manyScript for the batch.
+func (l *Limiter) runMany(r Request, batch []*mergeWaiter) ([]int64, error) {
 	ids := make([]any, 0, 3+len(batch))
 	ids = append(ids, r.Limit, r.Window.Milliseconds(), l.nowArg())
 	for _, w := range batch {
 		ids = append(ids, w.id)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), mergeTimeout)
+	defer cancel()
 	v, err := l.many.Run(ctx, l.rdb, []string{r.Key()}, ids...).Int64Slice()
-	cancel()
 	if err == nil && len(v) != 4 {
 		err = fmt.Errorf("script returned %d values, want 4", len(v))
 	}
+	return v, err
+}
+
+// deliver gives each waiter of the batch its share of the run's answer.
+func deliver(r Request, batch []*mergeWaiter, v []int64, err error) {
 	for i, w := range batch {
 		if err != nil {
 			w.res = Result{ID: w.id, Subject: r.Subject, Family: r.Family, Limit: r.Limit}
@@ -170,9 +185,6 @@ func (l *Limiter) runMerged(gk string, g *mergeGroup, r Request) {
 		}
 		close(w.done)
 	}
-	l.mu.Lock()
-	l.handOnLocked(gk, g)
-	l.mu.Unlock()
 }
 
 // mergedResult is the i-th request's share of a run's answer.

@@ -62,91 +62,126 @@ func (r Result) Facts() Facts {
 // read so each SSE event reaches the client at once, and reads the usage
 // from the same bytes. An answer that breaks or idles mid-stream ends with
 // an SSE `event: error` the SDKs raise. ctx is the client's request.
-func (r *Relay) Copy(ctx context.Context, w http.ResponseWriter, call *Call, hooks Hooks) Result {
+//
+// Copy's own frame is small and its state lives in a copier: a stream
+// keeps every frame above the copy loop for its whole life, and the first
+// flush (net/http writing the status line) runs deep below it; together
+// they fit the request goroutine's first 8 KiB of stack (DESIGN.md, stacks).
+func (r *Relay) Copy(ctx context.Context, w http.ResponseWriter, call *Call, hooks Hooks) *Result {
 	defer call.Close()
+	cp := r.begin(w, call, hooks)
+	defer cp.idle.stop()
+	cp.pump()
+	cp.end(ctx)
+	return &cp.res
+}
+
+// copier is one answer being copied.
+type copier struct {
+	r     *Relay
+	w     http.ResponseWriter
+	rc    *http.ResponseController
+	body  io.Reader
+	hooks Hooks
+	idle  *idleWatch
+	sse   *usage.SSETap // an event stream's tap, else
+	js    *usage.JSONTap
+	res   Result
+}
+
+// begin writes the status line's headers and sets up the taps.
+func (r *Relay) begin(w http.ResponseWriter, call *Call, hooks Hooks) *copier {
 	resp := call.Resp
-	res := Result{Status: resp.StatusCode, SSE: IsSSE(resp.Header)}
+	cp := &copier{r: r, w: w, body: resp.Body, hooks: hooks, res: Result{Status: resp.StatusCode, SSE: IsSSE(resp.Header)}}
 	CopyResponseHeaders(w.Header(), resp.Header, resp.StatusCode)
 	if hooks.Header != nil {
 		hooks.Header(resp.StatusCode, w.Header())
 	}
 	w.WriteHeader(resp.StatusCode)
-	rc := http.NewResponseController(w)
-	var sse *usage.SSETap
-	var js *usage.JSONTap
-	if res.SSE {
-		sse = usage.NewSSETap()
+	cp.rc = http.NewResponseController(w)
+	if cp.res.SSE {
+		cp.sse = usage.NewSSETap()
 	} else {
-		js = usage.NewJSONTap(4 << 20)
+		cp.js = usage.NewJSONTap(4 << 20)
 	}
-	idle := watchIdle(r.cfg.Clock, r.cfg.IdleTimeout, call.cancel)
-	defer idle.stop()
+	cp.idle = watchIdle(r.cfg.Clock, r.cfg.IdleTimeout, call.cancel)
+	return cp
+}
+
+// pump copies until the answer ends, the upstream breaks or the client
+// leaves.
+func (cp *copier) pump() {
 	pool := &bufPool
-	if res.SSE {
+	if cp.sse != nil {
 		pool = &ssePool
 	}
 	bp := pool.Get().(*[]byte)
 	defer pool.Put(bp)
 	buf := *bp
 	first := true
-	var writeErr error
 	for {
-		n, err := resp.Body.Read(buf)
+		n, err := cp.body.Read(buf)
 		if n > 0 {
-			idle.touch()
-			if first && hooks.FirstByte != nil {
-				hooks.FirstByte()
+			cp.idle.touch()
+			if first && cp.hooks.FirstByte != nil {
+				cp.hooks.FirstByte()
 			}
 			first = false
-			if sse != nil {
-				_, _ = sse.Write(buf[:n])
+			if cp.sse != nil {
+				_, _ = cp.sse.Write(buf[:n])
 			} else {
-				_, _ = js.Write(buf[:n])
+				_, _ = cp.js.Write(buf[:n])
 			}
 			// A stream is flushed per read, so each event reaches the
 			// client as it arrives. A non-streamed answer comes whole from
 			// the upstream: net/http sends it in one write at the end,
 			// instead of a chunk per read and a closing chunk.
-			if _, writeErr = w.Write(buf[:n]); writeErr == nil && res.SSE {
-				writeErr = rc.Flush()
+			var werr error
+			if _, werr = cp.w.Write(buf[:n]); werr == nil && cp.sse != nil {
+				werr = cp.rc.Flush()
 			}
-			if writeErr != nil {
-				break // the client left: its context cancels the upstream call
+			if werr != nil {
+				cp.res.ClientGone = true
+				return // the client left: its context cancels the upstream call
 			}
 		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
-				res.ReadErr = err
+				cp.res.ReadErr = err
 			}
-			break
+			return
 		}
 	}
-	res.Idle = idle.fired()
+}
+
+// end reads the taps into the result and, when a stream broke, tells the
+// client in an event: the status line is long gone.
+func (cp *copier) end(ctx context.Context) {
+	res := &cp.res
+	res.Idle = cp.idle.fired()
 	if res.Idle {
 		res.ReadErr = ErrIdle
 	}
-	res.ClientGone = writeErr != nil || ctx.Err() != nil
-	if sse != nil {
-		res.SawStop = sse.Done()
-		_, _, res.SawError = sse.Error()
-		res.Usage, res.UsageOK = sse.Usage()
+	res.ClientGone = res.ClientGone || ctx.Err() != nil
+	if cp.sse != nil {
+		res.SawStop = cp.sse.Done()
+		_, _, res.SawError = cp.sse.Error()
+		res.Usage, res.UsageOK = cp.sse.Usage()
 	} else {
-		res.Usage, res.UsageOK = js.Usage()
+		res.Usage, res.UsageOK = cp.js.Usage()
 	}
 	if res.SSE && !res.ClientGone && !res.SawStop && !res.SawError {
-		// The status line is long gone: the failure travels as an event.
 		msg := "The upstream stream ended early; please retry"
 		switch {
 		case res.Idle:
-			msg = "The upstream sent nothing for " + r.cfg.IdleTimeout.String() + "; please retry"
+			msg = "The upstream sent nothing for " + cp.r.cfg.IdleTimeout.String() + "; please retry"
 		case res.ReadErr != nil:
 			msg = "The upstream connection was interrupted; please retry"
 		}
-		_, _ = w.Write(SSEError("api_error", msg))
-		_ = rc.Flush()
+		_, _ = cp.w.Write(SSEError("api_error", msg))
+		_ = cp.rc.Flush()
 	}
 	res.Refund = Refund(res.Facts())
-	return res
 }
 
 // idleWatch cancels the upstream call when no byte arrived for d, on the

@@ -108,7 +108,7 @@ func TestHTTP2HealthCheckEndsStreamOnDeadConnection(t *testing.T) {
 	rec := httptest.NewRecorder()
 	done := make(chan Result, 1)
 	go func() {
-		done <- rl.Copy(context.Background(), rec, call, Hooks{FirstByte: func() { bh.frozen.Store(true) }})
+		done <- *rl.Copy(context.Background(), rec, call, Hooks{FirstByte: func() { bh.frozen.Store(true) }})
 	}()
 	var res Result
 	select {

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -44,8 +45,8 @@ type Config struct {
 
 // Relay makes upstream calls and copies their answers.
 type Relay struct {
-	cfg    Config
-	client *http.Client
+	cfg Config
+	rt  http.RoundTripper
 }
 
 // New returns a relay; zero Config fields get their defaults.
@@ -63,7 +64,7 @@ func New(cfg Config) *Relay {
 	if rt == nil {
 		rt = NewTransport(cfg.HeaderTimeout)
 	}
-	return &Relay{cfg: cfg, client: newClient(rt)}
+	return &Relay{cfg: cfg, rt: rt}
 }
 
 // IdleTimeout is the idle limit in use.
@@ -110,12 +111,19 @@ func (r *Relay) Send(ctx context.Context, in *http.Request, body []byte, t Targe
 		if i > 0 {
 			out.Header = hdr.Clone()
 		}
-		resp, err := r.client.Do(out)
+		// The transport itself, not an http.Client: a RoundTripper never
+		// follows a redirect. Go drops Authorization on a cross-host
+		// redirect but not x-api-key, so following one would hand the
+		// account's key to whatever host the upstream (or whoever sits in
+		// its place) names; the 3xx goes back to the client as an answer.
+		// It also keeps the client's frames off the request goroutine's
+		// stack, which stays small for the whole stream (DESIGN.md).
+		resp, err := r.rt.RoundTrip(out)
 		if err == nil {
 			return &Call{Resp: resp, cancel: cancel}, nil
 		}
 		cancel(nil)
-		lastErr = err
+		lastErr = &url.Error{Op: "Post", URL: u, Err: err} // as http.Client reports it
 		if ctx.Err() != nil {
 			break
 		}

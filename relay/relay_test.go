@@ -184,7 +184,7 @@ func TestIdleTimeoutEndsStream(t *testing.T) {
 	firstByte := make(chan struct{})
 	done := make(chan Result)
 	go func() {
-		done <- rl.Copy(context.Background(), rec, call, Hooks{FirstByte: func() { close(firstByte) }})
+		done <- *rl.Copy(context.Background(), rec, call, Hooks{FirstByte: func() { close(firstByte) }})
 	}()
 	<-firstByte
 	// The fake clock fires due timers inside Advance, so a cancel would

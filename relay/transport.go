@@ -34,14 +34,3 @@ func newTransport(headerTimeout, pingAfter, pingTimeout time.Duration) *http.Tra
 	t.HTTP2 = &http.HTTP2Config{SendPingTimeout: pingAfter, PingTimeout: pingTimeout}
 	return t
 }
-
-// newClient never follows a redirect: Go drops Authorization on a
-// cross-host redirect but not x-api-key, so following one would hand the
-// account's key to whatever host the upstream (or whoever sits in its
-// place) names. The 3xx goes back to the client as an answer instead.
-func newClient(rt http.RoundTripper) *http.Client {
-	return &http.Client{
-		Transport:     rt,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-}

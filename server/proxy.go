@@ -49,7 +49,6 @@ type request struct {
 	quota   *ratelimit.Result // nil when the family is unlimited or not counted
 	acct    accounts.Account
 	start   time.Time
-	sent    bool // the body went upstream: its buffer is not recycled
 	// ticket holds the key's place, the body's bytes and the quota place.
 	ticket *admission.Ticket
 	// state is the bound account's pool state read in admission; bound
@@ -57,9 +56,44 @@ type request struct {
 	state      accounts.State
 	bound      string
 	overflowed bool
+	// att is the upstream attempt being relayed.
+	att relay.Attempt
 }
 
 func (s *Server) proxy(c *ginContext, counted bool) {
+	// The ticket's holdings (the key's place, the body's bytes) are
+	// released when the request ends, however it ends (answer, refusal,
+	// client gone, panic).
+	tk := &admission.Ticket{}
+	defer s.settle(c.Request.Context(), tk)
+	req := s.receive(c, counted, tk)
+	if req == nil || !s.admitted(c, req) {
+		return // refused: answered
+	}
+	// From here on the body belongs to the upstream call: its buffer is
+	// not recycled. The stream runs under this frame, forward's and
+	// relay's for its whole life; they stay small (DESIGN.md, stacks).
+	status := s.forward(c, req)
+	s.forwarded(c.Request.URL.Path, req, status)
+}
+
+// forwarded counts and logs a forwarded request: one line per request,
+// what an operator greps for at 3 a.m.
+func (s *Server) forwarded(path string, req *request, status int) {
+	cl := req.cl
+	s.metrics.request(cl.tier.Name, req.family, status)
+	s.log.WithFields(logrus.Fields{
+		"key": cl.rec.ID, "tier": cl.tier.Name, "account": req.acct.Name, "model": req.model,
+		"stream": req.stream, "status": status, "ms": s.d.Clock.Now().Sub(req.start).Milliseconds(),
+	}).Info(path)
+}
+
+// receive does what comes before the admission: authentication, the key's
+// concurrency place, the body and the tier's model rules. It answers a
+// refusal itself and returns nil; otherwise the request, with tk holding
+// what it took. It returns before the store's and the upstream's round
+// trips, so its large frame is not on the stack under them.
+func (s *Server) receive(c *ginContext, counted bool, tk *admission.Ticket) *request {
 	w, r := c.Writer, c.Request
 	ctx := r.Context()
 	// Authentication first: a request without a valid key learns nothing
@@ -70,13 +104,11 @@ func (s *Server) proxy(c *ginContext, counted bool) {
 	if herr != nil {
 		s.metrics.request("", "", herr.status)
 		herr.write(w)
-		return
+		return nil
 	}
 	// The key's concurrency place, then room in the process's body budget,
 	// both before a byte of the body is read: a flood of large bodies on
 	// one key waits in its queue instead of in memory.
-	tk := &admission.Ticket{}
-	defer s.settle(ctx, tk)
 	// Refused before the body was read: drain it, so the answer reaches
 	// a client still sending (golang/go#40747), unless the client left.
 	refuseUnread := func(herr *httpError) {
@@ -89,60 +121,61 @@ func (s *Server) proxy(c *ginContext, counted bool) {
 	lease, herr := s.takeLease(ctx, cl, entry)
 	if herr != nil {
 		refuseUnread(herr)
-		return
+		return nil
 	}
 	tk.HoldLease(lease)
 	held, herr := s.holdBody(ctx, r, cl.tier.Name)
 	if herr != nil {
 		refuseUnread(herr)
-		return
+		return nil
 	}
 	tk.HoldBytes(s.inflight, held)
 	req, herr := s.readBody(w, r)
 	if herr != nil {
 		s.metrics.request(cl.tier.Name, "", herr.status)
 		herr.write(w)
-		return
+		return nil
 	}
 	req.ticket = tk
-	// A body that never went upstream is no longer read by anyone when the
-	// handler returns: its buffer is recycled.
-	defer func() {
-		if !req.sent {
-			s.bufs.put(req.body)
-		}
-	}()
 	req.counted, req.start = counted, s.d.Clock.Now()
 	req.cl = cl
 	s.resolveAlias(req)
 	req.family = s.d.Tiers.FamilyOf(req.model)
 	if !cl.tier.Allows(req.family) {
+		s.bufs.put(req.body) // never went upstream: nobody reads it now
 		s.metrics.request(cl.tier.Name, req.family, http.StatusForbidden)
 		(&httpError{status: http.StatusForbidden, typ: errPermission,
 			msg: fmt.Sprintf("%s tier can only use %s models", cl.tier.Title(), cl.tier.AllowedText())}).write(w)
-		return
+		return nil
 	}
+	return req
+}
+
+// admitted runs the admission (binding, quota, account) and answers a
+// refusal itself.
+func (s *Server) admitted(c *ginContext, req *request) bool {
 	// A fresh budget: reading a large body from a slow client must not eat it.
-	sctx, cancel := context.WithTimeout(ctx, storeBudget)
-	defer cancel()
-	if herr := s.admit(sctx, req); herr != nil {
-		s.metrics.request(cl.tier.Name, req.family, herr.status)
-		s.log.WithFields(logrus.Fields{"key": cl.rec.ID, "tier": cl.tier.Name, "model": req.model, "status": herr.status}).Info("refused: " + herr.msg)
-		s.refund(req) // a no-op when the quota itself refused
-		if req.quota != nil {
-			setQuotaHeaders(w.Header(), *req.quota)
-		}
-		herr.write(w)
-		return
+	sctx, cancel := context.WithTimeout(c.Request.Context(), storeBudget)
+	herr := s.admit(sctx, req)
+	cancel()
+	if herr != nil {
+		s.refuseAdmission(c.Writer, req, herr)
+		return false
 	}
-	req.sent = true
-	status := s.forward(c, req)
-	s.metrics.request(cl.tier.Name, req.family, status)
-	// One line per forwarded request: what an operator greps for at 3 a.m.
-	s.log.WithFields(logrus.Fields{
-		"key": cl.rec.ID, "tier": cl.tier.Name, "account": req.acct.Name, "model": req.model,
-		"stream": req.stream, "status": status, "ms": s.d.Clock.Now().Sub(req.start).Milliseconds(),
-	}).Info(r.URL.Path)
+	return true
+}
+
+// refuseAdmission answers a request the admission refused.
+func (s *Server) refuseAdmission(w http.ResponseWriter, req *request, herr *httpError) {
+	cl := req.cl
+	s.bufs.put(req.body) // never went upstream: nobody reads it now
+	s.metrics.request(cl.tier.Name, req.family, herr.status)
+	s.log.WithFields(logrus.Fields{"key": cl.rec.ID, "tier": cl.tier.Name, "model": req.model, "status": herr.status}).Info("refused: " + herr.msg)
+	s.refund(req) // a no-op when the quota itself refused
+	if req.quota != nil {
+		setQuotaHeaders(w.Header(), *req.quota)
+	}
+	herr.write(w)
 }
 
 // readBody reads the whole body (we need the model, and reading it before
@@ -166,6 +199,14 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (*request, *ht
 		}
 		return nil, &httpError{status: http.StatusBadRequest, typ: errInvalidRequest, msg: "could not read the request body"}
 	}
+	// The body is all read (and the read deadline lifted). Handing
+	// net/http back its own body, closed, tells it so; it would otherwise
+	// drain the wrapper when the answer starts, deep in the stack that the
+	// whole stream then keeps (DESIGN.md, stacks).
+	if db, ok := r.Body.(*deadlineBody); ok {
+		r.Body = db.ReadCloser
+	}
+	_ = r.Body.Close()
 	f, err := admission.ScanBody(body)
 	if err != nil {
 		s.bufs.put(body)
@@ -265,7 +306,8 @@ type acctEntry struct {
 
 // admit binds the key if needed, takes a place in the family's window and
 // loads the account: for a bound key whose account is cached, the quota
-// script alone; otherwise one pipelined round trip.
+// script alone; otherwise one pipelined round trip. Its frame is small,
+// and the cache holds pointers: the quota's round trip runs below it.
 func (s *Server) admit(ctx context.Context, req *request) *httpError {
 	cl := req.cl
 	if cl.account == "" {
@@ -273,78 +315,93 @@ func (s *Server) admit(ctx context.Context, req *request) *httpError {
 			return herr
 		}
 	}
-	var pending *ratelimit.Pending
 	limit, limited := cl.tier.Quota(req.family)
-	ckey := cl.tier.Name + "/" + cl.account
-	cached, hit := s.acctCache.Get(ckey)
-	var gen cache.Fill
-	if !hit {
-		gen = s.acctCache.Begin()
-	}
-	var acctCmd *redis.MapStringStringCmd
-	var stateCmds accounts.StateCmds
-	if req.counted && limited && hit {
+	limited = limited && req.counted
+	e, hit := s.acctCache.Get(cl.tier.Name + "/" + cl.account)
+	if hit && limited {
 		// The account is cached: the quota is the only trip, shared with
 		// the same key's concurrent admissions (ratelimit.AdmitMerged).
 		if herr := s.mergedQuota(ctx, req, limit); herr != nil {
 			return herr
 		}
-	} else if (req.counted && limited) || !hit {
-		err := s.pipelined(ctx, func(pipe redis.Pipeliner) {
-			if req.counted && limited {
-				pending = s.d.Limiter.QueueAdmit(ctx, pipe, s.quotaRequest(cl, req.family, limit))
-			}
-			if !hit {
-				acctCmd = s.d.Accounts.QueueGet(ctx, pipe, cl.account)
-				stateCmds = s.d.Pool.QueueState(ctx, pipe, cl.tier.Name, cl.account)
-			}
-		})
-		if err != nil { // nothing was sent
-			return storeDown(err)
-		}
-		// abandon takes back a place whose script may have run with its
-		// answer lost (a timeout); removing a place never taken is harmless.
-		abandon := func() { s.giveBack(pending.Abandon) }
-		if pending != nil {
-			res, err := pending.Result(ctx)
-			if err != nil {
-				// A NOSCRIPT re-run that timed out may have counted too.
-				abandon()
-				return storeDown(err)
-			}
-			if herr := s.holdQuota(req, res); herr != nil {
-				return herr
-			}
-		}
-	}
-	if !hit {
-		state, err := stateCmds.Result()
-		if err != nil {
-			return storeDown(err)
-		}
-		if err := acctCmd.Err(); err != nil && !errors.Is(err, redis.Nil) {
-			return storeDown(err)
-		}
-		acct, aerr := accounts.FromHash(cl.account, acctCmd.Val())
-		cached = acctEntry{acct: acct, state: state, err: aerr}
-		s.acctCache.Put(ckey, gen, cached)
-	}
-	state, acct := cached.state, cached.acct
-	if !state.InTier || state.Blacklisted || cached.err != nil {
-		// The bound account was blacklisted or removed: move the key.
-		if herr := s.bind(ctx, cl); herr != nil {
+	} else if !hit || limited {
+		var herr *httpError
+		if e, herr = s.admitLoad(ctx, req, limit, limited, hit, e); herr != nil {
 			return herr
 		}
-		var aerr error
-		if acct, aerr = s.d.Accounts.Get(ctx, cl.account); aerr != nil {
-			return storeDown(aerr)
+	}
+	if !e.state.InTier || e.state.Blacklisted || e.err != nil {
+		return s.rebind(ctx, req)
+	}
+	if s.log.IsLevelEnabled(logrus.DebugLevel) {
+		s.log.WithFields(logFields(cl)).Debugf("using assigned account: %s", cl.account)
+	}
+	// A limited or cooling account is the relay's to route around.
+	req.state = e.state
+	req.acct = e.acct
+	return nil
+}
+
+// admitLoad takes the quota place and, when the account is not cached,
+// reads its record and pool state, all in one pipelined round trip.
+func (s *Server) admitLoad(ctx context.Context, req *request, limit int, limited, hit bool, e *acctEntry) (*acctEntry, *httpError) {
+	cl := req.cl
+	var gen cache.Fill
+	if !hit {
+		gen = s.acctCache.Begin()
+	}
+	var pending *ratelimit.Pending
+	var acctCmd *redis.MapStringStringCmd
+	var stateCmds accounts.StateCmds
+	err := s.pipelined(ctx, func(pipe redis.Pipeliner) {
+		if limited {
+			pending = s.d.Limiter.QueueAdmit(ctx, pipe, s.quotaRequest(cl, req.family, limit))
 		}
-	} else {
-		if s.log.IsLevelEnabled(logrus.DebugLevel) {
-			s.log.WithFields(logFields(cl)).Debugf("using assigned account: %s", cl.account)
+		if !hit {
+			acctCmd = s.d.Accounts.QueueGet(ctx, pipe, cl.account)
+			stateCmds = s.d.Pool.QueueState(ctx, pipe, cl.tier.Name, cl.account)
 		}
-		// A limited or cooling account is the relay's to route around.
-		req.state = state
+	})
+	if err != nil { // nothing was sent
+		return nil, storeDown(err)
+	}
+	if pending != nil {
+		res, err := pending.Result(ctx)
+		if err != nil {
+			// A timeout (or a NOSCRIPT re-run that timed out) may have
+			// counted: take back a place whose answer was lost; removing a
+			// place never taken is harmless.
+			s.giveBack(pending.Abandon)
+			return nil, storeDown(err)
+		}
+		if herr := s.holdQuota(req, res); herr != nil {
+			return nil, herr
+		}
+	}
+	if hit {
+		return e, nil
+	}
+	state, err := stateCmds.Result()
+	if err != nil {
+		return nil, storeDown(err)
+	}
+	if err := acctCmd.Err(); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, storeDown(err)
+	}
+	acct, aerr := accounts.FromHash(cl.account, acctCmd.Val())
+	e = &acctEntry{acct: acct, state: state, err: aerr}
+	s.acctCache.Put(cl.tier.Name+"/"+cl.account, gen, e)
+	return e, nil
+}
+
+// rebind moves a key whose bound account was blacklisted or removed.
+func (s *Server) rebind(ctx context.Context, req *request) *httpError {
+	if herr := s.bind(ctx, req.cl); herr != nil {
+		return herr
+	}
+	acct, err := s.d.Accounts.Get(ctx, req.cl.account)
+	if err != nil {
+		return storeDown(err)
 	}
 	req.acct = acct
 	return nil
@@ -453,12 +510,22 @@ func (s *Server) refund(req *request) {
 }
 
 // forward sends the request upstream and relays the answer: admit → relay
-// → settle. The request moves at most once to another account when the
-// bound one cannot serve and nothing has reached the client yet
-// (overflow: the binding stays), and is retried once on a fresh token or a
-// newly bound account when the credential turns out dead. It returns the
-// status sent.
+// → settle. It returns the status sent.
 func (s *Server) forward(c *ginContext, req *request) int {
+	if answered := s.attempt(c, req); answered != 0 {
+		return answered
+	}
+	// attempt's frame is gone: the stream runs under these small ones.
+	return s.relay(c.Request.Context(), c.Writer, req, &req.att)
+}
+
+// attempt calls the upstream until an answer is worth relaying. The
+// request moves at most once to another account when the bound one cannot
+// serve and nothing has reached the client yet (overflow: the binding
+// stays), and is retried once on a fresh token or a newly bound account
+// when the credential turns out dead. It leaves the attempt to relay in
+// req.att, or returns the status of an answer it gave itself.
+func (s *Server) attempt(c *ginContext, req *request) int {
 	w, r := c.Writer, c.Request
 	ctx := r.Context()
 	req.bound = req.acct.Name
@@ -478,7 +545,7 @@ func (s *Server) forward(c *ginContext, req *request) int {
 		switch att.Kind {
 		case relay.Abandoned:
 			// The client left before the upstream answered: it counts.
-			return 499
+			return statusClientGone
 		case relay.Overflow:
 			if s.overflow(ctx, req, att) {
 				if call != nil {
@@ -489,7 +556,6 @@ func (s *Server) forward(c *ginContext, req *request) int {
 			if call == nil {
 				return s.upstreamFailed(w, req, att.Err)
 			}
-			return s.relay(ctx, w, req, att)
 		case relay.Expired, relay.Dead:
 			retry, herr := s.accountFailed(ctx, req, att)
 			if retry && !retried {
@@ -506,7 +572,8 @@ func (s *Server) forward(c *ginContext, req *request) int {
 				return s.answerSelf(w, req, herr)
 			}
 		}
-		return s.relay(ctx, w, req, att)
+		req.att = att
+		return 0
 	}
 }
 
@@ -769,41 +836,61 @@ func (s *Server) upstreamFailed(w http.ResponseWriter, req *request, err error) 
 
 // relay hands the attempt's answer to the client and settles the request
 // from the one result: refund, account health, usage.
-func (s *Server) relay(ctx context.Context, w http.ResponseWriter, req *request, att relay.Attempt) int {
-	cl := req.cl
+func (s *Server) relay(ctx context.Context, w http.ResponseWriter, req *request, att *relay.Attempt) int {
 	if relay.IsSSE(att.Call.Resp.Header) {
 		s.metrics.activeStreams.Inc()
 		defer s.metrics.activeStreams.Dec()
 	}
-	res := s.upstream.Copy(ctx, w, att.Call, relay.Hooks{
-		Header: func(status int, h http.Header) {
-			if relay.Refund(relay.Facts{Status: status}) {
-				s.refund(req) // before the quota headers, so they show it
-			}
-			if now := s.d.Clock.Now(); att.LimitedUntil.After(now) && h.Get("Retry-After") == "" {
-				h.Set("Retry-After", strconv.FormatInt(ceilSeconds(att.LimitedUntil.Sub(now)), 10))
-			}
-			if req.quota != nil {
-				setQuotaHeaders(h, *req.quota)
-			}
-		},
-		FirstByte: func() {
-			s.metrics.ttfb.WithLabelValues(cl.tier.Name).Observe(s.d.Clock.Now().Sub(req.start).Seconds())
-		},
-	})
+	// The hooks are methods of a small value, not closures over this
+	// frame: the stream runs under it, and it stays small.
+	h := answerHooks{s: s, req: req, limitedUntil: att.LimitedUntil}
+	res := s.upstream.Copy(ctx, w, att.Call, relay.Hooks{Header: h.header, FirstByte: h.firstByte})
+	s.settleAnswer(req, att.Kind, res)
+	return res.Status
+}
+
+// answerHooks act on a relayed answer at the moments only the server
+// understands.
+type answerHooks struct {
+	s            *Server
+	req          *request
+	limitedUntil time.Time // the account's usage limit, from a rejected 429
+}
+
+// header settles what it can before the status line: an error status is
+// refunded before the key's quota headers are set, so they show it.
+func (h *answerHooks) header(status int, hdr http.Header) {
+	s, req := h.s, h.req
+	if relay.Refund(relay.Facts{Status: status}) {
+		s.refund(req)
+	}
+	if now := s.d.Clock.Now(); h.limitedUntil.After(now) && hdr.Get("Retry-After") == "" {
+		hdr.Set("Retry-After", strconv.FormatInt(ceilSeconds(h.limitedUntil.Sub(now)), 10))
+	}
+	if req.quota != nil {
+		setQuotaHeaders(hdr, *req.quota)
+	}
+}
+
+func (h *answerHooks) firstByte() {
+	h.s.metrics.ttfb.WithLabelValues(h.req.cl.tier.Name).Observe(h.s.d.Clock.Now().Sub(h.req.start).Seconds())
+}
+
+// settleAnswer settles the request from the relayed answer's one result:
+// refund, account health, usage.
+func (s *Server) settleAnswer(req *request, kind relay.Kind, res *relay.Result) {
 	if res.ReadErr != nil && !res.ClientGone {
-		s.log.WithFields(logFields(cl)).WithField("account", req.acct.Name).Warnf("upstream answer broke: %s", relay.RedactURLError(res.ReadErr))
+		s.log.WithFields(logFields(req.cl)).WithField("account", req.acct.Name).Warnf("upstream answer broke: %s", relay.RedactURLError(res.ReadErr))
 	}
 	if res.Refund {
 		s.refund(req)
 	}
-	if att.Kind == relay.Answer && res.Status < 500 {
+	if kind == relay.Answer && res.Status < 500 {
 		s.succeeded(req)
 	}
 	if res.UsageOK && res.Status < 400 && s.d.Usage != nil {
 		s.recordUsage(req, res.Usage)
 	}
-	return res.Status
 }
 
 // recordUsage counts the answer's tokens. The recorder only adds them to

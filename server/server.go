@@ -113,7 +113,7 @@ type Server struct {
 	// keyCache holds client keys' records and bindings by key hash;
 	// acctCache accounts' records and pool state by tier and name.
 	keyCache  *cache.Map[keyEntry]
-	acctCache *cache.Map[acctEntry]
+	acctCache *cache.Map[*acctEntry]
 }
 
 // New builds the server.
@@ -143,12 +143,12 @@ func New(cfg Config, d Deps) *Server {
 		IdleTimeout: cfg.StreamIdleTimeout, Clock: d.Clock, Transport: cfg.Transport})
 	s := &Server{cfg: cfg, d: d, log: d.Log, upstream: up,
 		inflight: admission.NewBudget(cfg.MaxInflightBodyBytes),
-		keyCache: cache.New[keyEntry](cfg.CacheTTL), acctCache: cache.New[acctEntry](cfg.CacheTTL)}
+		keyCache: cache.New[keyEntry](cfg.CacheTTL), acctCache: cache.New[*acctEntry](cfg.CacheTTL)}
 	s.metrics = newMetrics(s)
 	gin.SetMode(gin.ReleaseMode)
 	newEngine := func() *gin.Engine {
 		e := gin.New()
-		e.Use(s.track, s.recover, s.bodyDeadline)
+		e.Use(s.guard)
 		e.ContextWithFallback = true
 		return e
 	}
@@ -163,31 +163,33 @@ func New(cfg Config, d Deps) *Server {
 	return s
 }
 
-// track counts in-flight handlers for Serve's shutdown.
-func (s *Server) track(c *gin.Context) {
+// guard is the one middleware every request passes. It counts the
+// handler for Serve's shutdown, turns a panic into Anthropic's error
+// shape and gives the body its read deadline. One frame, not three: a
+// stream keeps every frame above it for its whole life (DESIGN.md, stacks).
+func (s *Server) guard(c *gin.Context) {
 	s.handlers.Add(1)
 	defer s.handlers.Done()
+	defer func() {
+		if v := recover(); v != nil {
+			s.panicked(c, v)
+		}
+	}()
+	s.bodyDeadline(c)
 	c.Next()
 }
 
-// recover turns a panic into Anthropic's error shape and a log line that
-// names the route but never the request's headers (they carry keys).
-func (s *Server) recover(c *gin.Context) {
-	defer func() {
-		v := recover()
-		if v == nil {
-			return
-		}
-		if v == http.ErrAbortHandler {
-			panic(v) // the client left; net/http handles it quietly
-		}
-		s.log.WithFields(logrus.Fields{"method": c.Request.Method, "path": c.Request.URL.Path}).Errorf("panic serving request: %v", v)
-		if !c.Writer.Written() {
-			writeError(c.Writer, http.StatusInternalServerError, errAPI, "Internal server error")
-		}
-		c.Abort()
-	}()
-	c.Next()
+// panicked answers a handler's panic with a log line that names the route
+// but never the request's headers (they carry keys).
+func (s *Server) panicked(c *gin.Context, v any) {
+	if v == http.ErrAbortHandler {
+		panic(v) // the client left; net/http handles it quietly
+	}
+	s.log.WithFields(logrus.Fields{"method": c.Request.Method, "path": c.Request.URL.Path}).Errorf("panic serving request: %v", v)
+	if !c.Writer.Written() {
+		writeError(c.Writer, http.StatusInternalServerError, errAPI, "Internal server error")
+	}
+	c.Abort()
 }
 
 // Handler is the whole HTTP surface.
@@ -236,19 +238,16 @@ func (s *Server) notFound(e *gin.Engine) {
 func (s *Server) bodyDeadline(c *gin.Context) {
 	r := c.Request
 	if s.cfg.BodyReadTimeout <= 0 || r.Body == nil || r.Body == http.NoBody {
-		c.Next()
 		return
 	}
 	rc := http.NewResponseController(c.Writer)
 	if rc.SetReadDeadline(time.Now().Add(s.cfg.BodyReadTimeout)) != nil {
-		c.Next() // not a network connection (handler tests)
-		return
+		return // not a network connection (handler tests)
 	}
-	r.Body = &deadlineBody{ReadCloser: r.Body, lift: func() { _ = rc.SetReadDeadline(time.Time{}) }}
 	// The deadline stays when the body was not read to its end: net/http
 	// then discards the rest before answering, and that must not wait on
 	// a stalled client either.
-	c.Next()
+	r.Body = &deadlineBody{ReadCloser: r.Body, lift: func() { _ = rc.SetReadDeadline(time.Time{}) }}
 }
 
 // deadlineBody lifts the connection's read deadline when the body ends.
