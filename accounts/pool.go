@@ -170,6 +170,13 @@ func (p *Pool) bind(ctx context.Context, keyHash, tier string, slots int, want s
 var errAlreadyBound = errors.New("already bound")
 
 func (p *Pool) runBind(ctx context.Context, keyHash, tier string, slots int, want string, onlyUnbound bool, expires time.Time) (Binding, error) {
+	// Three frames, not one: the script's round trip runs below the first
+	// two, on the stack a stream then keeps; they stay small.
+	res, err := p.callBind(ctx, keyHash, tier, slots, want, onlyUnbound, expires)
+	return p.bindAnswer(res, err, tier, slots, want)
+}
+
+func (p *Pool) callBind(ctx context.Context, keyHash, tier string, slots int, want string, onlyUnbound bool, expires time.Time) ([]any, error) {
 	flag := "0"
 	if onlyUnbound {
 		flag = "1"
@@ -179,9 +186,12 @@ func (p *Pool) runBind(ctx context.Context, keyHash, tier string, slots int, wan
 		exp = expires.UnixMilli()
 	}
 	now := p.clock.Now()
-	res, err := bindScript.Run(ctx, p.rdb,
+	return bindScript.Run(ctx, p.rdb,
 		[]string{keyBind, keyUsed, keyBL, keyLimited, keyTier(tier), keyGone, keyCool, keyUtil},
 		keyHash, slots, now.Unix(), want, flag, exp, now.UnixMilli()).Slice()
+}
+
+func (p *Pool) bindAnswer(res []any, err error, tier string, slots int, want string) (Binding, error) {
 	if err != nil {
 		return Binding{}, fmt.Errorf("bind: %w", err)
 	}

@@ -71,45 +71,64 @@ type mergeWaiter struct {
 // context ends while it waits for a run gets its error and was never
 // sent. On any other error the result carries the request's id: the
 // script may have run, so give the place back with Abandon.
-func (l *Limiter) AdmitMerged(ctx context.Context, r Request) (Result, error) {
+func (l *Limiter) AdmitMerged(ctx context.Context, r Request) (*Result, error) {
 	if err := r.validate(); err != nil {
-		return Result{}, err
+		return &Result{}, err
 	}
-	w := &mergeWaiter{id: l.newID(), done: make(chan struct{}), lead: make(chan struct{})}
-	gk := r.Key() + "\x00" + strconv.Itoa(r.Limit) + "\x00" + strconv.FormatInt(r.Window.Milliseconds(), 10)
+	w, g, gk, lead := l.join(r)
+	if !lead {
+		if led, err := l.await(ctx, gk, g, w, r.Family); !led {
+			return &w.res, err
+		}
+	}
+	// A small frame leads the run: the script's round trip runs below it.
+	l.runMerged(gk, g, r)
+	<-w.done
+	return &w.res, w.err
+}
+
+// join queues a waiter in its window's group; lead reports that it must
+// run the next batch itself.
+func (l *Limiter) join(r Request) (w *mergeWaiter, g *mergeGroup, gk string, lead bool) {
+	w = &mergeWaiter{id: l.newID(), done: make(chan struct{}), lead: make(chan struct{})}
+	gk = r.Key() + "\x00" + strconv.Itoa(r.Limit) + "\x00" + strconv.FormatInt(r.Window.Milliseconds(), 10)
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.groups == nil {
 		l.groups = map[string]*mergeGroup{}
 	}
-	g := l.groups[gk]
+	g = l.groups[gk]
 	if g == nil {
 		g = &mergeGroup{}
 		l.groups[gk] = g
 	}
 	g.queue = append(g.queue, w)
-	lead := !g.running
+	lead = !g.running
 	g.running = true
-	l.mu.Unlock()
-	if !lead {
+	return w, g, gk, lead
+}
+
+// await waits for a run to admit w or for the lead; led reports the lead
+// (w's result is not set yet). Otherwise w's result is final, or err says
+// the caller gave up before any run took it.
+func (l *Limiter) await(ctx context.Context, gk string, g *mergeGroup, w *mergeWaiter, family string) (led bool, err error) {
+	select {
+	case <-w.done:
+		return false, w.err
+	case <-w.lead:
+		return true, nil
+	case <-ctx.Done():
+		if l.leave(gk, g, w) {
+			return false, fmt.Errorf("ratelimit: admit %s: %w", family, ctx.Err())
+		}
+		// Already taken into a run or made its leader: see it through.
 		select {
 		case <-w.done:
-			return w.res, w.err
+			return false, w.err
 		case <-w.lead:
-		case <-ctx.Done():
-			if l.leave(gk, g, w) {
-				return Result{}, fmt.Errorf("ratelimit: admit %s: %w", r.Family, ctx.Err())
-			}
-			// Already taken into a run or made its leader: see it through.
-			select {
-			case <-w.done:
-				return w.res, w.err
-			case <-w.lead:
-			}
+			return true, nil
 		}
 	}
-	l.runMerged(gk, g, r)
-	<-w.done
-	return w.res, w.err
 }
 
 // leave takes a waiter whose caller gave up out of the queue, handing the

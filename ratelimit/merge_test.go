@@ -86,7 +86,8 @@ func TestMergedNeverOvershoots(t *testing.T) {
 			for i := range callers {
 				wg.Go(func() {
 					<-start
-					results[i], errs[i] = replicas[i%2].AdmitMerged(context.Background(), r)
+					res, err := replicas[i%2].AdmitMerged(context.Background(), r)
+					results[i], errs[i] = *res, err
 				})
 			}
 			close(start)

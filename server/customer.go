@@ -185,7 +185,14 @@ func (s *Server) bind(ctx context.Context, cl *caller) *httpError {
 	prev := cl.account
 	// Whatever happened, the cached binding may be out of date.
 	defer s.keyCache.Drop(cl.hash)
+	// The answer is handled in its own frame: the script's round trip runs
+	// below this one, on the stack a stream then keeps.
 	b, err := s.d.Pool.BindKey(ctx, cl.hash, cl.tier.Name, cl.tier.Slots, cl.rec.Expires)
+	return s.bound(cl, prev, b, err)
+}
+
+// bound acts on a binding's answer.
+func (s *Server) bound(cl *caller, prev string, b accounts.Binding, err error) *httpError {
 	switch {
 	case errors.Is(err, accounts.ErrKeyInactive):
 		// Revoked or expired since authentication: the slot it held is

@@ -66,7 +66,7 @@ type Limiter interface {
 	QueueAdmit(ctx context.Context, pipe redis.Pipeliner, r ratelimit.Request) *ratelimit.Pending
 	// AdmitMerged admits in a run shared with concurrent admissions of
 	// the same window; on error, Abandon the result's id.
-	AdmitMerged(ctx context.Context, r ratelimit.Request) (ratelimit.Result, error)
+	AdmitMerged(ctx context.Context, r ratelimit.Request) (*ratelimit.Result, error)
 	Abandon(ctx context.Context, res ratelimit.Result) error
 	Refund(ctx context.Context, res ratelimit.Result) error
 	Peek(ctx context.Context, r ratelimit.Request) (ratelimit.Result, error)

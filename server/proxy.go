@@ -334,12 +334,16 @@ func (s *Server) admit(ctx context.Context, req *request) *httpError {
 		return s.rebind(ctx, req)
 	}
 	if s.log.IsLevelEnabled(logrus.DebugLevel) {
-		s.log.WithFields(logFields(cl)).Debugf("using assigned account: %s", cl.account)
+		s.debugAccount(cl)
 	}
 	// A limited or cooling account is the relay's to route around.
 	req.state = e.state
 	req.acct = e.acct
 	return nil
+}
+
+func (s *Server) debugAccount(cl *caller) {
+	s.log.WithFields(logFields(cl)).Debugf("using assigned account: %s", cl.account)
 }
 
 // admitLoad takes the quota place and, when the account is not cached,
@@ -374,7 +378,7 @@ func (s *Server) admitLoad(ctx context.Context, req *request, limit int, limited
 			s.giveBack(pending.Abandon)
 			return nil, storeDown(err)
 		}
-		if herr := s.holdQuota(req, res); herr != nil {
+		if herr := s.holdQuota(req, &res); herr != nil {
 			return nil, herr
 		}
 	}
@@ -428,7 +432,7 @@ func (s *Server) mergedQuota(ctx context.Context, req *request, limit int) *http
 	res, err := s.d.Limiter.AdmitMerged(ctx, s.quotaRequest(cl, req.family, limit))
 	if err != nil {
 		if res.ID != "" { // the run may have taken the place with its answer lost
-			s.giveBack(func(ctx context.Context) error { return s.d.Limiter.Abandon(ctx, res) })
+			s.giveBack(func(ctx context.Context) error { return s.d.Limiter.Abandon(ctx, *res) })
 		}
 		return storeDown(err)
 	}
@@ -437,8 +441,8 @@ func (s *Server) mergedQuota(ctx context.Context, req *request, limit int) *http
 
 // holdQuota puts an admission's answer on the request and its ticket; a
 // refusal becomes the 429 the customer sees.
-func (s *Server) holdQuota(req *request, res ratelimit.Result) *httpError {
-	req.quota = &res
+func (s *Server) holdQuota(req *request, res *ratelimit.Result) *httpError {
+	req.quota = res
 	req.ticket.HoldQuota(req.quota, s.d.Limiter)
 	if res.Allowed {
 		if s.log.IsLevelEnabled(logrus.DebugLevel) {

@@ -31,7 +31,7 @@ func TestRequestPathFitsEightKiBOfStack(t *testing.T) {
 	if err != nil {
 		s := string(out)
 		if i := strings.Index(s, "goroutine stack exceeds"); i >= 0 {
-			s = s[i:min(len(s), i+6000)]
+			s = s[i:min(len(s), i+12000)]
 		}
 		t.Fatalf("the request path needs more than 8 KiB of stack: %v\n%s", err, s)
 	}
