@@ -47,6 +47,23 @@ func (b *Budget) clamp(n int64) int64 {
 	return n
 }
 
+// TryAcquire takes n bytes (clamped as Acquire does) when they fit now
+// and nobody waits; ok is false otherwise, with nothing taken. The common
+// case costs a lock, not the context and timer a wait needs.
+func (b *Budget) TryAcquire(n int64) (held int64, ok bool) {
+	if b == nil || n <= 0 {
+		return 0, true
+	}
+	n = b.clamp(n)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.size-b.cur >= n && b.waiters.Len() == 0 {
+		b.cur += n
+		return n, true
+	}
+	return 0, false
+}
+
 // Acquire takes n bytes, waiting in line until they are free or ctx ends
 // (then it returns ctx's error and holds nothing). It returns the amount
 // to Release. A nil Budget admits everything.

@@ -90,3 +90,34 @@ func waitLen(t *testing.T, b *Budget, n int) {
 }
 
 func runtimeGosched() { runtime.Gosched() }
+
+func TestBudgetTryAcquire(t *testing.T) {
+	b := NewBudget(100)
+	if got, ok := b.TryAcquire(60); !ok || got != 60 {
+		t.Fatalf("60 of 100: %d %v", got, ok)
+	}
+	if got, ok := b.TryAcquire(50); ok || got != 0 || b.InUse() != 60 {
+		t.Fatalf("50 more: %d %v, in use %d; want refused, nothing taken", got, ok, b.InUse())
+	}
+	// Someone waits: a request that would fit must not jump the line.
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.Acquire(context.Background(), 50)
+		done <- err
+	}()
+	waitLen(t, b, 1)
+	if _, ok := b.TryAcquire(10); ok {
+		t.Fatal("10 jumped the line")
+	}
+	b.Release(60)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := b.TryAcquire(50); !ok || got != 50 || b.InUse() != 100 {
+		t.Fatalf("the last 50: %d %v, in use %d", got, ok, b.InUse())
+	}
+	var nilBudget *Budget
+	if got, ok := nilBudget.TryAcquire(10); !ok || got != 0 {
+		t.Fatalf("no budget: %d %v", got, ok)
+	}
+}

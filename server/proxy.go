@@ -275,6 +275,9 @@ func (s *Server) holdBody(ctx context.Context, r *http.Request, tier string) (in
 	if n < 0 || n > s.cfg.MaxBodyBytes {
 		n = s.cfg.MaxBodyBytes
 	}
+	if held, ok := s.inflight.TryAcquire(n); ok {
+		return held, nil // room now: no wait to bound
+	}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	t := s.d.Clock.AfterFunc(s.cfg.InflightWait, cancel)
