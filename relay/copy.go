@@ -170,6 +170,11 @@ func (cp *copier) end(ctx context.Context) {
 	} else {
 		res.Usage, res.UsageOK = cp.js.Usage()
 	}
+	if !res.SSE && res.ReadErr == nil && !res.ClientGone && cp.w.Header().Get("Content-Length") != "" {
+		// A whole answer of known length goes out now, still in one write,
+		// rather than after the request's bookkeeping (usage, the log line).
+		_ = cp.rc.Flush()
+	}
 	if res.SSE && !res.ClientGone && !res.SawStop && !res.SawError {
 		msg := "The upstream stream ended early; please retry"
 		switch {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -201,5 +202,45 @@ func TestIdleTimeoutEndsStream(t *testing.T) {
 	}
 	if body := rec.Body.String(); !strings.HasSuffix(body, "\n\n") || !strings.Contains(body, "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\"") {
 		t.Fatalf("stream must end with an error event: %q", body)
+	}
+}
+
+// A whole answer of known length is sent as soon as it is copied, in one
+// write, not when the handler returns after its bookkeeping; one of
+// unknown length is left to net/http (a flush would force chunking).
+func TestWholeAnswerIsSentWhenCopied(t *testing.T) {
+	const answer = `{"type":"message","usage":{"input_tokens":3,"output_tokens":1}}`
+	for _, c := range []struct {
+		name      string
+		length    bool
+		wantFlush bool
+	}{
+		{"known length", true, true},
+		{"chunked", false, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				if c.length {
+					w.Header().Set("Content-Length", strconv.Itoa(len(answer)))
+					_, _ = io.WriteString(w, answer)
+					return
+				}
+				_, _ = io.WriteString(w, answer[:10])
+				w.(http.Flusher).Flush()
+				_, _ = io.WriteString(w, answer[10:])
+			}))
+			defer up.Close()
+			rl := New(Config{DefaultURL: up.URL})
+			call, err := rl.Send(context.Background(), httptest.NewRequest(http.MethodPost, "/v1/messages", nil), []byte(`{}`), Target{Token: "k"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec := httptest.NewRecorder()
+			res := rl.Copy(context.Background(), rec, call, Hooks{})
+			if rec.Flushed != c.wantFlush || rec.Body.String() != answer || !res.UsageOK {
+				t.Fatalf("flushed %v (want %v), body %q, result %+v", rec.Flushed, c.wantFlush, rec.Body.String(), res)
+			}
+		})
 	}
 }
