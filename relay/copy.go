@@ -84,9 +84,10 @@ type copier struct {
 	body  io.Reader
 	hooks Hooks
 	idle  *idleWatch
-	sse   *usage.SSETap // an event stream's tap, else
-	js    *usage.JSONTap
-	res   Result
+	// The usage tap: sse for an event stream, js for a whole answer.
+	sse *usage.SSETap
+	js  *usage.JSONTap
+	res Result
 }
 
 // begin writes the status line's headers and sets up the taps.
@@ -133,9 +134,9 @@ func (cp *copier) pump() {
 				_, _ = cp.js.Write(buf[:n])
 			}
 			// A stream is flushed per read, so each event reaches the
-			// client as it arrives. A non-streamed answer comes whole from
-			// the upstream: net/http sends it in one write at the end,
-			// instead of a chunk per read and a closing chunk.
+			// client as it arrives. A non-streamed answer is not: it goes
+			// out in one write once whole (end), instead of a chunk per
+			// read and a closing chunk.
 			var werr error
 			if _, werr = cp.w.Write(buf[:n]); werr == nil && cp.sse != nil {
 				werr = cp.rc.Flush()
