@@ -57,11 +57,20 @@ func (b *Budget) TryAcquire(n int64) (held int64, ok bool) {
 	n = b.clamp(n)
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.size-b.cur >= n && b.waiters.Len() == 0 {
-		b.cur += n
+	if b.takeLocked(n) {
 		return n, true
 	}
 	return 0, false
+}
+
+// takeLocked takes n when it fits now and nobody waits (first come, first
+// served). b.mu is held.
+func (b *Budget) takeLocked(n int64) bool {
+	if b.size-b.cur >= n && b.waiters.Len() == 0 {
+		b.cur += n
+		return true
+	}
+	return false
 }
 
 // Acquire takes n bytes, waiting in line until they are free or ctx ends
@@ -73,8 +82,7 @@ func (b *Budget) Acquire(ctx context.Context, n int64) (int64, error) {
 	}
 	n = b.clamp(n)
 	b.mu.Lock()
-	if b.size-b.cur >= n && b.waiters.Len() == 0 {
-		b.cur += n
+	if b.takeLocked(n) {
 		b.mu.Unlock()
 		return n, nil
 	}

@@ -199,14 +199,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (*request, *ht
 		}
 		return nil, &httpError{status: http.StatusBadRequest, typ: errInvalidRequest, msg: "could not read the request body"}
 	}
-	// The body is all read (and the read deadline lifted). Handing
-	// net/http back its own body, closed, tells it so; it would otherwise
-	// drain the wrapper when the answer starts, deep in the stack that the
-	// whole stream then keeps (DESIGN.md, stacks).
-	if db, ok := r.Body.(*deadlineBody); ok {
-		r.Body = db.ReadCloser
-	}
-	_ = r.Body.Close()
+	bodyRead(r)
 	f, err := admission.ScanBody(body)
 	if err != nil {
 		s.bufs.put(body)

@@ -250,6 +250,17 @@ func (s *Server) bodyDeadline(c *gin.Context) {
 	r.Body = &deadlineBody{ReadCloser: r.Body, lift: func() { _ = rc.SetReadDeadline(time.Time{}) }}
 }
 
+// bodyRead tells net/http that the handler has read the whole body (and
+// so lifted its deadline): it hands back net/http's own body, closed. Else
+// net/http drains the wrapper when the answer starts, deep in the stack
+// that a stream then keeps (DESIGN.md, stacks).
+func bodyRead(r *http.Request) {
+	if db, ok := r.Body.(*deadlineBody); ok {
+		r.Body = db.ReadCloser
+	}
+	_ = r.Body.Close()
+}
+
 // deadlineBody lifts the connection's read deadline when the body ends.
 type deadlineBody struct {
 	io.ReadCloser
