@@ -8,36 +8,6 @@ import (
 	"time"
 )
 
-// manyScript admits up to n requests into one window in one run, in the
-// order given: as many as fit, exactly as n runs of windowScript back to
-// back would. ARGV: limit, window ms, now ms ("" = TIME), then the n ids.
-// Returns {admitted, count before, oldest score (valid when count before
-// + admitted > 0), now}.
-const manyScript = clockLua + `
-local key = KEYS[1]
-local limit = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-local now = clock(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('%d', now - window))
-local count = redis.call('ZCARD', key)
-local take = math.min(math.max(limit - count, 0), #ARGV - 3)
-if take > 0 then
-  local args = {}
-  local score = string.format('%d', now)
-  for i = 1, take do
-    args[2 * i - 1] = score
-    args[2 * i] = ARGV[3 + i]
-  end
-  redis.call('ZADD', key, unpack(args))
-  redis.call('PEXPIRE', key, window)
-end
-local oldest = 0
-if count + take > 0 then
-  oldest = tonumber(redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')[2])
-end
-return {take, count, oldest, now}
-`
-
 // mergeMax bounds one run: Lua's stack takes a few thousand arguments.
 const mergeMax = 256
 
@@ -71,10 +41,25 @@ type mergeWaiter struct {
 // context ends while it waits for a run gets its error and was never
 // sent. On any other error the result carries the request's id: the
 // script may have run, so give the place back with Abandon.
+//
+// While the Limiter runs (Run), a request usually finds a spare: a place
+// taken for it in the background, so it is admitted without a round trip.
 func (l *Limiter) AdmitMerged(ctx context.Context, r Request) (*Result, error) {
 	if err := r.validate(); err != nil {
 		return &Result{}, err
 	}
+	if res := l.takeSpare(r); res != nil {
+		return res, nil
+	}
+	res, err := l.admitMerged(ctx, r)
+	if err == nil {
+		l.noteAdmit(r, res)
+	}
+	return res, err
+}
+
+// admitMerged admits r in a merged run.
+func (l *Limiter) admitMerged(ctx context.Context, r Request) (*Result, error) {
 	w, g, gk, lead := l.join(r)
 	if !lead {
 		if led, err := l.await(ctx, gk, g, w, r.Family); !led {
@@ -187,8 +172,8 @@ func (l *Limiter) runMany(r Request, batch []*mergeWaiter) ([]int64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), mergeTimeout)
 	defer cancel()
 	v, err := l.many.Run(ctx, l.rdb, []string{r.Key()}, ids...).Int64Slice()
-	if err == nil && len(v) != 4 {
-		err = fmt.Errorf("script returned %d values, want 4", len(v))
+	if err == nil && len(v) != 5 {
+		err = fmt.Errorf("script returned %d values, want 5", len(v))
 	}
 	return v, err
 }
@@ -211,7 +196,7 @@ func mergedResult(r Request, id string, i int, v []int64) Result {
 	take, before, oldest, nowMS := int(v[0]), int(v[1]), v[2], v[3]
 	now := time.UnixMilli(nowMS).UTC()
 	res := Result{Limit: r.Limit, Reset: now, Subject: r.Subject, Family: r.Family}
-	if before+take > 0 {
+	if oldest > 0 {
 		res.Reset = time.UnixMilli(oldest).UTC().Add(r.Window)
 	}
 	if i < take {
@@ -220,7 +205,8 @@ func mergedResult(r Request, id string, i int, v []int64) Result {
 		// The window is full, so it holds an entry younger than the
 		// window: RetryAfter is at least 1 ms, as in toResult.
 		res.Count = before + take
-		res.RetryAfter = res.Reset.Sub(now)
+		res.RetryAfter = max(res.Reset.Sub(now), time.Millisecond)
+		res.Held = time.Duration(v[4]) * time.Millisecond
 	}
 	res.Remaining = max(r.Limit-res.Count, 0)
 	return res

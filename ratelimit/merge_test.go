@@ -22,7 +22,7 @@ func TestMergedResult(t *testing.T) {
 	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
 	oldest := now.Add(-time.Hour)
 	v := func(take, before int) []int64 {
-		return []int64{int64(take), int64(before), oldest.UnixMilli(), now.UnixMilli()}
+		return []int64{int64(take), int64(before), oldest.UnixMilli(), now.UnixMilli(), 0}
 	}
 	cases := []struct {
 		name          string
@@ -32,7 +32,7 @@ func TestMergedResult(t *testing.T) {
 		count, remain int
 		retry         time.Duration
 	}{
-		{"first of three into an empty window", []int64{3, 0, now.UnixMilli(), now.UnixMilli()}, 0, true, 1, 4, 0},
+		{"first of three into an empty window", []int64{3, 0, now.UnixMilli(), now.UnixMilli(), 0}, 0, true, 1, 4, 0},
 		{"third of three", v(3, 1), 2, true, 4, 1, 0},
 		{"last place", v(2, 3), 1, true, 5, 0, 0},
 		{"past the last place", v(2, 3), 2, false, 5, 0, window - time.Hour},

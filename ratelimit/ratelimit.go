@@ -50,6 +50,8 @@ type Limiter struct {
 	many   *redis.Script
 	mu     sync.Mutex
 	groups map[string]*mergeGroup
+
+	sp spares // places taken ahead of requests (spare.go)
 }
 
 // Option configures a Limiter.
@@ -72,6 +74,7 @@ func New(rdb redis.UniversalClient, opts ...Option) *Limiter {
 		many:     redis.NewScript(manyScript),
 		idPrefix: hex.EncodeToString(b[:]) + "-",
 	}
+	l.sp.script = redis.NewScript(spareScript)
 	for _, o := range opts {
 		o(l)
 	}
@@ -82,7 +85,7 @@ func New(rdb redis.UniversalClient, opts ...Option) *Limiter {
 // first pipelined admissions do not need the NOSCRIPT fallback. Call it at
 // start-up; correctness never depends on it.
 func (l *Limiter) Preload(ctx context.Context) error {
-	for _, sc := range []*redis.Script{l.script, l.many} {
+	for _, sc := range []*redis.Script{l.script, l.many, l.sp.script} {
 		if err := sc.Load(ctx, l.rdb).Err(); err != nil {
 			return fmt.Errorf("ratelimit: load script: %w", err)
 		}
@@ -134,9 +137,16 @@ type Result struct {
 	// RetryAfter is set when not Allowed: the time until a place frees up,
 	// always positive. Send it with RetryAfterSeconds.
 	RetryAfter time.Duration
+	// Held is set on a refusal that another replica's spares (places it
+	// took ahead of its requests, spare.go) may have caused: they are used
+	// or free again within Held, so the request may wait that long and ask
+	// again rather than be refused while the quota has room.
+	Held time.Duration
 	// ID identifies the admitted request for Refund; empty unless admitted.
 	ID              string
 	Subject, Family string
+
+	spare bool // admitted on one of this Limiter's spares
 }
 
 // RetryAfterSeconds is RetryAfter rounded up to whole seconds, at least 1,
@@ -157,7 +167,16 @@ func (l *Limiter) Admit(ctx context.Context, r Request) (Result, error) {
 // writing: expired entries are skipped, not removed). Allowed and
 // RetryAfter say what an admission now would get.
 func (l *Limiter) Peek(ctx context.Context, r Request) (Result, error) {
-	return l.run(ctx, r, "")
+	res, err := l.run(ctx, r, "")
+	if n := l.heldFree(r.Key()); err == nil && n > 0 {
+		// This Limiter's unused spares are places nobody used yet.
+		res.Count = max(res.Count-n, 0)
+		res.Remaining = max(r.Limit-res.Count, 0)
+		if res.Count < r.Limit {
+			res.Allowed, res.RetryAfter = true, 0
+		}
+	}
+	return res, err
 }
 
 func (l *Limiter) run(ctx context.Context, r Request, id string) (Result, error) {
@@ -253,6 +272,9 @@ func (l *Limiter) Refund(ctx context.Context, res Result) error {
 	if !res.Allowed || res.ID == "" {
 		return nil
 	}
+	if res.spare && l.refundSpare(res) {
+		return nil
+	}
 	if err := l.rdb.ZRem(ctx, windowKey(res.Subject, res.Family), res.ID).Err(); err != nil {
 		return fmt.Errorf("ratelimit: refund %s: %w", res.Family, err)
 	}
@@ -269,6 +291,7 @@ func (l *Limiter) DeleteSubject(ctx context.Context, subject string) (int, error
 	if subject == "" || strings.Contains(subject, ":") {
 		return 0, fmt.Errorf("%w: subject %q", ErrInvalidRequest, subject)
 	}
+	l.forgetSubject(subject)
 	pattern := KeyPrefix + escapeGlob(subject) + ":*"
 	var total atomic.Int64
 	del := func(ctx context.Context, c redis.UniversalClient) error {
@@ -347,8 +370,8 @@ func (l *Limiter) nowArg() string {
 }
 
 func toResult(r Request, id string, v []int64) (Result, error) {
-	if len(v) != 4 {
-		return Result{}, fmt.Errorf("ratelimit: script returned %d values, want 4", len(v))
+	if len(v) != 5 {
+		return Result{}, fmt.Errorf("ratelimit: script returned %d values, want 5", len(v))
 	}
 	allowed, count, oldest, nowMS := v[0] == 1, int(v[1]), v[2], v[3]
 	now := time.UnixMilli(nowMS).UTC()
@@ -361,12 +384,14 @@ func toResult(r Request, id string, v []int64) (Result, error) {
 		Subject:   r.Subject,
 		Family:    r.Family,
 	}
-	if count > 0 {
+	if oldest > 0 {
 		res.Reset = time.UnixMilli(oldest).UTC().Add(r.Window)
 	}
 	if !allowed {
-		// The oldest entry is younger than the window, so this is >= 1ms.
-		res.RetryAfter = res.Reset.Sub(now)
+		// The oldest entry is younger than the window, so this is >= 1ms
+		// (unless only spares fill it: then Held says when to ask again).
+		res.RetryAfter = max(res.Reset.Sub(now), time.Millisecond)
+		res.Held = time.Duration(v[4]) * time.Millisecond
 	} else if id != "" {
 		res.ID = id
 	}

@@ -1,21 +1,49 @@
 package ratelimit
 
 // clockLua defines clock(arg): arg as ms, or the server's TIME when arg is
-// "" (production: Redis TIME is the one clock every replica shares).
+// "" (production: Redis TIME is the one clock every replica shares), and
+// the helpers every script shares for spares (spare.go): places a replica
+// took ahead of its requests. A spare is a member scored spareBase + the
+// time its lease ends, so it counts like any admission (ZCARD), sorts after
+// every admission (the oldest admission stays ZRANGE 0 0) and is never
+// swept by the window's own clean-up; only an expired lease frees it.
 const clockLua = `
 local function clock(arg)
   if arg ~= '' then return tonumber(arg) end
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
+local BASE = 1000000000000000
+local function fmt(n) return string.format('%d', n) end
+-- reclaim frees the spares whose lease ended (their holder died or is
+-- late) and returns how many.
+local function reclaim(key, now)
+  return redis.call('ZREMRANGEBYSCORE', key, fmt(BASE), fmt(BASE + now))
+end
+-- held is the time until the first live spare's lease ends: a refused
+-- request can wait that long for a place another replica holds in reserve.
+local function held(key, now)
+  local s = redis.call('ZRANGEBYSCORE', key, '(' .. fmt(BASE + now), '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  if #s == 0 then return 0 end
+  return tonumber(s[2]) - BASE - now
+end
+-- oldest is the score of the oldest admission, 0 when there is none.
+local function oldest(key)
+  local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  if #first == 0 or tonumber(first[2]) >= BASE then return 0 end
+  return tonumber(first[2])
+end
 `
+
+// spareBase must equal BASE above: scores at or above it are spares.
+const spareBase = 1_000_000_000_000_000
 
 // windowScript is the one script behind admission and Peek. It touches only
 // KEYS[1], so it is safe on Redis Cluster.
 //
 // Arguments:
 //   - KEYS[1]: the window, a ZSET of admitted requests (member = request id,
-//     score = admission time in ms).
+//     score = admission time in ms) and spares (score spareBase + lease end).
 //   - ARGV[1]: limit, requests per window (>= 1).
 //   - ARGV[2]: window length in ms.
 //   - ARGV[3]: request id to record; "" means peek: count, record nothing,
@@ -28,9 +56,10 @@ end
 // or below now-window has left. Check and record happen in one script, so
 // concurrent callers cannot both take the last place.
 //
-// Returns {allowed (0|1), count, oldest score in ms (valid when count > 0),
-// now in ms}. count is the number in the window after this admission, or the
-// current number when refused or peeking.
+// Returns {allowed (0|1), count, oldest admission's score in ms (0: none),
+// now in ms, held ms (refused while another replica holds spares)}. count
+// is the number in the window after this admission, or the current number
+// when refused or peeking; live spares count, expired ones do not.
 const windowScript = clockLua + `
 local key = KEYS[1]
 local limit = tonumber(ARGV[1])
@@ -40,31 +69,96 @@ local now = clock(ARGV[4])
 local gone = now - window
 
 if id == '' then
-  local live = '(' .. string.format('%d', gone)
-  local count = redis.call('ZCOUNT', key, live, '+inf')
-  local oldest = 0
-  if count > 0 then
-    local first = redis.call('ZRANGEBYSCORE', key, live, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
-    oldest = tonumber(first[2])
-  end
+  local count = redis.call('ZCOUNT', key, '(' .. fmt(gone), '(' .. fmt(BASE))
+      + redis.call('ZCOUNT', key, '(' .. fmt(BASE + now), '+inf')
+  local first = 0
+  local f = redis.call('ZRANGEBYSCORE', key, '(' .. fmt(gone), '(' .. fmt(BASE), 'WITHSCORES', 'LIMIT', 0, 1)
+  if #f > 0 then first = tonumber(f[2]) end
   local allowed = 0
   if count < limit then allowed = 1 end
-  return {allowed, count, oldest, now}
+  return {allowed, count, first, now, 0}
 end
 
-redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('%d', gone))
+redis.call('ZREMRANGEBYSCORE', key, '-inf', fmt(gone))
 local count = redis.call('ZCARD', key)
+if count >= limit then count = count - reclaim(key, now) end
 local allowed = 0
+local wait = 0
 if count < limit then
-  redis.call('ZADD', key, string.format('%d', now), id)
+  redis.call('ZADD', key, fmt(now), id)
   redis.call('PEXPIRE', key, window)
   count = count + 1
   allowed = 1
+else
+  wait = held(key, now)
 end
-local oldest = 0
-if count > 0 then
-  local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-  oldest = tonumber(first[2])
+return {allowed, count, oldest(key), now, wait}
+`
+
+// manyScript admits up to n requests into one window in one run, in the
+// order given: as many as fit, exactly as n runs of windowScript back to
+// back would. ARGV: limit, window ms, now ms ("" = TIME), then the n ids.
+// Returns {admitted, count before, oldest admission's score (0: none),
+// now, held ms (some refused while another replica holds spares)}.
+const manyScript = clockLua + `
+local key = KEYS[1]
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local now = clock(ARGV[3])
+local n = #ARGV - 3
+redis.call('ZREMRANGEBYSCORE', key, '-inf', fmt(now - window))
+local count = redis.call('ZCARD', key)
+if count + n > limit then count = count - reclaim(key, now) end
+local take = math.min(math.max(limit - count, 0), n)
+if take > 0 then
+  local args = {}
+  local score = fmt(now)
+  for i = 1, take do
+    args[2 * i - 1] = score
+    args[2 * i] = ARGV[3 + i]
+  end
+  redis.call('ZADD', key, unpack(args))
+  redis.call('PEXPIRE', key, window)
 end
-return {allowed, count, oldest, now}
+local wait = 0
+if take < n then wait = held(key, now) end
+return {take, count, oldest(key), now, wait}
+`
+
+// spareScript settles a replica's spares of one window and takes new ones
+// (spare.go). ARGV: limit, window ms, now ("" = TIME), lease ms, then nu,
+// nr, the nu used spares (now admissions: scored now), the nr ids to remove
+// (refunds, spares given back) and the ids to reserve. New spares are taken
+// only while the window is at most half full, so spares never stand
+// between a customer and the last places of a quota. Returns {taken, count
+// after, oldest admission's score (0: none), now}.
+const spareScript = clockLua + `
+local key = KEYS[1]
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local now = clock(ARGV[3])
+local lease = tonumber(ARGV[4])
+local nu = tonumber(ARGV[5])
+local nr = tonumber(ARGV[6])
+local first = 7 + nu + nr
+redis.call('ZREMRANGEBYSCORE', key, '-inf', fmt(now - window))
+if nr > 0 then redis.call('ZREM', key, unpack(ARGV, 7 + nu, first - 1)) end
+local count = redis.call('ZCARD', key)
+local take = math.min(math.max(math.floor(limit / 2) - count, 0), #ARGV - first + 1)
+local args = {}
+local score = fmt(now)
+for i = 1, nu do
+  args[#args + 1] = score
+  args[#args + 1] = ARGV[6 + i]
+end
+local ends = fmt(BASE + now + lease)
+for i = 1, take do
+  args[#args + 1] = ends
+  args[#args + 1] = ARGV[first + i - 1]
+end
+if #args > 0 then
+  redis.call('ZADD', key, unpack(args))
+  redis.call('PEXPIRE', key, window)
+end
+return {take, count + take, oldest(key), now}
 `

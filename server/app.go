@@ -178,7 +178,13 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 		defer wg.Done()
 		a.watchStore(bgctx)
 	}()
-	wg.Add(1)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		// Spares: a key's next quota place taken ahead of it. It stops
+		// after the server drained, settling every spare it held.
+		a.Limiter.Run(bgctx)
+	}()
 	go func() {
 		defer wg.Done()
 		ulog := log.WithField("component", "usage")

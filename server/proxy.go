@@ -374,7 +374,12 @@ func (s *Server) admitLoad(ctx context.Context, req *request, limit int, limited
 			s.giveBack(pending.Abandon)
 			return nil, storeDown(err)
 		}
-		if herr := s.holdQuota(req, &res); herr != nil {
+		if !res.Allowed && res.Held > 0 {
+			// Refused while another replica holds spares: ask again.
+			if herr := s.mergedQuota(ctx, req, limit); herr != nil {
+				return nil, herr
+			}
+		} else if herr := s.holdQuota(req, &res); herr != nil {
 			return nil, herr
 		}
 	}
@@ -426,6 +431,15 @@ func (s *Server) pipelined(ctx context.Context, queue func(redis.Pipeliner)) err
 func (s *Server) mergedQuota(ctx context.Context, req *request, limit int) *httpError {
 	cl := req.cl
 	res, err := s.d.Limiter.AdmitMerged(ctx, s.quotaRequest(cl, req.family, limit))
+	for try := 0; err == nil && !res.Allowed && res.Held > 0 && try < 2; try++ {
+		// Another replica holds places taken ahead of its requests
+		// (ratelimit's spares): they are used or back within Held, so a
+		// request is not refused while the quota has room for it.
+		if !sleepCtx(ctx, res.Held+10*time.Millisecond) {
+			return storeDown(ctx.Err())
+		}
+		res, err = s.d.Limiter.AdmitMerged(ctx, s.quotaRequest(cl, req.family, limit))
+	}
 	if err != nil {
 		if res.ID != "" { // the run may have taken the place with its answer lost
 			s.giveBack(func(ctx context.Context) error { return s.d.Limiter.Abandon(ctx, *res) })
@@ -433,6 +447,18 @@ func (s *Server) mergedQuota(ctx context.Context, req *request, limit int) *http
 		return storeDown(err)
 	}
 	return s.holdQuota(req, res)
+}
+
+// sleepCtx waits d or until ctx ends; false if it ended.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // holdQuota puts an admission's answer on the request and its ticket; a

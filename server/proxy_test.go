@@ -382,7 +382,7 @@ func TestHotPathRoundTrips(t *testing.T) {
 		t.Fatal(r.status)
 	}
 	e.apps[0].Server.bg.Wait() // let the first request's usage record land
-	counter := &rtCounter{}
+	counter := &rtCounter{spareSHA: e.apps[0].Limiter.SpareHash()}
 	e.apps[0].Store.Client.AddHook(counter)
 	for _, model := range []string{"claude-sonnet-4-5", "claude-haiku-4-5"} {
 		counter.reset()

@@ -19,6 +19,9 @@ func keyIDOf(key string) string { return keys.ID(keys.Hash(key)) }
 type rtCounter struct {
 	mu    sync.Mutex
 	trips [][]string
+	// spareSHA names the quota spares' background script
+	// (ratelimit.Limiter.SpareHash): not on any request's way.
+	spareSHA string
 }
 
 func (c *rtCounter) reset() {
@@ -37,6 +40,9 @@ func (c *rtCounter) add(cmds ...redis.Cmder) {
 		}
 		if isLeaseRelease(args) {
 			s = "lease-release"
+		}
+		if c.spareSHA != "" && len(args) > 1 && fmt.Sprint(args[1]) == c.spareSHA {
+			s = "spare-run"
 		}
 		names = append(names, s)
 	}
@@ -59,7 +65,7 @@ func (c *rtCounter) beforeUsage() int {
 			continue
 		}
 		// A lease's release runs after the answer, when the request ends.
-		if len(t) == 1 && t[0] == "lease-release" {
+		if len(t) == 1 && (t[0] == "lease-release" || t[0] == "spare-run") {
 			continue
 		}
 		if !strings.Contains(strings.Join(t, ","), "cr:usage") {

@@ -1,0 +1,371 @@
+package ratelimit
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Spares take the quota's round trip off a request's way to the upstream.
+//
+// After a key's first admission in a window, this Limiter takes a place or
+// a few ahead of the key's next requests ("spares"), in the background. The
+// next request finds its place already taken in Redis and is admitted at
+// once; the background then makes the spare an ordinary admission scored at
+// the time it was used, and takes the next spare. Nothing overshoots: a
+// spare is a place in the window like any other, counted by every replica.
+//
+// What it costs, and the bounds that keep it small:
+//   - Spares are taken only while the window is at most half full, so
+//     near its limit a key is admitted one by one, exactly as without them.
+//   - A spare is used within spareUse of asking for it, or given back; its
+//     lease in Redis ends at spareLease, after which any admission that
+//     finds the window full reclaims it (a replica that died leaves its
+//     spares for no longer than that).
+//   - A request refused while another replica holds spares learns how long
+//     they can be held (Result.Held) and may ask again after that.
+//   - Views (Peek) do not count this Limiter's unused spares; another
+//     replica's show as used for at most spareLease.
+const (
+	spareLease = 2 * time.Second
+	spareUse   = time.Second
+	spareMax   = 8                      // spares per window and replica
+	spareTick  = 250 * time.Millisecond // how often unused spares are returned
+	spareIdle  = time.Minute            // a quiet window's bookkeeping is dropped
+	spareRun   = 2 * time.Second        // one background run's budget
+)
+
+// spares is a Limiter's bookkeeping of its spares, one spareSet per window.
+type spares struct {
+	mu     sync.Mutex
+	on     bool // Run is running: spares are taken and used
+	sets   map[string]*spareSet
+	wg     sync.WaitGroup // background runs
+	script *redis.Script
+}
+
+type spare struct {
+	id     string
+	usable time.Time // use it before this, or give it back
+}
+
+type spareSet struct {
+	key           string
+	subject       string
+	limit         int
+	window        time.Duration
+	free          []spare  // taken, unused; oldest first
+	used          []string // used, not yet rescored as admissions
+	remove        []string // refunded or returned, not yet removed
+	want          int      // how many to keep free
+	reserve       bool     // take more at the next run
+	busy          bool     // a background run is on its way
+	last          time.Time
+	count         int   // the window's count at the last answer
+	oldest, nowMS int64 // the last answer's oldest admission and time
+}
+
+// Run enables spares and keeps them until ctx ends: it returns spares
+// nobody used in time, then, once ctx is done, settles every spare (used
+// ones become admissions, the rest are given back) and returns. Run it for
+// the Limiter's life; a Limiter that is not running admits every request
+// with a round trip, as it always did.
+func (l *Limiter) Run(ctx context.Context) {
+	l.sp.mu.Lock()
+	l.sp.on = true
+	l.sp.mu.Unlock()
+	t := time.NewTicker(spareTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			l.closeSpares()
+			return
+		case <-t.C:
+			l.tidySpares(time.Now())
+		}
+	}
+}
+
+// SpareHash is the SHA1 of the spares' background script, for tools that
+// tell a request's own round trips from the background's.
+func (l *Limiter) SpareHash() string { return l.sp.script.Hash() }
+
+// takeSpare admits r on a free spare, or returns nil.
+func (l *Limiter) takeSpare(r Request) *Result {
+	l.sp.mu.Lock()
+	defer l.sp.mu.Unlock()
+	s := l.sp.sets[r.Key()]
+	if !l.sp.on || s == nil {
+		return nil
+	}
+	if s.limit != r.Limit || s.window != r.Window {
+		// The tier changed: spares taken under the old quota go back.
+		s.giveBackLocked(len(s.free))
+		s.limit, s.window = r.Limit, r.Window
+		l.kickLocked(s)
+		return nil
+	}
+	now := time.Now()
+	s.last = now
+	s.expireLocked(now)
+	if len(s.free) == 0 {
+		if s.busy && s.want < spareMax {
+			s.want *= 2 // requests come faster than the spares
+		}
+		s.reserve = true
+		l.kickLocked(s)
+		return nil
+	}
+	sp := s.free[0]
+	s.free = s.free[1:]
+	s.used = append(s.used, sp.id)
+	s.reserve = true
+	l.kickLocked(s)
+	res := &Result{Allowed: true, ID: sp.id, spare: true, Count: s.count, Limit: r.Limit,
+		Remaining: max(r.Limit-s.count, 0), Subject: r.Subject, Family: r.Family}
+	res.Reset = time.UnixMilli(s.nowMS).UTC()
+	if s.oldest > 0 {
+		res.Reset = time.UnixMilli(s.oldest).UTC().Add(r.Window)
+	}
+	return res
+}
+
+// noteAdmit starts keeping spares for a window after an admission that
+// left it less than half full.
+func (l *Limiter) noteAdmit(r Request, res *Result) {
+	if !res.Allowed || res.Count+1 > r.Limit/2 {
+		return
+	}
+	l.sp.mu.Lock()
+	defer l.sp.mu.Unlock()
+	if !l.sp.on {
+		return
+	}
+	s := l.sp.sets[r.Key()]
+	if s == nil {
+		if l.sp.sets == nil {
+			l.sp.sets = map[string]*spareSet{}
+		}
+		s = &spareSet{key: r.Key(), subject: r.Subject, limit: r.Limit, window: r.Window, want: 1}
+		l.sp.sets[s.key] = s
+	}
+	if s.limit != r.Limit || s.window != r.Window {
+		return // takeSpare settles a tier change
+	}
+	s.last = time.Now()
+	s.count, s.oldest = res.Count, res.Reset.Add(-r.Window).UnixMilli()
+	s.nowMS = s.last.UnixMilli()
+	s.reserve = true
+	l.kickLocked(s)
+}
+
+// refundSpare gives back the place of a request admitted on a spare. It
+// goes through the window's background run, after the spare's rescoring,
+// so the two cannot land in the wrong order. false: the set is gone (the
+// Limiter stopped), refund directly.
+func (l *Limiter) refundSpare(res Result) bool {
+	l.sp.mu.Lock()
+	defer l.sp.mu.Unlock()
+	s := l.sp.sets[windowKey(res.Subject, res.Family)]
+	if s == nil || !l.sp.on {
+		return false
+	}
+	if i := slices.Index(s.used, res.ID); i >= 0 {
+		s.used = slices.Delete(s.used, i, i+1)
+	}
+	s.remove = append(s.remove, res.ID)
+	l.kickLocked(s)
+	return true
+}
+
+// heldFree is how many unused spares this Limiter holds in r's window.
+func (l *Limiter) heldFree(key string) int {
+	l.sp.mu.Lock()
+	defer l.sp.mu.Unlock()
+	if s := l.sp.sets[key]; s != nil {
+		return len(s.free)
+	}
+	return 0
+}
+
+// forgetSubject drops the bookkeeping of a subject whose windows were
+// deleted: its spares went with them.
+func (l *Limiter) forgetSubject(subject string) {
+	l.sp.mu.Lock()
+	defer l.sp.mu.Unlock()
+	for k, s := range l.sp.sets {
+		if s.subject == subject {
+			s.free, s.used, s.remove, s.reserve = nil, nil, nil, false
+			if !s.busy {
+				delete(l.sp.sets, k)
+			}
+		}
+	}
+}
+
+// expireLocked moves spares past their use-by time to the give-back list.
+func (s *spareSet) expireLocked(now time.Time) {
+	n := 0
+	for n < len(s.free) && !now.Before(s.free[n].usable) {
+		n++
+	}
+	s.giveBackLocked(n)
+}
+
+func (s *spareSet) giveBackLocked(n int) {
+	for _, sp := range s.free[:n] {
+		s.remove = append(s.remove, sp.id)
+	}
+	s.free = s.free[n:]
+}
+
+func (s *spareSet) pendingLocked() bool {
+	return len(s.used) > 0 || len(s.remove) > 0
+}
+
+// kickLocked starts the window's background run unless one is on its way
+// (it picks up whatever is queued when it comes back).
+func (l *Limiter) kickLocked(s *spareSet) {
+	if s.busy || !l.sp.on || (!s.pendingLocked() && !s.reserve) {
+		return
+	}
+	s.busy = true
+	l.sp.wg.Add(1)
+	go l.spareLoop(s)
+}
+
+// spareJob is one background run's share of a set's work.
+type spareJob struct {
+	used, remove, reserve []string
+	sent                  time.Time
+}
+
+// spareLoop runs the set's queued work until none is left.
+func (l *Limiter) spareLoop(s *spareSet) {
+	defer l.sp.wg.Done()
+	for {
+		l.sp.mu.Lock()
+		j := l.nextJobLocked(s)
+		if j == nil {
+			s.busy = false
+			l.sp.mu.Unlock()
+			return
+		}
+		limit, window := s.limit, s.window
+		l.sp.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), spareRun)
+		v, err := l.runSpares(ctx, s.key, limit, window, j)
+		cancel()
+		l.sp.mu.Lock()
+		l.settleLocked(s, j, v, err)
+		if err != nil {
+			// The store is away: the ticker tries again.
+			s.busy = false
+			l.sp.mu.Unlock()
+			return
+		}
+		l.sp.mu.Unlock()
+	}
+}
+
+func (l *Limiter) nextJobLocked(s *spareSet) *spareJob {
+	j := &spareJob{used: s.used, remove: s.remove}
+	s.used, s.remove = nil, nil
+	if s.reserve && l.sp.on {
+		s.reserve = false
+		for range s.want - len(s.free) {
+			j.reserve = append(j.reserve, "s"+l.newID())
+		}
+	}
+	if len(j.used)+len(j.remove)+len(j.reserve) == 0 {
+		return nil
+	}
+	j.sent = time.Now()
+	return j
+}
+
+func (l *Limiter) runSpares(ctx context.Context, key string, limit int, window time.Duration, j *spareJob) ([]int64, error) {
+	args := make([]any, 0, 6+len(j.used)+len(j.remove)+len(j.reserve))
+	args = append(args, limit, window.Milliseconds(), l.nowArg(), spareLease.Milliseconds(), len(j.used), len(j.remove))
+	for _, ids := range [][]string{j.used, j.remove, j.reserve} {
+		for _, id := range ids {
+			args = append(args, id)
+		}
+	}
+	v, err := l.sp.script.Run(ctx, l.rdb, []string{key}, args...).Int64Slice()
+	if err == nil && len(v) != 4 {
+		err = fmt.Errorf("script returned %d values, want 4", len(v))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ratelimit: spares: %w", err)
+	}
+	return v, nil
+}
+
+// settleLocked takes a run's answer. On an error the run may or may not
+// have landed: the used spares are rescored next time (rescoring twice is
+// harmless), removals are sent again (idempotent) and the reserved ids are
+// removed too, in case they were taken with the answer lost.
+func (l *Limiter) settleLocked(s *spareSet, j *spareJob, v []int64, err error) {
+	if err != nil {
+		s.used = append(j.used, s.used...)
+		s.remove = append(append(s.remove, j.remove...), j.reserve...)
+		return
+	}
+	taken := int(v[0])
+	usable := j.sent.Add(spareUse)
+	for _, id := range j.reserve[:taken] {
+		s.free = append(s.free, spare{id: id, usable: usable})
+	}
+	s.count, s.oldest, s.nowMS = int(v[1]), v[2], v[3]
+	if !l.sp.on {
+		s.giveBackLocked(len(s.free)) // taken while the Limiter stopped
+	}
+}
+
+// tidySpares gives back spares past their use-by time, retries work a
+// failed run left, and forgets quiet windows.
+func (l *Limiter) tidySpares(now time.Time) {
+	l.sp.mu.Lock()
+	defer l.sp.mu.Unlock()
+	for k, s := range l.sp.sets {
+		s.expireLocked(now)
+		l.kickLocked(s)
+		if !s.busy && len(s.free) == 0 && !s.pendingLocked() && now.Sub(s.last) > spareIdle {
+			delete(l.sp.sets, k)
+		}
+	}
+}
+
+// closeSpares stops taking spares, waits for the runs on their way and
+// settles everything left, in one pipeline.
+func (l *Limiter) closeSpares() {
+	l.sp.mu.Lock()
+	l.sp.on = false
+	l.sp.mu.Unlock()
+	l.sp.wg.Wait()
+	l.sp.mu.Lock()
+	sets := l.sp.sets
+	l.sp.sets = nil
+	l.sp.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, s := range sets {
+		s.giveBackLocked(len(s.free)) // no one else holds s now
+		if !s.pendingLocked() {
+			continue
+		}
+		j := &spareJob{used: s.used, remove: s.remove}
+		if _, err := l.runSpares(ctx, s.key, s.limit, s.window, j); err != nil {
+			// Their leases end within spareLease: the places come back by
+			// themselves, and a used spare still counts (from when it was
+			// taken, at most spareUse early).
+			continue
+		}
+	}
+}
