@@ -33,6 +33,15 @@ local function oldest(key)
   if #first == 0 or tonumber(first[2]) >= BASE then return 0 end
   return tonumber(first[2])
 end
+-- sweep removes the admissions that left the window (scored at or below
+-- gone) and returns the oldest admission left (0: none). Usually the
+-- oldest is still in: one ZRANGE, no ZREMRANGEBYSCORE.
+local function sweep(key, gone)
+  local first = oldest(key)
+  if first == 0 or first > gone then return first end
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', fmt(gone))
+  return oldest(key)
+end
 `
 
 // spareBase must equal BASE above: scores at or above it are spares.
@@ -79,7 +88,7 @@ if id == '' then
   return {allowed, count, first, now, 0}
 end
 
-redis.call('ZREMRANGEBYSCORE', key, '-inf', fmt(gone))
+local first = sweep(key, gone)
 local count = redis.call('ZCARD', key)
 if count >= limit then count = count - reclaim(key, now) end
 local allowed = 0
@@ -89,10 +98,11 @@ if count < limit then
   redis.call('PEXPIRE', key, window)
   count = count + 1
   allowed = 1
+  if first == 0 then first = now end
 else
   wait = held(key, now)
 end
-return {allowed, count, oldest(key), now, wait}
+return {allowed, count, first, now, wait}
 `
 
 // manyScript admits up to n requests into one window in one run, in the
@@ -106,7 +116,7 @@ local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local now = clock(ARGV[3])
 local n = #ARGV - 3
-redis.call('ZREMRANGEBYSCORE', key, '-inf', fmt(now - window))
+local first = sweep(key, now - window)
 local count = redis.call('ZCARD', key)
 if count + n > limit then count = count - reclaim(key, now) end
 local take = math.min(math.max(limit - count, 0), n)
@@ -119,10 +129,11 @@ if take > 0 then
   end
   redis.call('ZADD', key, unpack(args))
   redis.call('PEXPIRE', key, window)
+  if first == 0 then first = now end
 end
 local wait = 0
 if take < n then wait = held(key, now) end
-return {take, count, oldest(key), now, wait}
+return {take, count, first, now, wait}
 `
 
 // spareScript settles a replica's spares of one window and takes new ones
@@ -141,8 +152,8 @@ local lease = tonumber(ARGV[4])
 local nu = tonumber(ARGV[5])
 local nr = tonumber(ARGV[6])
 local first = 7 + nu + nr
-redis.call('ZREMRANGEBYSCORE', key, '-inf', fmt(now - window))
 if nr > 0 then redis.call('ZREM', key, unpack(ARGV, 7 + nu, first - 1)) end
+local old = sweep(key, now - window)
 local count = redis.call('ZCARD', key)
 local take = math.min(math.max(math.floor(limit / 2) - count, 0), #ARGV - first + 1)
 local args = {}
@@ -160,5 +171,6 @@ if #args > 0 then
   redis.call('ZADD', key, unpack(args))
   redis.call('PEXPIRE', key, window)
 end
-return {take, count + take, oldest(key), now}
+if old == 0 and nu > 0 then old = now end
+return {take, count + take, old, now}
 `

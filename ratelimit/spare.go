@@ -58,15 +58,15 @@ type spareSet struct {
 	subject       string
 	limit         int
 	window        time.Duration
-	free          []spare  // taken, unused; oldest first
-	used          []string // used, not yet rescored as admissions
-	remove        []string // refunded or returned, not yet removed
-	want          int      // how many to keep free
-	reserve       bool     // take more at the next run
-	busy          bool     // a background run is on its way
-	last          time.Time
-	count         int   // the window's count at the last answer
-	oldest, nowMS int64 // the last answer's oldest admission and time
+	free          []spare   // taken, unused; oldest first
+	used          []string  // used, not yet rescored as admissions
+	remove        []string  // refunded or returned, not yet removed
+	want          int       // how many to keep free
+	reserve       bool      // take more at the next run
+	busy          bool      // a background run is on its way
+	last          time.Time // the window's last admission
+	count         int       // the window's count at the last answer
+	oldest, nowMS int64     // the last answer's oldest admission and time
 }
 
 // Run enables spares and keeps them until ctx ends: it returns spares
@@ -86,7 +86,7 @@ func (l *Limiter) Run(ctx context.Context) {
 			l.closeSpares()
 			return
 		case <-t.C:
-			l.tidySpares(time.Now())
+			l.tidySpares(l.now())
 		}
 	}
 }
@@ -110,22 +110,23 @@ func (l *Limiter) takeSpare(r Request) *Result {
 		l.kickLocked(s)
 		return nil
 	}
-	now := time.Now()
-	s.last = now
-	s.expireLocked(now)
+	s.expireLocked(l.now())
 	if len(s.free) == 0 {
-		if s.busy && s.want < spareMax {
-			s.want *= 2 // requests come faster than the spares
-		}
-		s.reserve = true
-		l.kickLocked(s)
 		return nil
 	}
 	sp := s.free[0]
 	s.free = s.free[1:]
 	s.used = append(s.used, sp.id)
-	s.reserve = true
-	l.kickLocked(s)
+	s.last = l.now()
+	if len(s.free) == 0 && s.want < spareMax {
+		s.want *= 2 // the requests used every spare: keep more
+	}
+	// Take more once few are left; the used ones are rescored then, or
+	// by the next tick, well within their lease.
+	if len(s.free) <= s.want/4 {
+		s.reserve = true
+		l.kickLocked(s)
+	}
 	res := &Result{Allowed: true, ID: sp.id, spare: true, Count: s.count, Limit: r.Limit,
 		Remaining: max(r.Limit-s.count, 0), Subject: r.Subject, Family: r.Family}
 	res.Reset = time.UnixMilli(s.nowMS).UTC()
@@ -135,8 +136,10 @@ func (l *Limiter) takeSpare(r Request) *Result {
 	return res
 }
 
-// noteAdmit starts keeping spares for a window after an admission that
-// left it less than half full.
+// noteAdmit keeps spares for a window whose requests come close together:
+// after an admission that came within spareUse of the window's previous
+// one and left it at most half full. A key used now and then never has
+// spares: they would only expire unused.
 func (l *Limiter) noteAdmit(r Request, res *Result) {
 	if !res.Allowed || res.Count+1 > r.Limit/2 {
 		return
@@ -146,22 +149,27 @@ func (l *Limiter) noteAdmit(r Request, res *Result) {
 	if !l.sp.on {
 		return
 	}
+	now := l.now()
 	s := l.sp.sets[r.Key()]
 	if s == nil {
 		if l.sp.sets == nil {
 			l.sp.sets = map[string]*spareSet{}
 		}
-		s = &spareSet{key: r.Key(), subject: r.Subject, limit: r.Limit, window: r.Window, want: 1}
+		s = &spareSet{key: r.Key(), subject: r.Subject, limit: r.Limit, window: r.Window, want: 1, last: now}
 		l.sp.sets[s.key] = s
+		return
 	}
 	if s.limit != r.Limit || s.window != r.Window {
 		return // takeSpare settles a tier change
 	}
-	s.last = time.Now()
+	gap := now.Sub(s.last)
+	s.last = now
 	s.count, s.oldest = res.Count, res.Reset.Add(-r.Window).UnixMilli()
-	s.nowMS = s.last.UnixMilli()
-	s.reserve = true
-	l.kickLocked(s)
+	s.nowMS = now.UnixMilli()
+	if gap < spareUse {
+		s.reserve = true
+		l.kickLocked(s)
+	}
 }
 
 // refundSpare gives back the place of a request admitted on a spare. It
@@ -208,13 +216,17 @@ func (l *Limiter) forgetSubject(subject string) {
 	}
 }
 
-// expireLocked moves spares past their use-by time to the give-back list.
+// expireLocked moves spares past their use-by time to the give-back list;
+// the window then keeps fewer.
 func (s *spareSet) expireLocked(now time.Time) {
 	n := 0
 	for n < len(s.free) && !now.Before(s.free[n].usable) {
 		n++
 	}
-	s.giveBackLocked(n)
+	if n > 0 {
+		s.giveBackLocked(n)
+		s.want = max(s.want/2, 1)
+	}
 }
 
 func (s *spareSet) giveBackLocked(n int) {
@@ -285,7 +297,7 @@ func (l *Limiter) nextJobLocked(s *spareSet) *spareJob {
 	if len(j.used)+len(j.remove)+len(j.reserve) == 0 {
 		return nil
 	}
-	j.sent = time.Now()
+	j.sent = l.now()
 	return j
 }
 
@@ -368,4 +380,12 @@ func (l *Limiter) closeSpares() {
 			continue
 		}
 	}
+}
+
+// now is the Limiter's clock (WithClock in tests), else the wall clock.
+func (l *Limiter) now() time.Time {
+	if l.clock != nil {
+		return l.clock.Now()
+	}
+	return time.Now()
 }
