@@ -127,8 +127,12 @@ func (l *Limiter) takeSpare(r Request) *Result {
 		s.reserve = true
 		l.kickLocked(s)
 	}
-	res := &Result{Allowed: true, ID: sp.id, spare: true, Count: s.count, Limit: r.Limit,
-		Remaining: max(r.Limit-s.count, 0), Subject: r.Subject, Family: r.Family}
+	// The last answer's count holds the spares still free: this request
+	// is the one after those used before it (other replicas' admissions
+	// since that answer are not seen until the next).
+	count := max(s.count-len(s.free), 1)
+	res := &Result{Allowed: true, ID: sp.id, spare: true, Count: count, Limit: r.Limit,
+		Remaining: max(r.Limit-count, 0), Subject: r.Subject, Family: r.Family}
 	res.Reset = time.UnixMilli(s.nowMS).UTC()
 	if s.oldest > 0 {
 		res.Reset = time.UnixMilli(s.oldest).UTC().Add(r.Window)

@@ -128,7 +128,7 @@ func TestSpareAdmitsWithoutARoundTrip(t *testing.T) {
 			}
 			for i := 3; i <= 7; i++ {
 				res := admitMerged(t, l, r)
-				if !res.Allowed || !res.spare || res.ID == "" || res.Remaining != r.Limit-res.Count {
+				if !res.Allowed || !res.spare || res.ID == "" || res.Count != i || res.Remaining != r.Limit-i {
 					t.Fatalf("request %d: %+v, want admitted on a spare", i, res)
 				}
 				if n := counter.n.Load(); n != trips {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -170,4 +171,53 @@ func TestRefundWhenUpstreamProducedNoAnswer(t *testing.T) {
 		t.Fatal("a served request counts")
 	}
 	_ = fmt.Sprint
+}
+
+// A key's requests in quick succession are admitted on spares (places its
+// window took ahead of them): the headers still count one by one, the
+// upstream sees every request, and a graceful stop leaves in the window
+// exactly the requests served, no spare.
+func TestQuotaSparesCountExactlyAndSettleAtShutdown(t *testing.T) {
+	e := newEnv(t)
+	e.apiAccount("trial", "t1")
+	url := e.start()
+	key := e.issue("trial")
+	counter := &rtCounter{spareSHA: e.apps[0].Limiter.SpareHash()}
+	e.apps[0].Store.Client.AddHook(counter)
+	for i := 1; i <= 12; i++ {
+		r := post(t, url, "/v1/messages", key, msgBody("claude-sonnet-4-5-20250929", i%2 == 0))
+		if r.status != 200 || r.header.Get("X-Ratelimit-Remaining") != strconv.Itoa(42-i) {
+			t.Fatalf("request %d: %d, remaining %q, want %d", i, r.status, r.header.Get("X-Ratelimit-Remaining"), 42-i)
+		}
+	}
+	if n := e.fake.MessageCount(); n != 12 {
+		t.Fatalf("upstream saw %d, want 12", n)
+	}
+	e.stop(0)
+	spareRuns := 0
+	for _, trip := range counter.names() {
+		if len(trip) == 1 && trip[0] == "spare-run" {
+			spareRuns++
+		}
+	}
+	if spareRuns == 0 {
+		t.Fatalf("no spare was taken: %v", counter.names())
+	}
+	rdb := e.rdb()
+	wins, err := rdb.Keys(context.Background(), "cr:rl:*:sonnet").Result()
+	if err != nil || len(wins) != 1 {
+		t.Fatalf("windows %v %v", wins, err)
+	}
+	zs, err := rdb.ZRangeWithScores(context.Background(), wins[0], 0, -1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, z := range zs {
+		if z.Score >= 1e15 {
+			t.Errorf("a spare (%v) outlived the shutdown", z.Member)
+		}
+	}
+	if len(zs) != 12 {
+		t.Fatalf("window holds %d, want the 12 served", len(zs))
+	}
 }
