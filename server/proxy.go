@@ -158,11 +158,30 @@ func (s *Server) admitted(c *ginContext, req *request) bool {
 	sctx, cancel := context.WithTimeout(c.Request.Context(), storeBudget)
 	herr := s.admit(sctx, req)
 	cancel()
+	if herr != nil && req.quota != nil && req.quota.Held > 0 {
+		herr = s.awaitHeld(c.Request.Context(), req, herr)
+	}
 	if herr != nil {
 		s.refuseAdmission(c.Writer, req, herr)
 		return false
 	}
 	return true
+}
+
+// awaitHeld handles a refusal while another replica holds places taken
+// ahead of its requests (ratelimit's spares): they are used or back within
+// Held, so it waits (outside the store's budget) and asks again, at most
+// twice, rather than refuse a request the quota has room for.
+func (s *Server) awaitHeld(ctx context.Context, req *request, herr *httpError) *httpError {
+	for try := 0; herr != nil && req.quota != nil && req.quota.Held > 0 && try < 2; try++ {
+		if !sleepCtx(ctx, req.quota.Held+10*time.Millisecond) {
+			break
+		}
+		sctx, cancel := context.WithTimeout(ctx, storeBudget)
+		herr = s.admit(sctx, req)
+		cancel()
+	}
+	return herr
 }
 
 // refuseAdmission answers a request the admission refused.
@@ -374,12 +393,7 @@ func (s *Server) admitLoad(ctx context.Context, req *request, limit int, limited
 			s.giveBack(pending.Abandon)
 			return nil, storeDown(err)
 		}
-		if !res.Allowed && res.Held > 0 {
-			// Refused while another replica holds spares: ask again.
-			if herr := s.mergedQuota(ctx, req, limit); herr != nil {
-				return nil, herr
-			}
-		} else if herr := s.holdQuota(req, &res); herr != nil {
+		if herr := s.holdQuota(req, &res); herr != nil {
 			return nil, herr
 		}
 	}
@@ -431,15 +445,6 @@ func (s *Server) pipelined(ctx context.Context, queue func(redis.Pipeliner)) err
 func (s *Server) mergedQuota(ctx context.Context, req *request, limit int) *httpError {
 	cl := req.cl
 	res, err := s.d.Limiter.AdmitMerged(ctx, s.quotaRequest(cl, req.family, limit))
-	for try := 0; err == nil && !res.Allowed && res.Held > 0 && try < 2; try++ {
-		// Another replica holds places taken ahead of its requests
-		// (ratelimit's spares): they are used or back within Held, so a
-		// request is not refused while the quota has room for it.
-		if !sleepCtx(ctx, res.Held+10*time.Millisecond) {
-			return storeDown(ctx.Err())
-		}
-		res, err = s.d.Limiter.AdmitMerged(ctx, s.quotaRequest(cl, req.family, limit))
-	}
 	if err != nil {
 		if res.ID != "" { // the run may have taken the place with its answer lost
 			s.giveBack(func(ctx context.Context) error { return s.d.Limiter.Abandon(ctx, *res) })

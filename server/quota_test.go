@@ -221,3 +221,40 @@ func TestQuotaSparesCountExactlyAndSettleAtShutdown(t *testing.T) {
 		t.Fatalf("window holds %d, want the 12 served", len(zs))
 	}
 }
+
+// A replica holding spares of a key's window (places taken ahead of its
+// requests) must not cost the key its last places on another replica:
+// the request that finds the window full of them waits for them to be
+// used or given back and is served; only then is the quota used up.
+func TestQuotaLastPlacesNotLostToAnotherReplicasSpares(t *testing.T) {
+	e := newEnv(t)
+	e.apiAccount("trial", "t1")
+	a, b := e.start(), e.start()
+	key := e.issue("trial")
+	body := msgBody("claude-sonnet-4-5-20250929", false)
+	for range 3 { // requests close together: a takes a spare
+		if r := post(t, a, "/v1/messages", key, body); r.status != 200 {
+			t.Fatalf("on a: %d %s", r.status, r.body)
+		}
+	}
+	served := 3
+	for i := 0; ; i++ {
+		r := post(t, b, "/v1/messages", key, body)
+		if r.status == 429 {
+			if r.errMessage() != "Rate limit exceeded for sonnet (42/42 in 5 hours)" {
+				t.Fatalf("refusal: %s", r.body)
+			}
+			break
+		}
+		if r.status != 200 {
+			t.Fatalf("request %d on b: %d %s", i+1, r.status, r.body)
+		}
+		served++
+		if i > 50 {
+			t.Fatal("never refused")
+		}
+	}
+	if served != 42 || e.fake.MessageCount() != 42 {
+		t.Fatalf("served %d (upstream saw %d), want the whole quota of 42", served, e.fake.MessageCount())
+	}
+}
