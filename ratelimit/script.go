@@ -1,13 +1,16 @@
 package ratelimit
 
-// clockLua defines clock(arg): arg as ms, or the server's TIME when arg is
-// "" (production: Redis TIME is the one clock every replica shares), and
-// the helpers every script shares for spares (spare.go): places a replica
-// took ahead of its requests. A spare is a member scored spareBase + the
-// time its lease ends, so it counts like any admission (ZCARD), sorts after
-// every admission (the oldest admission stays ZRANGE 0 0) and is never
-// swept by the window's own clean-up; only an expired lease frees it.
+// clockLua is every script's start. It reads the arguments they share
+// (KEYS[1] the window, ARGV[1] the limit, ARGV[2] the window's length in
+// ms); defines clock(arg): arg as ms, or the server's TIME when arg is ""
+// (production: Redis TIME is the one clock every replica shares); and the
+// helpers for spares (spare.go): places a replica took ahead of its
+// requests. A spare is a member scored spareBase + the time its lease
+// ends, so it counts like any admission (ZCARD), sorts after every
+// admission (the oldest admission stays ZRANGE 0 0) and is never swept by
+// the window's own clean-up; only an expired lease frees it.
 const clockLua = `
+local key, limit, window = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
 local function clock(arg)
   if arg ~= '' then return tonumber(arg) end
   local t = redis.call('TIME')
@@ -70,9 +73,6 @@ const spareBase = 1_000_000_000_000_000
 // is the number in the window after this admission, or the current number
 // when refused or peeking; live spares count, expired ones do not.
 const windowScript = clockLua + `
-local key = KEYS[1]
-local limit = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
 local id = ARGV[3]
 local now = clock(ARGV[4])
 local gone = now - window
@@ -111,9 +111,6 @@ return {allowed, count, first, now, wait}
 // Returns {admitted, count before, oldest admission's score (0: none),
 // now, held ms (some refused while another replica holds spares)}.
 const manyScript = clockLua + `
-local key = KEYS[1]
-local limit = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
 local now = clock(ARGV[3])
 local n = #ARGV - 3
 local first = sweep(key, now - window)
@@ -144,9 +141,6 @@ return {take, count, first, now, wait}
 // between a customer and the last places of a quota. Returns {taken, count
 // after, oldest admission's score (0: none), now}.
 const spareScript = clockLua + `
-local key = KEYS[1]
-local limit = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
 local now = clock(ARGV[3])
 local lease = tonumber(ARGV[4])
 local nu = tonumber(ARGV[5])

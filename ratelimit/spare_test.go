@@ -32,6 +32,18 @@ func running(t *testing.T, l *Limiter) (stop func()) {
 	return stop
 }
 
+// onRunningLimiter runs f on each backend with a running Limiter.
+func onRunningLimiter(t *testing.T, f func(t *testing.T, rdb redis.UniversalClient, l *Limiter)) {
+	for _, tc := range testenv.Backends(3) {
+		t.Run(tc.Name, func(t *testing.T) {
+			rdb := tc.Open(t)
+			l := New(rdb)
+			running(t, l)
+			f(t, rdb, l)
+		})
+	}
+}
+
 func waitFor(t *testing.T, what string, ok func() bool) {
 	t.Helper()
 	for end := time.Now().Add(5 * time.Second); !ok(); time.Sleep(time.Millisecond) {
@@ -236,72 +248,62 @@ func TestRealSparesNeverOvershootAcrossReplicas(t *testing.T) {
 // Spares are taken only while the window is at most half full: a small
 // quota is admitted one by one near its end, and exactly.
 func TestSparesOnlyInTheLowerHalf(t *testing.T) {
-	for _, tc := range testenv.Backends(3) {
-		t.Run(tc.Name, func(t *testing.T) {
-			rdb := tc.Open(t)
-			l := New(rdb)
-			running(t, l)
-			r := req("spare-half", "opus", 6)
-			var kinds []string
-			for range 8 {
-				res := admitMerged(t, l, r)
-				settled(t, l, r, -1)
-				switch {
-				case !res.Allowed:
-					if res.Held != 0 {
-						t.Fatalf("refused with held %v and no spare anywhere", res.Held)
-					}
-					kinds = append(kinds, "refused")
-				case res.spare:
-					kinds = append(kinds, "spare")
-				default:
-					kinds = append(kinds, "admitted")
+	onRunningLimiter(t, func(t *testing.T, rdb redis.UniversalClient, l *Limiter) {
+		r := req("spare-half", "opus", 6)
+		var kinds []string
+		for range 8 {
+			res := admitMerged(t, l, r)
+			settled(t, l, r, -1)
+			switch {
+			case !res.Allowed:
+				if res.Held != 0 {
+					t.Fatalf("refused with held %v and no spare anywhere", res.Held)
 				}
+				kinds = append(kinds, "refused")
+			case res.spare:
+				kinds = append(kinds, "spare")
+			default:
+				kinds = append(kinds, "admitted")
 			}
-			// The second admission takes the one spare that keeps the
-			// window at half (3 of 6); after that, one by one.
-			want := "[admitted admitted spare admitted admitted admitted refused refused]"
-			if fmt.Sprint(kinds) != want {
-				t.Fatalf("got %v, want %s", kinds, want)
-			}
-			if n := len(scores(t, rdb, r)); n != 6 {
-				t.Fatalf("window holds %d, want 6", n)
-			}
-		})
-	}
+		}
+		// The second admission takes the one spare that keeps the
+		// window at half (3 of 6); after that, one by one.
+		want := "[admitted admitted spare admitted admitted admitted refused refused]"
+		if fmt.Sprint(kinds) != want {
+			t.Fatalf("got %v, want %s", kinds, want)
+		}
+		if n := len(scores(t, rdb, r)); n != 6 {
+			t.Fatalf("window holds %d, want 6", n)
+		}
+	})
 }
 
 // A spare used and then refunded (the upstream never answered) is gone;
 // spares nobody used in time are given back.
 func TestSpareRefundAndGiveBack(t *testing.T) {
-	for _, tc := range testenv.Backends(3) {
-		t.Run(tc.Name, func(t *testing.T) {
-			rdb := tc.Open(t)
-			l := New(rdb)
-			running(t, l)
-			r := req("spare-refund", "sonnet", 100)
-			admitMerged(t, l, r)
-			admitMerged(t, l, r)
-			settled(t, l, r, 1)
-			res := admitMerged(t, l, r)
-			if !res.spare {
-				t.Fatalf("not on a spare: %+v", res)
-			}
-			if err := l.Refund(context.Background(), *res); err != nil {
-				t.Fatal(err)
-			}
-			settled(t, l, r, -1)
-			m := scores(t, rdb, r)
-			if _, ok := m[res.ID]; ok {
-				t.Fatalf("refunded spare still in the window: %v", m)
-			}
-			l.tidySpares(time.Now().Add(spareUse)) // past every spare's use-by time
-			settled(t, l, r, 0)
-			if m := scores(t, rdb, r); len(m) != 2 {
-				t.Fatalf("window holds %v, want the first two admissions alone", m)
-			}
-		})
-	}
+	onRunningLimiter(t, func(t *testing.T, rdb redis.UniversalClient, l *Limiter) {
+		r := req("spare-refund", "sonnet", 100)
+		admitMerged(t, l, r)
+		admitMerged(t, l, r)
+		settled(t, l, r, 1)
+		res := admitMerged(t, l, r)
+		if !res.spare {
+			t.Fatalf("not on a spare: %+v", res)
+		}
+		if err := l.Refund(context.Background(), *res); err != nil {
+			t.Fatal(err)
+		}
+		settled(t, l, r, -1)
+		m := scores(t, rdb, r)
+		if _, ok := m[res.ID]; ok {
+			t.Fatalf("refunded spare still in the window: %v", m)
+		}
+		l.tidySpares(time.Now().Add(spareUse)) // past every spare's use-by time
+		settled(t, l, r, 0)
+		if m := scores(t, rdb, r); len(m) != 2 {
+			t.Fatalf("window holds %v, want the first two admissions alone", m)
+		}
+	})
 }
 
 // A refusal caused by another replica's spares says how long they can be
