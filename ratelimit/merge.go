@@ -51,24 +51,17 @@ func (l *Limiter) AdmitMerged(ctx context.Context, r Request) (*Result, error) {
 	if res := l.takeSpare(r); res != nil {
 		return res, nil
 	}
-	res, err := l.admitMerged(ctx, r)
-	if err == nil {
-		l.noteAdmit(r, res)
-	}
-	return res, err
-}
-
-// admitMerged admits r in a merged run.
-func (l *Limiter) admitMerged(ctx context.Context, r Request) (*Result, error) {
 	w, g, gk, lead := l.join(r)
 	if !lead {
 		if led, err := l.await(ctx, gk, g, w, r.Family); !led {
+			l.noteAdmit(r, &w.res, err)
 			return &w.res, err
 		}
 	}
 	// A small frame leads the run: the script's round trip runs below it.
 	l.runMerged(gk, g, r)
 	<-w.done
+	l.noteAdmit(r, &w.res, w.err)
 	return &w.res, w.err
 }
 

@@ -168,13 +168,11 @@ func (l *Limiter) Admit(ctx context.Context, r Request) (Result, error) {
 // RetryAfter say what an admission now would get.
 func (l *Limiter) Peek(ctx context.Context, r Request) (Result, error) {
 	res, err := l.run(ctx, r, "")
-	if n := l.heldFree(r.Key()); err == nil && n > 0 {
-		// This Limiter's unused spares are places nobody used yet.
-		res.Count = max(res.Count-n, 0)
+	if n := l.unsettled(r.Key()); err == nil && n > 0 {
+		// Spares this Limiter's requests used, not yet admissions in Redis.
+		res.Count += n
 		res.Remaining = max(r.Limit-res.Count, 0)
-		if res.Count < r.Limit {
-			res.Allowed, res.RetryAfter = true, 0
-		}
+		res.Allowed = res.Count < r.Limit
 	}
 	return res, err
 }
@@ -272,8 +270,8 @@ func (l *Limiter) Refund(ctx context.Context, res Result) error {
 	if !res.Allowed || res.ID == "" {
 		return nil
 	}
-	if res.spare && l.refundSpare(res) {
-		return nil
+	if res.spare {
+		l.forgetUsed(res)
 	}
 	if err := l.rdb.ZRem(ctx, windowKey(res.Subject, res.Family), res.ID).Err(); err != nil {
 		return fmt.Errorf("ratelimit: refund %s: %w", res.Family, err)

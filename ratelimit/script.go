@@ -71,7 +71,8 @@ const spareBase = 1_000_000_000_000_000
 // Returns {allowed (0|1), count, oldest admission's score in ms (0: none),
 // now in ms, held ms (refused while another replica holds spares)}. count
 // is the number in the window after this admission, or the current number
-// when refused or peeking; live spares count, expired ones do not.
+// when refused; live spares count, expired ones do not. A peek counts
+// admissions alone: spares are places taken, not requests made.
 const windowScript = clockLua + `
 local id = ARGV[3]
 local now = clock(ARGV[4])
@@ -79,7 +80,6 @@ local gone = now - window
 
 if id == '' then
   local count = redis.call('ZCOUNT', key, '(' .. fmt(gone), '(' .. fmt(BASE))
-      + redis.call('ZCOUNT', key, '(' .. fmt(BASE + now), '+inf')
   local first = 0
   local f = redis.call('ZRANGEBYSCORE', key, '(' .. fmt(gone), '(' .. fmt(BASE), 'WITHSCORES', 'LIMIT', 0, 1)
   if #f > 0 then first = tonumber(f[2]) end
@@ -135,7 +135,8 @@ return {take, count, first, now, wait}
 
 // spareScript settles a replica's spares of one window and takes new ones
 // (spare.go). ARGV: limit, window ms, now ("" = TIME), lease ms, then nu,
-// nr, the nu used spares (now admissions: scored now), the nr ids to remove
+// nr, the nu used spares (now admissions: rescored now if still there),
+// the nr ids to remove
 // (refunds, spares given back) and the ids to reserve. New spares are taken
 // only while the window is at most half full, so spares never stand
 // between a customer and the last places of a quota. Returns {taken, count
@@ -150,18 +151,23 @@ if nr > 0 then redis.call('ZREM', key, unpack(ARGV, 7 + nu, first - 1)) end
 local old = sweep(key, now - window)
 local count = redis.call('ZCARD', key)
 local take = math.min(math.max(math.floor(limit / 2) - count, 0), #ARGV - first + 1)
-local args = {}
-local score = fmt(now)
-for i = 1, nu do
-  args[#args + 1] = score
-  args[#args + 1] = ARGV[6 + i]
+if nu > 0 then
+  -- XX: a spare refunded (ZREM) or reclaimed meanwhile stays gone.
+  local args = {}
+  local score = fmt(now)
+  for i = 1, nu do
+    args[2 * i - 1] = score
+    args[2 * i] = ARGV[6 + i]
+  end
+  redis.call('ZADD', key, 'XX', unpack(args))
 end
-local ends = fmt(BASE + now + lease)
-for i = 1, take do
-  args[#args + 1] = ends
-  args[#args + 1] = ARGV[first + i - 1]
-end
-if #args > 0 then
+if take > 0 then
+  local args = {}
+  local ends = fmt(BASE + now + lease)
+  for i = 1, take do
+    args[2 * i - 1] = ends
+    args[2 * i] = ARGV[first + i - 1]
+  end
   redis.call('ZADD', key, unpack(args))
   redis.call('PEXPIRE', key, window)
 end

@@ -28,8 +28,9 @@ import (
 //     spares for no longer than that).
 //   - A request refused while another replica holds spares learns how long
 //     they can be held (Result.Held) and may ask again after that.
-//   - Views (Peek) do not count this Limiter's unused spares; another
-//     replica's show as used for at most spareLease.
+//   - Views (Peek) count admissions, not spares: a used spare counts once
+//     it is rescored, or at once on the replica that used it; another
+//     replica's used spares show up within a tick (spareTick) or so.
 const (
 	spareLease = 2 * time.Second
 	spareUse   = time.Second
@@ -64,6 +65,7 @@ type spareSet struct {
 	want          int       // how many to keep free
 	reserve       bool      // take more at the next run
 	busy          bool      // a background run is on its way
+	rescoring     int       // used spares in the run on its way
 	last          time.Time // the window's last admission
 	count         int       // the window's count at the last answer
 	oldest, nowMS int64     // the last answer's oldest admission and time
@@ -144,8 +146,8 @@ func (l *Limiter) takeSpare(r Request) *Result {
 // after an admission that came within spareUse of the window's previous
 // one and left it at most half full. A key used now and then never has
 // spares: they would only expire unused.
-func (l *Limiter) noteAdmit(r Request, res *Result) {
-	if !res.Allowed || res.Count+1 > r.Limit/2 {
+func (l *Limiter) noteAdmit(r Request, res *Result, err error) {
+	if err != nil || !res.Allowed || res.Count+1 > r.Limit/2 {
 		return
 	}
 	l.sp.mu.Lock()
@@ -176,31 +178,26 @@ func (l *Limiter) noteAdmit(r Request, res *Result) {
 	}
 }
 
-// refundSpare gives back the place of a request admitted on a spare. It
-// goes through the window's background run, after the spare's rescoring,
-// so the two cannot land in the wrong order. false: the set is gone (the
-// Limiter stopped), refund directly.
-func (l *Limiter) refundSpare(res Result) bool {
+// forgetUsed drops a spare a request used from the rescoring queue: its
+// place is being refunded. (A rescoring already on its way is harmless:
+// it only updates a member that still exists, ZADD XX.)
+func (l *Limiter) forgetUsed(res Result) {
 	l.sp.mu.Lock()
 	defer l.sp.mu.Unlock()
-	s := l.sp.sets[windowKey(res.Subject, res.Family)]
-	if s == nil || !l.sp.on {
-		return false
+	if s := l.sp.sets[windowKey(res.Subject, res.Family)]; s != nil {
+		if i := slices.Index(s.used, res.ID); i >= 0 {
+			s.used = slices.Delete(s.used, i, i+1)
+		}
 	}
-	if i := slices.Index(s.used, res.ID); i >= 0 {
-		s.used = slices.Delete(s.used, i, i+1)
-	}
-	s.remove = append(s.remove, res.ID)
-	l.kickLocked(s)
-	return true
 }
 
-// heldFree is how many unused spares this Limiter holds in r's window.
-func (l *Limiter) heldFree(key string) int {
+// unsettled is how many of this Limiter's spares in a window were used
+// but are not admissions in Redis yet (a rescoring queued or on its way).
+func (l *Limiter) unsettled(key string) int {
 	l.sp.mu.Lock()
 	defer l.sp.mu.Unlock()
 	if s := l.sp.sets[key]; s != nil {
-		return len(s.free)
+		return len(s.used) + s.rescoring
 	}
 	return 0
 }
@@ -273,11 +270,13 @@ func (l *Limiter) spareLoop(s *spareSet) {
 			return
 		}
 		limit, window := s.limit, s.window
+		s.rescoring = len(j.used)
 		l.sp.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), spareRun)
 		v, err := l.runSpares(ctx, s.key, limit, window, j)
 		cancel()
 		l.sp.mu.Lock()
+		s.rescoring = 0
 		l.settleLocked(s, j, v, err)
 		if err != nil {
 			// The store is away: the ticker tries again.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/claude-route/claude-route/internal/fakeupstream"
+	"github.com/claude-route/claude-route/keys"
 )
 
 // Two instances, one fresh trial key, 60 concurrent sonnet requests:
@@ -204,11 +205,7 @@ func TestQuotaSparesCountExactlyAndSettleAtShutdown(t *testing.T) {
 		t.Fatalf("no spare was taken: %v", counter.names())
 	}
 	rdb := e.rdb()
-	wins, err := rdb.Keys(context.Background(), "cr:rl:*:sonnet").Result()
-	if err != nil || len(wins) != 1 {
-		t.Fatalf("windows %v %v", wins, err)
-	}
-	zs, err := rdb.ZRangeWithScores(context.Background(), wins[0], 0, -1).Result()
+	zs, err := rdb.ZRangeWithScores(context.Background(), "cr:rl:"+keys.Hash(key)+":sonnet", 0, -1).Result()
 	if err != nil {
 		t.Fatal(err)
 	}

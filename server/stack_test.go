@@ -1,6 +1,8 @@
 package server
 
 import (
+	"context"
+	"github.com/redis/go-redis/v9"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -8,6 +10,7 @@ import (
 	"os/exec"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -88,6 +91,12 @@ func stackChild(t *testing.T) {
 			t.Fatalf("%s stream=%v: status %d: %s", model, stream, resp.StatusCode, b)
 		}
 	}
+	// Steady state first: every Redis node's pool holds a few ready
+	// connections. A new connection's handshake (HELLO) runs go-redis's
+	// deepest frames, once per connection, on whichever goroutine needs
+	// it, and background work (quota spares, usage flushes) holds idle
+	// ones now and then.
+	warmPools(t, e.apps[0].Store.Client, 4)
 	// From here on no goroutine of this process may need more than 8 KiB
 	// (the proxy's, the upstream's, this client's).
 	debug.SetMaxStack(8 << 10)
@@ -104,5 +113,32 @@ func stackChild(t *testing.T) {
 		} {
 			do(url, key, c.model, c.stream)
 		}
+	}
+}
+
+// warmPools opens and readies n connections to every master: n commands at
+// once that each hold their connection 20 ms (WAIT for more replicas than
+// there are returns at its timeout).
+func warmPools(t *testing.T, c redis.UniversalClient, n int) {
+	t.Helper()
+	warm := func(ctx context.Context, node redis.UniversalClient) error {
+		var wg sync.WaitGroup
+		errs := make(chan error, n)
+		for range n {
+			wg.Go(func() { errs <- node.Do(ctx, "WAIT", 100, 20).Err() })
+		}
+		wg.Wait()
+		close(errs)
+		return <-errs
+	}
+	ctx := context.Background()
+	var err error
+	if cc, ok := c.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error { return warm(ctx, m) })
+	} else {
+		err = warm(ctx, c)
+	}
+	if err != nil {
+		t.Fatalf("warming the Redis pools: %v", err)
 	}
 }
