@@ -61,7 +61,7 @@ type spareSet struct {
 	window        time.Duration
 	free          []spare   // taken, unused; oldest first
 	used          []string  // used, not yet rescored as admissions
-	remove        []string  // refunded or returned, not yet removed
+	remove        []string  // returned unused, not yet removed
 	want          int       // how many to keep free
 	reserve       bool      // take more at the next run
 	busy          bool      // a background run is on its way
