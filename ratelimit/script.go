@@ -30,6 +30,11 @@ local function held(key, now)
   if #s == 0 then return 0 end
   return tonumber(s[2]) - BASE - now
 end
+-- spares counts the window's spares (live or not): a count less them is
+-- the number of requests admitted, what a customer is told.
+local function spares(key)
+  return redis.call('ZCOUNT', key, fmt(BASE), '+inf')
+end
 -- oldest is the score of the oldest admission, 0 when there is none.
 local function oldest(key)
   local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
@@ -70,9 +75,9 @@ const spareBase = 1_000_000_000_000_000
 //
 // Returns {allowed (0|1), count, oldest admission's score in ms (0: none),
 // now in ms, held ms (refused while another replica holds spares)}. count
-// is the number in the window after this admission, or the current number
-// when refused; live spares count, expired ones do not. A peek counts
-// admissions alone: spares are places taken, not requests made.
+// is the number of admissions in the window after this one, or the current
+// number when refused: spares are places taken, not requests made, so they
+// count for the limit but not in what the customer is told.
 const windowScript = clockLua + `
 local id = ARGV[3]
 local now = clock(ARGV[4])
@@ -102,13 +107,13 @@ if count < limit then
 else
   wait = held(key, now)
 end
-return {allowed, count, first, now, wait}
+return {allowed, count - spares(key), first, now, wait}
 `
 
 // manyScript admits up to n requests into one window in one run, in the
 // order given: as many as fit, exactly as n runs of windowScript back to
 // back would. ARGV: limit, window ms, now ms ("" = TIME), then the n ids.
-// Returns {admitted, count before, oldest admission's score (0: none),
+// Returns {admitted, admissions before (spares left out), oldest admission's score (0: none),
 // now, held ms (some refused while another replica holds spares)}.
 const manyScript = clockLua + `
 local now = clock(ARGV[3])
@@ -130,7 +135,7 @@ if take > 0 then
 end
 local wait = 0
 if take < n then wait = held(key, now) end
-return {take, count, first, now, wait}
+return {take, count - spares(key), first, now, wait}
 `
 
 // spareScript settles a replica's spares of one window and takes new ones
@@ -139,8 +144,8 @@ return {take, count, first, now, wait}
 // the nr ids to remove
 // (refunds, spares given back) and the ids to reserve. New spares are taken
 // only while the window is at most half full, so spares never stand
-// between a customer and the last places of a quota. Returns {taken, count
-// after, oldest admission's score (0: none), now}.
+// between a customer and the last places of a quota. Returns {taken,
+// admissions after (rescored spares in, free ones out), oldest admission's score (0: none), now}.
 const spareScript = clockLua + `
 local now = clock(ARGV[3])
 local lease = tonumber(ARGV[4])
@@ -172,5 +177,5 @@ if take > 0 then
   redis.call('PEXPIRE', key, window)
 end
 if old == 0 and nu > 0 then old = now end
-return {take, count + take, old, now}
+return {take, count + take - spares(key), old, now}
 `

@@ -67,7 +67,7 @@ type spareSet struct {
 	busy          bool      // a background run is on its way
 	rescoring     int       // used spares in the run on its way
 	last          time.Time // the window's last admission
-	count         int       // the window's count at the last answer
+	count         int       // the window's admissions at the last answer
 	oldest, nowMS int64     // the last answer's oldest admission and time
 }
 
@@ -129,10 +129,10 @@ func (l *Limiter) takeSpare(r Request) *Result {
 		s.reserve = true
 		l.kickLocked(s)
 	}
-	// The last answer's count holds the spares still free: this request
-	// is the one after those used before it (other replicas' admissions
-	// since that answer are not seen until the next).
-	count := max(s.count-len(s.free), 1)
+	// The last answer counted admissions; the spares used since (this
+	// one included) are not among them yet. Other replicas' admissions
+	// since that answer are seen at the next.
+	count := s.count + s.rescoring + len(s.used)
 	res := &Result{Allowed: true, ID: sp.id, spare: true, Count: count, Limit: r.Limit,
 		Remaining: max(r.Limit-count, 0), Subject: r.Subject, Family: r.Family}
 	res.Reset = time.UnixMilli(s.nowMS).UTC()

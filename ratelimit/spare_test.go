@@ -378,3 +378,19 @@ func TestSparesOnlyForRequestsCloseTogether(t *testing.T) {
 		t.Fatalf("two admissions 100ms apart: %d spares, want 1", n)
 	}
 }
+
+// An admission that does not use a spare (another replica's, or this one's
+// while its spares are on their way) is told the number of requests
+// admitted: spares are places taken, not requests made.
+func TestCountsLeaveSparesOut(t *testing.T) {
+	onRunningLimiter(t, func(t *testing.T, rdb redis.UniversalClient, l *Limiter) {
+		r := req("spare-count", "sonnet", 100)
+		admitMerged(t, l, r)
+		admitMerged(t, l, r)
+		settled(t, l, r, 1) // 2 admissions and a spare
+		res, err := New(rdb).Admit(context.Background(), r)
+		if err != nil || res.Count != 3 || res.Remaining != 97 {
+			t.Fatalf("third admission: %+v %v, want count 3", res, err)
+		}
+	})
+}
