@@ -113,8 +113,9 @@ return {allowed, count - spares(key), first, now, wait}
 // manyScript admits up to n requests into one window in one run, in the
 // order given: as many as fit, exactly as n runs of windowScript back to
 // back would. ARGV: limit, window ms, now ms ("" = TIME), then the n ids.
-// Returns {admitted, admissions before (spares left out), oldest admission's score (0: none),
-// now, held ms (some refused while another replica holds spares)}.
+// Returns {admitted, admissions before (spares left out), oldest
+// admission's score (0: none), now, held ms (some refused while another
+// replica holds spares)}.
 const manyScript = clockLua + `
 local now = clock(ARGV[3])
 local n = #ARGV - 3
@@ -141,11 +142,11 @@ return {take, count - spares(key), first, now, wait}
 // spareScript settles a replica's spares of one window and takes new ones
 // (spare.go). ARGV: limit, window ms, now ("" = TIME), lease ms, then nu,
 // nr, the nu used spares (now admissions: rescored now if still there),
-// the nr ids to remove
-// (refunds, spares given back) and the ids to reserve. New spares are taken
-// only while the window is at most half full, so spares never stand
+// the nr unused spares given back, and the ids to reserve. New spares are
+// taken only while the window is at most half full, so spares never stand
 // between a customer and the last places of a quota. Returns {taken,
-// admissions after (rescored spares in, free ones out), oldest admission's score (0: none), now}.
+// admissions after (rescored spares in, free ones out), oldest admission's
+// score (0: none), now}.
 const spareScript = clockLua + `
 local now = clock(ARGV[3])
 local lease = tonumber(ARGV[4])
