@@ -31,7 +31,12 @@ type httpError struct {
 	status     int
 	typ, msg   string
 	retryAfter time.Duration
-	cause      error
+	// noRetry marks a refusal that waiting a moment cannot fix (a quota or
+	// budget used up): it answers x-should-retry: false, so the Anthropic
+	// and OpenAI SDKs raise at once instead of sleeping a retry-after of
+	// hours.
+	noRetry bool
+	cause   error
 }
 
 func (e *httpError) Error() string { return e.msg }
@@ -40,6 +45,9 @@ func (e *httpError) Unwrap() error { return e.cause }
 func (e *httpError) write(w http.ResponseWriter) {
 	if e.retryAfter > 0 {
 		w.Header().Set("Retry-After", fmt.Sprint(ceilSeconds(e.retryAfter)))
+	}
+	if e.noRetry {
+		w.Header().Set("X-Should-Retry", "false")
 	}
 	writeError(w, e.status, e.typ, e.msg)
 }
@@ -319,4 +327,30 @@ func nilIfEmpty(s string) any {
 		return nil
 	}
 	return s
+}
+
+// modelRefusal words a tier's model refusal. It keeps its start ("Trial
+// tier can only use Sonnet models": clients and scripts match on it) and
+// names the fix, because Claude Code shows a 403 as "Failed to
+// authenticate" and this message is all the customer sees.
+func modelRefusal(tr *tiers.Tier) string {
+	msg := fmt.Sprintf("%s tier can only use %s models", tr.Title(), tr.AllowedText())
+	if alias := permittedAlias(tr); alias != "" {
+		msg += fmt.Sprintf(". Pick a permitted model: set ANTHROPIC_MODEL=%s, or pass --model %s in Claude Code", alias, alias)
+	}
+	return msg
+}
+
+// permittedAlias is a model alias Claude Code understands that the tier
+// allows: sonnet when it may, else its first named family.
+func permittedAlias(tr *tiers.Tier) string {
+	if tr.Allows("sonnet") {
+		return "sonnet"
+	}
+	for _, f := range []string{"opus", "haiku"} {
+		if tr.Allows(f) {
+			return f
+		}
+	}
+	return ""
 }

@@ -39,8 +39,10 @@ func until(t *testing.T, what string, cond func() bool) {
 func isBusy(t *testing.T, r reply, n int) {
 	t.Helper()
 	if r.status != http.StatusTooManyRequests || r.errType() != "rate_limit_error" ||
-		r.errMessage() != "Too many concurrent requests for this key ("+strconv.Itoa(n)+")" || r.header.Get("Retry-After") != "1" {
-		t.Fatalf("want 429 too many concurrent requests with retry-after 1, got %d %q %s", r.status, r.header.Get("Retry-After"), r.body)
+		r.errMessage() != "Too many concurrent requests for this key ("+strconv.Itoa(n)+")" || r.header.Get("Retry-After") != "1" ||
+		r.header.Get("X-Should-Retry") == "false" {
+		t.Fatalf("want 429 too many concurrent requests with retry-after 1 (retryable), got %d %q x-should-retry %q %s",
+			r.status, r.header.Get("Retry-After"), r.header.Get("X-Should-Retry"), r.body)
 	}
 }
 

@@ -144,8 +144,7 @@ func (s *Server) receive(c *ginContext, counted bool, tk *admission.Ticket) *req
 	if !cl.tier.Allows(req.family) {
 		s.bufs.put(req.body) // never went upstream: nobody reads it now
 		s.metrics.request(cl.tier.Name, req.family, http.StatusForbidden)
-		(&httpError{status: http.StatusForbidden, typ: errPermission,
-			msg: fmt.Sprintf("%s tier can only use %s models", cl.tier.Title(), cl.tier.AllowedText())}).write(w)
+		(&httpError{status: http.StatusForbidden, typ: errPermission, msg: modelRefusal(cl.tier)}).write(w)
 		return nil
 	}
 	return req
@@ -478,7 +477,7 @@ func (s *Server) holdQuota(req *request, res *ratelimit.Result) *httpError {
 		return nil
 	}
 	s.metrics.quotaRefusals.WithLabelValues(req.cl.tier.Name, req.family).Inc()
-	return &httpError{status: http.StatusTooManyRequests, typ: errRateLimit, retryAfter: res.RetryAfter,
+	return &httpError{status: http.StatusTooManyRequests, typ: errRateLimit, retryAfter: res.RetryAfter, noRetry: true,
 		msg: fmt.Sprintf("Rate limit exceeded for %s (%d/%d in %s)", req.family, res.Count, res.Limit, windowText(time.Duration(s.d.Tiers.Window)))}
 }
 
@@ -612,7 +611,7 @@ func (s *Server) attempt(c *ginContext, req *request) int {
 // cooling and no other account can take the request.
 func accountLimited(st accounts.State, now time.Time) *httpError {
 	if st.LimitedTill.After(now) {
-		return &httpError{status: http.StatusTooManyRequests, typ: errRateLimit, retryAfter: st.LimitedTill.Sub(now),
+		return &httpError{status: http.StatusTooManyRequests, typ: errRateLimit, retryAfter: st.LimitedTill.Sub(now), noRetry: true,
 			msg: "The upstream account serving this key has reached its usage limit; retry after " + st.LimitedTill.UTC().Format(time.RFC3339)}
 	}
 	return &httpError{status: http.StatusServiceUnavailable, typ: errOverloaded, retryAfter: st.CoolingTill.Sub(now),

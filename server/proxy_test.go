@@ -174,6 +174,10 @@ func TestErrorRows(t *testing.T) {
 		{"bad format: other prefix", "sk-ant-api03-" + strings.Repeat("A", 32), sonnet, "", nil, 401, "authentication_error", "Invalid API key format"},
 		{"trial asks opus", trial, msgBody("claude-opus-4-1-20250805", false), "", nil, 403, "permission_error", "can only use Sonnet models"},
 		{"trial asks haiku", trial, msgBody("claude-haiku-4-5", false), "", nil, 403, "permission_error", "Trial tier can only use Sonnet models"},
+		// Issue 24: Claude Code shows a 403 as "Failed to authenticate", so
+		// the message names the fix.
+		{"tier refusal names the fix", trial, msgBody("claude-opus-4-1-20250805", false), "", nil, 403, "permission_error",
+			"Trial tier can only use Sonnet models. Pick a permitted model: set ANTHROPIC_MODEL=sonnet, or pass --model sonnet in Claude Code"},
 		{"malformed json", trial, `{"model": "claude-sonnet-4-5",`, "", nil, 400, "invalid_request_error", "not valid JSON"},
 		{"missing model", trial, `{"max_tokens":5,"messages":[]}`, "", nil, 400, "invalid_request_error", "model"},
 		// Issue 12: the upstream reads "model" exactly; a case variant must

@@ -92,6 +92,11 @@ func TestHighTierOpusQuotaOthersUnlimited(t *testing.T) {
 	if r.status != 429 || r.errMessage() != "Rate limit exceeded for opus (10/10 in 5 hours)" {
 		t.Fatalf("11th opus: %d %s", r.status, r.body)
 	}
+	// Issue 24: an exhausted quota is not worth a retry; without this
+	// header the SDKs sleep the whole retry-after (hours).
+	if got := r.header.Get("X-Should-Retry"); got != "false" {
+		t.Fatalf("11th opus: x-should-retry %q, want false", got)
+	}
 	for i := 0; i < 15; i++ {
 		if r := post(t, url, "/v1/messages", key, msgBody("claude-haiku-4-5-20251001", false)); r.status != 200 {
 			t.Fatalf("haiku must stay unlimited: %d", r.status)
