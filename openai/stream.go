@@ -6,6 +6,8 @@ import (
 	"io"
 	"time"
 	"unicode/utf8"
+
+	"github.com/claude-route/claude-route/internal/sse"
 )
 
 // Stream converts an Anthropic Messages SSE stream into OpenAI
@@ -19,10 +21,8 @@ type Stream struct {
 	created      int64
 	includeUsage bool
 
-	partial []byte // an incomplete line carried to the next Write
-	event   []byte // the current event's name
-	data    []byte // the current event's data lines
-	out     []byte // what one Write produces
+	parser *sse.Parser
+	out    []byte // what one Write produces
 
 	id, model string
 	// prefix is every chunk's opening up to its choices, fixed once the
@@ -39,8 +39,14 @@ type Stream struct {
 // NewStream returns a converter writing to w; created stamps every chunk,
 // includeUsage adds the final usage chunk (stream_options.include_usage).
 func NewStream(w io.Writer, created time.Time, includeUsage bool) *Stream {
-	return &Stream{w: w, created: created.Unix(), includeUsage: includeUsage, tools: map[int]int{}}
+	s := &Stream{w: w, created: created.Unix(), includeUsage: includeUsage, tools: map[int]int{}}
+	s.parser = sse.NewParser(MaxEvent, nil, s.dispatch)
+	return s
 }
+
+// MaxEvent bounds one line and one event's data of the upstream stream; a
+// longer event is dropped unread (no Messages event comes near it).
+const MaxEvent = 1 << 20
 
 // Done reports whether the converted stream is complete ([DONE] or an
 // error event was written).
@@ -51,21 +57,7 @@ func (s *Stream) Done() bool { return s.done }
 func (s *Stream) Write(p []byte) (int, error) {
 	n := len(p)
 	s.out = s.out[:0]
-	for len(p) > 0 {
-		i := bytes.IndexByte(p, '\n')
-		if i < 0 {
-			s.partial = append(s.partial, p...)
-			break
-		}
-		line := p[:i]
-		if len(s.partial) > 0 {
-			s.partial = append(s.partial, line...)
-			line = s.partial
-		}
-		s.line(bytes.TrimSuffix(line, []byte("\r")))
-		s.partial = s.partial[:0]
-		p = p[i+1:]
-	}
+	_, _ = s.parser.Write(p)
 	if len(s.out) == 0 {
 		return n, nil
 	}
@@ -73,31 +65,6 @@ func (s *Stream) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return n, nil
-}
-
-// line handles one SSE line (https://html.spec.whatwg.org/multipage/server-sent-events.html).
-func (s *Stream) line(l []byte) {
-	if len(l) == 0 {
-		if len(s.data) > 0 || len(s.event) > 0 {
-			s.dispatch()
-		}
-		s.event, s.data = s.event[:0], s.data[:0]
-		return
-	}
-	if l[0] == ':' {
-		return // a comment
-	}
-	field, value, _ := bytes.Cut(l, []byte(":"))
-	value = bytes.TrimPrefix(value, []byte(" "))
-	switch string(field) {
-	case "event":
-		s.event = append(s.event[:0], value...)
-	case "data":
-		if len(s.data) > 0 {
-			s.data = append(s.data, '\n')
-		}
-		s.data = append(s.data, value...)
-	}
 }
 
 // upstreamEvent holds the fields of every Messages stream event that the
@@ -120,17 +87,17 @@ type upstreamEvent struct {
 	Usage anthropicUsage `json:"usage"`
 }
 
-func (s *Stream) dispatch() {
+func (s *Stream) dispatch(name, data []byte) {
 	if s.done {
 		return
 	}
 	var ev upstreamEvent
-	if err := json.Unmarshal(s.data, &ev); err != nil {
+	if err := json.Unmarshal(data, &ev); err != nil {
 		return // not an event of the Messages stream: nothing to convert
 	}
 	typ := ev.Type
-	if len(s.event) > 0 {
-		typ = string(s.event)
+	if len(name) > 0 {
+		typ = string(name)
 	}
 	switch typ {
 	case "message_start":
@@ -185,7 +152,7 @@ func (s *Stream) dispatch() {
 		s.done = true
 	case "error":
 		// OpenAI's SDKs raise an APIError for a data line carrying "error".
-		e := FromAnthropic(0, s.data)
+		e := FromAnthropic(0, data)
 		s.out = append(s.out, "data: "...)
 		s.out = append(s.out, e.JSON()...)
 		s.out = append(s.out, "\n\n"...)

@@ -80,11 +80,17 @@ func TestStream(t *testing.T) {
 			want = append(want, wantUsage)
 		}
 		want = append(want, "[DONE]")
-		// Every chunking of the upstream bytes converts the same.
-		for _, size := range []int{1, 7, 64, len(upstreamStream)} {
+		// Every chunking of the upstream bytes converts the same, and so
+		// does the stream with CR line ends (read by internal/sse).
+		crOnly := strings.ReplaceAll(strings.ReplaceAll(upstreamStream, "\r\n", "\n"), "\n", "\r")
+		for _, size := range []int{1, 7, 64, len(upstreamStream), -1} {
 			var out bytes.Buffer
 			s := NewStream(&out, created, usage)
-			for rest := upstreamStream; rest != ""; {
+			src := upstreamStream
+			if size < 0 {
+				src, size = crOnly, 13
+			}
+			for rest := src; rest != ""; {
 				n := min(size, len(rest))
 				if k, err := s.Write([]byte(rest[:n])); err != nil || k != n {
 					t.Fatalf("write: %d %v", k, err)

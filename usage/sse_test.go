@@ -297,7 +297,7 @@ func TestSSETapOversizeLine(t *testing.T) {
 				_, _ = tap.Write(c)
 				// The tap must never hold more than one capped line
 				// plus one capped event's data.
-				if n := cap(tap.line) + cap(tap.data); n > 2*MaxLine+4096 {
+				if n := tap.parser.Held(); n > 2*MaxLine+4096 {
 					t.Fatalf("tap holds %d bytes", n)
 				}
 			}
