@@ -7,11 +7,9 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/sirupsen/logrus"
 )
 
 // Passive health (Caddy's max_fails / fail_duration): an account that
@@ -372,101 +370,4 @@ func (c *OverflowCmd) Result() (string, []string, error) {
 		return "", peers, ErrNoOverflow
 	}
 	return name, peers, nil
-}
-
-// UtilWriter keeps the latest utilization per account in memory and writes
-// it to the store at most once per second per account, in one pipeline per
-// flush, from its own goroutine: the response path only hands it a value.
-type UtilWriter struct {
-	rdb   redis.UniversalClient
-	log   logrus.FieldLogger
-	every time.Duration
-
-	mu      sync.Mutex
-	pending map[string]Utilization
-	asked   map[string]struct{} // accounts whose turn this interval was taken
-}
-
-// NewUtilWriter returns a writer flushing every interval (default 1 s).
-func NewUtilWriter(rdb redis.UniversalClient, every time.Duration, log logrus.FieldLogger) *UtilWriter {
-	if every <= 0 {
-		every = time.Second
-	}
-	return &UtilWriter{rdb: rdb, log: log, every: every, pending: map[string]Utilization{}}
-}
-
-// Observe records an account's latest utilization; it never blocks on the store.
-func (w *UtilWriter) Observe(account string, u Utilization) {
-	w.mu.Lock()
-	w.pending[account] = u
-	w.mu.Unlock()
-}
-
-// Wants reports whether account's rate-limit headers should be parsed
-// now: true once per flush interval (an answer without such headers uses
-// the turn as well). The request path asks before parsing an answer's
-// headers, so each account's are parsed once a second, not on every answer.
-func (w *UtilWriter) Wants(account string) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if _, seen := w.asked[account]; seen {
-		return false
-	}
-	if w.asked == nil {
-		w.asked = map[string]struct{}{}
-	}
-	w.asked[account] = struct{}{}
-	return true
-}
-
-// Flush writes what was observed since the last flush.
-func (w *UtilWriter) Flush(ctx context.Context) error {
-	w.mu.Lock()
-	batch := w.pending
-	w.pending = map[string]Utilization{}
-	clear(w.asked)
-	w.mu.Unlock()
-	if len(batch) == 0 {
-		return nil
-	}
-	args := make([]any, 0, 2*len(batch))
-	for a, u := range batch {
-		b, _ := json.Marshal(u)
-		args = append(args, a, string(b))
-	}
-	if err := w.rdb.HSet(ctx, keyUtil, args...).Err(); err != nil {
-		// Put back what was not written unless something newer came meanwhile.
-		w.mu.Lock()
-		for a, u := range batch {
-			if _, newer := w.pending[a]; !newer {
-				w.pending[a] = u
-			}
-		}
-		w.mu.Unlock()
-		return fmt.Errorf("write utilization: %w", err)
-	}
-	return nil
-}
-
-// Run flushes every interval until ctx ends, then once more.
-func (w *UtilWriter) Run(ctx context.Context) {
-	t := time.NewTicker(w.every)
-	defer t.Stop()
-	lastErr := ""
-	for {
-		select {
-		case <-ctx.Done():
-			fctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			_ = w.Flush(fctx)
-			cancel()
-			return
-		case <-t.C:
-		}
-		if err := w.Flush(ctx); err != nil && err.Error() != lastErr && ctx.Err() == nil {
-			w.log.WithError(err).Warn("utilization not written; retrying")
-			lastErr = err.Error()
-		} else if err == nil {
-			lastErr = ""
-		}
-	}
 }

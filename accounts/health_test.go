@@ -289,36 +289,57 @@ func TestUtilWriterBatchesAndKeepsLatest(t *testing.T) {
 	}
 }
 
-// An account's headers are wanted once per flush interval, whether or
-// not that answer carried any: the next turn comes with the next flush.
-func TestUtilWriterWantsOncePerFlush(t *testing.T) {
+// Issue 24: the value written for an interval is its last answer's
+// (trailing edge), parsed at flush time; an answer without rate-limit
+// headers leaves the previous one; a flush with nothing new writes nothing.
+func TestUtilWriterTrailingEdge(t *testing.T) {
 	rdb := testenv.Redis(t, 2)
 	w := NewUtilWriter(rdb, time.Second, nil)
-	flush := func() {
+	p, _ := newHealthPool(t, rdb)
+	at := time.Unix(1_800_000_000, 0)
+	answer := func(five string) map[string][]string {
+		h := map[string][]string{"Content-Type": {"application/json"}}
+		if five != "" {
+			h["Anthropic-Ratelimit-Unified-5h-Utilization"] = []string{five}
+			h["Anthropic-Ratelimit-Unified-Status"] = []string{"allowed"}
+		}
+		return h
+	}
+	fiveHour := func() float64 {
+		t.Helper()
 		if err := w.Flush(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-	}
-	steps := []struct {
-		name  string
-		do    func()
-		wantA bool
-	}{
-		{"first answer", func() {}, true},
-		{"second answer, same interval", func() {}, false},
-		{"after an observation", func() { w.Observe("a", Utilization{FiveHour: ptr(0.5)}) }, false},
-		{"after the flush", flush, true},
-		{"an answer without headers took the turn", func() {}, false},
-		{"next flush", flush, true},
-	}
-	for _, st := range steps {
-		st.do()
-		if got := w.Wants("a"); got != st.wantA {
-			t.Fatalf("%s: Wants(a) = %v, want %v", st.name, got, st.wantA)
+		us, err := p.Utilizations(context.Background())
+		if err != nil || us["a"].FiveHour == nil {
+			t.Fatalf("utilization of a: %+v %v", us, err)
 		}
+		return *us["a"].FiveHour
 	}
-	if !w.Wants("b") {
-		t.Fatal("another account's turn was taken")
+	for i, v := range []string{"0.1", "0.2", "0.3"} {
+		w.ObserveHeaders("a", answer(v), at.Add(time.Duration(i)*time.Millisecond))
+	}
+	w.ObserveHeaders("a", answer(""), at.Add(5*time.Millisecond))
+	if got := fiveHour(); got != 0.3 {
+		t.Fatalf("after three answers in one interval: 5h %v, want the last one's 0.3", got)
+	}
+	// A parsed value observed later wins over earlier headers, and the
+	// other way round.
+	w.ObserveHeaders("a", answer("0.4"), at.Add(time.Second))
+	w.Observe("a", Utilization{FiveHour: ptr(0.5)})
+	if got := fiveHour(); got != 0.5 {
+		t.Fatalf("observed value after headers: %v, want 0.5", got)
+	}
+	w.Observe("a", Utilization{FiveHour: ptr(0.6)})
+	w.ObserveHeaders("a", answer("0.7"), at.Add(2*time.Second))
+	if got := fiveHour(); got != 0.7 {
+		t.Fatalf("headers after an observed value: %v, want 0.7", got)
+	}
+	// Nothing new: the stored value stays (an operator's edit is not
+	// overwritten by a stale copy).
+	rdb.HSet(context.Background(), keyUtil, "a", `{"five_hour":0.8}`)
+	if got := fiveHour(); got != 0.8 {
+		t.Fatalf("a flush with nothing new wrote %v", got)
 	}
 }
 

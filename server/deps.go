@@ -105,11 +105,10 @@ type Pinger interface {
 	Ping(ctx context.Context) error
 }
 
-// UtilObserver takes an account's latest utilization; it never blocks.
+// UtilObserver takes the rate-limit headers of an account's latest answer;
+// it never blocks and parses nothing on the response path.
 type UtilObserver interface {
-	// Wants reports whether an observation of account is wanted now.
-	Wants(account string) bool
-	Observe(account string, u accounts.Utilization)
+	ObserveHeaders(account string, h map[string][]string, at time.Time)
 }
 
 // Leases hand out each key's concurrency places; the entry rides in the

@@ -198,9 +198,15 @@ func TestRevokedTextMustLeadTheMessage(t *testing.T) {
 func TestUtilizationFromUpstreamHeaders(t *testing.T) {
 	e := newEnv(t)
 	access, _ := e.oauthAccount("high", "o1", time.Now().Add(8*time.Hour))
-	e.fake.SetUtilization(access, 0.5, 0.25)
 	u1, u2 := e.start(), e.start()
 	key := e.issue("high")
+	// Issue 24: the last answer before a flush is what is written
+	// (trailing edge), not the first of the interval.
+	e.fake.SetUtilization(access, 0.1, 0.05)
+	if r := post(t, u1, "/v1/messages", key, msgBody("claude-sonnet-4-5", false)); r.status != 200 {
+		t.Fatal(r.status)
+	}
+	e.fake.SetUtilization(access, 0.5, 0.25)
 	if r := post(t, u1, "/v1/messages", key, msgBody("claude-sonnet-4-5", false)); r.status != 200 {
 		t.Fatal(r.status)
 	}

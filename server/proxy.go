@@ -759,13 +759,11 @@ func (s *Server) succeeded(req *request) {
 }
 
 // observe hands the answer's rate-limit headers to the utilization
-// writer, which stores them in the background.
+// writer, which parses the latest of each interval and stores it in the
+// background.
 func (s *Server) observe(account string, h http.Header) {
-	if s.d.Util == nil || !s.d.Util.Wants(account) {
-		return
-	}
-	if u, ok := accounts.ParseUtilization(h, s.d.Clock.Now()); ok {
-		s.d.Util.Observe(account, u)
+	if s.d.Util != nil {
+		s.d.Util.ObserveHeaders(account, h, s.d.Clock.Now())
 	}
 }
 
