@@ -22,6 +22,7 @@ type Coalescer struct {
 	q       chan *job
 	timeout time.Duration
 	stop    chan struct{}
+	gone    chan struct{} // closed once every flusher has returned
 	wg      sync.WaitGroup
 	once    sync.Once
 }
@@ -50,7 +51,8 @@ const coalesceMax = 128
 // NewCoalescer starts flushers on rdb; Close stops them. timeout bounds one
 // batch's round trip (the request path's store budget).
 func NewCoalescer(rdb redis.UniversalClient, flushers int, timeout time.Duration) *Coalescer {
-	c := &Coalescer{rdb: rdb, q: make(chan *job, 4*coalesceMax), timeout: timeout, stop: make(chan struct{})}
+	c := &Coalescer{rdb: rdb, q: make(chan *job, 4*coalesceMax), timeout: timeout,
+		stop: make(chan struct{}), gone: make(chan struct{})}
 	for range max(flushers, 1) {
 		c.wg.Go(c.flush)
 	}
@@ -61,8 +63,14 @@ func NewCoalescer(rdb redis.UniversalClient, flushers int, timeout time.Duration
 // callers' commands, and returns once they have run (or failed: read each
 // command's Err). It returns ctx's error only when ctx ended before the
 // commands were sent; once sent, Do waits for their answers, so the
-// caller never abandons commands that may be running.
+// caller never abandons commands that may be running. After Close it
+// returns redis.ErrClosed, with nothing sent.
 func (c *Coalescer) Do(ctx context.Context, queue func(redis.Pipeliner)) error {
+	select {
+	case <-c.stop:
+		return redis.ErrClosed
+	default:
+	}
 	j := jobPool.Get().(*job)
 	j.queue = queue
 	j.state.Store(jobQueued)
@@ -81,6 +89,13 @@ func (c *Coalescer) Do(ctx context.Context, queue func(redis.Pipeliner)) error {
 		if j.state.CompareAndSwap(jobQueued, jobCancelled) {
 			// The flusher will skip it and drop it; it is not reused.
 			return ctx.Err()
+		}
+		<-j.done
+	case <-c.gone:
+		// Queued while Close drained (select picks at random among ready
+		// cases): no flusher is left to take it.
+		if j.state.CompareAndSwap(jobQueued, jobCancelled) {
+			return redis.ErrClosed
 		}
 		<-j.done
 	}
@@ -155,6 +170,10 @@ func (c *Coalescer) run(batch []*job) {
 // Close stops the flushers once the batches on the wire are answered.
 // Callers must be gone: a Do after Close answers redis.ErrClosed.
 func (c *Coalescer) Close() {
-	c.once.Do(func() { close(c.stop) })
-	c.wg.Wait()
+	c.once.Do(func() {
+		close(c.stop)
+		c.wg.Wait()
+		close(c.gone)
+	})
+	<-c.gone
 }

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -94,5 +95,52 @@ func TestCoalescerCancelledNeverRuns(t *testing.T) {
 	t.Logf("%d of 400 calls ran", ok.Load())
 	if got != ok.Load() {
 		t.Fatalf("counter %d, successful calls %d: a cancelled call ran, or a successful one did not", got, ok.Load())
+	}
+}
+
+// A Do racing Close either runs or answers redis.ErrClosed; it never waits
+// for its context because its job was queued after the flushers drained.
+// Each round closes a coalescer while callers keep calling; a caller still
+// waiting a second after Close returned is stuck.
+func TestCoalescerDoRacingCloseNeverHangs(t *testing.T) {
+	rdb := redis.NewClient(&redis.Options{Addr: miniredis.RunT(t).Addr()})
+	for round := range 300 {
+		c := store.NewCoalescer(rdb, 2, 5*time.Second)
+		var wg sync.WaitGroup
+		closed := make(chan struct{})
+		for range 8 {
+			wg.Go(func() {
+				for {
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					start := time.Now()
+					err := c.Do(ctx, func(p redis.Pipeliner) { p.Incr(context.Background(), "co:close") })
+					cancel()
+					switch {
+					case errors.Is(err, redis.ErrClosed):
+						return
+					case err != nil:
+						t.Errorf("round %d: Do after %v: %v, want nil or redis.ErrClosed", round, time.Since(start), err)
+						return
+					}
+					select {
+					case <-closed:
+						return // Close returned and this call ran: fine
+					default:
+					}
+				}
+			})
+		}
+		c.Close()
+		close(closed)
+		stuck := make(chan struct{})
+		go func() { wg.Wait(); close(stuck) }()
+		select {
+		case <-stuck:
+		case <-time.After(time.Second):
+			t.Fatalf("round %d: a Do racing Close still waits a second after Close returned", round)
+		}
+		if t.Failed() {
+			return
+		}
 	}
 }
