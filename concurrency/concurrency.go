@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -55,7 +56,21 @@ type Limiter struct {
 	mu    sync.Mutex
 	live  map[*Lease]struct{}
 	wakes map[string]chan struct{} // key hash → closed when a local place frees
+	// orphans are leases this replica may hold in the store but could not
+	// give back (the store did not answer): the next renewal removes them,
+	// so a slow reply costs a key its place for one renewal period at most,
+	// not a whole LeaseTTL.
+	orphans []orphan
 }
+
+type orphan struct {
+	keyHash, id string
+	at          time.Time
+}
+
+// maxOrphans bounds the give-backs kept for the next renewal while the
+// store is away; past it a lease ends by itself within LeaseTTL.
+const maxOrphans = 4096
 
 // New returns a Limiter on rdb.
 func New(rdb redis.UniversalClient, cfg Config) *Limiter {
@@ -221,6 +236,11 @@ func (e *Entry) Admit(ctx context.Context, n int) (*Lease, error) {
 		return e.l.track(e.keyHash, e.id), nil
 	}
 	if err != nil && !isNoScript(err) {
+		// The script may have run with its answer lost (a read timeout):
+		// the lease it took must not keep the key's place for LeaseTTL.
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		e.l.leave(lctx, e.keyHash, e.id)
+		cancel()
 		return nil, fmt.Errorf("concurrency enter: %w", err)
 	}
 	return e.l.wait(ctx, e.keyHash, e.id, n)
@@ -229,7 +249,30 @@ func (e *Entry) Admit(ctx context.Context, n int) (*Lease, error) {
 // Abandon gives back what the entry may hold when the request is refused
 // for another reason (bad key, quota) before Admit.
 func (e *Entry) Abandon(ctx context.Context) {
-	_ = leaveScript.Run(ctx, e.l.rdb, keys(e.keyHash)[:3], e.id).Err()
+	e.l.leave(ctx, e.keyHash, e.id)
+}
+
+// leave removes id from the key's leases and queue; when the store does
+// not answer, the next renewal tries again.
+func (l *Limiter) leave(ctx context.Context, keyHash, id string) {
+	if err := leaveScript.Run(ctx, l.rdb, keys(keyHash)[:3], id).Err(); err != nil {
+		l.orphan(keyHash, id)
+	}
+}
+
+func (l *Limiter) orphan(keyHash, id string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.orphans) < maxOrphans {
+		l.orphans = append(l.orphans, orphan{keyHash: keyHash, id: id, at: l.now()})
+	}
+}
+
+func (l *Limiter) now() time.Time {
+	if l.cfg.Clock != nil {
+		return l.cfg.Clock.Now()
+	}
+	return time.Now()
 }
 
 func isNoScript(err error) bool {
@@ -269,7 +312,7 @@ func (l *Limiter) wait(ctx context.Context, keyHash, id string, n int) (*Lease, 
 	leave := func() {
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		defer cancel()
-		_ = leaveScript.Run(lctx, l.rdb, ks[:3], id).Err()
+		l.leave(lctx, keyHash, id)
 		l.wake(keyHash) // the next in line may be admitted now
 	}
 	waiterTTL := 5 * l.cfg.Poll
@@ -342,8 +385,8 @@ func (ls *Lease) Release(ctx context.Context) {
 		l.mu.Unlock()
 		// A granted lease is never in the queue: one ZREM, no script.
 		if err := l.rdb.ZRem(ctx, keys(ls.keyHash)[0], ls.id).Err(); err != nil {
-			// The lease then expires by itself within LeaseTTL.
-			l.cfg.Log.WithError(err).Warn("concurrency lease not released; it expires by itself")
+			l.cfg.Log.WithError(err).Warn("concurrency lease not released; the next renewal releases it")
+			l.orphan(ls.keyHash, ls.id)
 		}
 		l.wake(ls.keyHash)
 	})
@@ -366,16 +409,20 @@ redis.call('PEXPIRE', KEYS[1], ttl)
 return 1
 `)
 
-// Renew extends every live lease of this replica, one script per key, all
-// in one pipeline.
+// Renew extends every live lease of this replica, one script per key, and
+// removes the leases it could not give back before, all in one pipeline.
 func (l *Limiter) Renew(ctx context.Context) error {
 	l.mu.Lock()
 	byKey := map[string][]any{}
 	for ls := range l.live {
 		byKey[ls.keyHash] = append(byKey[ls.keyHash], ls.id)
 	}
+	// Orphans older than LeaseTTL have expired by themselves.
+	cutoff := l.now().Add(-l.cfg.LeaseTTL)
+	orphans := slices.DeleteFunc(l.orphans, func(o orphan) bool { return o.at.Before(cutoff) })
+	l.orphans = nil
 	l.mu.Unlock()
-	if len(byKey) == 0 {
+	if len(byKey) == 0 && len(orphans) == 0 {
 		return nil
 	}
 	pipe := l.rdb.Pipeline()
@@ -384,9 +431,25 @@ func (l *Limiter) Renew(ctx context.Context) error {
 		// Eval, not EvalSha: a pipeline cannot retry a NOSCRIPT.
 		renewScript.Eval(ctx, pipe, keys(h)[:1], args...)
 	}
+	for _, o := range orphans {
+		ks := keys(o.keyHash)
+		pipe.ZRem(ctx, ks[0], o.id)
+		pipe.ZRem(ctx, ks[1], o.id)
+		pipe.ZRem(ctx, ks[2], o.id)
+	}
 	_, err := pipe.Exec(ctx)
 	if err != nil {
+		if len(orphans) > 0 {
+			l.mu.Lock()
+			l.orphans = append(orphans, l.orphans...)
+			l.mu.Unlock()
+		}
 		return fmt.Errorf("renew leases: %w", err)
+	}
+	if len(orphans) > 0 {
+		for _, o := range orphans {
+			l.wake(o.keyHash) // a waiter may take the place now
+		}
 	}
 	return nil
 }
