@@ -249,6 +249,7 @@ func (s *Server) requireCaller(w http.ResponseWriter, r *http.Request) *caller {
 	defer cancel()
 	cl, herr := s.authenticate(ctx, r.Header)
 	if herr != nil {
+		s.logRefusal(nil, r.Header, "", herr)
 		herr.write(w)
 		return nil
 	}

@@ -103,6 +103,7 @@ func (s *Server) receive(c *ginContext, counted bool, tk *admission.Ticket) *req
 	cl, entry, herr := s.authenticateEnter(ctx, r.Header, true)
 	if herr != nil {
 		s.metrics.request("", "", herr.status)
+		s.logRefusal(nil, r.Header, "", herr)
 		herr.write(w)
 		return nil
 	}
@@ -113,6 +114,7 @@ func (s *Server) receive(c *ginContext, counted bool, tk *admission.Ticket) *req
 	// a client still sending (golang/go#40747), unless the client left.
 	refuseUnread := func(herr *httpError) {
 		s.metrics.request(cl.tier.Name, "", herr.status)
+		s.logRefusal(cl, nil, "", herr)
 		if herr.status != statusClientGone {
 			drain(w, r.Body, s.cfg.MaxBodyBytes)
 			herr.write(w)
@@ -144,7 +146,9 @@ func (s *Server) receive(c *ginContext, counted bool, tk *admission.Ticket) *req
 	if !cl.tier.Allows(req.family) {
 		s.bufs.put(req.body) // never went upstream: nobody reads it now
 		s.metrics.request(cl.tier.Name, req.family, http.StatusForbidden)
-		(&httpError{status: http.StatusForbidden, typ: errPermission, msg: modelRefusal(cl.tier)}).write(w)
+		herr := &httpError{status: http.StatusForbidden, typ: errPermission, msg: modelRefusal(cl.tier)}
+		s.logRefusal(cl, nil, req.model, herr)
+		herr.write(w)
 		return nil
 	}
 	return req
@@ -188,7 +192,7 @@ func (s *Server) refuseAdmission(w http.ResponseWriter, req *request, herr *http
 	cl := req.cl
 	s.bufs.put(req.body) // never went upstream: nobody reads it now
 	s.metrics.request(cl.tier.Name, req.family, herr.status)
-	s.log.WithFields(logrus.Fields{"key": cl.rec.ID, "tier": cl.tier.Name, "model": req.model, "status": herr.status}).Info("refused: " + herr.msg)
+	s.logRefusal(cl, nil, req.model, herr)
 	s.refund(req) // a no-op when the quota itself refused
 	if req.quota != nil {
 		setQuotaHeaders(w.Header(), *req.quota)
@@ -250,7 +254,6 @@ func (s *Server) takeLease(ctx context.Context, cl *caller, entry *concurrency.E
 	case err == nil:
 		return lease, nil
 	case errors.Is(err, concurrency.ErrQueueFull), errors.Is(err, concurrency.ErrWaitTimeout):
-		s.log.WithFields(logFields(cl)).WithField("reason", err.Error()).Info("refused: too many concurrent requests")
 		return nil, &httpError{status: http.StatusTooManyRequests, typ: errRateLimit, retryAfter: time.Second, cause: err,
 			msg: fmt.Sprintf("Too many concurrent requests for this key (%d)", n)}
 	case ctx.Err() != nil:
@@ -621,6 +624,7 @@ func accountLimited(st accounts.State, now time.Time) *httpError {
 // answerSelf answers with the proxy's own error; no answer was produced,
 // so the place is given back.
 func (s *Server) answerSelf(w http.ResponseWriter, req *request, herr *httpError) int {
+	s.logRefusal(req.cl, nil, req.model, herr)
 	if relay.Refund(relay.Facts{Status: herr.status}) {
 		s.refund(req)
 	}

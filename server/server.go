@@ -20,6 +20,7 @@ import (
 	"github.com/claude-route/claude-route/admission"
 	"github.com/claude-route/claude-route/cache"
 	"github.com/claude-route/claude-route/internal/clock"
+	"github.com/claude-route/claude-route/internal/logsample"
 	"github.com/claude-route/claude-route/relay"
 	"github.com/claude-route/claude-route/tiers"
 )
@@ -114,6 +115,8 @@ type Server struct {
 	// acctCache accounts' records and pool state by tier and name.
 	keyCache  *cache.Map[keyEntry]
 	acctCache *cache.Map[*acctEntry]
+	// refusals samples refusal log lines: one a second per key and reason.
+	refusals *logsample.Sampler
 }
 
 // New builds the server.
@@ -143,7 +146,8 @@ func New(cfg Config, d Deps) *Server {
 		IdleTimeout: cfg.StreamIdleTimeout, Clock: d.Clock, Transport: cfg.Transport})
 	s := &Server{cfg: cfg, d: d, log: d.Log, upstream: up,
 		inflight: admission.NewBudget(cfg.MaxInflightBodyBytes),
-		keyCache: cache.New[keyEntry](cfg.CacheTTL), acctCache: cache.New[*acctEntry](cfg.CacheTTL)}
+		keyCache: cache.New[keyEntry](cfg.CacheTTL), acctCache: cache.New[*acctEntry](cfg.CacheTTL),
+		refusals: logsample.New(d.Clock, time.Second)}
 	s.metrics = newMetrics(s)
 	gin.SetMode(gin.ReleaseMode)
 	newEngine := func() *gin.Engine {
