@@ -10,16 +10,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net/url"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
-
-	"github.com/claude-route/claude-route/internal/atomicfile"
 )
 
 // Kind tells how an account authenticates upstream.
@@ -152,143 +147,50 @@ func (e LoadError) Unwrap() error { return e.Err }
 // are links through "..data"), folders only when they resolve inside dir,
 // and each real folder is walked once.
 func LoadDir(dir string, knownTier func(string) bool) ([]Account, []LoadError) {
-	l := loader{knownTier: knownTier, seen: map[string]string{}, walked: map[string]bool{}}
-	root, err := filepath.EvalSymlinks(dir)
-	if err != nil {
+	l := loader{knownTier: knownTier, seen: map[string]string{}}
+	report := func(e LoadError) { l.bad = append(l.bad, e) }
+	if err := walkFolder(dir, l.load, report); err != nil {
 		return nil, []LoadError{{dir, err}}
-	}
-	l.root = root
-	l.walked[root] = true
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, []LoadError{{dir, err}}
-	}
-	for _, e := range ents {
-		if hidden(e.Name()) {
-			continue
-		}
-		path := filepath.Join(dir, e.Name())
-		st, err := os.Stat(path) // follows a symlink
-		if err != nil {
-			l.bad = append(l.bad, LoadError{path, err})
-			continue
-		}
-		if !st.IsDir() {
-			if strings.HasSuffix(e.Name(), ".json") {
-				l.bad = append(l.bad, LoadError{path, fmt.Errorf("%w: not inside a tier folder", ErrBadFile)})
-			}
-			continue
-		}
-		l.walk(path, e.Name())
 	}
 	sort.Slice(l.out, func(i, j int) bool { return l.out[i].Name < l.out[j].Name })
 	return l.out, l.bad
 }
 
-// hidden names are never accounts or tiers (see LoadDir).
-func hidden(name string) bool { return strings.HasPrefix(name, ".") }
-
 type loader struct {
-	root      string
 	knownTier func(string) bool
 	seen      map[string]string // account name → path
-	walked    map[string]bool   // real folder paths already walked
 	out       []Account
 	bad       []LoadError
 }
 
-// walk loads the accounts under folder, which belongs to tier.
-func (l *loader) walk(folder, tier string) {
-	real, err := filepath.EvalSymlinks(folder)
-	if err != nil {
-		l.bad = append(l.bad, LoadError{folder, err})
-		return
-	}
-	if !within(l.root, real) {
-		l.bad = append(l.bad, LoadError{folder, fmt.Errorf("%w: links outside the account folder", ErrBadFile)})
-		return
-	}
-	if l.walked[real] {
-		return
-	}
-	l.walked[real] = true
-	ents, err := os.ReadDir(folder)
-	if err != nil {
-		l.bad = append(l.bad, LoadError{folder, err})
-		return
-	}
-	for _, e := range ents {
-		if hidden(e.Name()) {
-			continue
-		}
-		path := filepath.Join(folder, e.Name())
-		st, err := os.Stat(path)
-		if err != nil {
-			l.bad = append(l.bad, LoadError{path, err})
-			continue
-		}
-		if st.IsDir() {
-			l.walk(path, tier)
-			continue
-		}
-		if strings.HasSuffix(e.Name(), ".json") {
-			l.load(path, tier, strings.TrimSuffix(e.Name(), ".json"))
-		}
-	}
-}
-
-func (l *loader) load(path, tier, name string) {
+func (l *loader) load(path, tier, name string) bool {
 	if !l.knownTier(tier) {
 		l.bad = append(l.bad, LoadError{path, fmt.Errorf("%w: unknown tier folder %q", ErrBadFile, tier)})
-		return
+		return true
 	}
 	if !ValidName(name) {
-		l.bad = append(l.bad, LoadError{path, fmt.Errorf("%w: account name %q must be letters, digits, '.', '-' or '_'", ErrBadFile, name)})
-		return
+		l.bad = append(l.bad, LoadError{path, fmt.Errorf("%w: account name %q: must be %s", ErrBadFile, name, NameRule)})
+		return true
 	}
 	if prev, dup := l.seen[name]; dup {
 		l.bad = append(l.bad, LoadError{path, fmt.Errorf("%w: account name %q already used by %s", ErrBadFile, name, prev)})
-		return
+		return true
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		l.bad = append(l.bad, LoadError{path, err})
-		return
+		return true
 	}
 	a, err := Parse(b)
 	if err != nil {
 		l.bad = append(l.bad, LoadError{path, err})
-		return
+		return true
 	}
 	a.Name, a.Tier, a.Path = name, tier, path
 	l.seen[name] = path
 	l.out = append(l.out, a)
-}
-
-// within reports whether real path p is root or lies under it.
-func within(root, p string) bool {
-	rel, err := filepath.Rel(root, p)
-	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) && !filepath.IsAbs(rel)
-}
-
-// ValidName reports whether s can name an account (it appears in Redis keys,
-// logs and URLs).
-func ValidName(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
-			return false
-		}
-	}
 	return true
 }
-
-// ErrNotWritable is an account file that cannot be updated in place: a
-// symlink that leads outside ACCOUNT_DIR, or a read-only mount (Kubernetes
-// Secrets). The refreshed tokens stay in Redis.
-var ErrNotWritable = errors.New("account file cannot be updated")
 
 // WriteBack stores refreshed OAuth credentials in the account file under
 // root (ACCOUNT_DIR): fields the proxy does not know are kept, the JSON is
@@ -299,57 +201,40 @@ var ErrNotWritable = errors.New("account file cannot be updated")
 // A symlinked file is written through to its target, so the operator's
 // link stays and the target never keeps an already-rotated refresh token;
 // a target outside root is never written (ErrNotWritable), nor is a file
-// on a read-only file system.
+// on a read-only file system. The file is read and written under the
+// folder lock the admin verbs take, so a disable running meanwhile can
+// neither lose the new tokens nor put the rotated (dead) ones back.
 func WriteBack(root, path, access, refresh string, expiresAt time.Time) error {
-	realRoot, err := filepath.EvalSymlinks(root)
-	if err != nil {
-		return fmt.Errorf("write back: %w", err)
-	}
-	target, err := filepath.EvalSymlinks(path)
-	if err != nil {
-		return fmt.Errorf("write back: %w", err)
-	}
-	if !within(realRoot, target) {
-		return fmt.Errorf("%w: %s links outside the account folder", ErrNotWritable, path)
-	}
-	b, err := os.ReadFile(target)
-	if err != nil {
-		return fmt.Errorf("write back: %w", err)
-	}
-	var doc map[string]json.RawMessage
-	if err := json.Unmarshal(b, &doc); err != nil {
-		return fmt.Errorf("write back %s: %w", path, err)
-	}
-	var oauth map[string]json.RawMessage
-	if raw, ok := doc["claudeAiOauth"]; ok {
-		if err := json.Unmarshal(raw, &oauth); err != nil {
-			return fmt.Errorf("write back %s: claudeAiOauth: %w", path, err)
+	err := updateFile(root, path, func(b []byte) ([]byte, error) {
+		var doc map[string]json.RawMessage
+		if err := json.Unmarshal(b, &doc); err != nil {
+			return nil, fmt.Errorf("write back %s: %w", path, err)
 		}
-	}
-	if oauth == nil {
-		oauth = map[string]json.RawMessage{}
-	}
-	set := func(k string, v any) {
-		enc, _ := json.Marshal(v)
-		oauth[k] = enc
-	}
-	set("accessToken", access)
-	set("refreshToken", refresh)
-	set("expiresAt", expiresAt.UnixMilli())
-	enc, err := marshalCompact(oauth)
-	if err != nil {
-		return err
-	}
-	doc["claudeAiOauth"] = enc
-	out, err := marshalCompact(doc)
-	if err != nil {
-		return err
-	}
-	if err := atomicfile.Write(target, out); err != nil {
-		if errors.Is(err, syscall.EROFS) || errors.Is(err, fs.ErrPermission) {
-			return fmt.Errorf("%w: %w", ErrNotWritable, err)
+		var oauth map[string]json.RawMessage
+		if raw, ok := doc["claudeAiOauth"]; ok {
+			if err := json.Unmarshal(raw, &oauth); err != nil {
+				return nil, fmt.Errorf("write back %s: claudeAiOauth: %w", path, err)
+			}
 		}
-		return err
+		if oauth == nil {
+			oauth = map[string]json.RawMessage{}
+		}
+		set := func(k string, v any) {
+			enc, _ := json.Marshal(v)
+			oauth[k] = enc
+		}
+		set("accessToken", access)
+		set("refreshToken", refresh)
+		set("expiresAt", expiresAt.UnixMilli())
+		enc, err := marshalCompact(oauth)
+		if err != nil {
+			return nil, err
+		}
+		doc["claudeAiOauth"] = enc
+		return marshalCompact(doc)
+	})
+	if err != nil {
+		return fmt.Errorf("write back: %w", err)
 	}
 	return nil
 }

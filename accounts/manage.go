@@ -14,8 +14,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/claude-route/claude-route/internal/atomicfile"
 )
 
 // The operator's account verbs without a text editor: add, replace,
@@ -35,6 +33,8 @@ const TrashDir = ".trash"
 var (
 	ErrExists     = errors.New("an account of that name already exists")
 	ErrNoSuchFile = errors.New("no account file of that name")
+	// ErrBadName: a name outside NameRule ("..", ".hidden", "a/b").
+	ErrBadName = errors.New("invalid account name")
 	// ErrDisabled: recover refuses a disabled account (enable ends it).
 	ErrDisabled = errors.New("the account is disabled")
 )
@@ -106,27 +106,19 @@ func Summarize(a Account) Summary {
 	return s
 }
 
-// FindFile returns the path of the account file named name anywhere under
-// dir (names are unique across tiers), or ErrNoSuchFile. Dot folders (the
-// trash, temp files) are not looked in.
+// FindFile returns the path of the account file named name under dir
+// (names are unique across tiers), or ErrNoSuchFile. It walks the folder
+// as LoadDir does (the same walker), so it finds every account the sync
+// serves, symlinked folders included, and returns the path the account
+// was loaded from.
 func FindFile(dir, name string) (string, error) {
 	var found string
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if path == dir {
-				return err
-			}
-			return nil
-		}
-		if d.IsDir() && path != dir && strings.HasPrefix(d.Name(), ".") {
-			return filepath.SkipDir
-		}
-		if !d.IsDir() && d.Name() == name+".json" && filepath.Dir(path) != dir {
+	err := walkFolder(dir, func(path, _, n string) bool {
+		if n == name {
 			found = path
-			return filepath.SkipAll
 		}
-		return nil
-	})
+		return found == ""
+	}, func(LoadError) {})
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return "", fmt.Errorf("find account %s: %w", name, err)
 	}
@@ -144,20 +136,34 @@ func checkBody(body []byte) (Account, error) {
 	return Parse(body)
 }
 
+// CheckName is ValidName as an error that says the rule.
+func CheckName(name string) error {
+	if !ValidName(name) {
+		return fmt.Errorf("%w %q: an account name must be %s", ErrBadName, name, NameRule)
+	}
+	return nil
+}
+
 // AddFile writes a new account file dir/<tier>/<name>.json (mode 0600,
 // atomically) after checking the name, that no tier has it yet, and the
-// body. The caller has checked that tier exists.
+// body. The caller has checked that tier exists. A tier folder that is a
+// link is written through, inside dir only.
 func AddFile(dir, tier, name string, body []byte) (Account, error) {
-	if !ValidName(name) {
-		return Account{}, fmt.Errorf("%w: account name %q must be letters, digits, '.', '-' or '_' (at most 64)", ErrBadFile, name)
+	if err := CheckName(name); err != nil {
+		return Account{}, err
 	}
-	if strings.HasPrefix(tier, ".") || strings.ContainsAny(tier, `/\`) || tier == "" {
+	if hidden(tier) || strings.ContainsAny(tier, `/\`) || tier == "" {
 		return Account{}, fmt.Errorf("%w: tier %q", ErrBadFile, tier)
 	}
 	a, err := checkBody(body)
 	if err != nil {
 		return Account{}, err
 	}
+	unlock, err := lockFolder(dir)
+	if err != nil {
+		return Account{}, fmt.Errorf("add account %s: %w", name, err)
+	}
+	defer unlock()
 	if p, err := FindFile(dir, name); err == nil {
 		return Account{}, fmt.Errorf("%w: %s (%s)", ErrExists, name, p)
 	}
@@ -165,7 +171,7 @@ func AddFile(dir, tier, name string, body []byte) (Account, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return Account{}, fmt.Errorf("add account %s: %w", name, err)
 	}
-	if err := atomicfile.Write(path, body); err != nil {
+	if err := writeLocked(dir, path, body); err != nil {
 		return Account{}, fmt.Errorf("add account %s: %w", name, err)
 	}
 	a.Name, a.Tier, a.Path = name, tier, path
@@ -184,17 +190,15 @@ func ReplaceFile(dir, name string, body []byte) (Account, error) {
 	if err != nil {
 		return Account{}, err
 	}
-	old, err := os.ReadFile(path)
-	if err != nil {
-		return Account{}, fmt.Errorf("replace account %s: %w", name, err)
-	}
-	if prev, err := Parse(old); err == nil && prev.Disabled != a.Disabled {
-		if body, err = setField(body, "disabled", prev.Disabled); err != nil {
-			return Account{}, err
+	err = updateFile(dir, path, func(old []byte) ([]byte, error) {
+		prev, err := Parse(old)
+		if err != nil || prev.Disabled == a.Disabled {
+			return body, nil
 		}
 		a.Disabled = prev.Disabled
-	}
-	if err := atomicfile.Write(path, body); err != nil {
+		return setField(body, "disabled", prev.Disabled)
+	})
+	if err != nil {
 		return Account{}, fmt.Errorf("replace account %s: %w", name, err)
 	}
 	a.Name, a.Path = name, path
@@ -208,15 +212,11 @@ func SetFileDisabled(dir, name string, disabled bool) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	b, err := os.ReadFile(path)
+	err = updateFile(dir, path, func(b []byte) ([]byte, error) { return setField(b, "disabled", disabled) })
 	if err != nil {
 		return "", fmt.Errorf("account %s: %w", name, err)
 	}
-	out, err := setField(b, "disabled", disabled)
-	if err != nil {
-		return "", fmt.Errorf("account %s: %w", name, err)
-	}
-	return path, atomicfile.Write(path, out)
+	return path, nil
 }
 
 // setField sets (true) or removes (false) a boolean top-level field.
@@ -238,6 +238,11 @@ func setField(b []byte, field string, on bool) ([]byte, error) {
 // for any removed file. The name no longer ends in .json, so even a sync
 // that walked into the trash would not load it again.
 func TrashFile(dir, name string, now time.Time) (string, error) {
+	unlock, err := lockFolder(dir)
+	if err != nil {
+		return "", fmt.Errorf("delete account %s: %w", name, err)
+	}
+	defer unlock()
 	path, err := FindFile(dir, name)
 	if err != nil {
 		return "", err

@@ -35,7 +35,7 @@ func TestAccountFileVerbs(t *testing.T) {
 			t.Fatalf("error echoes the body: %v", err)
 		}
 	}
-	if _, err := AddFile(dir, "trial", "../evil", body); !errors.Is(err, ErrBadFile) {
+	if _, err := AddFile(dir, "trial", "../evil", body); !errors.Is(err, ErrBadName) {
 		t.Fatalf("path in the name: %v", err)
 	}
 

@@ -483,17 +483,11 @@ func (s *Server) adminBlacklist(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"account": name, "blacklisted": true})
 }
 
-// syncNow runs a sync that read the files after this call. A sync that
-// only joined one already running may have read them before an operator's
-// change (an account just enabled would be disabled again until the next
-// sync, hours later), so one more runs; it starts after the change, or
-// joins one that did.
+// syncNow runs a sync that read the files after this call (a sync that
+// only joined one already running may have read them before an
+// operator's change; the folder generation tells).
 func (s *Server) syncNow(ctx context.Context) (syncer.Report, error) {
-	rep, err := s.d.Syncer.Sync(ctx)
-	if err == nil && rep.Joined {
-		rep, err = s.d.Syncer.Sync(ctx)
-	}
-	return rep, err
+	return s.d.Syncer.SyncAfter(ctx)
 }
 
 func (s *Server) adminSync(c *gin.Context) {

@@ -357,8 +357,10 @@ func (s *Server) syncAfter(c *gin.Context, d *AccountDetail) {
 
 func (s *Server) fileErr(c *gin.Context, err error) {
 	switch {
-	case errors.Is(err, accounts.ErrBadFile):
+	case errors.Is(err, accounts.ErrBadFile), errors.Is(err, accounts.ErrBadName):
 		adminErr(c, http.StatusBadRequest, err.Error())
+	case errors.Is(err, accounts.ErrNotWritable):
+		adminErr(c, http.StatusConflict, err.Error())
 	case errors.Is(err, accounts.ErrExists):
 		adminErr(c, http.StatusConflict, err.Error())
 	case errors.Is(err, accounts.ErrNoSuchFile):

@@ -97,6 +97,8 @@ type UsageRecorder interface {
 // Syncer runs the full account-folder and ledger sync.
 type Syncer interface {
 	Sync(ctx context.Context) (syncer.Report, error)
+	// SyncAfter: a sync that read the folder after the call.
+	SyncAfter(ctx context.Context) (syncer.Report, error)
 	Last(ctx context.Context) (*syncer.Report, error)
 }
 

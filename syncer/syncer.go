@@ -111,6 +111,9 @@ const (
 	lockKey   = "cr:sync:lock"
 	lastKey   = "cr:sync:last"
 	runPrefix = "cr:sync:run:" // + run id: a finished sync's report, for replicas that joined it
+	// genKey counts the changes made to the account folder through the
+	// proxy (SyncAfter); a sync reads it before it reads the folder.
+	genKey = "cr:sync:gen"
 	// runTTL keeps a run's report long enough for every waiting replica to
 	// read it; cr:sync:last keeps the latest for good.
 	runTTL = time.Hour
@@ -173,8 +176,11 @@ type Report struct {
 	// expiry Redis had and the ledger had missed.
 	LedgerRepaired int `json:"ledger_records_repaired"`
 	// KeysArchived counts keys past KEY_RETENTION moved to the archive.
-	KeysArchived int    `json:"keys_archived"`
-	Replica      string `json:"replica"`
+	KeysArchived int `json:"keys_archived"`
+	// Generation is the folder generation (see SyncAfter) the run read
+	// before it read the folder: it saw every change marked up to it.
+	Generation int64  `json:"generation"`
+	Replica    string `json:"replica"`
 	// Joined is true when this replica found a sync running elsewhere,
 	// waited for it and reports its result instead of running another.
 	Joined bool   `json:"joined,omitempty"`
@@ -263,6 +269,37 @@ func (s *Syncer) Sync(ctx context.Context) (Report, error) {
 		// The sync we waited for left no report (its replica died, or the
 		// lock was gone before we saw whose it was): try to run one.
 	}
+}
+
+// SyncAfter returns the report of a sync that read the account folder
+// after this call: what an operator's change through the proxy needs. It
+// marks a new folder generation, then syncs until the report's generation
+// reaches it. A sync it only joined (one already running elsewhere) may
+// have read the folder before the change; then it syncs again, which runs
+// a sync of its own or joins one that started after the mark.
+func (s *Syncer) SyncAfter(ctx context.Context) (Report, error) {
+	gen, err := s.rdb.Incr(ctx, genKey).Result()
+	if err != nil {
+		return Report{}, fmt.Errorf("sync generation: %w", err)
+	}
+	for {
+		rep, err := s.Sync(ctx)
+		if err != nil || rep.Generation >= gen {
+			return rep, err
+		}
+	}
+}
+
+// generation is the folder generation marked so far (0 before any mark).
+func (s *Syncer) generation(ctx context.Context) (int64, error) {
+	gen, err := s.rdb.Get(ctx, genKey).Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("sync generation: %w", err)
+	}
+	return gen, nil
 }
 
 func newRunID() (string, error) {
@@ -445,6 +482,10 @@ func (s *Syncer) run(ctx context.Context) (rep Report, err error) {
 	rep = Report{StartedAt: start.UTC(), Replica: s.host, Added: []string{}, Updated: []string{}, Removed: []string{}, Skipped: []string{}}
 	// Named results: the duration must land in the report returned.
 	defer func() { rep.Duration = s.cfg.Clock.Now().Sub(start) }()
+	// Read before the folder: every change marked up to it is in the files.
+	if rep.Generation, err = s.generation(ctx); err != nil {
+		return rep, err
+	}
 	tierOf, err := s.syncAccounts(ctx, &rep)
 	if err != nil {
 		return rep, err

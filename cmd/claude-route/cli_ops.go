@@ -14,6 +14,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/claude-route/claude-route/accounts"
 	"github.com/claude-route/claude-route/server"
 	"github.com/claude-route/claude-route/usage"
 )
@@ -177,6 +178,11 @@ func cmdAccount(ctx context.Context, args []string, getenv func(string) string, 
 			return &usageError{"account " + verb + " needs an account name"}
 		}
 		*name = pos[0]
+	}
+	if *name != "" {
+		if err := accounts.CheckName(*name); err != nil {
+			return &usageError{err.Error()}
+		}
 	}
 	ac, err := newAdminClient(getenv)
 	if err != nil {

@@ -107,6 +107,11 @@ func TestLifecycleCommands(t *testing.T) {
 	if out, code := cli("account", "show", "t2"); code == 0 {
 		t.Fatalf("show after delete: %d %q", code, out)
 	}
+	for _, bad := range []string{"..", ".hidden", "a/b"} {
+		if out, code := cli("account", "disable", bad); code != 2 || !strings.Contains(out, "letters, digits") {
+			t.Fatalf("account disable %q: %d %q, want a usage error saying the rule", bad, code, out)
+		}
+	}
 }
 
 func TestSlotsLineNeverShowsMoreUsedThanTotal(t *testing.T) {
