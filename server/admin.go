@@ -570,10 +570,6 @@ func (s *Server) adminUsage(c *gin.Context) {
 		Usage usage.Summary `json:"usage"`
 		Cost  CostView      `json:"cost_usd"`
 	}
-	type tierCost struct {
-		Tier string   `json:"tier"`
-		Cost CostView `json:"cost_usd"`
-	}
 	per := []accountUsage{}
 	byTier := map[string]*CostView{}
 	if all, err := s.d.Accounts.All(ctx); err == nil {
@@ -590,13 +586,13 @@ func (s *Server) adminUsage(c *gin.Context) {
 		}
 	}
 	// A tier's cost is the cost of its accounts' traffic.
-	tiersOut := []tierCost{}
+	tiersOut := []TierMoney{}
 	for _, t := range s.d.Tiers.Names() {
 		cv := CostView{}
 		if c := byTier[t]; c != nil {
 			cv = *c
 		}
-		tiersOut = append(tiersOut, tierCost{Tier: t, Cost: cv})
+		tiersOut = append(tiersOut, s.tierMoney(t, cv))
 	}
 	c.JSON(http.StatusOK, gin.H{"overall": overall, "cost_usd": s.costOf(overall), "accounts": per, "tiers": tiersOut})
 }

@@ -25,7 +25,8 @@ type CostView struct {
 
 func tokensOf(t usage.Totals) tiers.Tokens {
 	return tiers.Tokens{Input: t.InputTokens, Output: t.OutputTokens,
-		CacheWrite: t.CacheCreationInputTokens, CacheRead: t.CacheReadInputTokens}
+		CacheWrite: t.CacheCreationInputTokens, CacheRead: t.CacheReadInputTokens,
+		CacheWrite1h: t.CacheCreation1hInputTokens}
 }
 
 // familiesCost prices a per-family split; unpriced families are collected.
@@ -59,13 +60,15 @@ func (s *Server) splitCost(fams, models map[string]usage.Totals, unpriced map[st
 			unpriced[m] = true
 		}
 		usd += c
-		f := s.d.Tiers.FamilyOf(s.d.Tiers.Resolve(m))
+		base, _ := tiers.BaseModel(m)
+		f := s.d.Tiers.FamilyOf(s.d.Tiers.Resolve(base))
 		r := rest[f]
 		r.Requests -= t.Requests
 		r.InputTokens -= t.InputTokens
 		r.OutputTokens -= t.OutputTokens
 		r.CacheCreationInputTokens -= t.CacheCreationInputTokens
 		r.CacheReadInputTokens -= t.CacheReadInputTokens
+		r.CacheCreation1hInputTokens -= t.CacheCreation1hInputTokens
 		rest[f] = r
 	}
 	for f, r := range rest {
@@ -91,6 +94,37 @@ func (s *Server) costOf(sum usage.Summary) CostView {
 	return v
 }
 
+// times is c with every window multiplied by m (what a tier bills).
+func (c CostView) times(m float64) CostView {
+	return CostView{Last5h: tiers.RoundUSD(c.Last5h * m), Last24h: tiers.RoundUSD(c.Last24h * m),
+		Last30d: tiers.RoundUSD(c.Last30d * m), Total: tiers.RoundUSD(c.Total * m)}
+}
+
+// minus is c less o, window by window (billed less cost is the margin).
+func (c CostView) minus(o CostView) CostView {
+	return CostView{Last5h: tiers.RoundUSD(c.Last5h - o.Last5h), Last24h: tiers.RoundUSD(c.Last24h - o.Last24h),
+		Last30d: tiers.RoundUSD(c.Last30d - o.Last30d), Total: tiers.RoundUSD(c.Total - o.Total)}
+}
+
+// TierMoney is a tier's cost at list prices, what its customers are billed
+// (cost × the tier's price_multiplier) and the margin between them.
+type TierMoney struct {
+	Tier            string   `json:"tier"`
+	PriceMultiplier float64  `json:"price_multiplier"`
+	Cost            CostView `json:"cost_usd"`
+	Billed          CostView `json:"billed_usd"`
+	Margin          CostView `json:"margin_usd"`
+}
+
+func (s *Server) tierMoney(name string, cost CostView) TierMoney {
+	m := 1.0
+	if tr, ok := s.d.Tiers.Get(name); ok {
+		m = tr.Multiplier()
+	}
+	billed := cost.times(m)
+	return TierMoney{Tier: name, PriceMultiplier: m, Cost: cost, Billed: billed, Margin: billed.minus(cost)}
+}
+
 func (c *CostView) add(o CostView) {
 	c.Last5h = tiers.RoundUSD(c.Last5h + o.Last5h)
 	c.Last24h = tiers.RoundUSD(c.Last24h + o.Last24h)
@@ -109,7 +143,12 @@ type ExportRow struct {
 	OutputTokens             int64   `json:"output_tokens"`
 	CacheCreationInputTokens int64   `json:"cache_creation_input_tokens"`
 	CacheReadInputTokens     int64   `json:"cache_read_input_tokens"`
+	CacheCreation1hTokens    int64   `json:"cache_creation_1h_input_tokens"`
 	CostUSD                  float64 `json:"cost_usd"`
+	// BilledUSD is the cost times the tier's price_multiplier; MarginUSD
+	// what is left of it after the cost.
+	BilledUSD float64 `json:"billed_usd"`
+	MarginUSD float64 `json:"margin_usd"`
 }
 
 const dayLayout = "2006-01-02"
@@ -157,10 +196,13 @@ func (s *Server) adminUsageExport(c *gin.Context) {
 			if d.Totals.Requests == 0 {
 				continue
 			}
+			cost := tiers.RoundUSD(s.splitCost(d.ByFamily, d.ByModel, nil))
+			billed := s.tierMoney(r.Tier, CostView{Total: cost}).Billed.Total
 			rows = append(rows, ExportRow{Day: d.Start.Format(dayLayout), KeyID: r.ID, Tier: r.Tier, Note: r.Note,
 				Requests: d.Totals.Requests, InputTokens: d.Totals.InputTokens, OutputTokens: d.Totals.OutputTokens,
 				CacheCreationInputTokens: d.Totals.CacheCreationInputTokens, CacheReadInputTokens: d.Totals.CacheReadInputTokens,
-				CostUSD: tiers.RoundUSD(s.splitCost(d.ByFamily, d.ByModel, nil))})
+				CacheCreation1hTokens: d.Totals.CacheCreation1hInputTokens,
+				CostUSD:               cost, BilledUSD: billed, MarginUSD: tiers.RoundUSD(billed - cost)})
 		}
 	}
 	sort.SliceStable(rows, func(i, j int) bool { return rows[i].Day < rows[j].Day })

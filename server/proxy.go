@@ -932,7 +932,10 @@ func (s *Server) recordUsage(req *request, u usage.Usage) {
 	tier := req.cl.tier.Name
 	s.metrics.tokens.WithLabelValues(tier, "input").Add(float64(u.InputTokens))
 	s.metrics.tokens.WithLabelValues(tier, "output").Add(float64(u.OutputTokens))
-	if err := s.d.Usage.RecordModel(context.Background(), req.cl.hash, req.acct.Name, req.family, req.model, u); err != nil {
+	// A long-context request is recorded under its own model name, so every
+	// window prices it at the long-context rates.
+	model := s.d.Tiers.UsageModel(req.model, u.InputTokens+u.CacheCreationInputTokens+u.CacheReadInputTokens)
+	if err := s.d.Usage.RecordModel(context.Background(), req.cl.hash, req.acct.Name, req.family, model, u); err != nil {
 		s.log.WithField("account", req.acct.Name).WithError(err).Warn("could not record usage")
 	}
 }

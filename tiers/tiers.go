@@ -48,6 +48,15 @@ type Tier struct {
 	// tier when its own is limited, cooling or failing. Absent means true;
 	// false is for operators who sell dedicated accounts.
 	Overflow *bool `json:"overflow,omitempty"`
+	// PriceMultiplier is what the tier's customers are billed per dollar
+	// of list-price cost (1.5 sells at list + 50 %); 0 or absent means 1.
+	PriceMultiplier float64 `json:"price_multiplier,omitempty"`
+	// ValidityFrom is when a key's validity starts: "issue" (the default)
+	// or "first_use", its first successful request.
+	ValidityFrom string `json:"validity_from,omitempty"`
+	// Budgets caps what a key of the tier may spend, in list-price US
+	// dollars per UTC day and week; a key may carry its own.
+	Budgets *Budgets `json:"budgets,omitempty"`
 }
 
 // MaxConcurrent is the key's limit of requests in flight; 0 means none.
@@ -263,6 +272,9 @@ func (t *Table) Validate() error {
 		}
 		if tr.Concurrency < 0 {
 			return invalid(field+".concurrency", "must not be negative")
+		}
+		if err := tr.validateSelling(field); err != nil {
+			return err
 		}
 	}
 	for name, model := range t.Aliases {

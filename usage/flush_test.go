@@ -78,13 +78,13 @@ func TestUnflushedReadsAsFlushed(t *testing.T) {
 		after          time.Duration
 		flush          bool
 	}{
-		{"ka", "a1", "sonnet", Usage{10, 20, 3, 4}, 0, true},
-		{"ka", "a1", "opus", Usage{1, 2, 0, 0}, 40 * DaySize, false},
-		{"kb", "a2", "", Usage{5, 0, 0, 0}, 20 * DaySize, false},
-		{"ka", "a2", "sonnet", Usage{7, 7, 7, 7}, 20 * time.Hour, false},
-		{"kb", "a1", "opus", Usage{3, 1, 0, 2}, 3 * time.Hour, false},
-		{"ka", "a1", "sonnet", Usage{2, 2, 0, 0}, 7 * time.Minute, false},
-		{"ka", "a1", "sonnet", Usage{1, 1, 0, 0}, time.Second, false},
+		{"ka", "a1", "sonnet", Usage{10, 20, 3, 4, 0}, 0, true},
+		{"ka", "a1", "opus", Usage{1, 2, 0, 0, 0}, 40 * DaySize, false},
+		{"kb", "a2", "", Usage{5, 0, 0, 0, 0}, 20 * DaySize, false},
+		{"ka", "a2", "sonnet", Usage{7, 7, 7, 7, 0}, 20 * time.Hour, false},
+		{"kb", "a1", "opus", Usage{3, 1, 0, 2, 0}, 3 * time.Hour, false},
+		{"ka", "a1", "sonnet", Usage{2, 2, 0, 0, 0}, 7 * time.Minute, false},
+		{"ka", "a1", "sonnet", Usage{1, 1, 0, 0, 0}, time.Second, false},
 	}
 	for _, s := range steps {
 		clk.Advance(s.after)
@@ -110,7 +110,7 @@ func TestUnflushedReadsAsFlushed(t *testing.T) {
 	}
 	// A few windows later the held-back figures agree with the store's too.
 	clk.Advance(6 * time.Hour)
-	record(t, r, "ka", "a1", "sonnet", Usage{1, 0, 0, 0})
+	record(t, r, "ka", "a1", "sonnet", Usage{1, 0, 0, 0, 0})
 	held := views(t, r, clk.Now())
 	flush(t, r)
 	if got := views(t, other, clk.Now()); !reflect.DeepEqual(got, held) {

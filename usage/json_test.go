@@ -86,15 +86,44 @@ func TestJSONTapTruncatedBody(t *testing.T) {
 	}
 }
 
+// Cache writes are split by TTL when usage.cache_creation says so: the 1-hour
+// part is priced at 2 × input, so it must reach the totals; the aggregate
+// counts only when the split is absent.
+func TestParseJSONCacheCreationSplit(t *testing.T) {
+	tests := []struct {
+		name  string
+		usage string
+		want  Usage
+	}{
+		{"split present", `{"input_tokens":5,"cache_creation_input_tokens":30,"cache_creation":{"ephemeral_5m_input_tokens":10,"ephemeral_1h_input_tokens":20},"output_tokens":1}`,
+			Usage{InputTokens: 5, OutputTokens: 1, CacheCreationInputTokens: 30, CacheCreation1hInputTokens: 20}},
+		{"only 1h in the split", `{"cache_creation_input_tokens":9,"cache_creation":{"ephemeral_1h_input_tokens":9}}`,
+			Usage{CacheCreationInputTokens: 9, CacheCreation1hInputTokens: 9}},
+		{"split wins over a disagreeing aggregate", `{"cache_creation_input_tokens":100,"cache_creation":{"ephemeral_5m_input_tokens":1,"ephemeral_1h_input_tokens":2}}`,
+			Usage{CacheCreationInputTokens: 3, CacheCreation1hInputTokens: 2}},
+		{"aggregate alone is 5-minute", `{"cache_creation_input_tokens":12}`, Usage{CacheCreationInputTokens: 12}},
+		{"empty or odd split falls back to the aggregate", `{"cache_creation_input_tokens":12,"cache_creation":{"ephemeral_1h_input_tokens":"x"}}`, Usage{CacheCreationInputTokens: 12}},
+		{"split not an object", `{"cache_creation_input_tokens":12,"cache_creation":[1]}`, Usage{CacheCreationInputTokens: 12}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := ParseJSON([]byte(`{"type":"message","usage":` + tc.usage + `}`))
+			if !ok || got != tc.want {
+				t.Fatalf("ParseJSON = %+v, %v; want %+v", got, ok, tc.want)
+			}
+		})
+	}
+}
+
 func TestUsageTotal(t *testing.T) {
 	tests := []struct {
 		u    Usage
 		want int64
 	}{
 		{Usage{}, 0},
-		{Usage{1, 2, 3, 4}, 10},
-		{Usage{math.MaxInt64, 1, 0, 0}, math.MaxInt64},
-		{Usage{math.MaxInt64 - 1, 1, 0, 0}, math.MaxInt64},
+		{Usage{1, 2, 3, 4, 0}, 10},
+		{Usage{math.MaxInt64, 1, 0, 0, 0}, math.MaxInt64},
+		{Usage{math.MaxInt64 - 1, 1, 0, 0, 0}, math.MaxInt64},
 	}
 	for _, tc := range tests {
 		if got := tc.u.Total(); got != tc.want {
@@ -112,6 +141,8 @@ func FuzzDecodeUsage(f *testing.F) {
 		`{"input_tokens":12,"cache_creation_input_tokens":3,"cache_read_input_tokens":40,"output_tokens":6}`,
 		`{"output_tokens":"5","input_tokens":-1,"x":{"input_tokens":9}}`, `{"input_tokens":1e3}`, `{}`, `null`, `[1]`,
 		`{"input_tokens":12.5,"output_tokens":null}`,
+		`{"cache_creation_input_tokens":30,"cache_creation":{"ephemeral_5m_input_tokens":10,"ephemeral_1h_input_tokens":20}}`,
+		`{"cache_creation":null}`, `{"cache_creation":{"ephemeral_1h_input_tokens":"7"}}`,
 	} {
 		f.Add([]byte(s))
 	}

@@ -24,7 +24,8 @@ import (
 //	cr:usage:{acct:<name>}[:<unix>]
 //	cr:usage:{all}[:<unix>]
 //
-// Fields: requests, input, output, cache_creation, cache_read; every hash
+// Fields: requests, input, output, cache_creation, cache_read, cache_1h
+// (the part of cache_creation written with the 1-hour TTL); every hash
 // also keeps f:<family>:<field> per model family, so any window can be
 // priced per family.
 const (
@@ -51,7 +52,7 @@ const (
 	modelPrefix  = "m:"
 )
 
-var fields = [...]string{"requests", "input", "output", "cache_creation", "cache_read"}
+var fields = [...]string{"requests", "input", "output", "cache_creation", "cache_read", "cache_1h"}
 
 // ErrInvalid reports a Record call with a missing subject or negative counts.
 var ErrInvalid = errors.New("usage: invalid record")
@@ -68,11 +69,12 @@ func (t *Totals) add(o Totals) {
 	t.OutputTokens += o.OutputTokens
 	t.CacheCreationInputTokens += o.CacheCreationInputTokens
 	t.CacheReadInputTokens += o.CacheReadInputTokens
+	t.CacheCreation1hInputTokens += o.CacheCreation1hInputTokens
 }
 
 // values lists t in the order of fields.
 func (t Totals) values() [len(fields)]int64 {
-	return [...]int64{t.Requests, t.InputTokens, t.OutputTokens, t.CacheCreationInputTokens, t.CacheReadInputTokens}
+	return [...]int64{t.Requests, t.InputTokens, t.OutputTokens, t.CacheCreationInputTokens, t.CacheReadInputTokens, t.CacheCreation1hInputTokens}
 }
 
 func (t *Totals) setField(name string, v int64) {
@@ -87,6 +89,8 @@ func (t *Totals) setField(name string, v int64) {
 		t.CacheCreationInputTokens = v
 	case "cache_read":
 		t.CacheReadInputTokens = v
+	case "cache_1h":
+		t.CacheCreation1hInputTokens = v
 	}
 }
 

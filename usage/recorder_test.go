@@ -53,10 +53,10 @@ func tot(req, in, out, cc, cr int64) Totals {
 
 func TestRecorderTotals(t *testing.T) {
 	r, clk, _ := newMini(t)
-	mustRecord(t, r, "ka", "acct1", "sonnet", Usage{10, 20, 3, 4})
+	mustRecord(t, r, "ka", "acct1", "sonnet", Usage{10, 20, 3, 4, 0})
 	clk.Advance(time.Minute)
-	mustRecord(t, r, "ka", "acct1", "opus", Usage{1, 2, 0, 0})
-	mustRecord(t, r, "kb", "acct1", "sonnet", Usage{100, 200, 0, 50})
+	mustRecord(t, r, "ka", "acct1", "opus", Usage{1, 2, 0, 0, 0})
+	mustRecord(t, r, "kb", "acct1", "sonnet", Usage{100, 200, 0, 50, 0})
 	mustRecord(t, r, "kc", "acct2", "sonnet", Usage{}) // usage unknown: still a request
 
 	tests := []struct {

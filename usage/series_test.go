@@ -11,13 +11,13 @@ import (
 func TestSeries(t *testing.T) {
 	r, clk, _ := newMini(t)
 	ctx := context.Background()
-	mustRecord(t, r, "ka", "a1", "sonnet", Usage{10, 20, 3, 4}) // 37 tokens at t0
+	mustRecord(t, r, "ka", "a1", "sonnet", Usage{10, 20, 3, 4, 0}) // 37 tokens at t0
 	clk.Advance(25 * time.Hour)                                 // out of the series
-	mustRecord(t, r, "ka", "a1", "sonnet", Usage{1, 1, 0, 0})
+	mustRecord(t, r, "ka", "a1", "sonnet", Usage{1, 1, 0, 0, 0})
 	clk.Advance(10 * time.Minute)
-	mustRecord(t, r, "kb", "a1", "sonnet", Usage{5, 5, 0, 0})
+	mustRecord(t, r, "kb", "a1", "sonnet", Usage{5, 5, 0, 0, 0})
 	// Not flushed: counted from this replica's memory.
-	if err := r.Record(ctx, "ka", "a1", "sonnet", Usage{2, 2, 0, 0}); err != nil {
+	if err := r.Record(ctx, "ka", "a1", "sonnet", Usage{2, 2, 0, 0, 0}); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {

@@ -173,6 +173,12 @@ func TestSSETapEvents(t *testing.T) {
 			want:   tapResult{usage: Usage{InputTokens: 6, OutputTokens: 4, CacheCreationInputTokens: 3, CacheReadInputTokens: 7}, ok: true, done: true},
 		},
 		{
+			name: "cache writes split by TTL in message_start",
+			stream: start(`{"input_tokens":5,"cache_creation_input_tokens":300,"cache_creation":{"ephemeral_5m_input_tokens":100,"ephemeral_1h_input_tokens":200},"output_tokens":1}`) +
+				delta(`{"output_tokens":4}`) + stop,
+			want: tapResult{usage: Usage{InputTokens: 5, OutputTokens: 4, CacheCreationInputTokens: 300, CacheCreation1hInputTokens: 200}, ok: true, done: true},
+		},
+		{
 			name:   "provisional output before message_delta",
 			stream: start(`{"input_tokens":9,"output_tokens":1}`),
 			want:   tapResult{usage: Usage{InputTokens: 9, OutputTokens: 1}, ok: true},

@@ -26,6 +26,11 @@ type Usage struct {
 	OutputTokens             int64 `json:"output_tokens"`
 	CacheCreationInputTokens int64 `json:"cache_creation_input_tokens"`
 	CacheReadInputTokens     int64 `json:"cache_read_input_tokens"`
+	// CacheCreation1hInputTokens is the part of CacheCreationInputTokens
+	// written with the 1-hour TTL (usage.cache_creation.ephemeral_1h_input_tokens),
+	// priced at 2 × input instead of the 5-minute 1.25 ×. It is not added
+	// again by Total.
+	CacheCreation1hInputTokens int64 `json:"cache_creation_1h_input_tokens"`
 }
 
 // Total is the sum of all four counts, saturating instead of overflowing.
@@ -48,6 +53,15 @@ type wireUsage struct {
 	OutputTokens             count `json:"output_tokens"`
 	CacheCreationInputTokens count `json:"cache_creation_input_tokens"`
 	CacheReadInputTokens     count `json:"cache_read_input_tokens"`
+	// CacheCreation is the split of cache writes by TTL; when it is
+	// present it is the bill's truth and the aggregate above is its sum.
+	CacheCreation cacheSplit `json:"cache_creation"`
+}
+
+// cacheSplit is usage.cache_creation.
+type cacheSplit struct {
+	Ephemeral5m count `json:"ephemeral_5m_input_tokens"`
+	Ephemeral1h count `json:"ephemeral_1h_input_tokens"`
 }
 
 // applyTo overwrites the fields of u that w carries.
@@ -56,6 +70,12 @@ func (w *wireUsage) applyTo(u *Usage) {
 	w.OutputTokens.set(&u.OutputTokens)
 	w.CacheCreationInputTokens.set(&u.CacheCreationInputTokens)
 	w.CacheReadInputTokens.set(&u.CacheReadInputTokens)
+	if cc := w.CacheCreation; cc.Ephemeral5m.ok || cc.Ephemeral1h.ok {
+		// The split prices what was written; the aggregate is used only
+		// when the split is absent.
+		u.CacheCreationInputTokens = cc.Ephemeral5m.v + cc.Ephemeral1h.v
+		u.CacheCreation1hInputTokens = cc.Ephemeral1h.v
+	}
 }
 
 // count is a token count that may be absent. Its decoder never fails: a
@@ -138,6 +158,16 @@ func decodeUsage(raw []byte) (w wireUsage, ok bool) {
 	} {
 		if v := jsonscan.Field(raw, f.key); v != nil {
 			_ = f.c.UnmarshalJSON(v)
+		}
+	}
+	if cc := jsonscan.Field(raw, "cache_creation"); cc != nil {
+		if j := jsonscan.SkipWS(cc, 0); j < len(cc) && cc[j] == '{' {
+			if v := jsonscan.Field(cc, "ephemeral_5m_input_tokens"); v != nil {
+				_ = w.CacheCreation.Ephemeral5m.UnmarshalJSON(v)
+			}
+			if v := jsonscan.Field(cc, "ephemeral_1h_input_tokens"); v != nil {
+				_ = w.CacheCreation.Ephemeral1h.UnmarshalJSON(v)
+			}
 		}
 	}
 	return w, true

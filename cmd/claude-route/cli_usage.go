@@ -64,22 +64,25 @@ func cmdUsage(ctx context.Context, args []string, getenv func(string) string, ou
 	if *asCSV {
 		w := csv.NewWriter(out)
 		_ = w.Write([]string{"day", "key_id", "tier", "note", "requests", "input_tokens", "output_tokens",
-			"cache_creation_input_tokens", "cache_read_input_tokens", "cost_usd"})
+			"cache_creation_input_tokens", "cache_read_input_tokens", "cost_usd", "cache_creation_1h_input_tokens", "billed_usd", "margin_usd"})
 		for _, r := range res.Rows {
 			_ = w.Write([]string{r.Day, r.KeyID, r.Tier, r.Note, i64(r.Requests), i64(r.InputTokens), i64(r.OutputTokens),
-				i64(r.CacheCreationInputTokens), i64(r.CacheReadInputTokens), usd(r.CostUSD)})
+				i64(r.CacheCreationInputTokens), i64(r.CacheReadInputTokens), usd(r.CostUSD),
+				i64(r.CacheCreation1hTokens), usd(r.BilledUSD), usd(r.MarginUSD)})
 		}
 		w.Flush()
 		return w.Error()
 	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "DAY\tKEY\tTIER\tREQUESTS\tINPUT\tOUTPUT\tCACHE WRITE\tCACHE READ\tCOST USD")
-	var total float64
+	fmt.Fprintln(tw, "DAY\tKEY\tTIER\tREQUESTS\tINPUT\tOUTPUT\tCACHE WRITE\tCACHE READ\tCOST USD\tBILLED USD\tMARGIN USD")
+	var total, billed float64
+	f4 := func(v float64) string { return strconv.FormatFloat(v, 'f', 4, 64) }
 	for _, r := range res.Rows {
 		total += r.CostUSD
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", r.Day, r.KeyID, r.Tier, r.Requests, r.InputTokens,
-			r.OutputTokens, r.CacheCreationInputTokens, r.CacheReadInputTokens, strconv.FormatFloat(r.CostUSD, 'f', 4, 64))
+		billed += r.BilledUSD
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n", r.Day, r.KeyID, r.Tier, r.Requests, r.InputTokens,
+			r.OutputTokens, r.CacheCreationInputTokens, r.CacheReadInputTokens, f4(r.CostUSD), f4(r.BilledUSD), f4(r.MarginUSD))
 	}
-	fmt.Fprintf(tw, "total\t\t\t\t\t\t\t\t%s\n", strconv.FormatFloat(total, 'f', 4, 64))
+	fmt.Fprintf(tw, "total\t\t\t\t\t\t\t\t%s\t%s\t%s\n", f4(total), f4(billed), f4(billed-total))
 	return tw.Flush()
 }

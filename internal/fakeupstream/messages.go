@@ -116,6 +116,7 @@ func streamEvents(id string, ans Answer, chunks int) []sseEvent {
 		InputTokens:              ans.Usage.InputTokens,
 		CacheCreationInputTokens: ans.Usage.CacheCreationInputTokens,
 		CacheReadInputTokens:     ans.Usage.CacheReadInputTokens,
+		CacheCreation:            ans.Usage.CacheCreation,
 		OutputTokens:             1, // provisional, as the API sends it
 	}
 	evs := []sseEvent{

@@ -147,7 +147,15 @@ func TestNonStreamMessage(t *testing.T) {
 			name: "last text block of the last user turn, cache fields",
 			body: `{"model":"claude-opus-4-1","max_tokens":100,"system":[{"type":"text","text":"s","cache_control":{"type":"ephemeral"}}],"messages":` + blocks + `}`,
 			want: messageReply{Model: "claude-opus-4-1", StopReason: "end_turn", Usage: Usage{
-				InputTokens: len(blocks)/4 + 1, OutputTokens: 9, CacheCreationInputTokens: 200, CacheReadInputTokens: 100}},
+				InputTokens: len(blocks)/4 + 1, OutputTokens: 9, CacheCreationInputTokens: 200, CacheReadInputTokens: 100,
+				CacheCreation: CacheCreation{Ephemeral5m: 200}}},
+		},
+		{
+			name: "1-hour cache writes split out",
+			body: `{"model":"claude-opus-4-1","max_tokens":100,"system":[{"type":"text","text":"s","cache_control":{"type":"ephemeral","ttl":"1h"}}],"messages":` + blocks + `}`,
+			want: messageReply{Model: "claude-opus-4-1", StopReason: "end_turn", Usage: Usage{
+				InputTokens: len(blocks)/4 + 1, OutputTokens: 9, CacheCreationInputTokens: 200, CacheReadInputTokens: 100,
+				CacheCreation: CacheCreation{Ephemeral5m: 100, Ephemeral1h: 100}}},
 		},
 		{
 			name: "max_tokens truncates",
@@ -159,6 +167,7 @@ func TestNonStreamMessage(t *testing.T) {
 	wantText := map[string]string{
 		"plain text": "Hello from the fake upstream. You said: What is the capital of France? Please an",
 		"last text block of the last user turn, cache fields": "Hello from the fake upstream. You said: Short one",
+		"1-hour cache writes split out":                       "Hello from the fake upstream. You said: Short one",
 		"max_tokens truncates":                                "Hello from the",
 	}
 	s := start(t, Options{})

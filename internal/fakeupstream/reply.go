@@ -15,6 +15,14 @@ type Usage struct {
 	OutputTokens             int `json:"output_tokens"`
 	CacheCreationInputTokens int `json:"cache_creation_input_tokens"`
 	CacheReadInputTokens     int `json:"cache_read_input_tokens"`
+	// CacheCreation splits the cache writes by TTL, as the API does.
+	CacheCreation CacheCreation `json:"cache_creation"`
+}
+
+// CacheCreation is usage.cache_creation: cache writes by TTL.
+type CacheCreation struct {
+	Ephemeral5m int `json:"ephemeral_5m_input_tokens"`
+	Ephemeral1h int `json:"ephemeral_1h_input_tokens"`
 }
 
 // Answer is what the fake replies to a Messages request body.
@@ -40,6 +48,8 @@ type Answer struct {
 //     number count_tokens answers);
 //   - with n occurrences of "cache_control" in the body,
 //     CacheCreationInputTokens is 100·n and CacheReadInputTokens 50·n;
+//     of the writes, 100 per `"ttl":"1h"` in the body are 1-hour writes
+//     (usage.cache_creation.ephemeral_1h_input_tokens), the rest 5-minute;
 //   - tool results, tool calls and images change Text as shape (tools.go)
 //     says.
 //
@@ -63,6 +73,7 @@ func Reply(body []byte) (Answer, error) {
 		return Answer{}, err
 	}
 	n := bytes.Count(body, []byte(`"cache_control"`))
+	n1h := min(n, bytes.Count(body, []byte(`"ttl":"1h"`)))
 	return shape(body, rules, Answer{
 		Model:      req.model,
 		Stream:     req.stream,
@@ -73,6 +84,7 @@ func Reply(body []byte) (Answer, error) {
 			OutputTokens:             len(words),
 			CacheCreationInputTokens: 100 * n,
 			CacheReadInputTokens:     50 * n,
+			CacheCreation:            CacheCreation{Ephemeral5m: 100 * (n - n1h), Ephemeral1h: 100 * n1h},
 		},
 	}), nil
 }

@@ -601,7 +601,20 @@
     ]);
     const byName = {};
     for (const a of (usage && usage.accounts) || []) byName[a.name] = a.usage;
-    return () => renderAccounts(acc.accounts || [], byName);
+    return () => {
+      renderAccounts(acc.accounts || [], byName);
+      renderMoney((usage && usage.tiers) || []);
+    };
+  }
+
+  // renderMoney: per tier, cost at list prices, billed and margin (30 days).
+  function renderMoney(list) {
+    $('money-body').replaceChildren(...list.map((m) => el('tr', { 'data-testid': 'money-row', 'data-tier': m.tier },
+      td(badge(m.tier, 'tier')),
+      td('× ' + (Number(m.price_multiplier) || 1), 'num'),
+      td(el('span', { 'data-testid': 'money-cost', text: fmtUSD((m.cost_usd || {}).last_30d) }), 'num'),
+      td(el('span', { 'data-testid': 'money-billed', text: fmtUSD((m.billed_usd || {}).last_30d) }), 'num'),
+      td(el('span', { 'data-testid': 'money-margin', text: fmtUSD((m.margin_usd || {}).last_30d) }), 'num'))));
   }
 
   function accountState(a) {
