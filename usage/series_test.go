@@ -12,7 +12,7 @@ func TestSeries(t *testing.T) {
 	r, clk, _ := newMini(t)
 	ctx := context.Background()
 	mustRecord(t, r, "ka", "a1", "sonnet", Usage{10, 20, 3, 4, 0}) // 37 tokens at t0
-	clk.Advance(25 * time.Hour)                                 // out of the series
+	clk.Advance(25 * time.Hour)                                    // out of the series
 	mustRecord(t, r, "ka", "a1", "sonnet", Usage{1, 1, 0, 0, 0})
 	clk.Advance(10 * time.Minute)
 	mustRecord(t, r, "kb", "a1", "sonnet", Usage{5, 5, 0, 0, 0})
