@@ -56,7 +56,9 @@ func TestNoSecretLeaks(t *testing.T) {
 		seen.Write(b)
 	}
 	for _, p := range []string{"/metrics", "/admin/", "/health"} {
-		resp, err := http.Get(url + p)
+		req, _ := http.NewRequest(http.MethodGet, url+p, nil)
+		req.Header.Set("Authorization", "Bearer "+adminToken) // /metrics takes it
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -46,6 +46,12 @@ type Config struct {
 	// on the admin listener (ServeAdmin, ADMIN_LISTEN_ADDR); the public
 	// listener answers 404 there.
 	SeparateAdmin bool
+	// MetricsPublic serves /metrics without the admin token
+	// (METRICS_PUBLIC=true): for a scraper on a private network that
+	// cannot send a bearer token. Otherwise /metrics on the public
+	// listener needs the token, as the admin API does: it names accounts
+	// and shows their utilization.
+	MetricsPublic bool
 	// AccountDir is ACCOUNT_DIR, where the admin API's account verbs write.
 	AccountDir string
 	// StreamIdleTimeout ends an answer when no byte came from the upstream
@@ -223,8 +229,14 @@ func (s *Server) routes(e *gin.Engine) {
 }
 
 // adminSurface is what ADMIN_LISTEN_ADDR moves off the public listener.
+// /metrics is open on the admin listener (reachable only where the
+// operator put it) and with MetricsPublic; elsewhere it takes the token.
 func (s *Server) adminSurface(e *gin.Engine) {
-	e.GET("/metrics", gin.WrapH(s.metrics.handler()))
+	if s.cfg.SeparateAdmin || s.cfg.MetricsPublic {
+		e.GET("/metrics", gin.WrapH(s.metrics.handler()))
+	} else {
+		e.GET("/metrics", s.adminAuth, gin.WrapH(s.metrics.handler()))
+	}
 	s.adminRoutes(e)
 }
 

@@ -2,7 +2,6 @@ package server
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -82,12 +81,7 @@ func TestMetricsScrape(t *testing.T) {
 	key := e.issue("trial")
 	post(t, url, "/v1/messages", key, msgBody("claude-sonnet-4-5", true))
 	post(t, url, "/v1/messages", key, msgBody("claude-opus-4-1", false)) // 403
-	resp, err := http.Get(url + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
+	body := scrape(t, url)
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := p.TextToMetricFamilies(strings.NewReader(string(body)))
 	if err != nil {

@@ -64,6 +64,8 @@ type config struct {
 	// CacheTTL is CACHE_TTL: how long a key's record and an account's
 	// state are served from memory; negative when "0" turned it off.
 	CacheTTL time.Duration
+	// deployConfig: TLS, METRICS_PUBLIC, STORE_FILE (config_deploy.go).
+	deployConfig
 }
 
 // minAdminToken is the shortest ADMIN_TOKEN serve accepts.
@@ -199,6 +201,9 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	case "debug", "info", "warn", "error":
 	default:
 		return nil, &configError{"LOG_LEVEL", fmt.Errorf("want debug, info, warn or error, got %q", c.LogLevel)}
+	}
+	if c.deployConfig, err = loadDeploy(getenv, c.RedisURL); err != nil {
+		return nil, err
 	}
 	c.Tiers = tiers.Builtin()
 	if c.TiersFile != "" {

@@ -29,6 +29,7 @@ Usage:
   claude-route sync                       full account-folder and ledger sync now
   claude-route status [--json]            store health, accounts, next refreshes, last sync
   claude-route healthcheck                exit 0 when the local server's /health is 200 (for Docker)
+  claude-route version                    module version and VCS revision of this binary
 
 Operator commands talk to the running server's admin API at CLAUDE_ROUTE_URL
 (default http://127.0.0.1:8080) with ADMIN_TOKEN. Configuration: README.md.
@@ -62,6 +63,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = cmdDemo(ctx, args[1:], getenv, stdout, stderr)
 	case "healthcheck":
 		err = cmdHealthcheck(ctx, getenv)
+	case "version", "--version":
+		err = cmdVersion(stdout)
 	case "key", "pool", "recover", "blacklist", "sync", "status":
 		var handled bool
 		if handled, err = cmdKeyOps(ctx, args, getenv, stdout); !handled {

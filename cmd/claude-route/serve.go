@@ -38,6 +38,7 @@ func appConfig(cfg *config, log *logrus.Logger) server.AppConfig {
 			BodyReadTimeout:   cfg.BodyReadTimeout, SeparateAdmin: cfg.AdminListenAddr != "",
 			MaxInflightBodyBytes: cfg.MaxInflightBodyBytes,
 			CacheTTL:             cfg.CacheTTL,
+			MetricsPublic:        cfg.MetricsPublic,
 		},
 		RedisURL: cfg.RedisURL, AccountDir: cfg.AccountDir, ProductDir: cfg.ProductDir,
 		Tiers: cfg.Tiers, OAuthTokenURL: cfg.OAuthTokenURL, OAuthClientID: cfg.OAuthClientID,
@@ -92,6 +93,10 @@ func startApp(ctx context.Context, cfg *config, log *logrus.Logger) (*server.App
 		app.Close()
 		return nil, nil, &configError{"LISTEN_ADDR", err}
 	}
+	if ln, err = serveTLS(cfg, ln, log); err != nil {
+		app.Close()
+		return nil, nil, err
+	}
 	if cfg.AdminListenAddr != "" {
 		aln, err := net.Listen("tcp", cfg.AdminListenAddr)
 		if err != nil {
@@ -118,8 +123,9 @@ func cmdHealthcheck(ctx context.Context, getenv func(string) string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, port)+"/health", nil)
-	resp, err := http.DefaultClient.Do(req)
+	url, client := healthClient(getenv, net.JoinHostPort(host, port))
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}
