@@ -49,34 +49,62 @@ func (p *Pool) SetHealth(h Health) { p.health = h.withDefaults() }
 // Health returns the thresholds in use.
 func (p *Pool) Health() Health { return p.health.withDefaults() }
 
-// failScript counts one failure of an account and cools it when the run
-// of failures reaches the limit; a run older than the window starts over.
-// KEYS: fails, cool. ARGV: account, now (s), max fails, window (s), cooldown (s).
+// failLua counts one failure of account a, sent by key "by", and cools
+// the account when the run of failures reaches max AND came from at least
+// two distinct keys: one key whose requests make the upstream fail (its
+// content, say) must not cool an account for everyone, and its failures
+// are refunded, so it could do that every minute for free. A run older than
+// the window starts over. The run is kept as "count,first failure (s),first
+// key,1 when another key failed too"; a single key's count stops at max.
 // Returns the cooldown's end (Unix s) when this failure started one, else 0.
-var failScript = redis.NewScript(`
-local a, now, max, win, cool = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local n, first = 0, now
-local v = redis.call('HGET', KEYS[1], a)
-if v then
-  local c, f = string.match(v, '^(%d+),(%d+)$')
-  if c and now - tonumber(f) <= win then n, first = tonumber(c), tonumber(f) end
+const failLua = `
+local function fail(fails, coolKey, a, now, max, win, cool, by)
+  local n, first, k1, multi = 0, now, by, '0'
+  local v = redis.call('HGET', fails, a)
+  if v then
+    local c, f, k, m = string.match(v, '^(%d+),(%d+),?([^,]*),?(%d*)$')
+    if c and now - tonumber(f) <= win then
+      n, first = tonumber(c), tonumber(f)
+      if k ~= '' then k1 = k end
+      if m == '1' then multi = '1' end
+    end
+  end
+  n = n + 1
+  if k1 ~= by then multi = '1' end
+  if n >= max and multi == '1' then
+    redis.call('HDEL', fails, a)
+    redis.call('HSET', coolKey, a, now + cool)
+    return now + cool
+  end
+  if n > max then n = max end
+  redis.call('HSET', fails, a, n .. ',' .. first .. ',' .. k1 .. ',' .. multi)
+  return 0
 end
-n = n + 1
-if n >= max then
-  redis.call('HDEL', KEYS[1], a)
-  redis.call('HSET', KEYS[2], a, now + cool)
-  return now + cool
-end
-redis.call('HSET', KEYS[1], a, n .. ',' .. first)
-return 0
+`
+
+// failScript records one failure (failLua).
+// KEYS: fails, cool. ARGV: account, now (s), max fails, window (s), cooldown (s), key.
+var failScript = redis.NewScript(failLua + `
+return fail(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6])
 `)
 
-// Fail records one 529/5xx/connection failure of the account. It reports
-// the end of the cooldown when this failure started one (zero otherwise).
-func (p *Pool) Fail(ctx context.Context, account string) (time.Time, error) {
+// failedBy names the key behind a failure in the run's record: a prefix
+// of its hash is enough to tell keys apart.
+func failedBy(keyHash string) string {
+	if len(keyHash) > 16 {
+		return keyHash[:16]
+	}
+	return keyHash
+}
+
+// Fail records one 529/5xx/connection failure of the account on a request
+// of the key whose hash is by (see failLua: one key alone never cools an
+// account). It reports the end of the cooldown when this failure started
+// one (zero otherwise).
+func (p *Pool) Fail(ctx context.Context, account, by string) (time.Time, error) {
 	h := p.Health()
 	until, err := failScript.Run(ctx, p.rdb, []string{keyFails, keyCool}, account, p.clock.Now().Unix(),
-		h.MaxFails, int64(h.FailWindow/time.Second), int64(h.Cooldown/time.Second)).Int64()
+		h.MaxFails, int64(h.FailWindow/time.Second), int64(h.Cooldown/time.Second), failedBy(by)).Int64()
 	if err != nil {
 		return time.Time{}, fmt.Errorf("record failure of %s: %w", account, err)
 	}
@@ -84,7 +112,7 @@ func (p *Pool) Fail(ctx context.Context, account string) (time.Time, error) {
 		return time.Time{}, nil
 	}
 	t := time.Unix(until, 0)
-	p.log.WithField("account", account).Warnf("account %s failed %d times in a row: cooling down until %s", account, h.MaxFails, t.UTC().Format(time.RFC3339))
+	p.log.WithField("account", account).Warnf("account %s failed %d times in a row, on requests of more than one key: cooling down until %s", account, h.MaxFails, t.UTC().Format(time.RFC3339))
 	return t, nil
 }
 
@@ -243,8 +271,9 @@ func decodeUtils(raw map[string]string) map[string]Utilization {
 // not matter (the binding does not move). Ties: lowest 7-day utilization,
 // then 5-hour, then name. KEYS: tier set, bl, limited, cool, util, fails.
 // ARGV: from, now (s), limited until (s, 0 = no), fail (1/0), max fails,
-// window (s), cooldown (s). Returns {chosen or ”, cooled until or 0}.
-var overflowScript = redis.NewScript(`
+// window (s), cooldown (s), failing key. Returns {chosen or ”, cooled
+// until or 0}.
+var overflowScript = redis.NewScript(failLua + `
 local from, now = ARGV[1], tonumber(ARGV[2])
 local lim = tonumber(ARGV[3])
 local cooled = 0
@@ -253,21 +282,7 @@ if lim > now then
   if lim > cur then redis.call('HSET', KEYS[3], from, lim) end
 end
 if ARGV[4] == '1' then
-  local max, win, cool = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-  local n, first = 0, now
-  local v = redis.call('HGET', KEYS[6], from)
-  if v then
-    local c, f = string.match(v, '^(%d+),(%d+)$')
-    if c and now - tonumber(f) <= win then n, first = tonumber(c), tonumber(f) end
-  end
-  n = n + 1
-  if n >= max then
-    redis.call('HDEL', KEYS[6], from)
-    redis.call('HSET', KEYS[4], from, now + cool)
-    cooled = now + cool
-  else
-    redis.call('HSET', KEYS[6], from, n .. ',' .. first)
-  end
+  cooled = fail(KEYS[6], KEYS[4], from, now, tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8])
 end
 local function util(name)
   local raw = redis.call('HGET', KEYS[5], name)
@@ -301,6 +316,7 @@ return out
 type OverflowMark struct {
 	LimitedUntil time.Time // a rejected 429: limited until its reset
 	Failure      bool      // a 529, 5xx or connection failure: one towards cooling
+	By           string    // the hash of the key whose request failed (Failure)
 }
 
 // ErrNoOverflow: no other account of the tier can serve the request.
@@ -341,7 +357,7 @@ func (p *Pool) QueueOverflow(ctx context.Context, pipe redis.Pipeliner, tier, fr
 	}
 	// Eval, not EvalSha: a pipeline cannot retry a NOSCRIPT.
 	cmd := overflowScript.Eval(ctx, pipe, []string{keyTier(tier), keyBL, keyLimited, keyCool, keyUtil, keyFails},
-		from, now.Unix(), lim, fail, h.MaxFails, int64(h.FailWindow/time.Second), int64(h.Cooldown/time.Second))
+		from, now.Unix(), lim, fail, h.MaxFails, int64(h.FailWindow/time.Second), int64(h.Cooldown/time.Second), failedBy(mark.By))
 	return &OverflowCmd{p: p, cmd: cmd, from: from, mark: mark, now: now}
 }
 
@@ -357,7 +373,7 @@ func (c *OverflowCmd) Result() (string, []string, error) {
 		log.Warnf("upstream usage limit on %s until %s", c.from, lim.UTC().Format(time.RFC3339))
 	}
 	if cooled, _ := res[1].(int64); cooled > 0 {
-		log.Warnf("account %s failed %d times in a row: cooling down until %s", c.from, c.p.Health().MaxFails, time.Unix(cooled, 0).UTC().Format(time.RFC3339))
+		log.Warnf("account %s failed %d times in a row, on requests of more than one key: cooling down until %s", c.from, c.p.Health().MaxFails, time.Unix(cooled, 0).UTC().Format(time.RFC3339))
 	}
 	var peers []string
 	for _, v := range res[2:] {

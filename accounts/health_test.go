@@ -66,7 +66,7 @@ func TestBindOrder(t *testing.T) {
 				t.Fatal(err)
 			}
 			for i := 0; i < 3; i++ {
-				if _, err := p.Fail(ctx, "b"); err != nil {
+				if _, err := p.Fail(ctx, "b", fmt.Sprint("key", i)); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -110,7 +110,7 @@ func TestFailuresCoolAfterMaxInWindow(t *testing.T) {
 	}
 	// Two failures, then a gap longer than the window: the run starts over.
 	for i := 0; i < 2; i++ {
-		if until, _ := p.Fail(ctx, "a"); !until.IsZero() {
+		if until, _ := p.Fail(ctx, "a", fmt.Sprint("key", i)); !until.IsZero() {
 			t.Fatal("cooled too early")
 		}
 	}
@@ -118,7 +118,7 @@ func TestFailuresCoolAfterMaxInWindow(t *testing.T) {
 		t.Fatalf("fails = %d", s.Fails)
 	}
 	clk.Advance(61 * time.Second)
-	if until, _ := p.Fail(ctx, "a"); !until.IsZero() {
+	if until, _ := p.Fail(ctx, "a", "key2"); !until.IsZero() {
 		t.Fatal("a stale run must not count")
 	}
 	// A success ends the run.
@@ -130,7 +130,7 @@ func TestFailuresCoolAfterMaxInWindow(t *testing.T) {
 	}
 	var until time.Time
 	for i := 0; i < 3; i++ {
-		until, _ = p.Fail(ctx, "a")
+		until, _ = p.Fail(ctx, "a", fmt.Sprint("key", i))
 	}
 	if !until.Equal(clk.Now().Add(time.Minute).Truncate(time.Second)) {
 		t.Fatalf("cooling until %v", until)
@@ -173,7 +173,7 @@ func TestOverflowChoiceAndMarks(t *testing.T) {
 	}
 	// Failures on d cool it: the choice then is c; a is limited; nothing else.
 	for i := 0; i < 3; i++ {
-		to, err = p.Overflow(ctx, "high", "d", OverflowMark{Failure: true})
+		to, err = p.Overflow(ctx, "high", "d", OverflowMark{Failure: true, By: fmt.Sprint("key", i)})
 	}
 	if err != nil || to != "c" {
 		t.Fatalf("overflow from d = %q %v", to, err)
@@ -188,6 +188,56 @@ func TestOverflowChoiceAndMarks(t *testing.T) {
 	clk.Set(reset.Add(time.Second))
 	if to, err := p.Overflow(ctx, "high", "c", OverflowMark{}); err != nil || to != "a" {
 		t.Fatalf("after the reset a is usable again: %q %v", to, err)
+	}
+}
+
+// Issue 24: one key whose requests make the upstream fail (five 500s)
+// put every account of its tier into cooldown, for free (its requests were
+// refunded). Failures cool an account only when at least two keys had them
+// within the window: recorded one by one (Fail) or with an overflow.
+func TestOneKeysFailuresNeverCoolAnAccount(t *testing.T) {
+	rdb := testenv.Redis(t, 2)
+	p, clk := newHealthPool(t, rdb)
+	ctx := context.Background()
+	addAccounts(t, p, "high", "a", "b")
+	cooling := func(name string) bool {
+		view, err := p.View(ctx, []string{"high"}, func(string) int { return 3 })
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range view["high"] {
+			if v.Name == name {
+				return v.CoolingTill != nil && v.CoolingTill.After(clk.Now())
+			}
+		}
+		t.Fatalf("no account %s", name)
+		return false
+	}
+	for i := 0; i < 10; i++ {
+		if until, err := p.Fail(ctx, "a", "attacker-hash"); err != nil || !until.IsZero() {
+			t.Fatalf("failure %d of one key cooled a: %v %v", i, until, err)
+		}
+		if _, err := p.Overflow(ctx, "high", "b", OverflowMark{Failure: true, By: "attacker-hash"}); err != nil {
+			t.Fatalf("overflow %d from b: %v", i, err)
+		}
+	}
+	if cooling("a") || cooling("b") {
+		t.Fatal("one key's failures cooled an account for everyone")
+	}
+	// A second key failing within the window: the run now counts.
+	until, err := p.Fail(ctx, "a", "another-hash")
+	if err != nil || until.IsZero() || !cooling("a") {
+		t.Fatalf("failures of two keys must cool a: %v %v", until, err)
+	}
+	if _, err := p.Overflow(ctx, "high", "b", OverflowMark{Failure: true, By: "another-hash"}); !errors.Is(err, ErrNoOverflow) || !cooling("b") {
+		t.Fatalf("failures of two keys must cool b (and leave no account to overflow to): %v", err)
+	}
+	// After the window, one key alone starts over and cannot cool.
+	clk.Advance(2 * time.Minute)
+	for i := 0; i < 5; i++ {
+		if until, _ := p.Fail(ctx, "a", "attacker-hash"); !until.IsZero() {
+			t.Fatal("a new run of one key cooled a")
+		}
 	}
 }
 
@@ -208,7 +258,7 @@ func TestFailScriptAtomic(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if until, err := p.Fail(ctx, "a"); err == nil && !until.IsZero() {
+			if until, err := p.Fail(ctx, "a", fmt.Sprint("key", i)); err == nil && !until.IsZero() {
 				mu.Lock()
 				cooled++
 				mu.Unlock()

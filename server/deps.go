@@ -48,7 +48,7 @@ type Pool interface {
 	Recover(ctx context.Context, account string) (bool, error)
 	Limit(ctx context.Context, account string, until time.Time) error
 	// Passive health and overflow (accounts/health.go).
-	Fail(ctx context.Context, account string) (time.Time, error)
+	Fail(ctx context.Context, account, byKeyHash string) (time.Time, error)
 	Succeeded(ctx context.Context, account string) error
 	QueueOverflow(ctx context.Context, pipe redis.Pipeliner, tier, from string, mark accounts.OverflowMark) *accounts.OverflowCmd
 	View(ctx context.Context, tierNames []string, slotsOf func(string) int) (map[string][]accounts.AccountView, error)

@@ -109,8 +109,9 @@ func grepLines(s, sub string) string {
 	return strings.Join(out, "\n")
 }
 
-// A answers 529 three times: each request is served by B, A cools down and
-// is skipped meanwhile, and serves again once the cooldown ends.
+// A answers 529 three times, to requests of two keys: each request is
+// served by B, A cools down and is skipped meanwhile, and serves again once
+// the cooldown ends.
 func TestOverloadedAccountCoolsAndComesBack(t *testing.T) {
 	clk := clock.NewFake(time.Now())
 	e := newEnv(t, withClock(clk))
@@ -118,9 +119,10 @@ func TestOverloadedAccountCoolsAndComesBack(t *testing.T) {
 	kb := e.apiAccount("high", "b1")
 	urls := []string{e.start(), e.start()}
 	key := e.issue("high", "a1")
+	other := e.issue("high", "a1")
 	e.fake.Overload(ka, 3)
-	for i := 0; i < 3; i++ {
-		if r := post(t, urls[i%2], "/v1/messages", key, msgBody("claude-sonnet-4-5", false)); r.status != 200 {
+	for i, k := range []string{key, other, key} {
+		if r := post(t, urls[i%2], "/v1/messages", k, msgBody("claude-sonnet-4-5", false)); r.status != 200 {
 			t.Fatalf("529 %d must overflow: %d %s", i+1, r.status, r.body)
 		}
 	}
@@ -256,6 +258,39 @@ func TestConnectionAndServerErrorsOverflowOnce(t *testing.T) {
 	e.fake.InjectFault(kc, fakeupstream.Fault{Status: 529})
 	if r := post(t, u, "/v1/messages", mkey, msgBody("claude-sonnet-4-5", false)); r.status != 529 {
 		t.Fatalf("overflow off: the account's 529 must reach the customer: %d", r.status)
+	}
+}
+
+// Issue 24: one key whose requests make the upstream fail (five 500s) put
+// every account of its tier into cooldown, and the other keys got 503. Its
+// failures still overflow its own requests, but never cool an account:
+// the other keys are served by their own accounts, which stay in service.
+func TestOneKeysFailuresLeaveAccountsInService(t *testing.T) {
+	e := newEnv(t)
+	ka := e.apiAccount("high", "a1")
+	kb := e.apiAccount("high", "b1")
+	u := e.start()
+	attacker := e.issue("high", "a1")
+	victim := e.issue("high", "b1")
+	e.fake.InjectFault(ka, fakeupstream.Fault{Status: 500, Times: 5})
+	e.fake.InjectFault(kb, fakeupstream.Fault{Status: 500, Times: 5})
+	for i := 0; i < 5; i++ {
+		if r := post(t, u, "/v1/messages", attacker, msgBody("claude-sonnet-4-5", false)); r.status != 500 {
+			t.Fatalf("failing request %d: %d %s", i+1, r.status, r.body)
+		}
+	}
+	e.apps[0].Server.bg.Wait() // the failures are recorded off the response path
+	e.fake.ClearFaults()
+	for _, name := range []string{"a1", "b1"} {
+		if a := e.poolAccount("high", name); a.CoolingTill != nil {
+			t.Fatalf("one key's failures cooled %s for everyone: %+v", name, a)
+		}
+	}
+	if r := post(t, u, "/v1/messages", victim, msgBody("claude-sonnet-4-5", false)); r.status != 200 {
+		t.Fatalf("another key: %d %s", r.status, r.body)
+	}
+	if got := e.served(); got[kb] == 0 {
+		t.Fatalf("the other key must be served by its own account: %v", got)
 	}
 }
 

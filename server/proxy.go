@@ -641,7 +641,7 @@ func (s *Server) answerSelf(w http.ResponseWriter, req *request, herr *httpError
 // failure) is recorded on the bound account in the same atomic step. It
 // reports whether req now holds another account.
 func (s *Server) overflow(ctx context.Context, req *request, att relay.Attempt) bool {
-	mark := accounts.OverflowMark{LimitedUntil: att.LimitedUntil, Failure: att.Failure}
+	mark := accounts.OverflowMark{LimitedUntil: att.LimitedUntil, Failure: att.Failure, By: req.cl.hash}
 	from := req.acct.Name
 	if req.overflowed || !req.cl.tier.Overflows() {
 		s.settleAccount(req, mark)
@@ -733,7 +733,7 @@ func (s *Server) settleAccount(req *request, mark accounts.OverflowMark) {
 			}
 		}
 		if mark.Failure {
-			if _, err := s.d.Pool.Fail(ctx, name); err != nil {
+			if _, err := s.d.Pool.Fail(ctx, name, mark.By); err != nil {
 				s.log.WithField("account", name).WithError(err).Warn("could not record the account's failure")
 			}
 		}
