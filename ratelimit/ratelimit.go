@@ -138,9 +138,10 @@ type Result struct {
 	// always positive. Send it with RetryAfterSeconds.
 	RetryAfter time.Duration
 	// Held is set on a refusal that another replica's spares (places it
-	// took ahead of its requests, spare.go) may have caused: they are used
-	// or free again within Held, so the request may wait that long and ask
-	// again rather than be refused while the quota has room.
+	// took ahead of its requests, spare.go) may have caused: within Held
+	// they are used, given back or (their holder gone) counted for good, so
+	// the request may wait that long and ask again rather than be refused
+	// while the quota has room.
 	Held time.Duration
 	// ID identifies the admitted request for Refund; empty unless admitted.
 	ID              string

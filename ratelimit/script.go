@@ -8,7 +8,8 @@ package ratelimit
 // requests. A spare is a member scored spareBase + the time its lease
 // ends, so it counts like any admission (ZCARD), sorts after every
 // admission (the oldest admission stays ZRANGE 0 0) and is never swept by
-// the window's own clean-up; only an expired lease frees it.
+// the window's own clean-up. Only its holder frees it (given back unused,
+// or refunded); once its lease ends it turns into an admission.
 const clockLua = `
 local key, limit, window = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
 local function clock(arg)
@@ -18,10 +19,28 @@ local function clock(arg)
 end
 local BASE = 1000000000000000
 local function fmt(n) return string.format('%d', n) end
--- reclaim frees the spares whose lease ended (their holder died or is
--- late) and returns how many.
-local function reclaim(key, now)
-  return redis.call('ZREMRANGEBYSCORE', key, fmt(BASE), fmt(BASE + now))
+-- settle turns the spares whose lease ended into admissions. Their holder
+-- died or is late, and may have used them: such a spare is never handed
+-- out again (that would admit its place twice); it counts like a request
+-- admitted when its lease ended (never earlier than its use) and leaves
+-- the window as one. Those whose lease ended a window ago have left and
+-- are removed. Returns how many were removed and how many turned.
+local function settle(key, now, gone)
+  local s = redis.call('ZRANGEBYSCORE', key, fmt(BASE), fmt(BASE + now), 'WITHSCORES')
+  if #s == 0 then return 0, 0 end
+  local left, args = {}, {}
+  for i = 1, #s, 2 do
+    local ends = tonumber(s[i + 1]) - BASE
+    if ends <= gone then
+      left[#left + 1] = s[i]
+    else
+      args[#args + 1] = fmt(ends)
+      args[#args + 1] = s[i]
+    end
+  end
+  if #left > 0 then redis.call('ZREM', key, unpack(left)) end
+  if #args > 0 then redis.call('ZADD', key, unpack(args)) end
+  return #left, #args / 2
 end
 -- held is the time until the first live spare's lease ends: a refused
 -- request can wait that long for a place another replica holds in reserve.
@@ -95,7 +114,11 @@ end
 
 local first = sweep(key, gone)
 local count = redis.call('ZCARD', key)
-if count >= limit then count = count - reclaim(key, now) end
+if count >= limit then
+  local left, turned = settle(key, now, gone)
+  count = count - left
+  if turned > 0 then first = oldest(key) end
+end
 local allowed = 0
 local wait = 0
 if count < limit then
@@ -121,7 +144,11 @@ local now = clock(ARGV[3])
 local n = #ARGV - 3
 local first = sweep(key, now - window)
 local count = redis.call('ZCARD', key)
-if count + n > limit then count = count - reclaim(key, now) end
+if count + n > limit then
+  local left, turned = settle(key, now, now - window)
+  count = count - left
+  if turned > 0 then first = oldest(key) end
+end
 local take = math.min(math.max(limit - count, 0), n)
 if take > 0 then
   local args = {}
@@ -155,10 +182,13 @@ local nr = tonumber(ARGV[6])
 local first = 7 + nu + nr
 if nr > 0 then redis.call('ZREM', key, unpack(ARGV, 7 + nu, first - 1)) end
 local old = sweep(key, now - window)
+local _, turned = settle(key, now, now - window)
+if turned > 0 then old = oldest(key) end
 local count = redis.call('ZCARD', key)
 local take = math.min(math.max(math.floor(limit / 2) - count, 0), #ARGV - first + 1)
 if nu > 0 then
-  -- XX: a spare refunded (ZREM) or reclaimed meanwhile stays gone.
+  -- XX: a spare refunded (ZREM) meanwhile stays gone; one that turned
+  -- into an admission at its lease's end is rescored as used now.
   local args = {}
   local score = fmt(now)
   for i = 1, nu do

@@ -23,11 +23,18 @@ import (
 //   - Spares are taken only while the window is at most half full, so
 //     near its limit a key is admitted one by one, exactly as without them.
 //   - A spare is used within spareUse of asking for it, or given back; its
-//     lease in Redis ends at spareLease, after which any admission that
-//     finds the window full reclaims it (a replica that died leaves its
-//     spares for no longer than that).
+//     lease in Redis ends at spareLease. Never more admitted than the
+//     quota, whatever crashes: a spare whose lease ended may have been
+//     used by a replica that died (or that the store answers late), so it
+//     is never handed out again. It turns into an admission scored at the
+//     lease's end (never earlier than its use) and leaves the window as
+//     one. The price of a crash is on the safe side: a killed replica's
+//     unused spares (spareMax at most per window) count until they leave
+//     the window; a live replica gives its unused spares back a tick after
+//     spareUse, well before their lease ends.
 //   - A request refused while another replica holds spares learns how long
-//     they can be held (Result.Held) and may ask again after that.
+//     they can be held (Result.Held) and may ask again after that: by then
+//     they are used, given back or counted for good.
 //   - Views (Peek) count admissions, not spares: a used spare counts once
 //     it is rescored, or at once on the replica that used it; another
 //     replica's used spares show up within a tick (spareTick) or so.
@@ -377,9 +384,10 @@ func (l *Limiter) closeSpares() {
 		}
 		j := &spareJob{used: s.used, remove: s.remove}
 		if _, err := l.runSpares(ctx, s.key, s.limit, s.window, j); err != nil {
-			// Their leases end within spareLease: the places come back by
-			// themselves, and a used spare still counts (from when it was
-			// taken, at most spareUse early).
+			// Their leases end within spareLease; then they count as
+			// admissions (scored at the lease's end): a used spare is
+			// never counted early, an unused one is a place lost for a
+			// window, never one admitted twice.
 			continue
 		}
 	}

@@ -307,8 +307,10 @@ func TestSpareRefundAndGiveBack(t *testing.T) {
 }
 
 // A refusal caused by another replica's spares says how long they can be
-// held; a spare whose holder died is reclaimed once its lease ends.
-func TestHeldSparesAndReclaim(t *testing.T) {
+// held. A spare whose holder died may have been used: once its lease ends
+// it counts as an admission, scored at the lease's end, and is never
+// handed out again.
+func TestHeldSparesAndDeadHolders(t *testing.T) {
 	for _, tc := range testenv.Backends(3) {
 		t.Run(tc.Name, func(t *testing.T) {
 			rdb := tc.Open(t)
@@ -328,14 +330,21 @@ func TestHeldSparesAndReclaim(t *testing.T) {
 				t.Fatalf("want a refusal held at most %v: %+v", spareLease, res)
 			}
 			// The holder dies without giving back: its spare's lease ends
-			// (moved into the past here) and the next admission takes it.
+			// (moved a second into the past here).
+			ended := time.Now().Add(-time.Second).UnixMilli()
+			spareID := ""
 			for id, s := range scores(t, rdb, r) {
 				if s >= spareBase {
-					rdb.ZAdd(context.Background(), r.Key(), redis.Z{Score: spareBase + 1, Member: id})
+					spareID = id
+					rdb.ZAdd(context.Background(), r.Key(), redis.Z{Score: float64(spareBase + ended), Member: id})
 				}
 			}
-			if res := admitMerged(t, other, r); !res.Allowed || res.Count != 8 {
-				t.Fatalf("after the lease: %+v, want the last place", res)
+			res = admitMerged(t, other, r)
+			if res.Allowed || res.Held != 0 || res.Count != 8 || res.RetryAfter <= 0 {
+				t.Fatalf("after the lease: %+v, want a refusal counting the dead holder's spare", res)
+			}
+			if s := scores(t, rdb, r)[spareID]; s != float64(ended) {
+				t.Fatalf("the dead holder's spare scored %v, want an admission at its lease's end %d", s, ended)
 			}
 		})
 	}
