@@ -2,6 +2,10 @@ package keys
 
 import (
 	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,8 +47,39 @@ func newFixture(t *testing.T, rdb redis.UniversalClient) *fixture {
 	clk := clock.NewFake(t0)
 	return &fixture{
 		rdb: rdb, clk: clk, dir: dir,
-		store: NewStore(rdb, NewLedger(dir, NewRedisLocker(rdb)), clk),
+		store: NewStore(rdb, testLedger(t, dir, NewRedisLocker(rdb)), clk),
 	}
+}
+
+// testLedger is a ledger whose writer is stopped when the test ends.
+func testLedger(t *testing.T, dir string, lock Locker) *Ledger {
+	t.Helper()
+	l := NewLedger(dir, lock)
+	t.Cleanup(func() {
+		if err := l.Close(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	return l
+}
+
+// journalLines reads a tier's journal: its header, then its changes as
+// maps (what jq would see).
+func journalLines(t *testing.T, dir, tier string) []map[string]any {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(dir, tier+journalSuffix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []map[string]any
+	for i, ln := range strings.Split(strings.TrimSuffix(string(raw), "\n"), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(ln), &m); err != nil {
+			t.Fatalf("journal line %d is not JSON: %q (%v)", i+1, ln, err)
+		}
+		out = append(out, m)
+	}
+	return out
 }
 
 func (f *fixture) issue(t *testing.T, tier string, validity time.Duration, note string) (string, Record) {

@@ -1,18 +1,16 @@
 package keys
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
-
-	"github.com/claude-route/claude-route/internal/atomicfile"
 )
 
 // Locker serializes ledger writes across replicas that share PRODUCT_DIR.
@@ -22,35 +20,63 @@ type Locker interface {
 }
 
 // LedgerLock is the name under which ledger writes are serialized. One lock
-// for every tier file: issuance is rare, and a single name keeps the rule
-// "one writer at a time in PRODUCT_DIR" easy to check.
+// for every tier's files: a commit holds it for one append and one fsync
+// per tier it touches, and a single name keeps the rule "one writer at a
+// time in PRODUCT_DIR" easy to check.
 const LedgerLock = "cr:lock:ledger"
 
-// Ledger is the durable list of issued keys, PRODUCT_DIR/<tier>.json, one
-// JSON array per tier. Redis may be flushed; the ledger is what sync restores
+// Ledger is the durable list of issued keys: per tier, a snapshot and an
+// append-only journal of changes in PRODUCT_DIR (journal.go; DESIGN.md,
+// "The ledger"). Redis may be flushed; the ledger is what sync restores
 // from. It never contains a raw key.
 //
-// Every change is a read-modify-write of one file, done under the in-process
-// mutex and the distributed Locker, and published by an atomic rename, so
-// concurrent writers never lose a record and readers never see half a file.
+// Each replica keeps the ledger's records in memory and brings them up to
+// date by reading only what was appended since it last looked, so the
+// cost of a change does not depend on the number of keys. Changes are
+// written by one writer goroutine per Ledger (writer.go), which gathers
+// what arrived while it was busy into one append and one fsync per tier,
+// under the in-process mutex and the distributed Locker.
 type Ledger struct {
 	dir  string
 	lock Locker
 	// mu is a one-slot semaphore rather than a sync.Mutex so that waiting
-	// for it honours the caller's context.
-	mu chan struct{}
+	// for it honours the caller's context. It guards tiers and the files.
+	mu    chan struct{}
+	tiers map[string]*tierState
+
+	w      writer
+	errLog func(error) // where the writer reports posted changes it could not write
+	// hook, if set, is called at named points of a commit (crash tests).
+	hook func(point string)
+}
+
+// tierState is one tier's records as of a point in its journal.
+type tierState struct {
+	gen      int64 // generation of the snapshot and journal read
+	off      int64 // journal bytes applied; 0: no journal file yet
+	snapSize int64
+	torn     bool // a torn line follows off (a crashed append)
+	stale    bool // the journal predates the snapshot (compaction crashed)
+	recs     map[string]Record
+	sorted   []Record // recs by creation, nil when out of date
 }
 
 // NewLedger returns the ledger kept in dir. lock serializes writers across
 // processes; nil means this process is the only writer.
 func NewLedger(dir string, lock Locker) *Ledger {
-	return &Ledger{dir: dir, lock: lock, mu: make(chan struct{}, 1)}
+	l := &Ledger{dir: dir, lock: lock, mu: make(chan struct{}, 1), tiers: map[string]*tierState{}}
+	l.w.init()
+	return l
 }
+
+// OnError sets where the writer reports changes posted without a waiter
+// (Post) that it could not write even after retrying.
+func (l *Ledger) OnError(fn func(error)) { l.errLog = fn }
 
 // Dir is the folder the ledger lives in.
 func (l *Ledger) Dir() string { return l.dir }
 
-// entry is a ledger record as written to the file.
+// entry is a ledger record as written to a snapshot or a journal line.
 type entry struct {
 	Hash      string     `json:"hash"`
 	ID        string     `json:"id"`
@@ -97,12 +123,21 @@ func (e entry) record() Record {
 	}
 }
 
-func (l *Ledger) path(tier string) string { return filepath.Join(l.dir, tier+".json") }
+// acquire takes the in-process mutex.
+func (l *Ledger) acquire(ctx context.Context) error {
+	select {
+	case l.mu <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("keys: ledger: %w", ctx.Err())
+	}
+}
 
-// All reads every tier file and returns their records sorted by creation.
-// A file that cannot be read or parsed is an error naming its path: a
-// record silently dropped here would be a paid key lost after a flush.
-func (l *Ledger) All(ctx context.Context) ([]Record, error) {
+func (l *Ledger) release() { <-l.mu }
+
+// tierNames lists the tiers that have files in the folder: a snapshot, a
+// journal or a legacy <tier>.json not migrated yet.
+func (l *Ledger) tierNames() ([]string, error) {
 	ents, err := os.ReadDir(l.dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -110,157 +145,191 @@ func (l *Ledger) All(ctx context.Context) ([]Record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keys: ledger: %w", err)
 	}
-	var all []Record
+	seen := map[string]bool{}
+	var ts []string
 	for _, e := range ents {
-		name := e.Name()
+		n := e.Name()
 		// Dot files are our temp files (or an editor's); they are not tiers.
-		if e.IsDir() || strings.HasPrefix(name, ".") || !strings.HasSuffix(name, ".json") {
+		if e.IsDir() || strings.HasPrefix(n, ".") {
 			continue
 		}
-		if err := ctx.Err(); err != nil {
+		var t string
+		for _, suf := range []string{snapSuffix, journalSuffix, legacySuffix} {
+			if s, ok := strings.CutSuffix(n, suf); ok {
+				t = s
+				break
+			}
+		}
+		if t == "" || seen[t] {
+			continue
+		}
+		if err := checkTier(t); err != nil {
+			return nil, fmt.Errorf("keys: ledger %s: %w", filepath.Join(l.dir, n), err)
+		}
+		seen[t] = true
+		ts = append(ts, t)
+	}
+	sort.Strings(ts)
+	return ts, nil
+}
+
+// refresh brings a tier's state up to date with its files (l.mu held):
+// the lines appended since the last look, or the whole tier when a
+// compaction started a new generation.
+func (l *Ledger) refresh(tier string) (*tierState, error) {
+	if err := checkTier(tier); err != nil {
+		return nil, fmt.Errorf("keys: ledger: %w", err)
+	}
+	if st := l.tiers[tier]; st != nil && st.off > 0 && !st.stale {
+		gen, off, torn, err := l.tailJournal(tier, st.gen, st.off, st.recs)
+		if err != nil {
+			delete(l.tiers, tier)
 			return nil, err
 		}
-		recs, err := l.readTier(strings.TrimSuffix(name, ".json"))
+		if gen == st.gen {
+			if off != st.off {
+				st.sorted = nil
+			}
+			st.off, st.torn = off, torn
+			return st, nil
+		}
+	}
+	st, err := l.load(tier)
+	if err != nil {
+		delete(l.tiers, tier)
+		return nil, err
+	}
+	l.tiers[tier] = st
+	return st, nil
+}
+
+// load reads a tier whole: snapshot, then journal. A compaction by another
+// process between the two reads shows as a journal newer than the
+// snapshot, and the read starts over.
+func (l *Ledger) load(tier string) (*tierState, error) {
+	for range 10 {
+		gen, size, recs, err := l.readSnapshot(tier)
 		if err != nil {
 			return nil, err
 		}
-		all = append(all, recs...)
+		jgen, off, torn, err := l.tailJournal(tier, gen, 0, recs)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case jgen == gen:
+			return &tierState{gen: gen, off: off, snapSize: size, torn: torn, recs: recs}, nil
+		case jgen == -1 && gen == 0:
+			// Neither file: a new tier, or one still in the legacy file.
+			recs, err := l.readLegacy(tier)
+			if err != nil {
+				return nil, err
+			}
+			return &tierState{recs: recs}, nil
+		case jgen < gen:
+			// No journal, or one a crashed compaction already folded into
+			// the snapshot: the snapshot is the whole tier.
+			return &tierState{gen: gen, snapSize: size, stale: jgen >= 0, recs: recs}, nil
+		}
+		// jgen > gen: the snapshot read predates the journal read.
+	}
+	return nil, fmt.Errorf("keys: ledger %s: files keep changing under the read", tier)
+}
+
+// All returns every tier's records sorted by creation. A file that cannot
+// be read or parsed is an error naming its path: a record silently
+// dropped here would be a paid key lost after a flush.
+func (l *Ledger) All(ctx context.Context) ([]Record, error) {
+	var all []Record
+	err := l.view(ctx, func(tiers []*tierState) {
+		n := 0
+		for _, st := range tiers {
+			n += len(st.recs)
+		}
+		all = make([]Record, 0, n)
+		for _, st := range tiers {
+			all = append(all, st.ordered()...)
+		}
+	})
+	if err != nil {
+		return nil, err
 	}
 	sortRecords(all)
 	return all, nil
 }
 
-func sortRecords(rs []Record) {
-	sort.SliceStable(rs, func(i, j int) bool {
-		if !rs[i].Created.Equal(rs[j].Created) {
-			return rs[i].Created.Before(rs[j].Created)
-		}
-		return rs[i].ID < rs[j].ID
-	})
-}
-
-// readTier parses one tier file; a missing file is an empty tier.
-func (l *Ledger) readTier(tier string) ([]Record, error) {
-	p := l.path(tier)
-	if err := checkTier(tier); err != nil {
-		return nil, fmt.Errorf("keys: ledger %s: %w", p, err)
-	}
-	b, err := os.ReadFile(p)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("keys: ledger %s: %w", p, err)
-	}
-	if len(bytes.TrimSpace(b)) == 0 {
-		return nil, nil
-	}
-	var es []entry
-	if err := json.Unmarshal(b, &es); err != nil {
-		return nil, fmt.Errorf("keys: ledger %s: %w", p, err)
-	}
-	recs := make([]Record, 0, len(es))
-	for i, e := range es {
-		r := e.record()
-		if err := r.validate(); err != nil {
-			return nil, fmt.Errorf("keys: ledger %s: record %d: %w", p, i, err)
-		}
-		if r.Tier != tier {
-			return nil, fmt.Errorf("keys: ledger %s: record %s has tier %q", p, r.ID, r.Tier)
-		}
-		recs = append(recs, r)
-	}
-	return recs, nil
-}
-
-// withLock runs fn holding the in-process and the distributed lock.
-func (l *Ledger) withLock(ctx context.Context, fn func() error) error {
-	select {
-	case l.mu <- struct{}{}:
-	case <-ctx.Done():
-		return fmt.Errorf("keys: ledger lock: %w", ctx.Err())
-	}
-	defer func() { <-l.mu }()
-	if l.lock != nil {
-		unlock, err := l.lock.Lock(ctx, LedgerLock)
-		if err != nil {
-			return fmt.Errorf("keys: ledger lock: %w", err)
-		}
-		defer unlock()
-	}
-	return fn()
-}
-
-// add appends a new record to its tier file.
-func (l *Ledger) add(ctx context.Context, r Record) error {
-	if err := r.validate(); err != nil {
+// view runs fn on every tier's up-to-date state, l.mu held. fn may keep a
+// tier's ordered() slice: it is replaced when the tier changes, never
+// changed in place; it must not keep the states themselves.
+func (l *Ledger) view(ctx context.Context, fn func([]*tierState)) error {
+	if err := l.acquire(ctx); err != nil {
 		return err
 	}
-	return l.withLock(ctx, func() error {
-		recs, err := l.readTier(r.Tier)
+	defer l.release()
+	names, err := l.tierNames()
+	if err != nil {
+		return err
+	}
+	sts := make([]*tierState, 0, len(names))
+	for _, t := range names {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		st, err := l.refresh(t)
 		if err != nil {
 			return err
 		}
-		for _, x := range recs {
-			if x.Hash == r.Hash {
-				return fmt.Errorf("keys: ledger already holds %s", r.ID)
-			}
-		}
-		return l.writeTier(ctx, r.Tier, append(recs, r))
-	})
-}
-
-// update applies fn to the record with this hash and, if fn reports a
-// change, writes the file back. tier narrows the search to one file; ""
-// searches every tier. It returns the record as it now is, or ErrNotFound.
-func (l *Ledger) update(ctx context.Context, tier, hash string, fn func(*Record) bool) (Record, error) {
-	var out Record
-	err := l.withLock(ctx, func() error {
-		tiers := []string{tier}
-		if tier == "" {
-			var err error
-			if tiers, err = l.tiers(); err != nil {
-				return err
-			}
-		}
-		for _, t := range tiers {
-			recs, err := l.readTier(t)
-			if err != nil {
-				return err
-			}
-			for i := range recs {
-				if recs[i].Hash != hash {
-					continue
-				}
-				changed := fn(&recs[i])
-				out = recs[i]
-				if !changed {
-					return nil
-				}
-				return l.writeTier(ctx, t, recs)
-			}
-		}
-		return ErrNotFound
-	})
-	return out, err
-}
-
-// tiers lists the tier files present.
-func (l *Ledger) tiers() ([]string, error) {
-	ents, err := os.ReadDir(l.dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+		sts = append(sts, st)
 	}
+	fn(sts)
+	return nil
+}
+
+// ordered is the tier's records by creation, cached until they change.
+func (st *tierState) ordered() []Record {
+	if st.sorted == nil || len(st.sorted) != len(st.recs) {
+		s := make([]Record, 0, len(st.recs))
+		for _, r := range st.recs {
+			s = append(s, r)
+		}
+		sortRecords(s)
+		st.sorted = s
+	}
+	return st.sorted
+}
+
+func sortRecords(rs []Record) {
+	sort.SliceStable(rs, func(i, j int) bool { return recordBefore(rs[i], rs[j]) })
+}
+
+func recordBefore(a, b Record) bool {
+	if !a.Created.Equal(b.Created) {
+		return a.Created.Before(b.Created)
+	}
+	return a.ID < b.ID
+}
+
+// Get returns the ledger's record of a key hash, or ErrNotFound.
+func (l *Ledger) Get(ctx context.Context, hash string) (Record, error) {
+	var (
+		out   Record
+		found bool
+	)
+	err := l.view(ctx, func(sts []*tierState) {
+		for _, st := range sts {
+			if r, ok := st.recs[hash]; ok {
+				out, found = r, true
+				return
+			}
+		}
+	})
 	if err != nil {
-		return nil, fmt.Errorf("keys: ledger: %w", err)
+		return Record{}, err
 	}
-	var ts []string
-	for _, e := range ents {
-		if n := e.Name(); !e.IsDir() && !strings.HasPrefix(n, ".") && strings.HasSuffix(n, ".json") {
-			ts = append(ts, strings.TrimSuffix(n, ".json"))
-		}
+	if !found {
+		return Record{}, ErrNotFound
 	}
-	return ts, nil
+	return out, nil
 }
 
 // find returns the first ledger record that matches, or ErrNotFound.
@@ -277,81 +346,50 @@ func (l *Ledger) find(ctx context.Context, match func(Record) bool) (Record, err
 	return Record{}, ErrNotFound
 }
 
-// writeTier replaces a tier file atomically: a temp file in the same folder
-// (so rename stays on one file system), fsync, rename, fsync of the folder.
-// A crash leaves either the old file or the new one, never a torn one.
-func (l *Ledger) writeTier(ctx context.Context, tier string, recs []Record) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	es := make([]entry, len(recs))
-	for i, r := range recs {
-		es[i] = toEntry(r)
-	}
-	b, err := json.MarshalIndent(es, "", "  ")
-	if err != nil {
-		return fmt.Errorf("keys: ledger encode: %w", err)
-	}
-	b = append(b, '\n')
-	if err := os.MkdirAll(l.dir, 0o700); err != nil {
-		return fmt.Errorf("keys: ledger: %w", err)
-	}
-	dst := l.path(tier)
-	if err := atomicfile.Write(dst, b); err != nil {
-		return fmt.Errorf("keys: ledger: %w", err)
-	}
-	return nil
-}
-
 // Archive moves records out of the live ledger: each is appended (and
 // fsynced) to PRODUCT_DIR/archive/<tier>-<yyyy-mm>.jsonl, by the month its
-// key ended (end(r)), and only then removed from its tier file. A crash
-// in between leaves a record in both, never in neither.
+// key ended (end(r)), and only then an archive change takes it out of its
+// tier. A crash in between leaves a record in both, never in neither.
 func (l *Ledger) Archive(ctx context.Context, recs []Record, end func(Record) time.Time) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	return l.withLock(ctx, func() error {
-		adir := filepath.Join(l.dir, "archive")
-		if err := os.MkdirAll(adir, 0o700); err != nil {
+	if err := l.appendArchive(recs, end); err != nil {
+		return err
+	}
+	cs := make([]Change, len(recs))
+	for i, r := range recs {
+		cs[i] = Change{Op: OpArchive, Tier: r.Tier, Hash: r.Hash}
+	}
+	_, err := l.Commit(ctx, cs...)
+	return err
+}
+
+// appendArchive appends records to their archive files and fsyncs them.
+func (l *Ledger) appendArchive(recs []Record, end func(Record) time.Time) error {
+	adir := filepath.Join(l.dir, "archive")
+	if err := os.MkdirAll(adir, 0o700); err != nil {
+		return fmt.Errorf("keys: archive: %w", err)
+	}
+	lines := map[string][]byte{}
+	var names []string
+	for _, r := range recs {
+		b, err := json.Marshal(toEntry(r))
+		if err != nil {
 			return fmt.Errorf("keys: archive: %w", err)
 		}
-		lines := map[string][]byte{}
-		drop := map[string]map[string]bool{} // tier → hashes
-		for _, r := range recs {
-			b, err := json.Marshal(toEntry(r))
-			if err != nil {
-				return fmt.Errorf("keys: archive: %w", err)
-			}
-			name := filepath.Join(adir, r.Tier+"-"+end(r).UTC().Format("2006-01")+".jsonl")
-			lines[name] = append(append(lines[name], b...), '\n')
-			if drop[r.Tier] == nil {
-				drop[r.Tier] = map[string]bool{}
-			}
-			drop[r.Tier][r.Hash] = true
+		name := filepath.Join(adir, r.Tier+"-"+end(r).UTC().Format("2006-01")+".jsonl")
+		if _, ok := lines[name]; !ok {
+			names = append(names, name)
 		}
-		for name, b := range lines {
-			if err := appendSync(name, b); err != nil {
-				return fmt.Errorf("keys: archive: %w", err)
-			}
+		lines[name] = append(append(lines[name], b...), '\n')
+	}
+	for _, name := range names {
+		if err := appendSync(name, lines[name]); err != nil {
+			return fmt.Errorf("keys: archive: %w", err)
 		}
-		for tier, hashes := range drop {
-			cur, err := l.readTier(tier)
-			if err != nil {
-				return err
-			}
-			keep := cur[:0]
-			for _, r := range cur {
-				if !hashes[r.Hash] {
-					keep = append(keep, r)
-				}
-			}
-			if err := l.writeTier(ctx, tier, keep); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	}
+	return nil
 }
 
 func appendSync(name string, b []byte) error {
@@ -368,4 +406,17 @@ func appendSync(name string, b []byte) error {
 		return err
 	}
 	return f.Close()
+}
+
+// TierRecords returns one tier's records sorted by creation.
+func (l *Ledger) TierRecords(ctx context.Context, tier string) ([]Record, error) {
+	if err := l.acquire(ctx); err != nil {
+		return nil, err
+	}
+	defer l.release()
+	st, err := l.refresh(tier)
+	if err != nil {
+		return nil, err
+	}
+	return slices.Clone(st.ordered()), nil
 }

@@ -45,8 +45,8 @@ func TestConcurrentIssueAcrossReplicas(t *testing.T) {
 			dir := t.TempDir()
 			clk := clock.NewFake(t0)
 			stores := []*Store{
-				NewStore(c1, NewLedger(dir, NewRedisLocker(c1)), clk),
-				NewStore(c2, NewLedger(dir, NewRedisLocker(c2)), clk),
+				NewStore(c1, testLedger(t, dir, NewRedisLocker(c1)), clk),
+				NewStore(c2, testLedger(t, dir, NewRedisLocker(c2)), clk),
 			}
 			const n = 50
 			var wg sync.WaitGroup
@@ -68,17 +68,10 @@ func TestConcurrentIssueAcrossReplicas(t *testing.T) {
 				}
 			}
 
-			p := filepath.Join(dir, "trial.json")
-			raw, err := os.ReadFile(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var es []map[string]any
-			if err := json.Unmarshal(raw, &es); err != nil {
-				t.Fatalf("ledger is not valid JSON: %v", err)
-			}
-			if len(es) != n {
-				t.Fatalf("ledger holds %d records, want %d: writes were lost", len(es), n)
+			p := filepath.Join(dir, "trial"+journalSuffix)
+			ls := journalLines(t, dir, "trial")
+			if len(ls) != n+1 {
+				t.Fatalf("journal holds %d lines, want a header and %d issues: writes were lost", len(ls), n)
 			}
 			all, err := stores[0].Ledger().All(ctx)
 			if err != nil {
@@ -123,22 +116,29 @@ func TestLedgerFileShape(t *testing.T) {
 	rdb, _ := testenv.Mini(t)
 	f := newFixture(t, rdb)
 	_, rec := f.issue(t, "trial", 24*time.Hour, "n")
-	raw, err := os.ReadFile(filepath.Join(f.dir, "trial.json"))
-	if err != nil {
+	if err := f.store.SetAccount(ctx, rec.Hash, "acct-1"); err != nil {
 		t.Fatal(err)
 	}
-	var es []map[string]any
-	if err := json.Unmarshal(raw, &es); err != nil || len(es) != 1 {
-		t.Fatalf("ledger = %s (%v)", raw, err)
+	ls := journalLines(t, f.dir, "trial")
+	if len(ls) != 3 || ls[0]["ledger"] != "journal" || ls[0]["tier"] != "trial" {
+		t.Fatalf("journal = %v, want a header, an issue and a bind", ls)
 	}
+	if ls[1]["op"] != "issue" || ls[1]["id"] != rec.ID || ls[1]["hash"] != rec.Hash {
+		t.Fatalf("issue line = %v", ls[1])
+	}
+	es, _ := ls[1]["record"].(map[string]any)
 	for _, field := range []string{"hash", "id", "prefix", "tier", "created", "expires", "status", "note", "account", "revoked_at"} {
-		if _, ok := es[0][field]; !ok {
-			t.Errorf("ledger record lacks %q", field)
+		if _, ok := es[field]; !ok {
+			t.Errorf("issued record lacks %q", field)
 		}
 	}
-	if es[0]["hash"] != rec.Hash || es[0]["revoked_at"] != nil {
-		t.Fatalf("ledger record = %v", es[0])
+	if es["hash"] != rec.Hash || es["revoked_at"] != nil {
+		t.Fatalf("issued record = %v", es)
 	}
+	if ls[2]["op"] != "bind" || ls[2]["account"] != "acct-1" || ls[2]["id"] != rec.ID {
+		t.Fatalf("bind line = %v", ls[2])
+	}
+	rec.Account = "acct-1"
 	all, err := f.store.Ledger().All(ctx)
 	if err != nil || len(all) != 1 || all[0] != rec {
 		t.Fatalf("All = %+v, %v; want [%+v]", all, err, rec)
@@ -158,7 +158,7 @@ func TestLedgerBrokenFile(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
-			l := NewLedger(dir, nil)
+			l := testLedger(t, dir, nil)
 			// A good tier next to the broken one must not hide the error.
 			good := filepath.Join(dir, "trial.json")
 			if err := os.WriteFile(good, []byte(mustLedgerJSON(t, "trial")), 0o600); err != nil {
@@ -175,8 +175,8 @@ func TestLedgerBrokenFile(t *testing.T) {
 			// And no write may replace the broken file with fewer records.
 			if c.file == "high.json" {
 				r := testRecord("high")
-				if err := l.add(context.Background(), r); err == nil {
-					t.Fatal("add over a broken file succeeded")
+				if _, err := l.Commit(context.Background(), Change{Op: OpIssue, Record: r}); err == nil {
+					t.Fatal("issue over a broken file succeeded")
 				}
 				if b, _ := os.ReadFile(p); string(b) != c.body {
 					t.Fatal("the broken file was overwritten")
@@ -223,18 +223,19 @@ func (blockingLocker) Lock(ctx context.Context, _ string) (func(), error) {
 }
 
 func TestLedgerLockHonoursContext(t *testing.T) {
-	l := NewLedger(t.TempDir(), blockingLocker{})
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if err := l.add(ctx, testRecord("trial")); !errors.Is(err, context.Canceled) {
-		t.Fatalf("distributed lock wait: %v, want context.Canceled", err)
+	l := testLedger(t, t.TempDir(), blockingLocker{})
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	issue := Change{Op: OpIssue, Record: testRecord("trial")}
+	if _, err := l.Commit(ctx, issue); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("distributed lock wait: %v, want context.DeadlineExceeded", err)
 	}
 
 	// The in-process lock too: hold it, then ask with a cancelled context.
 	l2 := NewLedger(t.TempDir(), nil)
 	l2.mu <- struct{}{}
-	if err := l2.add(ctx, testRecord("trial")); !errors.Is(err, context.Canceled) {
-		t.Fatalf("in-process lock wait: %v, want context.Canceled", err)
+	if err := l2.acquire(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("in-process lock wait: %v, want context.DeadlineExceeded", err)
 	}
 }
 

@@ -97,13 +97,7 @@ func (s *Store) SetExpiry(ctx context.Context, ref string, until time.Time) (Rec
 	if err != nil {
 		return Record{}, err
 	}
-	lr, err := s.ledger.update(ctx, before.Tier, h, func(r *Record) bool {
-		if r.Expires.Equal(until) {
-			return false
-		}
-		r.Expires = until
-		return true
-	})
+	lr, err := s.change1(ctx, Change{Op: OpExtend, Tier: before.Tier, Hash: h, Expires: until})
 	if err != nil {
 		s.undo(ctx, before, fExpires)
 		return before, fmt.Errorf("keys: set expiry: ledger: %w", err)
@@ -125,13 +119,7 @@ func (s *Store) SetNote(ctx context.Context, ref, note string) (Record, error) {
 	if err != nil {
 		return Record{}, err
 	}
-	lr, err := s.ledger.update(ctx, before.Tier, h, func(r *Record) bool {
-		if r.Note == note {
-			return false
-		}
-		r.Note = note
-		return true
-	})
+	lr, err := s.change1(ctx, Change{Op: OpNote, Tier: before.Tier, Hash: h, Note: note})
 	if err != nil {
 		s.undo(ctx, before, fNote)
 		return before, fmt.Errorf("keys: set note: ledger: %w", err)
@@ -157,52 +145,11 @@ func (s *Store) SetTier(ctx context.Context, ref, from, to string) (Record, erro
 	if err != nil {
 		return Record{}, err
 	}
-	lr, err := s.ledger.move(ctx, h, from, to)
+	lr, err := s.change1(ctx, Change{Op: OpMove, Tier: from, Hash: h, To: to})
 	if err != nil {
 		s.undo(ctx, before, fTier)
 		return before, fmt.Errorf("keys: move: ledger: %w", err)
 	}
 	after.Account = lr.Account
 	return after, nil
-}
-
-// move takes the record out of from's file and appends it to to's, with
-// its tier changed. The new file is written first: a crash in between
-// leaves the key in both files (restored once, in one of them), never in
-// neither.
-func (l *Ledger) move(ctx context.Context, hash, from, to string) (Record, error) {
-	var out Record
-	err := l.withLock(ctx, func() error {
-		src, err := l.readTier(from)
-		if err != nil {
-			return err
-		}
-		idx := -1
-		for i := range src {
-			if src[i].Hash == hash {
-				idx = i
-			}
-		}
-		if idx < 0 {
-			return ErrNotFound
-		}
-		dst, err := l.readTier(to)
-		if err != nil {
-			return err
-		}
-		rec := src[idx]
-		rec.Tier = to
-		kept := dst[:0:0]
-		for _, r := range dst {
-			if r.Hash != hash {
-				kept = append(kept, r)
-			}
-		}
-		if err := l.writeTier(ctx, to, append(kept, rec)); err != nil {
-			return err
-		}
-		out = rec
-		return l.writeTier(ctx, from, append(src[:idx:idx], src[idx+1:]...))
-	})
-	return out, err
 }

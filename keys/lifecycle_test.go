@@ -42,7 +42,7 @@ func TestLifecycleSurvivesFlush(t *testing.T) {
 				}
 			}
 			check("before the flush")
-			trial, err := f.store.Ledger().readTier("trial")
+			trial, err := f.store.Ledger().TierRecords(ctx, "trial")
 			if err != nil || len(trial) != 0 {
 				t.Fatalf("trial ledger after the move: %+v, %v; want empty", trial, err)
 			}
@@ -92,7 +92,7 @@ func TestMoveUndoneWhenLedgerFails(t *testing.T) {
 	f := newFixture(t, testenv.Redis(t, testDB))
 	_, rec := f.issue(t, "trial", time.Hour, "")
 	// A folder where the target tier's file should be makes its write fail.
-	if err := os.Mkdir(filepath.Join(f.dir, "high.json"), 0o700); err != nil {
+	if err := os.Mkdir(filepath.Join(f.dir, "high"+journalSuffix), 0o700); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.store.SetTier(ctx, rec.ID, "trial", "high"); err == nil {

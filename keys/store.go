@@ -77,7 +77,7 @@ func (s *Store) Issue(ctx context.Context, tier string, validity time.Duration, 
 		}
 		// A key the ledger does not hold would vanish at the next flush,
 		// so a failed ledger write withdraws the key before anyone has it.
-		if err := s.ledger.add(ctx, rec); err != nil {
+		if _, err := s.ledger.Commit(ctx, Change{Op: OpIssue, Record: rec, At: now}); err != nil {
 			s.undoIssue(ctx, rec)
 			return "", Record{}, fmt.Errorf("keys: issue: %w", err)
 		}
@@ -297,17 +297,12 @@ func (s *Store) Revoke(ctx context.Context, ref string) (Record, error) {
 	if err != nil {
 		return Record{}, err
 	}
-	lr, err := s.ledger.update(ctx, rec.Tier, h, func(r *Record) bool {
-		if r.Status == StatusRevoked {
-			return false
-		}
-		r.Status, r.RevokedAt = StatusRevoked, rec.RevokedAt
-		return true
-	})
+	lr, err := s.change1(ctx, Change{Op: OpRevoke, Tier: rec.Tier, Hash: h, RevokedAt: rec.RevokedAt})
 	if errors.Is(err, ErrNotFound) {
 		// Redis knew the key but the ledger did not (a lost folder): put it
 		// back so that the revocation survives a flush.
-		return rec, s.ledger.add(ctx, rec)
+		_, err := s.ledger.Commit(ctx, Change{Op: OpIssue, Record: rec, At: now})
+		return rec, err
 	}
 	if err != nil {
 		return rec, fmt.Errorf("keys: revoke: revoked in Redis but not in the ledger: %w", err)
@@ -317,13 +312,7 @@ func (s *Store) Revoke(ctx context.Context, ref string) (Record, error) {
 }
 
 func (s *Store) revokeLedgerOnly(ctx context.Context, h string, now time.Time) (Record, error) {
-	lr, err := s.ledger.update(ctx, "", h, func(r *Record) bool {
-		if r.Status == StatusRevoked {
-			return false
-		}
-		r.Status, r.RevokedAt = StatusRevoked, now
-		return true
-	})
+	lr, err := s.change1(ctx, Change{Op: OpRevoke, Hash: h, RevokedAt: now, At: now})
 	if err != nil {
 		return Record{}, err
 	}
@@ -356,14 +345,7 @@ func (s *Store) SetAccount(ctx context.Context, hash, account string) error {
 	if err != nil || checkTier(tier) != nil {
 		tier = ""
 	}
-	_, err = s.ledger.update(ctx, tier, hash, func(r *Record) bool {
-		if r.Account == account {
-			return false
-		}
-		r.Account = account
-		return true
-	})
-	if err != nil {
+	if _, err := s.change1(ctx, Change{Op: OpBind, Tier: tier, Hash: hash, Account: account}); err != nil {
 		return fmt.Errorf("keys: set account: %w", err)
 	}
 	return nil
@@ -426,26 +408,20 @@ func (s *Store) Reconcile(ctx context.Context, r Record) (Record, bool, error) {
 	if cur.Tier != r.Tier {
 		return r, false, nil // a move in progress; its own write settles it
 	}
-	fix := func(l *Record) bool {
-		changed := false
-		if cur.Status == StatusRevoked && l.Status != StatusRevoked {
-			l.Status, l.RevokedAt = StatusRevoked, cur.RevokedAt
-			changed = true
-		}
-		if l.Status != StatusRevoked && !l.Expires.Equal(cur.Expires) {
-			l.Expires = cur.Expires
-			changed = true
-		}
-		return changed
+	var cs []Change
+	if cur.Status == StatusRevoked && r.Status != StatusRevoked {
+		cs = append(cs, Change{Op: OpRevoke, Tier: r.Tier, Hash: r.Hash, RevokedAt: cur.RevokedAt})
+	} else if r.Status != StatusRevoked && !r.Expires.Equal(cur.Expires) {
+		cs = append(cs, Change{Op: OpExtend, Tier: r.Tier, Hash: r.Hash, Expires: cur.Expires})
 	}
-	probe := r
-	if !fix(&probe) {
+	if len(cs) == 0 {
 		return r, false, nil
 	}
-	out, err := s.ledger.update(ctx, r.Tier, r.Hash, fix)
+	outs, err := s.ledger.Commit(ctx, cs...)
 	if err != nil {
 		return r, false, fmt.Errorf("keys: reconcile %s: %w", r.ID, err)
 	}
+	out := outs[len(outs)-1]
 	return out, true, nil
 }
 

@@ -98,6 +98,7 @@ func TestKeyLifecycleAdminAPI(t *testing.T) {
 
 	// A flush and a sync keep every change.
 	e.apps[0].Server.bg.Wait()
+	e.ledgerFlush() // bindings reach the ledger with the writer's next batch
 	testenv.Flush(t, e.rdb())
 	e.sync()
 	after := e.keyView(id)

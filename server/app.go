@@ -105,6 +105,7 @@ func Assemble(ctx context.Context, cfg AppConfig) (*App, error) {
 	rdb := st.Client
 	a := &App{Cfg: cfg, Store: st, batch: store.NewCoalescer(rdb, 2, storeBudget)}
 	a.Ledger = keys.NewLedger(cfg.ProductDir, keys.NewRedisLocker(rdb))
+	a.Ledger.OnError(func(err error) { log.WithError(err).Warn("ledger") })
 	a.Keys = keys.NewStore(rdb, a.Ledger, cfg.Clock)
 	a.Accounts = accounts.NewStore(rdb)
 	a.Pool = accounts.NewPool(rdb, cfg.Clock, log)
@@ -146,6 +147,11 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	}
 	if err := a.Limiter.Preload(ctx); err != nil {
 		log.WithError(err).Warn("could not preload the quota script; it loads on first use")
+	}
+	// A ledger still in the one-file-per-tier form becomes snapshots and
+	// journals now, before anything reads or writes it.
+	if err := a.Ledger.Migrate(ctx); err != nil {
+		log.WithError(err).Error("could not migrate the ledger to its journal form; each tier migrates at its next change")
 	}
 	if rep, err := a.Syncer.Sync(ctx); errors.Is(err, syncer.ErrNoAccountDir) {
 		// A new install: `serve` has already warned, once, what to create.
@@ -206,10 +212,21 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	stop()
 	wg.Wait()
 	a.flushUsage()
+	a.closeLedger()
 	if aerr := <-adminErr; err == nil {
 		err = aerr
 	}
 	return err
+}
+
+// closeLedger writes the ledger changes still queued (bindings of the
+// last moment) once the requests have drained, then stops its writer.
+func (a *App) closeLedger() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.Ledger.Close(ctx); err != nil {
+		a.Cfg.Log.WithError(err).Errorf("%d ledger changes not written at shutdown (sync writes bindings back from the store)", a.Ledger.Pending())
+	}
 }
 
 // flushUsage writes the usage totals still in memory once the requests
@@ -285,6 +302,7 @@ const watchRetry = 15 * time.Second
 
 // Close releases the store.
 func (a *App) Close() error {
+	a.closeLedger() // done already when Run ran; a no-op then
 	a.batch.Close()
 	return a.Store.Close()
 }

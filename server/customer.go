@@ -222,20 +222,13 @@ func (s *Server) bound(cl *caller, prev string, b accounts.Binding, err error) *
 		if prev != "" {
 			s.log.WithFields(logFields(cl)).Infof("key moved from %s to %s", prev, b.Account)
 		}
-		// The ledger is the durable record of bindings. Writing it takes a
-		// cross-replica lock and a file rewrite, so it happens off the
-		// request path; a failure is logged, not fatal: the live binding is
-		// in Redis, and the next sync re-reads it from there.
-		hash, acct, fields := cl.hash, b.Account, logFields(cl)
-		s.bg.Add(1)
-		go func() {
-			defer s.bg.Done()
-			lctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			if err := s.d.Keys.SetAccount(lctx, hash, acct); err != nil {
-				s.log.WithFields(fields).WithError(err).Warn("could not record the binding in the ledger")
-			}
-		}()
+		// The ledger is the durable record of bindings. The binding is
+		// posted to its writer, which commits it with the next batch (one
+		// append for every binding of the last moment), so the request
+		// never waits for the disk; sync writes back any the ledger missed.
+		if err := s.d.Keys.PostBinding(cl.tier.Name, cl.hash, b.Account); err != nil {
+			s.log.WithFields(logFields(cl)).WithError(err).Warn("could not record the binding in the ledger")
+		}
 	}
 	return nil
 }

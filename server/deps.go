@@ -27,6 +27,8 @@ type KeyStore interface {
 	List(ctx context.Context, f keys.Filter) ([]keys.Record, error)
 	Revoke(ctx context.Context, ref string) (keys.Record, error)
 	SetAccount(ctx context.Context, hash, account string) error
+	// PostBinding records a new binding in the ledger without waiting.
+	PostBinding(tier, hash, account string) error
 	SetExpiry(ctx context.Context, ref string, until time.Time) (keys.Record, error)
 	SetNote(ctx context.Context, ref, note string) (keys.Record, error)
 	SetTier(ctx context.Context, ref, from, to string) (keys.Record, error)

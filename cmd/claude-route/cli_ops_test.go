@@ -154,7 +154,7 @@ func TestDemoDirKeepsFolders(t *testing.T) {
 	if !re.MatchString(text) || !strings.Contains(text, "go run ./cmd/claude-route pool") || !strings.Contains(text, "ACCOUNT_DIR="+filepath.Join(dir, "account")) {
 		t.Fatalf("demo output: %q", text)
 	}
-	for _, sub := range []string{"account/trial/trial-api.json", "product/trial.json"} {
+	for _, sub := range []string{"account/trial/trial-api.json", "product/trial.journal.jsonl"} {
 		if _, err := os.Stat(filepath.Join(dir, sub)); err != nil {
 			t.Fatalf("%s not kept: %v", sub, err)
 		}
