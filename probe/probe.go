@@ -9,7 +9,9 @@ package probe
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -96,7 +98,36 @@ func (p *Prober) Once(ctx context.Context) ([]string, error) {
 
 // call makes the probe request and returns the status, or the failure kind.
 func (p *Prober) call(ctx context.Context, a accounts.Account) string {
-	base := p.UpstreamURL
+	r := Check(ctx, p.HTTP, p.UpstreamURL, a)
+	if r.Status == 0 {
+		return r.ErrorType
+	}
+	return strconv.Itoa(r.Status)
+}
+
+// Result is what one probe found: never the credential, nor the error
+// text of a failed connection (it may carry the URL).
+type Result struct {
+	// Status is the upstream's HTTP status; 0 when there was no answer.
+	Status int `json:"status"`
+	// Latency is the time to the answer's headers.
+	Latency time.Duration `json:"-"`
+	// ErrorType is the upstream's error.type ("authentication_error",
+	// "rate_limit_error", …), or, with no answer, "unreachable" or
+	// "bad upstream URL".
+	ErrorType string `json:"error_type,omitempty"`
+	// Message is the upstream's error.message, cut to 200 bytes.
+	Message string `json:"message,omitempty"`
+}
+
+// OK reports whether the credential works.
+func (r Result) OK() bool { return r.Status == http.StatusOK }
+
+// Check sends one POST /v1/messages/count_tokens (which costs no usage)
+// with a's credential, to a's first base URL or defaultURL, and says what
+// came back.
+func Check(ctx context.Context, hc *http.Client, defaultURL string, a accounts.Account) Result {
+	base := defaultURL
 	if len(a.BaseURLs) > 0 {
 		base = a.BaseURLs[0]
 	}
@@ -104,7 +135,7 @@ func (p *Prober) call(ctx context.Context, a accounts.Account) string {
 	defer cancel()
 	req, err := http.NewRequestWithContext(cctx, http.MethodPost, strings.TrimRight(base, "/")+"/v1/messages/count_tokens", bytes.NewReader(probeBody))
 	if err != nil {
-		return "bad upstream URL"
+		return Result{ErrorType: "bad upstream URL"}
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Anthropic-Version", "2023-06-01")
@@ -114,12 +145,30 @@ func (p *Prober) call(ctx context.Context, a accounts.Account) string {
 	} else {
 		req.Header.Set("X-Api-Key", a.APIKey)
 	}
-	resp, err := p.HTTP.Do(req)
+	start := time.Now() // a measurement, not a time window: the wall clock
+	resp, err := hc.Do(req)
 	if err != nil {
-		return "unreachable" // never the error text: it may carry the URL
+		return Result{Latency: time.Since(start), ErrorType: "unreachable"}
 	}
-	resp.Body.Close()
-	return strconv.Itoa(resp.StatusCode)
+	defer resp.Body.Close()
+	r := Result{Status: resp.StatusCode, Latency: time.Since(start)}
+	if r.OK() {
+		return r
+	}
+	var e struct {
+		Error struct {
+			Type    string `json:"type"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if json.NewDecoder(io.LimitReader(resp.Body, 16<<10)).Decode(&e) == nil {
+		// A relay might echo what it was sent: never pass the credential on.
+		r.ErrorType, r.Message = e.Error.Type, strings.ReplaceAll(e.Error.Message, a.Credential(), "[credential]")
+		if len(r.Message) > 200 {
+			r.Message = r.Message[:200]
+		}
+	}
+	return r
 }
 
 // Run probes every Interval until ctx ends; Interval 0 turns it off.

@@ -3,6 +3,7 @@ package probe
 import (
 	"context"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -91,5 +92,37 @@ func TestProbeRecoversOnceAcrossReplicas(t *testing.T) {
 	_, _ = pr2.Once(ctx)
 	if n := len(fake.Requests()); n != 1 {
 		t.Fatalf("next interval: %d probes", n)
+	}
+}
+
+// Check says what one count_tokens with the account's credential found:
+// the status, the upstream's error type, or that nothing answered; never
+// the credential.
+func TestCheck(t *testing.T) {
+	fake := fakeupstream.Start(fakeupstream.Options{})
+	defer fake.Close()
+	fake.AddAPIKey("sk-ant-api03-good")
+	dead := fakeupstream.Start(fakeupstream.Options{})
+	deadURL := dead.URL()
+	dead.Close()
+	ctx := context.Background()
+	for _, c := range []struct {
+		name      string
+		a         accounts.Account
+		status    int
+		errorType string
+	}{
+		{"working key", accounts.Account{Kind: accounts.APIKey, APIKey: "sk-ant-api03-good"}, 200, ""},
+		{"rejected key", accounts.Account{Kind: accounts.APIKey, APIKey: "sk-ant-api03-bad"}, 401, "authentication_error"},
+		{"rejected token", accounts.Account{Kind: accounts.OAuth, AccessToken: "sk-ant-oat01-bad"}, 401, "authentication_error"},
+		{"nothing answers", accounts.Account{Kind: accounts.APIKey, APIKey: "sk-ant-api03-good", BaseURLs: []string{deadURL}}, 0, "unreachable"},
+	} {
+		r := Check(ctx, http.DefaultClient, fake.URL(), c.a)
+		if r.Status != c.status || r.ErrorType != c.errorType || r.OK() != (c.status == 200) {
+			t.Errorf("%s: %+v, want %d %q", c.name, r, c.status, c.errorType)
+		}
+		if c.a.Credential() != "" && (strings.Contains(r.Message, c.a.Credential()) || strings.Contains(r.ErrorType, c.a.Credential())) {
+			t.Errorf("%s: the result shows the credential: %+v", c.name, r)
+		}
 	}
 }

@@ -37,6 +37,7 @@ func (s *Server) opsRoutes(a *gin.RouterGroup) {
 	a.POST("/accounts/:name/enable", s.adminEnableAccount)
 	a.DELETE("/accounts/:name", s.adminDeleteAccount)
 	a.POST("/accounts/:name/refresh", s.adminRefreshAccount)
+	a.POST("/accounts/:name/probe", s.adminProbeAccount)
 }
 
 // lifecycleErr maps a key verb's error to the admin answer.
@@ -319,6 +320,10 @@ type AccountDetail struct {
 	accounts.Summary
 	Synced bool   `json:"synced"`
 	Sync   string `json:"sync,omitempty"`
+	// Probe: replace tries the new credentials once; Recovered says they
+	// worked and took the account off the blacklist.
+	Probe     *ProbeView `json:"probe,omitempty"`
+	Recovered bool       `json:"recovered,omitempty"`
 }
 
 func (s *Server) accountDir(c *gin.Context) (string, bool) {
@@ -452,6 +457,9 @@ func (s *Server) adminReplaceAccount(c *gin.Context) {
 	rel, _ := filepath.Rel(dir, a.Path)
 	d := AccountDetail{Name: a.Name, Tier: strings.Split(filepath.ToSlash(rel), "/")[0], Summary: accounts.Summarize(a)}
 	s.syncAfter(c, &d)
+	if d.Synced {
+		s.recoverIfWorking(c.Request.Context(), &d)
+	}
 	s.log.WithField("account", a.Name).Info("account credentials replaced")
 	c.JSON(http.StatusOK, gin.H{"account": d})
 }

@@ -36,6 +36,7 @@ const accountUsage = `  claude-route account add --tier T --name NAME < file.jso
   claude-route account disable|enable NAME                      takes no keys while disabled; its keys move
   claude-route account delete NAME                              file to ACCOUNT_DIR/.trash/, account leaves
   claude-route account refresh NAME                             refresh its OAuth token now
+  claude-route account probe NAME                               one count_tokens now with its credential: status, latency, error type
 `
 
 // cmdKeyOps runs the key verbs this file owns; handled is false for the
@@ -159,7 +160,7 @@ func cmdAccount(ctx context.Context, args []string, getenv func(string) string, 
 	if len(args) < 2 || args[1] == "help" || args[1] == "-h" || args[1] == "--help" {
 		fmt.Fprint(out, "Usage:\n"+accountUsage)
 		if len(args) < 2 {
-			return &usageError{"account needs a verb: add, replace, show, disable, enable, delete or refresh"}
+			return &usageError{"account needs a verb: add, replace, show, disable, enable, delete, refresh, probe or login"}
 		}
 		return nil
 	}
@@ -215,8 +216,29 @@ func cmdAccount(ctx context.Context, args []string, getenv func(string) string, 
 			return err
 		}
 		printAccount(out, res.Account, *asJSON)
-		if res.Account.Sync != "" {
+		if res.Account.Sync != "" && !*asJSON {
 			fmt.Fprintln(out, res.Account.Sync)
+		}
+		if p := res.Account.Probe; p != nil && !*asJSON {
+			fmt.Fprintln(out, "probe: "+probeLine(*p))
+			if res.Account.Recovered {
+				fmt.Fprintln(out, *name+" is back in service (its blacklist entry is gone)")
+			}
+		}
+		return nil
+	case "probe":
+		var pr struct {
+			Probe server.ProbeView `json:"probe"`
+		}
+		if err := ac.do(ctx, http.MethodPost, acct+"/probe", nil, &pr); err != nil {
+			return err
+		}
+		if *asJSON {
+			return json.NewEncoder(out).Encode(pr.Probe)
+		}
+		fmt.Fprintf(out, "%s: %s\n", *name, probeLine(pr.Probe))
+		if !pr.Probe.OK {
+			return fmt.Errorf("the probe of %s failed", *name)
 		}
 		return nil
 	case "show":
@@ -248,6 +270,23 @@ func cmdAccount(ctx context.Context, args []string, getenv func(string) string, 
 		return nil
 	}
 	return &usageError{"unknown account verb " + strconv.Quote(verb) + "\n" + accountUsage}
+}
+
+// probeLine says a probe's result in one line: "200 OK in 84 ms" or
+// "401 authentication_error in 12 ms: invalid x-api-key".
+func probeLine(p server.ProbeView) string {
+	what := p.ErrorType
+	if p.Status != 0 {
+		what = strconv.Itoa(p.Status) + " " + http.StatusText(p.Status)
+		if p.ErrorType != "" {
+			what = strconv.Itoa(p.Status) + " " + p.ErrorType
+		}
+	}
+	line := fmt.Sprintf("%s in %d ms", what, p.LatencyMS)
+	if p.Message != "" {
+		line += ": " + p.Message
+	}
+	return line
 }
 
 func printAccount(out io.Writer, a server.AccountDetail, asJSON bool) {

@@ -89,6 +89,9 @@ func TestLifecycleCommands(t *testing.T) {
 	if err != nil || strings.Contains(o.String(), "pasted-secret") || !strings.Contains(o.String(), "sha256:") {
 		t.Fatalf("account add: %v %q", err, o.String())
 	}
+	if out, code := cli("account", "probe", "t2"); code != 1 || !strings.Contains(out, "t2: 401 authentication_error in ") || strings.Contains(out, "pasted-secret") {
+		t.Fatalf("probe of a key the upstream rejects: %d %q", code, out)
+	}
 	if out, code := cli("account", "disable", "t2"); code != 0 || !strings.Contains(out, "t2 disabled") {
 		t.Fatalf("disable: %d %q", code, out)
 	}
