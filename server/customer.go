@@ -312,6 +312,14 @@ func (s *Server) customerUsage(c *ginContext) {
 			out["tokens"] = sum
 			out["cost_usd"] = s.costOf(sum)
 		}
+		if n, asked := daysAsked(c.Query("days")); asked {
+			days, err := s.customerDays(ctx, cl.hash, n)
+			if err != nil {
+				storeDown(err).write(c.Writer)
+				return
+			}
+			out["days"] = days
+		}
 	}
 	c.JSON(http.StatusOK, out)
 }

@@ -225,6 +225,7 @@ func (s *Server) routes(e *gin.Engine) {
 	v1.GET("/models", s.modelList)
 	v1.POST("/chat/completions", s.chatCompletions)
 	v1.GET("/usage", s.customerUsage)
+	s.usagePageRoutes(e)
 	s.notFound(e)
 }
 
