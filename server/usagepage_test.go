@@ -146,8 +146,8 @@ func TestCustomerUsagePage(t *testing.T) {
 	must("chart days", expect.Locator(id("chart-tokens")).ToHaveAttribute("data-points", "30"))
 	must("chart total", expect.Locator(id("chart-tokens")).ToHaveAttribute("data-total", strconv.Itoa(wantTokens)))
 	must("cost chart", expect.Locator(id("chart-cost")).ToHaveAttribute("data-total", fmt.Sprintf("%.6f", 2*sonnetCost(t, body))))
-	must("claude setup", expect.Locator(id("setup-claude")).ToContainText("export ANTHROPIC_BASE_URL=" + base))
-	must("openai setup", expect.Locator(id("setup-openai")).ToContainText(base + "/v1"))
+	must("claude setup", expect.Locator(id("setup-claude")).ToContainText("export ANTHROPIC_BASE_URL="+base))
+	must("openai setup", expect.Locator(id("setup-openai")).ToContainText(base+"/v1"))
 	shot("02-usage-laptop")
 
 	// The key is in this tab's sessionStorage only: not in the URL, not in
