@@ -354,6 +354,25 @@ func (p *Pool) Bound(ctx context.Context, keyHash string) (string, error) {
 	return v, err
 }
 
+// BoundMany returns the live bindings of the given keys (one HMGET), for a
+// page of a key list; unbound keys are left out.
+func (p *Pool) BoundMany(ctx context.Context, keyHashes []string) (map[string]string, error) {
+	out := make(map[string]string, len(keyHashes))
+	if len(keyHashes) == 0 {
+		return out, nil
+	}
+	vs, err := p.rdb.HMGet(ctx, keyBind, keyHashes...).Result()
+	if err != nil {
+		return nil, err
+	}
+	for i, v := range vs {
+		if s, ok := v.(string); ok && s != "" {
+			out[keyHashes[i]] = s
+		}
+	}
+	return out, nil
+}
+
 // BlacklistEntry says why and since when an account is blacklisted.
 type BlacklistEntry struct {
 	Reason string    `json:"reason"`

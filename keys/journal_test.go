@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/claude-route/claude-route/internal/testenv"
 )
 
 // The old one-array <tier>.json is read as it is, and the first write
@@ -115,5 +118,30 @@ func TestCompactionFoldsTheJournal(t *testing.T) {
 	got, err := r.All(ctx)
 	if err != nil || len(got) != 400 {
 		t.Fatalf("reader after the compaction: %d, %v", len(got), err)
+	}
+}
+
+// A bulk issue is one ledger commit: every key in Redis and in the
+// journal, and a key issued by either path authenticates.
+func TestIssueManyIsOneCommit(t *testing.T) {
+	ctx := context.Background()
+	rdb, _ := testenv.Mini(t)
+	f := newFixture(t, rdb)
+	raw, recs, err := f.store.IssueMany(ctx, "trial", time.Hour, "bulk", 100)
+	if err != nil || len(raw) != 100 || len(recs) != 100 {
+		t.Fatalf("IssueMany: %d, %d, %v", len(raw), len(recs), err)
+	}
+	ls := journalLines(t, f.dir, "trial")
+	if len(ls) != 101 {
+		t.Fatalf("journal has %d lines, want a header and 100 issues", len(ls))
+	}
+	for i, k := range raw {
+		got, err := f.store.Authenticate(ctx, k)
+		if err != nil || got.ID != recs[i].ID || got.Note != "bulk" || !got.Expires.Equal(t0.Add(time.Hour)) {
+			t.Fatalf("key %d: %+v, %v", i, got, err)
+		}
+	}
+	if _, _, err := f.store.IssueMany(ctx, "trial", 0, "", MaxIssue+1); err == nil {
+		t.Fatal("an issue past MaxIssue was accepted")
 	}
 }

@@ -169,8 +169,12 @@ type Filter struct {
 	Tier string
 	// Status is the effective state: active, revoked or expired.
 	Status string
-	// Query is a case-insensitive substring of the id, prefix or note.
+	// Query is a case-insensitive substring of the id, prefix, note or
+	// the ledger's account.
 	Query string
+	// Account is the account the ledger has the key bound to (Page only:
+	// records read from Redis carry no account).
+	Account string
 }
 
 func (f Filter) match(r Record, now time.Time) bool {
@@ -180,10 +184,14 @@ func (f Filter) match(r Record, now time.Time) bool {
 	if f.Status != "" && r.State(now) != f.Status {
 		return false
 	}
+	if f.Account != "" && r.Account != f.Account {
+		return false
+	}
 	if q := strings.ToLower(f.Query); q != "" {
 		return strings.Contains(strings.ToLower(r.ID), q) ||
 			strings.Contains(strings.ToLower(r.Prefix), q) ||
-			strings.Contains(strings.ToLower(r.Note), q)
+			strings.Contains(strings.ToLower(r.Note), q) ||
+			strings.Contains(strings.ToLower(r.Account), q)
 	}
 	return true
 }

@@ -181,27 +181,6 @@ func (s *Server) bindings(ctx context.Context) map[string]string {
 	return m
 }
 
-func (s *Server) adminListKeys(c *gin.Context) {
-	ctx := c.Request.Context()
-	switch st := c.Query("status"); st {
-	case "", keys.StatusActive, keys.StatusRevoked, keys.StatusExpired:
-	default:
-		adminErr(c, http.StatusBadRequest, "unknown status "+strqt(st)+"; want active, revoked or expired")
-		return
-	}
-	recs, err := s.d.Keys.List(ctx, keys.Filter{Tier: c.Query("tier"), Status: c.Query("status"), Query: c.Query("q")})
-	if err != nil {
-		adminErr(c, http.StatusServiceUnavailable, "could not list keys: "+err.Error())
-		return
-	}
-	bound := s.bindings(ctx)
-	out := make([]KeyView, 0, len(recs))
-	for _, r := range recs {
-		out = append(out, s.viewKey(r, bound))
-	}
-	c.JSON(http.StatusOK, gin.H{"keys": out})
-}
-
 func (s *Server) adminIssueKey(c *gin.Context) {
 	ctx := c.Request.Context()
 	var in struct {

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -296,15 +295,15 @@ func (s *Server) adminIssueKeys(c *gin.Context) {
 		adminErr(c, http.StatusBadRequest, "note is longer than 500 characters")
 		return
 	}
-	out := make([]IssuedKey, 0, in.Count)
-	for range in.Count {
-		key, rec, err := s.d.Keys.Issue(ctx, tier.Name, time.Duration(tier.Validity), in.Note, "")
-		if err != nil {
-			// The keys already issued are valid and in the ledger: hand them out.
-			c.JSON(http.StatusServiceUnavailable, gin.H{"keys": out, "error": gin.H{"type": errAPI, "message": "issued " + strconv.Itoa(len(out)) + " keys, then: " + err.Error()}})
-			return
-		}
-		out = append(out, IssuedKey{Key: key, KeyView: s.viewKey(rec, nil)})
+	// One ledger commit for the whole batch: all the keys or none.
+	raw, recs, err := s.d.Keys.IssueMany(ctx, tier.Name, time.Duration(tier.Validity), in.Note, in.Count)
+	if err != nil {
+		adminErr(c, http.StatusServiceUnavailable, "could not issue the keys: "+err.Error())
+		return
+	}
+	out := make([]IssuedKey, len(recs))
+	for i, rec := range recs {
+		out[i] = IssuedKey{Key: raw[i], KeyView: s.viewKey(rec, nil)}
 	}
 	s.log.WithFields(map[string]any{"tier": tier.Name, "count": len(out)}).Info("keys issued")
 	c.JSON(http.StatusCreated, gin.H{"keys": out})

@@ -23,8 +23,11 @@ import (
 type KeyStore interface {
 	QueueGet(ctx context.Context, pipe redis.Pipeliner, hash string) *redis.MapStringStringCmd
 	Issue(ctx context.Context, tier string, validity time.Duration, note, account string) (string, keys.Record, error)
+	IssueMany(ctx context.Context, tier string, validity time.Duration, note string, n int) ([]string, []keys.Record, error)
 	Get(ctx context.Context, ref string) (keys.Record, error)
 	List(ctx context.Context, f keys.Filter) ([]keys.Record, error)
+	// Page lists the ledger's keys in creation order, a page at a time.
+	Page(ctx context.Context, f keys.Filter, cursor string, limit int) ([]keys.Record, string, error)
 	Revoke(ctx context.Context, ref string) (keys.Record, error)
 	SetAccount(ctx context.Context, hash, account string) error
 	// PostBinding records a new binding in the ledger without waiting.
@@ -45,6 +48,7 @@ type Pool interface {
 	Retire(ctx context.Context, keyHash string) (bool, error)
 	Bindings(ctx context.Context) (map[string]string, error)
 	Bound(ctx context.Context, keyHash string) (string, error)
+	BoundMany(ctx context.Context, keyHashes []string) (map[string]string, error)
 	SetDisabled(ctx context.Context, account string, disabled bool) (bool, error)
 	Blacklist(ctx context.Context, account, reason string) error
 	Recover(ctx context.Context, account string) (bool, error)

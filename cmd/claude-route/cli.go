@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -97,6 +98,31 @@ func dash(s string) string {
 	return s
 }
 
+// listKeys pages through GET /admin/api/keys (1,000 a page) until the
+// last page or max keys (0: all).
+func listKeys(ctx context.Context, ac *adminClient, q url.Values, max int) ([]server.KeyView, error) {
+	var all []server.KeyView
+	for {
+		page := 1000
+		if max > 0 {
+			page = min(page, max-len(all))
+		}
+		q.Set("limit", strconv.Itoa(page))
+		var res struct {
+			Keys       []server.KeyView `json:"keys"`
+			NextCursor *string          `json:"next_cursor"`
+		}
+		if err := ac.do(ctx, http.MethodGet, "/admin/api/keys?"+q.Encode(), nil, &res); err != nil {
+			return all, err
+		}
+		all = append(all, res.Keys...)
+		if res.NextCursor == nil || (max > 0 && len(all) >= max) {
+			return all, nil
+		}
+		q.Set("cursor", *res.NextCursor)
+	}
+}
+
 func cmdOperator(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
 	cmd := args[0]
 	if cmd == "key" {
@@ -114,6 +140,8 @@ func cmdOperator(ctx context.Context, args []string, getenv func(string) string,
 	status := fs.String("status", "", "status filter")
 	reason := fs.String("reason", "", "reason")
 	asJSON := fs.Bool("json", false, "print JSON")
+	search := fs.String("search", "", "substring of id, prefix, note or account")
+	limit := fs.Int("limit", 0, "at most this many keys (0: all)")
 	if err := fs.Parse(reorder(args[1:])); err != nil {
 		return &usageError{cmd + ": " + err.Error()}
 	}
@@ -145,24 +173,21 @@ func cmdOperator(ctx context.Context, args []string, getenv func(string) string,
 		return nil
 	case "key list":
 		q := url.Values{}
-		if *tier != "" {
-			q.Set("tier", *tier)
+		for k, v := range map[string]string{"tier": *tier, "status": *status, "account": *account, "q": *search} {
+			if v != "" {
+				q.Set(k, v)
+			}
 		}
-		if *status != "" {
-			q.Set("status", *status)
-		}
-		var res struct {
-			Keys []server.KeyView `json:"keys"`
-		}
-		if err := ac.do(ctx, http.MethodGet, "/admin/api/keys?"+q.Encode(), nil, &res); err != nil {
+		list, err := listKeys(ctx, ac, q, *limit)
+		if err != nil {
 			return err
 		}
 		if *asJSON {
-			return json.NewEncoder(out).Encode(res)
+			return json.NewEncoder(out).Encode(map[string]any{"keys": list})
 		}
 		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tPREFIX\tTIER\tSTATUS\tACCOUNT\tCREATED\tEXPIRES\tNOTE")
-		for _, k := range res.Keys {
+		for _, k := range list {
 			c := k.CreatedAt
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Prefix, k.Tier, k.Status, dash(k.Account), fmtTime(&c), fmtTime(k.ExpiresAt), k.Note)
 		}
