@@ -61,4 +61,3 @@ func (s *Server) adminListKeys(c *gin.Context) {
 	}
 	c.JSON(http.StatusOK, gin.H{"keys": out, "next_cursor": nc})
 }
-
