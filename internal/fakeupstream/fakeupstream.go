@@ -84,9 +84,10 @@ type Server struct {
 	closed      bool
 	apiKeys     map[string]bool
 	access      map[string]*accessToken
-	refresh     map[string]int // live refresh token → lineage
-	lineageOf   map[string]int // every refresh token ever seen → lineage
-	lineages    []lineage      // index = lineage id
+	refresh     map[string]int       // live refresh token → lineage
+	lineageOf   map[string]int       // every refresh token ever seen → lineage
+	lineages    []lineage            // index = lineage id
+	codes       map[string]*authCode // authorization codes (authorize.go)
 	faults      []*queuedFault
 	tokenFaults []*queuedTokenFault
 	requests    []Request
@@ -216,6 +217,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.onlyMethod(sw, r, http.MethodGet, func() { s.handleModels(sw, r) })
 	case p == tokenPath:
 		s.handleToken(sw, r, body)
+	case p == authorizePath:
+		s.onlyMethod(sw, r, http.MethodGet, func() { s.handleAuthorize(sw, r) })
 	default:
 		writeError(sw, http.StatusNotFound, "not_found_error", "Not Found")
 	}

@@ -34,8 +34,21 @@ type TokenResponse struct {
 	} `json:"account"`
 }
 
+// tokenRequest is the JSON body of either grant.
+type tokenRequest struct {
+	GrantType    string `json:"grant_type"`
+	RefreshToken string `json:"refresh_token"`
+	ClientID     string `json:"client_id"`
+	// The authorization-code grant (authorize.go).
+	Code         string `json:"code"`
+	State        string `json:"state"`
+	RedirectURI  string `json:"redirect_uri"`
+	CodeVerifier string `json:"code_verifier"`
+}
+
 // handleToken serves POST /v1/oauth/token: refresh-token grants with a
-// JSON body, rotating the refresh token on every success.
+// JSON body, rotating the refresh token on every success, and
+// authorization-code grants (authorize.go).
 func (s *Server) handleToken(w http.ResponseWriter, r *http.Request, body []byte) {
 	s.mu.Lock()
 	s.tokenCalls++
@@ -68,14 +81,14 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request, body []byte
 
 	// The real endpoint only takes JSON; a form-encoded body (what
 	// golang.org/x/oauth2 sends by default) is a 400.
-	var req struct {
-		GrantType    string `json:"grant_type"`
-		RefreshToken string `json:"refresh_token"`
-		ClientID     string `json:"client_id"`
-	}
+	var req tokenRequest
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if mt != "application/json" || json.Unmarshal(body, &req) != nil {
 		tokenError(w, ErrInvalidRequest, "Invalid request format")
+		return
+	}
+	if req.GrantType == "authorization_code" {
+		s.exchangeCode(w, req)
 		return
 	}
 	if req.GrantType != "refresh_token" {
