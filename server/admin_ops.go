@@ -37,6 +37,7 @@ func (s *Server) opsRoutes(a *gin.RouterGroup) {
 	a.DELETE("/accounts/:name", s.adminDeleteAccount)
 	a.POST("/accounts/:name/refresh", s.adminRefreshAccount)
 	a.POST("/accounts/:name/probe", s.adminProbeAccount)
+	s.loginRoutes(a)
 }
 
 // lifecycleErr maps a key verb's error to the admin answer.

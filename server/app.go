@@ -126,6 +126,7 @@ func Assemble(ctx context.Context, cfg AppConfig) (*App, error) {
 		Retention: cfg.KeyRetention, Usage: a.Usage,
 	}, a.Accounts, a.Pool, a.Ledger, a.Keys, a.Refresher)
 	cfg.Server.AccountDir = cfg.AccountDir
+	cfg.Server.Login.TokenURL, cfg.Server.Login.ClientID, cfg.Server.Login.HTTP, cfg.Server.Login.Clock = cfg.OAuthTokenURL, cfg.OAuthClientID, cfg.TokenClient, cfg.Clock
 	a.Server = New(cfg.Server, Deps{
 		Redis: rdb, Store: st, Tiers: cfg.Tiers, Keys: a.Keys, Pool: a.Pool, Accounts: a.Accounts,
 		Limiter: a.Limiter, Refresher: a.Refresher, Usage: a.Usage, Syncer: a.Syncer,

@@ -21,6 +21,7 @@ import (
 	"github.com/claude-route/claude-route/cache"
 	"github.com/claude-route/claude-route/internal/clock"
 	"github.com/claude-route/claude-route/internal/logsample"
+	"github.com/claude-route/claude-route/login"
 	"github.com/claude-route/claude-route/relay"
 	"github.com/claude-route/claude-route/tiers"
 )
@@ -63,6 +64,8 @@ type Config struct {
 	// InflightWait is how long a request waits for room in that budget
 	// before 503 overloaded_error (default 2 s).
 	InflightWait time.Duration
+	// Login is the OAuth sign-in of `account login` (package login).
+	Login login.Config
 	// Transport overrides the upstream transport (tests, benchmarks).
 	Transport http.RoundTripper
 	// CacheTTL is how long a key's record and binding, and an account's

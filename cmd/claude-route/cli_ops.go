@@ -37,6 +37,7 @@ const accountUsage = `  claude-route account add --tier T --name NAME < file.jso
   claude-route account delete NAME                              file to ACCOUNT_DIR/.trash/, account leaves
   claude-route account refresh NAME                             refresh its OAuth token now
   claude-route account probe NAME                               one count_tokens now with its credential: status, latency, error type
+  claude-route account login --tier T --name NAME               sign a subscription account in (OAuth, PKCE): open the URL, paste back CODE#STATE
 `
 
 // cmdKeyOps runs the key verbs this file owns; handled is false for the
@@ -174,7 +175,7 @@ func cmdAccount(ctx context.Context, args []string, getenv func(string) string, 
 		return &usageError{"account " + verb + ": " + err.Error() + "\n" + accountUsage}
 	}
 	pos := fs.Args()
-	if verb != "add" {
+	if verb != "add" && verb != "login" {
 		if len(pos) != 1 {
 			return &usageError{"account " + verb + " needs an account name"}
 		}
@@ -241,6 +242,11 @@ func cmdAccount(ctx context.Context, args []string, getenv func(string) string, 
 			return fmt.Errorf("the probe of %s failed", *name)
 		}
 		return nil
+	case "login":
+		if *tier == "" || *name == "" {
+			return &usageError{"account login needs --tier and --name"}
+		}
+		return accountLogin(ctx, ac, *tier, *name, in, out, *asJSON)
 	case "show":
 		if err := ac.do(ctx, http.MethodGet, acct, nil, &res); err != nil {
 			return err

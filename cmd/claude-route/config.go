@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/claude-route/claude-route/login"
 	"github.com/claude-route/claude-route/store"
 	"github.com/claude-route/claude-route/tiers"
 )
@@ -25,6 +26,9 @@ type config struct {
 	UpstreamURL   string
 	OAuthTokenURL string
 	OAuthClientID string
+	// OAuthAuthorizeURL and OAuthRedirectURI: the sign-in of `account login`.
+	OAuthAuthorizeURL string
+	OAuthRedirectURI  string
 	AdminToken    string
 	SyncInterval  time.Duration
 	KeyRetention  time.Duration
@@ -104,6 +108,8 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		PprofAddr:      env(getenv, "PPROF_ADDR", ""),
 	}
 	c.AlertWebhookURL = env(getenv, "ALERT_WEBHOOK_URL", "")
+	c.OAuthAuthorizeURL = env(getenv, "OAUTH_AUTHORIZE_URL", login.DefaultAuthorizeURL)
+	c.OAuthRedirectURI = env(getenv, "OAUTH_REDIRECT_URI", login.DefaultRedirectURI)
 	if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
 		return nil, &configError{"LISTEN_ADDR", fmt.Errorf("want host:port like :8080, got %q", c.ListenAddr)}
 	}
@@ -130,7 +136,7 @@ func loadConfig(getenv func(string) string) (*config, error) {
 			return nil, &configError{"REDIS_URL", err}
 		}
 	}
-	for _, u := range []struct{ name, val string }{{"UPSTREAM_URL", c.UpstreamURL}, {"OAUTH_TOKEN_URL", c.OAuthTokenURL}, {"CLAUDE_ROUTE_URL", c.ClaudeRouteURL}} {
+	for _, u := range []struct{ name, val string }{{"UPSTREAM_URL", c.UpstreamURL}, {"OAUTH_TOKEN_URL", c.OAuthTokenURL}, {"OAUTH_AUTHORIZE_URL", c.OAuthAuthorizeURL}, {"OAUTH_REDIRECT_URI", c.OAuthRedirectURI}, {"CLAUDE_ROUTE_URL", c.ClaudeRouteURL}} {
 		pu, err := url.Parse(u.val)
 		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
 			return nil, &configError{u.name, fmt.Errorf("want an http(s) URL, got %q", u.val)}

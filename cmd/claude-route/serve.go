@@ -13,6 +13,7 @@ import (
 
 	"github.com/claude-route/claude-route/accounts"
 	"github.com/claude-route/claude-route/internal/logbuf"
+	"github.com/claude-route/claude-route/login"
 	"github.com/claude-route/claude-route/server"
 )
 
@@ -39,6 +40,7 @@ func appConfig(cfg *config, log *logrus.Logger) server.AppConfig {
 			MaxInflightBodyBytes: cfg.MaxInflightBodyBytes,
 			CacheTTL:             cfg.CacheTTL,
 			MetricsPublic:        cfg.MetricsPublic,
+			Login:                login.Config{AuthorizeURL: cfg.OAuthAuthorizeURL, RedirectURI: cfg.OAuthRedirectURI},
 		},
 		RedisURL: cfg.RedisURL, AccountDir: cfg.AccountDir, ProductDir: cfg.ProductDir,
 		Tiers: cfg.Tiers, OAuthTokenURL: cfg.OAuthTokenURL, OAuthClientID: cfg.OAuthClientID,
