@@ -26,9 +26,11 @@ type config struct {
 	UpstreamURL   string
 	OAuthTokenURL string
 	OAuthClientID string
+
 	// OAuthAuthorizeURL and OAuthRedirectURI: the sign-in of `account login`.
 	OAuthAuthorizeURL string
 	OAuthRedirectURI  string
+
 	AdminToken    string
 	SyncInterval  time.Duration
 	KeyRetention  time.Duration

@@ -93,7 +93,7 @@ func TestTokenRequestErrors(t *testing.T) {
 			"grant_type=refresh_token&refresh_token=" + testRefesh + "&client_id=" + ClientID, ErrInvalidRequest},
 		{"json body without content type", http.Header{}, refreshBody(testRefesh), ErrInvalidRequest},
 		{"broken json", jsonHeader, `{"grant_type":`, ErrInvalidRequest},
-		{"wrong grant type", jsonHeader, jsonBody(map[string]string{"grant_type": "authorization_code", "refresh_token": testRefesh, "client_id": ClientID}), ErrUnsupportedGrantType},
+		{"wrong grant type", jsonHeader, jsonBody(map[string]string{"grant_type": "client_credentials", "refresh_token": testRefesh, "client_id": ClientID}), ErrUnsupportedGrantType},
 		{"wrong client id", jsonHeader, jsonBody(map[string]string{"grant_type": "refresh_token", "refresh_token": testRefesh, "client_id": "someone-else"}), ErrInvalidClient},
 		{"unknown refresh token", jsonHeader, refreshBody("sk-ant-ort01-unknown"), ErrInvalidGrant},
 	}
