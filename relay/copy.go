@@ -46,6 +46,8 @@ type Result struct {
 	ReadErr error
 	// ClientGone: the client left during the answer.
 	ClientGone bool
+	// Shutdown: the server's grace period ended the answer (Relay.Cut).
+	Shutdown bool
 	// Usage is the token usage read on the way, when UsageOK.
 	Usage   usage.Usage
 	UsageOK bool
@@ -55,7 +57,8 @@ type Result struct {
 
 // Facts are the result as Refund reads it.
 func (r Result) Facts() Facts {
-	return Facts{Status: r.Status, Transport: r.ReadErr, SSE: r.SSE, SawStop: r.SawStop, SawError: r.SawError, ClientGone: r.ClientGone}
+	return Facts{Status: r.Status, Transport: r.ReadErr, SSE: r.SSE, SawStop: r.SawStop, SawError: r.SawError,
+		ClientGone: r.ClientGone, Shutdown: r.Shutdown}
 }
 
 // Copy relays the call's answer to w as it arrives, flushing after every
@@ -81,6 +84,7 @@ type copier struct {
 	r     *Relay
 	w     http.ResponseWriter
 	rc    *http.ResponseController
+	call  *Call
 	body  io.Reader
 	hooks Hooks
 	idle  *idleWatch
@@ -93,7 +97,7 @@ type copier struct {
 // begin writes the status line's headers and sets up the taps.
 func (r *Relay) begin(w http.ResponseWriter, call *Call, hooks Hooks) *copier {
 	resp := call.Resp
-	cp := &copier{r: r, w: w, body: resp.Body, hooks: hooks, res: Result{Status: resp.StatusCode, SSE: IsSSE(resp.Header)}}
+	cp := &copier{r: r, w: w, call: call, body: resp.Body, hooks: hooks, res: Result{Status: resp.StatusCode, SSE: IsSSE(resp.Header)}}
 	CopyResponseHeaders(w.Header(), resp.Header, resp.StatusCode)
 	if hooks.Header != nil {
 		hooks.Header(resp.StatusCode, w.Header())
@@ -163,6 +167,7 @@ func (cp *copier) end(ctx context.Context) {
 	if res.Idle {
 		res.ReadErr = ErrIdle
 	}
+	res.Shutdown = errors.Is(context.Cause(cp.call.ctx), ErrShutdown)
 	res.ClientGone = res.ClientGone || ctx.Err() != nil
 	if cp.sse != nil {
 		res.SawStop = cp.sse.Done()
@@ -177,14 +182,16 @@ func (cp *copier) end(ctx context.Context) {
 		_ = cp.rc.Flush()
 	}
 	if res.SSE && !res.ClientGone && !res.SawStop && !res.SawError {
-		msg := "The upstream stream ended early; please retry"
+		typ, msg := "api_error", "The upstream stream ended early; please retry"
 		switch {
+		case res.Shutdown:
+			typ, msg = "overloaded_error", "The server is shutting down; please retry"
 		case res.Idle:
 			msg = "The upstream sent nothing for " + cp.r.cfg.IdleTimeout.String() + "; please retry"
 		case res.ReadErr != nil:
 			msg = "The upstream connection was interrupted; please retry"
 		}
-		_, _ = cp.w.Write(SSEError("api_error", msg))
+		_, _ = cp.w.Write(SSEError(typ, msg))
 		_ = cp.rc.Flush()
 	}
 	res.Refund = Refund(res.Facts())

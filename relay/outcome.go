@@ -21,8 +21,9 @@ const (
 	// Answer: hand the upstream's answer to the client (a success, or an
 	// error that is the request's own).
 	Answer Kind = iota
-	// Overflow: the account cannot serve now (a rejected 429, 529, 5xx,
-	// connection failure, header timeout); another account may.
+	// Overflow: the account cannot serve now and the upstream provably
+	// did not process the request (a rejected 429, 529, 5xx, a connection
+	// that could not be made); another account may.
 	Overflow
 	// Expired: the OAuth token expired; refresh it and try again.
 	Expired
@@ -31,6 +32,13 @@ const (
 	Dead
 	// Abandoned: the client left before the upstream answered.
 	Abandoned
+	// Lost: no answer came, but the request may have reached the upstream
+	// (a header timeout, a connection broken after the request was sent):
+	// it is never sent again, the upstream may still be working on it.
+	Lost
+	// Shutdown: the server's grace period ended before the upstream
+	// answered.
+	Shutdown
 )
 
 // Overflow reasons, the claude_route_overflow_total reason label.
@@ -70,10 +78,14 @@ func Judge(ctx context.Context, call *Call, err error, now time.Time) Attempt {
 		switch {
 		case ctx.Err() != nil:
 			return Attempt{Kind: Abandoned, Err: err}
-		case IsTimeout(err):
-			return Attempt{Kind: Overflow, Reason: ReasonHeaderTimeout, Failure: true, Err: err}
-		default:
+		case errors.Is(err, ErrShutdown):
+			return Attempt{Kind: Shutdown, Err: err}
+		case NeverSent(err):
 			return Attempt{Kind: Overflow, Reason: ReasonConnection, Failure: true, Err: err}
+		case IsTimeout(err):
+			return Attempt{Kind: Lost, Reason: ReasonHeaderTimeout, Failure: true, Err: err}
+		default:
+			return Attempt{Kind: Lost, Reason: ReasonConnection, Failure: true, Err: err}
 		}
 	}
 	resp := call.Resp
@@ -157,15 +169,24 @@ type Facts struct {
 	// ClientGone: the client abandoned the request (before the upstream's
 	// headers or during the answer).
 	ClientGone bool
+	// Shutdown: the server's grace period cut the answer.
+	Shutdown bool
 }
 
 // Refund decides whether a counted request gives its quota place back
 // (docs/contract.md): a request counts when it produced an answer, or when
 // the client itself abandoned it. Any error status, a transport failure,
 // a stream that ended with `event: error` or without message_stop produced
-// no answer and is refunded.
+// no answer and is refunded. A stream that carried message_stop was
+// delivered whole, whatever broke after it; a stream cut by the server's
+// shutdown is refunded even if the client left meanwhile (the cut closed
+// its connection).
 func Refund(f Facts) bool {
 	switch {
+	case f.SSE && f.SawStop && !f.SawError && f.Status >= 200 && f.Status < 300:
+		return false
+	case f.Shutdown:
+		return true
 	case f.ClientGone:
 		return false
 	case f.Status < 200 || f.Status >= 300:
@@ -177,6 +198,9 @@ func Refund(f Facts) bool {
 	}
 	return false
 }
+
+// ErrShutdown ends a call cut by the server's shutdown (Relay.Cut).
+var ErrShutdown = errors.New("the server is shutting down")
 
 // ErrIdle ends an answer from which no byte came for the idle timeout.
 var ErrIdle = errors.New("no data from the upstream within the idle timeout")

@@ -11,9 +11,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/claude-route/claude-route/internal/clock"
@@ -21,9 +23,9 @@ import (
 
 // Target is the account an attempt is made with.
 type Target struct {
-	// BaseURLs are tried in order while the connection itself fails;
-	// empty means Config.DefaultURL.
-	BaseURLs []string
+	// BaseURL is the upstream to call; empty means Config.DefaultURL.
+	// Trying an account's other base URLs is the router's decision.
+	BaseURL string
 	// OAuth: Token is an OAuth access token (Bearer); else an API key.
 	OAuth bool
 	Token string
@@ -47,6 +49,9 @@ type Config struct {
 type Relay struct {
 	cfg Config
 	rt  http.RoundTripper
+	// stop ends when the server's grace period is over (Cut).
+	stop context.Context
+	cut  context.CancelFunc
 }
 
 // New returns a relay; zero Config fields get their defaults.
@@ -64,7 +69,8 @@ func New(cfg Config) *Relay {
 	if rt == nil {
 		rt = NewTransport(cfg.HeaderTimeout)
 	}
-	return &Relay{cfg: cfg, rt: rt}
+	stop, cut := context.WithCancel(context.Background())
+	return &Relay{cfg: cfg, rt: rt, stop: stop, cut: cut}
 }
 
 // IdleTimeout is the idle limit in use.
@@ -73,63 +79,80 @@ func (r *Relay) IdleTimeout() time.Duration { return r.cfg.IdleTimeout }
 // Call is one upstream call whose headers have come. Close it.
 type Call struct {
 	Resp *http.Response
+	// ctx is the upstream request's; its cause tells why it was cut.
+	ctx context.Context
 	// cancel ends the upstream request; the idle watchdog uses it too.
 	cancel context.CancelCauseFunc
+	// stop unregisters the call from the relay's shutdown cut.
+	stop func() bool
 }
 
 // Close releases the call's connection.
 func (c *Call) Close() {
 	_ = c.Resp.Body.Close()
+	c.stop()
 	c.cancel(nil)
 }
 
 // Send makes one upstream call for the client request in (its path, query
-// and headers) with body and the target's credential, trying the target's
-// base URLs in order while the connection itself fails.
+// and headers) with body and the target's credential. It never sends the
+// body twice: whether another try is worth it is the caller's policy
+// (NeverSent tells it when the upstream cannot have seen this one).
 func (r *Relay) Send(ctx context.Context, in *http.Request, body []byte, t Target) (*Call, error) {
-	bases := t.BaseURLs
-	if len(bases) == 0 {
-		bases = []string{r.cfg.DefaultURL}
+	base := t.BaseURL
+	if base == "" {
+		base = r.cfg.DefaultURL
 	}
 	hdr := OutboundHeaders(in.Header)
 	setCredential(hdr, t)
-	var lastErr error
-	for i, base := range bases {
-		u := strings.TrimRight(base, "/") + in.URL.Path
-		if in.URL.RawQuery != "" {
-			u += "?" + in.URL.RawQuery
-		}
-		cctx, cancel := context.WithCancelCause(ctx)
-		out, err := http.NewRequestWithContext(cctx, http.MethodPost, u, bytes.NewReader(body))
-		if err != nil {
-			cancel(nil)
-			return nil, err
-		}
-		// The transport may hold an attempt's header map after it fails:
-		// a further attempt gets its own copy; the first needs none.
-		out.Header = hdr
-		if i > 0 {
-			out.Header = hdr.Clone()
-		}
-		// The transport itself, not an http.Client: a RoundTripper never
-		// follows a redirect. Go drops Authorization on a cross-host
-		// redirect but not x-api-key, so following one would hand the
-		// account's key to whatever host the upstream (or whoever sits in
-		// its place) names; the 3xx goes back to the client as an answer.
-		// It also keeps the client's frames off the request goroutine's
-		// stack, which stays small for the whole stream (DESIGN.md).
-		resp, err := r.rt.RoundTrip(out)
-		if err == nil {
-			return &Call{Resp: resp, cancel: cancel}, nil
-		}
-		cancel(nil)
-		lastErr = &url.Error{Op: "Post", URL: u, Err: err} // as http.Client reports it
-		if ctx.Err() != nil {
-			break
-		}
+	u := strings.TrimRight(base, "/") + in.URL.Path
+	if in.URL.RawQuery != "" {
+		u += "?" + in.URL.RawQuery
 	}
-	return nil, lastErr
+	cctx, cancel := context.WithCancelCause(ctx)
+	out, err := http.NewRequestWithContext(cctx, http.MethodPost, u, bytes.NewReader(body))
+	if err != nil {
+		cancel(nil)
+		return nil, err
+	}
+	out.Header = hdr
+	// A shutdown's cut ends the call too (Relay.Cut).
+	stop := context.AfterFunc(r.stop, func() { cancel(ErrShutdown) })
+	// The transport itself, not an http.Client: a RoundTripper never
+	// follows a redirect. Go drops Authorization on a cross-host
+	// redirect but not x-api-key, so following one would hand the
+	// account's key to whatever host the upstream (or whoever sits in
+	// its place) names; the 3xx goes back to the client as an answer.
+	resp, err := r.rt.RoundTrip(out)
+	if err == nil {
+		return &Call{Resp: resp, ctx: cctx, cancel: cancel, stop: stop}, nil
+	}
+	stop()
+	if errors.Is(context.Cause(cctx), ErrShutdown) {
+		err = ErrShutdown
+	}
+	cancel(nil)
+	return nil, &url.Error{Op: "Post", URL: u, Err: err} // as http.Client reports it
 }
+
+// NeverSent reports a failed call that provably never reached the
+// upstream: the connection could not be made (a refused or failed dial, a
+// name that does not resolve), so not a byte of the request left. Any
+// other failure (a header timeout, a connection broken after the request
+// was written) may have been received and worked on.
+func NeverSent(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	var dns *net.DNSError
+	return errors.As(err, &dns) || errors.Is(err, syscall.ECONNREFUSED)
+}
+
+// Cut ends every call in flight now and later with ErrShutdown: a stream
+// being relayed ends with an `event: error` that says the server is
+// shutting down, and its place is given back (Result.Shutdown).
+func (r *Relay) Cut() { r.cut() }
 
 // IsSSE reports whether the answer is an event stream.
 func IsSSE(h http.Header) bool {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -28,6 +29,10 @@ func TestRefund(t *testing.T) {
 		{"stream with message_stop then event: error", Facts{Status: 200, SSE: true, SawStop: true, SawError: true}, true},
 		{"stream ending without message_stop", Facts{Status: 200, SSE: true}, true},
 		{"stream broken mid-way", Facts{Status: 200, SSE: true, Transport: broke}, true},
+		{"stream broken after message_stop counts", Facts{Status: 200, SSE: true, SawStop: true, Transport: broke}, false},
+		{"stream cut at shutdown", Facts{Status: 200, SSE: true, Transport: context.Canceled, Shutdown: true}, true},
+		{"stream cut at shutdown, client gone with it", Facts{Status: 200, SSE: true, Shutdown: true, ClientGone: true}, true},
+		{"stream cut at shutdown after message_stop counts", Facts{Status: 200, SSE: true, SawStop: true, Shutdown: true}, false},
 		{"stream idle timeout", Facts{Status: 200, SSE: true, Transport: ErrIdle}, true},
 		{"JSON answer broken mid-way", Facts{Status: 200, Transport: broke}, true},
 		{"client abandoned mid-stream", Facts{Status: 200, SSE: true, ClientGone: true}, false},
@@ -46,6 +51,63 @@ func TestRefund(t *testing.T) {
 	} {
 		if got := Refund(c.f); got != c.want {
 			t.Errorf("%s: Refund(%+v) = %v, want %v", c.name, c.f, got, c.want)
+		}
+	}
+}
+
+// NeverSent is the retry policy's one fact about a failed call: only a
+// connection that could not be made proves the upstream never saw it.
+func TestNeverSent(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := "http://" + ln.Addr().String()
+	_ = ln.Close()
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(300 * time.Millisecond)
+	}))
+	defer slow.Close()
+	rl := New(Config{HeaderTimeout: 100 * time.Millisecond})
+	in := httptest.NewRequest(http.MethodPost, "/v1/messages", nil)
+	_, err = rl.Send(context.Background(), in, []byte(`{}`), Target{BaseURL: refused, Token: "k"})
+	if err == nil || !NeverSent(err) {
+		t.Fatalf("a refused connection never reached the upstream: %v", err)
+	}
+	_, err = rl.Send(context.Background(), in, []byte(`{}`), Target{BaseURL: slow.URL, Token: "k"})
+	if err == nil || NeverSent(err) || !IsTimeout(err) {
+		t.Fatalf("a header timeout may have been worked on: %v", err)
+	}
+	if a := Judge(context.Background(), nil, err, time.Now()); a.Kind != Lost || !a.Failure {
+		t.Fatalf("a header timeout is Lost (never re-sent), a failure: %+v", a)
+	}
+}
+
+// Cut ends a call waiting for headers with ErrShutdown, and any call
+// made after it.
+func TestCutEndsCallsInFlight(t *testing.T) {
+	arrived, release := make(chan struct{}, 1), make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		<-release
+	}))
+	defer slow.Close()
+	defer close(release)
+	rl := New(Config{})
+	send := func() error {
+		_, err := rl.Send(context.Background(), httptest.NewRequest(http.MethodPost, "/v1/messages", nil), []byte(`{}`), Target{BaseURL: slow.URL, Token: "k"})
+		return err
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- send() }()
+	<-arrived
+	rl.Cut()
+	for i, err := range []error{<-errc, send()} {
+		if !errors.Is(err, ErrShutdown) {
+			t.Fatalf("call %d: a cut call fails with ErrShutdown: %v", i, err)
+		}
+		if a := Judge(context.Background(), nil, err, time.Now()); a.Kind != Shutdown {
+			t.Fatalf("call %d judged %+v", i, a)
 		}
 	}
 }

@@ -171,3 +171,16 @@ func (s *Server) slotsOf(tier string) int {
 	}
 	return 0
 }
+
+// routeMetrics are the figures package route reports.
+type routeMetrics struct{ m *metrics }
+
+func (r routeMetrics) Overflowed(tier, reason string) {
+	r.m.overflows.WithLabelValues(tier, reason).Inc()
+}
+
+func (r routeMetrics) UpstreamHeaders(tier string, d time.Duration) {
+	r.m.upstreamHeaders.WithLabelValues(tier).Observe(d.Seconds())
+}
+
+func (r routeMetrics) Streams(delta int) { r.m.activeStreams.Add(float64(delta)) }

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -20,8 +19,8 @@ import (
 	"github.com/claude-route/claude-route/cache"
 	"github.com/claude-route/claude-route/concurrency"
 	"github.com/claude-route/claude-route/ratelimit"
-	"github.com/claude-route/claude-route/refresh"
 	"github.com/claude-route/claude-route/relay"
+	"github.com/claude-route/claude-route/route"
 	"github.com/claude-route/claude-route/usage"
 )
 
@@ -51,13 +50,10 @@ type request struct {
 	start   time.Time
 	// ticket holds the key's place, the body's bytes and the quota place.
 	ticket *admission.Ticket
-	// state is the bound account's pool state read in admission; bound
-	// names that account (acct may be an overflow account).
-	state      accounts.State
-	bound      string
-	overflowed bool
-	// att is the upstream attempt being relayed.
-	att relay.Attempt
+	// state is the bound account's pool state read in admission.
+	state accounts.State
+	// served names the account that answered (an overflow one, maybe).
+	served string
 }
 
 func (s *Server) proxy(c *ginContext, counted bool) {
@@ -71,10 +67,11 @@ func (s *Server) proxy(c *ginContext, counted bool) {
 		return // refused: answered
 	}
 	// From here on the body belongs to the upstream call: its buffer is
-	// not recycled. The stream runs under this frame, forward's and
-	// relay's for its whole life; they stay small (DESIGN.md, stacks).
-	status := s.forward(c, req)
-	s.forwarded(c.Request.URL.Path, req, status)
+	// not recycled. Routing sends it and relays the answer; the stream
+	// runs under this frame and the router's for its whole life, and they
+	// stay small (DESIGN.md, stacks).
+	out := s.router.Do(c.Request.Context(), c.Writer, s.routeRequest(c.Request, req))
+	s.forwarded(c.Request.URL.Path, req, s.settleOutcome(c.Writer, req, out))
 }
 
 // forwarded counts and logs a forwarded request: one line per request,
@@ -83,7 +80,7 @@ func (s *Server) forwarded(path string, req *request, status int) {
 	cl := req.cl
 	s.metrics.request(cl.tier.Name, req.family, status)
 	s.log.WithFields(logrus.Fields{
-		"key": cl.rec.ID, "tier": cl.tier.Name, "account": req.acct.Name, "model": req.model,
+		"key": cl.rec.ID, "tier": cl.tier.Name, "account": req.served, "model": req.model,
 		"stream": req.stream, "status": status, "ms": s.d.Clock.Now().Sub(req.start).Milliseconds(),
 	}).Info(path)
 }
@@ -542,83 +539,46 @@ func (s *Server) refund(req *request) {
 	}
 }
 
-// forward sends the request upstream and relays the answer: admit → relay
-// → settle. It returns the status sent.
-func (s *Server) forward(c *ginContext, req *request) int {
-	if answered := s.attempt(c, req); answered != 0 {
-		return answered
-	}
-	// attempt's frame is gone: the stream runs under these small ones.
-	return s.relay(c.Request.Context(), c.Writer, req, &req.att)
+// routeRequest is what routing needs of the request, on the heap (the
+// stream runs under forward's frame).
+func (s *Server) routeRequest(in *http.Request, req *request) *route.Request {
+	h := &answerHooks{s: s, req: req}
+	return &route.Request{In: in, Body: req.body, Tier: req.cl.tier.Name, Overflows: req.cl.tier.Overflows(), Key: req.cl.hash,
+		Account: req.acct, State: req.state, Rebind: h.rebind, Log: logFields(req.cl),
+		Hooks: relay.Hooks{Header: h.header, FirstByte: h.firstByte}}
 }
 
-// attempt calls the upstream until an answer is worth relaying. The
-// request moves at most once to another account when the bound one cannot
-// serve and nothing has reached the client yet (overflow: the binding
-// stays), and is retried once on a fresh token or a newly bound account
-// when the credential turns out dead. It leaves the attempt to relay in
-// req.att, or returns the status of an answer it gave itself.
-func (s *Server) attempt(c *ginContext, req *request) int {
-	w, r := c.Writer, c.Request
-	ctx := r.Context()
-	req.bound = req.acct.Name
-	if now := s.d.Clock.Now(); req.state.Unusable(now) {
-		// Limited or cooling: do not call it; another account may serve.
-		if !s.overflow(ctx, req, relay.Attempt{Reason: relay.ReasonLimited}) {
-			return s.answerSelf(w, req, accountLimited(req.state, now))
-		}
+// settleOutcome answers a refusal and settles the request from routing's
+// one outcome: refund and usage.
+func (s *Server) settleOutcome(w http.ResponseWriter, req *request, out route.Outcome) int {
+	req.served = out.Account
+	switch {
+	case out.Gone:
+		return statusClientGone // the client left before the answer: it counts
+	case out.Refused != nil:
+		return s.answerSelf(w, req, s.refusal(out.Refused))
 	}
-	retried := false
-	for {
-		call, err := s.send(ctx, r, req)
-		att := relay.Judge(ctx, call, err, s.d.Clock.Now())
-		if call != nil {
-			s.observe(req.acct.Name, call.Resp.Header)
-		}
-		switch att.Kind {
-		case relay.Abandoned:
-			// The client left before the upstream answered: it counts.
-			return statusClientGone
-		case relay.Overflow:
-			if s.overflow(ctx, req, att) {
-				if call != nil {
-					call.Close()
-				}
-				continue
-			}
-			if call == nil {
-				return s.upstreamFailed(w, req, att.Err)
-			}
-		case relay.Expired, relay.Dead:
-			retry, herr := s.accountFailed(ctx, req, att)
-			if retry && !retried {
-				retried = true
-				call.Close()
-				continue
-			}
-			if retry {
-				herr = &httpError{status: http.StatusServiceUnavailable, typ: errOverloaded,
-					msg: "The upstream account serving this key failed; please retry"}
-			}
-			if herr != nil {
-				call.Close()
-				return s.answerSelf(w, req, herr)
-			}
-		}
-		req.att = att
-		return 0
+	res := out.Result
+	if res.Refund {
+		s.refund(req)
 	}
+	if res.UsageOK && res.Status < 400 && s.d.Usage != nil {
+		s.recordUsage(req, res.Usage)
+	}
+	return res.Status
 }
 
-// accountLimited is the refusal when the key's account is limited or
-// cooling and no other account can take the request.
-func accountLimited(st accounts.State, now time.Time) *httpError {
-	if st.LimitedTill.After(now) {
-		return &httpError{status: http.StatusTooManyRequests, typ: errRateLimit, retryAfter: st.LimitedTill.Sub(now), noRetry: true,
-			msg: "The upstream account serving this key has reached its usage limit; retry after " + st.LimitedTill.UTC().Format(time.RFC3339)}
+// refusal turns routing's refusal into the contract's error.
+func (s *Server) refusal(err error) *httpError {
+	var herr *httpError
+	if errors.As(err, &herr) {
+		return herr
 	}
-	return &httpError{status: http.StatusServiceUnavailable, typ: errOverloaded, retryAfter: st.CoolingTill.Sub(now),
-		msg: "The upstream account serving this key is overloaded; retry after " + st.CoolingTill.UTC().Format(time.RFC3339)}
+	var rf *route.Refusal
+	if errors.As(err, &rf) {
+		return &httpError{status: rf.Status, typ: rf.Type, msg: rf.Msg, retryAfter: rf.RetryAfter, noRetry: rf.NoRetry, cause: rf.Cause}
+	}
+	return storeDown(err)
 }
 
 // answerSelf answers with the proxy's own error; no answer was produced,
@@ -635,272 +595,21 @@ func (s *Server) answerSelf(w http.ResponseWriter, req *request, herr *httpError
 	return herr.status
 }
 
-// overflow moves the request to another usable account of the tier, at
-// most once and only when the tier allows it; the binding does not change
-// and no slot is taken. What the failed attempt taught (a limit, a
-// failure) is recorded on the bound account in the same atomic step. It
-// reports whether req now holds another account.
-func (s *Server) overflow(ctx context.Context, req *request, att relay.Attempt) bool {
-	mark := accounts.OverflowMark{LimitedUntil: att.LimitedUntil, Failure: att.Failure, By: req.cl.hash}
-	from := req.acct.Name
-	if req.overflowed || !req.cl.tier.Overflows() {
-		s.settleAccount(req, mark)
-		return false
-	}
-	req.overflowed = true
-	to, acct, err := s.chooseOverflow(ctx, req.cl.tier.Name, from, mark)
-	s.acctCache.Flush() // the choice marked the account it left
-	if err == nil {
-		req.acct = acct
-		s.metrics.overflows.WithLabelValues(req.cl.tier.Name, att.Reason).Inc()
-		s.log.WithFields(logrus.Fields{"key": req.cl.rec.ID, "tier": req.cl.tier.Name, "from": from, "to": to, "reason": att.Reason}).
-			Info("overflow: serving this request from another account of the tier")
-		return true
-	}
-	if !errors.Is(err, accounts.ErrNoOverflow) {
-		s.log.WithFields(logFields(req.cl)).WithField("account", from).WithError(err).Warn("overflow failed")
-		s.settleAccount(req, mark) // the script may not have run
-	}
-	return false
-}
-
-// chooseOverflow runs the overflow choice and, in the same round trip,
-// reads the records of the tier's other accounts as the last overflow saw
-// them; only an account that joined the tier since costs a second trip.
-func (s *Server) chooseOverflow(ctx context.Context, tier, from string, mark accounts.OverflowMark) (string, accounts.Account, error) {
-	pipe := s.d.Redis.Pipeline()
-	choice := s.d.Pool.QueueOverflow(ctx, pipe, tier, from, mark)
-	pre := map[string]*redis.MapStringStringCmd{}
-	for _, name := range s.peers.get(tier) {
-		if name != from {
-			pre[name] = s.d.Accounts.QueueGet(ctx, pipe, name)
-		}
-	}
-	_, _ = pipe.Exec(ctx) // each command carries its own error
-	to, peers, err := choice.Result()
-	if peers != nil {
-		s.peers.set(tier, append(peers, from))
-	}
-	if err != nil {
-		return "", accounts.Account{}, err
-	}
-	if cmd, ok := pre[to]; ok && cmd.Err() == nil {
-		if acct, err := accounts.FromHash(to, cmd.Val()); err == nil {
-			return to, acct, nil
-		}
-	}
-	acct, err := s.d.Accounts.Get(ctx, to)
-	return to, acct, err
-}
-
-// tierPeers is the accounts of each tier as the last overflow saw them.
-type tierPeers struct {
-	mu sync.Mutex
-	m  map[string][]string
-}
-
-func (p *tierPeers) get(tier string) []string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.m[tier]
-}
-
-func (p *tierPeers) set(tier string, names []string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.m == nil {
-		p.m = map[string][]string{}
-	}
-	p.m[tier] = names
-}
-
-// settleAccount records what an attempt taught about an account that is
-// not overflowed from: a usage limit or one failure towards cooling. It is
-// off the response path.
-func (s *Server) settleAccount(req *request, mark accounts.OverflowMark) {
-	name := req.acct.Name
-	if mark.LimitedUntil.IsZero() && !mark.Failure {
-		return
-	}
-	s.bg.Add(1)
-	go func() {
-		defer s.bg.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		if !mark.LimitedUntil.IsZero() {
-			if err := s.d.Pool.Limit(ctx, name, mark.LimitedUntil); err != nil {
-				s.log.WithField("account", name).WithError(err).Warn("could not mark the account limited")
-			}
-		}
-		if mark.Failure {
-			if _, err := s.d.Pool.Fail(ctx, name, mark.By); err != nil {
-				s.log.WithField("account", name).WithError(err).Warn("could not record the account's failure")
-			}
-		}
-		s.acctCache.Flush()
-	}()
-}
-
-// succeeded ends the account's run of failures, off the response path and
-// only when one may exist: the bound account's state (read in admission)
-// showed failures, or the request overflowed to an account whose state was
-// not read. A healthy bound account costs nothing.
-func (s *Server) succeeded(req *request) {
-	if req.acct.Name == req.bound && req.state.Fails == 0 {
-		return
-	}
-	name := req.acct.Name
-	s.bg.Add(1)
-	go func() {
-		defer s.bg.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		if err := s.d.Pool.Succeeded(ctx, name); err != nil {
-			s.log.WithField("account", name).WithError(err).Warn("could not reset the account's failures")
-		}
-		s.acctCache.Flush()
-	}()
-}
-
-// observe hands the answer's rate-limit headers to the utilization
-// writer, which parses the latest of each interval and stores it in the
-// background.
-func (s *Server) observe(account string, h http.Header) {
-	if s.d.Util != nil {
-		s.d.Util.ObserveHeaders(account, h, s.d.Clock.Now())
-	}
-}
-
-// accountFailed acts on an upstream refusal that is the account's fault,
-// not the request's: an expired OAuth token is refreshed, a dead credential
-// blacklisted and the key moved. retry reports that req now holds a
-// credential worth one more try; herr is set when the proxy must answer
-// itself, because relaying the upstream's 401 would tell the customer that
-// their own key is bad.
-func (s *Server) accountFailed(ctx context.Context, req *request, att relay.Attempt) (retry bool, herr *httpError) {
-	reason := att.Reason
-	log := s.log.WithFields(logFields(req.cl)).WithField("account", req.acct.Name)
-	switch att.Kind {
-	case relay.Expired:
-		if s.d.Refresher == nil || req.acct.Kind != accounts.OAuth {
-			return false, nil
-		}
-		creds, err := s.d.Refresher.RefreshNow(ctx, req.acct.Name, req.acct.AccessToken)
-		s.acctCache.Flush() // a new token, or a dead account
-		if err == nil {
-			req.acct.AccessToken, req.acct.RefreshToken, req.acct.ExpiresAt = creds.AccessToken, creds.RefreshToken, creds.ExpiresAt
-			return true, nil
-		}
-		log.WithError(err).Warn("token refresh after an expired-token answer failed")
-		if !errors.Is(err, refresh.ErrInvalidGrant) && !errors.Is(err, refresh.ErrGaveUp) {
-			return false, &httpError{status: http.StatusServiceUnavailable, typ: errAPI, cause: err,
-				msg: "Service temporarily unavailable: the upstream credential is being renewed, please retry"}
-		}
-		// The refresh token is dead for good: the account is gone; move the key.
-		reason = "oauth refresh given up: " + err.Error()
-		if errors.Is(err, refresh.ErrInvalidGrant) {
-			reason = "refresh token rejected (invalid_grant)"
-		}
-	case relay.Dead:
-		if req.acct.Kind == accounts.OAuth {
-			// A token refreshed by another replica while this request was
-			// in flight is stale, not dead: retry with the current one.
-			if cur, err := s.d.Accounts.Get(ctx, req.acct.Name); err == nil && cur.AccessToken != req.acct.AccessToken {
-				req.acct = cur
-				return true, nil
-			}
-		}
-	default:
-		return false, nil
-	}
-	err := s.d.Pool.Blacklist(ctx, req.acct.Name, reason)
-	s.acctCache.Flush()
-	if err != nil {
-		return false, storeDown(err)
-	}
-	if req.acct.Name != req.bound {
-		// An overflow account died: the key's binding is not its to move.
-		return false, &httpError{status: http.StatusServiceUnavailable, typ: errOverloaded,
-			msg: "The upstream account serving this key failed; please retry"}
-	}
-	if herr := s.bind(ctx, req.cl); herr != nil {
-		return false, herr
-	}
-	acct, err := s.d.Accounts.Get(ctx, req.cl.account)
-	if err != nil {
-		return false, storeDown(err)
-	}
-	req.acct, req.bound, req.state = acct, acct.Name, accounts.State{}
-	return true, nil
-}
-
-// send makes one upstream call with the account's credential, refreshing
-// an OAuth token known to be expired first.
-func (s *Server) send(ctx context.Context, in *http.Request, req *request) (*relay.Call, error) {
-	if req.acct.Kind == accounts.OAuth && s.d.Refresher != nil && !req.acct.ExpiresAt.IsZero() && !req.acct.ExpiresAt.After(s.d.Clock.Now()) {
-		// Known to be expired: refresh (or wait for the replica doing it) first.
-		creds, err := s.d.Refresher.RefreshNow(ctx, req.acct.Name, req.acct.AccessToken)
-		s.acctCache.Flush()
-		if err == nil {
-			req.acct.AccessToken, req.acct.RefreshToken, req.acct.ExpiresAt = creds.AccessToken, creds.RefreshToken, creds.ExpiresAt
-		}
-	}
-	t := relay.Target{BaseURLs: req.acct.BaseURLs, OAuth: req.acct.Kind == accounts.OAuth, Token: req.acct.APIKey}
-	if t.OAuth {
-		t.Token = req.acct.AccessToken
-	}
-	t0 := time.Now()
-	call, err := s.upstream.Send(ctx, in, req.body, t)
-	if err == nil {
-		s.metrics.upstreamHeaders.WithLabelValues(req.cl.tier.Name).Observe(time.Since(t0).Seconds())
-	}
-	return call, err
-}
-
-// upstreamFailed answers a request whose upstream call produced nothing.
-func (s *Server) upstreamFailed(w http.ResponseWriter, req *request, err error) int {
-	s.log.WithFields(logFields(req.cl)).WithField("account", req.acct.Name).Warnf("upstream call failed: %s", relay.RedactURLError(err))
-	if relay.IsTimeout(err) {
-		return s.answerSelf(w, req, &httpError{status: http.StatusGatewayTimeout, typ: errTimeout, msg: "The upstream did not answer in time"})
-	}
-	return s.answerSelf(w, req, &httpError{status: http.StatusBadGateway, typ: errAPI, msg: "The upstream could not be reached"})
-}
-
-// relay hands the attempt's answer to the client and settles the request
-// from the one result: refund, account health, usage.
-func (s *Server) relay(ctx context.Context, w http.ResponseWriter, req *request, att *relay.Attempt) int {
-	if relay.IsSSE(att.Call.Resp.Header) {
-		s.metrics.activeStreams.Inc()
-		defer s.metrics.activeStreams.Dec()
-	}
-	// The hooks are methods of a small value, not closures over this
-	// frame: the stream runs under it, and it stays small.
-	h := answerHooks{s: s, req: req, limitedUntil: att.LimitedUntil}
-	res := s.upstream.Copy(ctx, w, att.Call, relay.Hooks{Header: h.header, FirstByte: h.firstByte})
-	s.settleAnswer(req, att.Kind, res)
-	return res.Status
-}
-
 // answerHooks act on a relayed answer at the moments only the server
 // understands.
 type answerHooks struct {
-	s            *Server
-	req          *request
-	limitedUntil time.Time // the account's usage limit, from a rejected 429
+	s   *Server
+	req *request
 }
 
 // header settles what it can before the status line: an error status is
 // refunded before the key's quota headers are set, so they show it.
 func (h *answerHooks) header(status int, hdr http.Header) {
-	s, req := h.s, h.req
 	if relay.Refund(relay.Facts{Status: status}) {
-		s.refund(req)
+		h.s.refund(h.req)
 	}
-	if now := s.d.Clock.Now(); h.limitedUntil.After(now) && hdr.Get("Retry-After") == "" {
-		hdr.Set("Retry-After", strconv.FormatInt(ceilSeconds(h.limitedUntil.Sub(now)), 10))
-	}
-	if req.quota != nil {
-		setQuotaHeaders(hdr, *req.quota)
+	if h.req.quota != nil {
+		setQuotaHeaders(hdr, *h.req.quota)
 	}
 }
 
@@ -908,21 +617,17 @@ func (h *answerHooks) firstByte() {
 	h.s.metrics.ttfb.WithLabelValues(h.req.cl.tier.Name).Observe(h.s.d.Clock.Now().Sub(h.req.start).Seconds())
 }
 
-// settleAnswer settles the request from the relayed answer's one result:
-// refund, account health, usage.
-func (s *Server) settleAnswer(req *request, kind relay.Kind, res *relay.Result) {
-	if res.ReadErr != nil && !res.ClientGone {
-		s.log.WithFields(logFields(req.cl)).WithField("account", req.acct.Name).Warnf("upstream answer broke: %s", relay.RedactURLError(res.ReadErr))
+// rebind moves the key off its dead account (routing found it dead).
+func (h *answerHooks) rebind(ctx context.Context) (accounts.Account, error) {
+	s, cl := h.s, h.req.cl
+	if herr := s.bind(ctx, cl); herr != nil {
+		return accounts.Account{}, herr
 	}
-	if res.Refund {
-		s.refund(req)
+	acct, err := s.d.Accounts.Get(ctx, cl.account)
+	if err != nil {
+		return accounts.Account{}, storeDown(err)
 	}
-	if kind == relay.Answer && res.Status < 500 {
-		s.succeeded(req)
-	}
-	if res.UsageOK && res.Status < 400 && s.d.Usage != nil {
-		s.recordUsage(req, res.Usage)
-	}
+	return acct, nil
 }
 
 // recordUsage counts the answer's tokens. The recorder only adds them to
@@ -935,7 +640,7 @@ func (s *Server) recordUsage(req *request, u usage.Usage) {
 	// A long-context request is recorded under its own model name, so every
 	// window prices it at the long-context rates.
 	model := s.d.Tiers.UsageModel(req.model, u.InputTokens+u.CacheCreationInputTokens+u.CacheReadInputTokens)
-	if err := s.d.Usage.RecordModel(context.Background(), req.cl.hash, req.acct.Name, req.family, model, u); err != nil {
-		s.log.WithField("account", req.acct.Name).WithError(err).Warn("could not record usage")
+	if err := s.d.Usage.RecordModel(context.Background(), req.cl.hash, req.served, req.family, model, u); err != nil {
+		s.log.WithField("account", req.served).WithError(err).Warn("could not record usage")
 	}
 }

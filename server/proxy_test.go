@@ -385,7 +385,7 @@ func TestHotPathRoundTrips(t *testing.T) {
 	if r := post(t, url, "/v1/messages", key, msgBody("claude-sonnet-4-5", false)); r.status != 200 {
 		t.Fatal(r.status)
 	}
-	e.apps[0].Server.bg.Wait() // let the first request's usage record land
+	e.apps[0].Server.waitBackground() // let the first request's usage record land
 	counter := &rtCounter{spareSHA: e.apps[0].Limiter.SpareHash()}
 	e.apps[0].Store.Client.AddHook(counter)
 	for _, model := range []string{"claude-sonnet-4-5", "claude-haiku-4-5"} {

@@ -23,6 +23,7 @@ import (
 	"github.com/claude-route/claude-route/internal/logsample"
 	"github.com/claude-route/claude-route/login"
 	"github.com/claude-route/claude-route/relay"
+	"github.com/claude-route/claude-route/route"
 	"github.com/claude-route/claude-route/tiers"
 )
 
@@ -100,12 +101,12 @@ type Deps struct {
 
 // Server is the HTTP service.
 type Server struct {
-	cfg      Config
-	d        Deps
-	log      *logrus.Logger
-	upstream *relay.Relay
-	metrics  *metrics
-	engine   *gin.Engine
+	cfg     Config
+	d       Deps
+	log     *logrus.Logger
+	router  *route.Router
+	metrics *metrics
+	engine  *gin.Engine
 	// admin serves the admin surface when cfg.SeparateAdmin; nil otherwise.
 	admin *gin.Engine
 	// handlers counts requests being served, and bg work that outlives a
@@ -117,9 +118,6 @@ type Server struct {
 	bufs bodyPool
 	// inflight is the budget of request-body bytes held at once.
 	inflight *admission.Budget
-	// peers remembers each tier's accounts as the last overflow saw them,
-	// so the next overflow reads their records in its own round trip.
-	peers tierPeers
 	// keyCache holds client keys' records and bindings by key hash;
 	// acctCache accounts' records and pool state by tier and name.
 	keyCache  *cache.Map[keyEntry]
@@ -153,11 +151,14 @@ func New(cfg Config, d Deps) *Server {
 	}
 	up := relay.New(relay.Config{DefaultURL: cfg.UpstreamURL, HeaderTimeout: cfg.HeaderTimeout,
 		IdleTimeout: cfg.StreamIdleTimeout, Clock: d.Clock, Transport: cfg.Transport})
-	s := &Server{cfg: cfg, d: d, log: d.Log, upstream: up,
+	s := &Server{cfg: cfg, d: d, log: d.Log,
 		inflight: admission.NewBudget(cfg.MaxInflightBodyBytes),
 		keyCache: cache.New[keyEntry](cfg.CacheTTL), acctCache: cache.New[*acctEntry](cfg.CacheTTL),
 		refusals: logsample.New(d.Clock, time.Second)}
 	s.metrics = newMetrics(s)
+	s.router = route.New(route.Deps{Relay: up, Redis: d.Redis, Pool: d.Pool, Accounts: d.Accounts,
+		Refresher: d.Refresher, Util: d.Util, Metrics: routeMetrics{s.metrics}, Forget: s.acctCache.Flush,
+		Clock: d.Clock, Log: d.Log})
 	gin.SetMode(gin.ReleaseMode)
 	newEngine := func() *gin.Engine {
 		e := gin.New()
@@ -345,13 +346,44 @@ func (s *Server) serve(ctx context.Context, ln net.Listener, grace time.Duration
 	defer cancel()
 	err := hs.Shutdown(sctx)
 	if errors.Is(err, context.DeadlineExceeded) {
-		s.log.Warn("grace period over: closing the remaining connections")
+		s.log.Warn("grace period over: cutting the remaining streams, then closing their connections")
+		s.cut()
 		_ = hs.Close()
 	}
 	s.handlers.Wait() // Close does not wait for handlers; their contexts are cancelled
-	s.bg.Wait()
+	s.waitBackground()
 	if e := <-errc; e != nil && !errors.Is(e, http.ErrServerClosed) {
 		return e
 	}
 	return nil
+}
+
+// cut ends the upstream calls still open when the grace period is over:
+// each stream gets an SSE error event that says the server is shutting
+// down, and its quota place back. The handlers get a moment (cutWait) to
+// write that event before the connections are closed under them.
+func (s *Server) cut() {
+	s.router.Cut()
+	done := make(chan struct{})
+	go func() {
+		s.handlers.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(cutWait)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
+}
+
+// cutWait bounds how long a shutdown waits for cut streams to write their
+// last event.
+const cutWait = 2 * time.Second
+
+// waitBackground waits for the work started off the response path (usage
+// and ledger records, account health writes).
+func (s *Server) waitBackground() {
+	s.bg.Wait()
+	s.router.Wait()
 }
