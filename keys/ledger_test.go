@@ -223,9 +223,22 @@ func (blockingLocker) Lock(ctx context.Context, _ string) (func(), error) {
 }
 
 func TestLedgerLockHonoursContext(t *testing.T) {
-	l := testLedger(t, t.TempDir(), blockingLocker{})
+	l := NewLedger(t.TempDir(), blockingLocker{})
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
+	defer func() {
+		// Close gives up on the lock at its deadline and stops the writer.
+		cctx, ccancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer ccancel()
+		if err := l.Close(cctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Close while the lock never comes = %v", err)
+		}
+		select {
+		case <-l.w.exited:
+		case <-time.After(5 * time.Second):
+			t.Error("the writer did not stop after Close gave up")
+		}
+	}()
 	issue := Change{Op: OpIssue, Record: testRecord("trial")}
 	if _, err := l.Commit(ctx, issue); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("distributed lock wait: %v, want context.DeadlineExceeded", err)

@@ -44,9 +44,14 @@ type writer struct {
 	wake    chan struct{}
 	stop    chan struct{}
 	exited  chan struct{}
+	// base is every commit's parent context; abort ends a commit that
+	// outlives Close's deadline (a lock that never comes).
+	base  context.Context
+	abort context.CancelFunc
 }
 
 func (w *writer) init() {
+	w.base, w.abort = context.WithCancel(context.Background())
 	w.wake = make(chan struct{}, 1)
 	w.stop = make(chan struct{})
 	w.exited = make(chan struct{})
@@ -139,12 +144,15 @@ func (l *Ledger) Close(ctx context.Context) error {
 	}
 	l.w.mu.Unlock()
 	if !started {
+		l.w.abort()
 		return nil
 	}
 	select {
 	case <-l.w.exited:
+		l.w.abort()
 		return nil
 	case <-ctx.Done():
+		l.w.abort() // what is left fails now and is reported to OnError
 		return fmt.Errorf("keys: ledger close: %w", ctx.Err())
 	}
 }
@@ -249,7 +257,7 @@ func (l *Ledger) report(ps []*pending) {
 // commitBatch writes a batch and answers its waiters; it returns the
 // posted pendings that failed for a reason other than their own content.
 func (l *Ledger) commitBatch(batch []*pending) []*pending {
-	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+	ctx, cancel := context.WithTimeout(l.w.base, commitTimeout)
 	defer cancel()
 	err := l.commit(ctx, batch)
 	var failed []*pending
