@@ -60,6 +60,14 @@ func (a Account) Credential() string {
 	return a.APIKey
 }
 
+// SetupToken reports a long-lived OAuth token without a refresh token
+// (what `claude setup-token` prints, an sk-ant-oat01-… valid for about a
+// year): it is never refreshed, and an alert comes a week before its
+// expiresAt.
+func (a Account) SetupToken() bool {
+	return a.Kind == OAuth && a.RefreshToken == "" && a.AccessToken != ""
+}
+
 // Fingerprint changes whenever anything the proxy uses changes, without
 // revealing the credential; sync uses it to report updated accounts.
 func (a Account) Fingerprint() string {

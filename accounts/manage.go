@@ -91,6 +91,8 @@ type Summary struct {
 	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
 	Fingerprint string     `json:"fingerprint"`
 	Disabled    bool       `json:"disabled"`
+	// SetupToken: a long-lived token that is never refreshed.
+	SetupToken bool `json:"setup_token,omitempty"`
 }
 
 // Summarize is a's Summary. The fingerprint is a short SHA-256 prefix of
@@ -98,7 +100,7 @@ type Summary struct {
 // to tell two credentials apart, useless for recovering either.
 func Summarize(a Account) Summary {
 	h := sha256.Sum256([]byte(string(a.Kind) + "\x00" + a.Credential() + "\x00" + a.RefreshToken))
-	s := Summary{Kind: a.Kind, Fingerprint: "sha256:" + hex.EncodeToString(h[:])[:12], Disabled: a.Disabled}
+	s := Summary{Kind: a.Kind, Fingerprint: "sha256:" + hex.EncodeToString(h[:])[:12], Disabled: a.Disabled, SetupToken: a.SetupToken()}
 	if !a.ExpiresAt.IsZero() {
 		t := a.ExpiresAt.UTC()
 		s.ExpiresAt = &t

@@ -38,6 +38,7 @@ const (
 	RefreshGaveUp      = "refresh_gave_up"
 	AccountLimited     = "account_limited"
 	AccountCooling     = "account_cooling"
+	SetupTokenExpiring = "setup_token_expiring"
 	TierNearlyFull     = "tier_nearly_full"
 	TierFull           = "tier_full"
 	StoreDown          = "store_down"

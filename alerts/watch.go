@@ -16,6 +16,16 @@ type PoolViewer interface {
 	View(ctx context.Context, tierNames []string, slotsOf func(string) int) (map[string][]accounts.AccountView, error)
 }
 
+// AccountLister lists the accounts' credentials (accounts.Store), read
+// only for setup tokens' expiry.
+type AccountLister interface {
+	All(ctx context.Context) ([]accounts.Account, error)
+}
+
+// SetupTokenWarning is how long before a setup token's expiry the alert
+// comes: such a token cannot be refreshed, only replaced.
+const SetupTokenWarning = 7 * 24 * time.Hour
+
 // Emitter takes events; *Sender is one.
 type Emitter interface {
 	Emit(e Event)
@@ -33,8 +43,11 @@ type Watcher struct {
 	Tiers   func() []string
 	SlotsOf func(string) int
 	Out     Emitter
-	Clock   clock.Clock
-	Every   time.Duration
+	// Accounts, if set, lets the watcher warn of setup tokens that expire
+	// within SetupTokenWarning.
+	Accounts AccountLister
+	Clock    clock.Clock
+	Every    time.Duration
 	// DownAfter failed reads in a row make "store down" (default 2).
 	DownAfter int
 
@@ -49,6 +62,7 @@ type snapshot struct {
 	cooling  map[string]time.Time
 	tier     map[string]tierLoad
 	acctTier map[string]string
+	expiring map[string]time.Time // setup tokens within SetupTokenWarning of their expiry
 }
 
 type tierLoad struct{ used, total int }
@@ -162,6 +176,18 @@ func (w *Watcher) read(ctx context.Context) (*snapshot, error) {
 		}
 		s.tier[t] = load
 	}
+	if w.Accounts != nil {
+		all, err := w.Accounts.All(ctx)
+		if err != nil {
+			return nil, err
+		}
+		s.expiring = map[string]time.Time{}
+		for _, a := range all {
+			if a.SetupToken() && !a.ExpiresAt.IsZero() && a.ExpiresAt.Before(now.Add(SetupTokenWarning)) {
+				s.expiring[a.Name] = a.ExpiresAt
+			}
+		}
+	}
 	return s, nil
 }
 
@@ -207,6 +233,15 @@ func diff(prev, cur *snapshot) []Event {
 		out = append(out, Event{Event: AccountCooling, Account: name, Tier: cur.acctTier[name],
 			Text:    fmt.Sprintf("claude-route: account %s (tier %s) failed repeatedly (529/5xx/connection) and is cooling down until %s", name, cur.acctTier[name], until.UTC().Format(time.RFC3339)),
 			Details: map[string]any{"until": until.UTC()}})
+	}
+	for _, name := range sortedKeys(cur.expiring) {
+		if _, was := prev.expiring[name]; was {
+			continue
+		}
+		at := cur.expiring[name]
+		out = append(out, Event{Event: SetupTokenExpiring, Account: name, Tier: cur.acctTier[name],
+			Text:    fmt.Sprintf("claude-route: account %s (tier %s) uses a setup token that cannot be refreshed and expires at %s: make a new one (claude setup-token) and run `claude-route account replace %s`", name, cur.acctTier[name], at.UTC().Format(time.RFC3339), name),
+			Details: map[string]any{"expires_at": at.UTC()}})
 	}
 	for _, t := range sortedKeys(cur.tier) {
 		l := cur.tier[t]

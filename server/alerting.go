@@ -47,7 +47,7 @@ func (a *App) assembleAlerts() {
 			}
 			return 0
 		},
-		Out: a.Alerts, Clock: a.Cfg.Clock, Every: cfg.WatchEvery}
+		Out: a.Alerts, Accounts: a.Accounts, Clock: a.Cfg.Clock, Every: cfg.WatchEvery}
 }
 
 // runAlerts starts the sender and the watcher under wg until ctx ends.

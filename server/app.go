@@ -318,7 +318,7 @@ func (r refreshStore) OAuthAccounts(ctx context.Context) ([]refresh.Account, err
 	}
 	var out []refresh.Account
 	for _, a := range all {
-		if a.Kind == accounts.OAuth {
+		if a.Kind == accounts.OAuth && !a.SetupToken() { // a setup token has nothing to refresh with
 			out = append(out, refresh.Account{Name: a.Name, Tier: a.Tier, ExpiresAt: a.ExpiresAt})
 		}
 	}

@@ -301,8 +301,12 @@ func printAccount(out io.Writer, a server.AccountDetail, asJSON bool) {
 		return
 	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	kind := string(a.Kind)
+	if a.SetupToken {
+		kind += " (setup token: never refreshed; replace it before it expires)"
+	}
 	fmt.Fprintf(tw, "account\t%s\ntier\t%s\nkind\t%s\nexpires\t%s\nfingerprint\t%s\ndisabled\t%v\n",
-		a.Name, dash(a.Tier), a.Kind, fmtTime(a.ExpiresAt), a.Fingerprint, a.Disabled)
+		a.Name, dash(a.Tier), kind, fmtTime(a.ExpiresAt), a.Fingerprint, a.Disabled)
 	_ = tw.Flush()
 }
 
