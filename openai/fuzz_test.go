@@ -45,3 +45,35 @@ func FuzzConvertRequest(f *testing.F) {
 		}
 	})
 }
+
+// FuzzConvertResponsesRequest: as FuzzConvertRequest, for the Responses API.
+func FuzzConvertResponsesRequest(f *testing.F) {
+	for _, s := range []string{
+		`{"model":"m","input":"Hi","instructions":"s"}`,
+		`{"model":"m","input":[{"role":"user","content":[{"type":"input_text","text":"a"},{"type":"input_image","image_url":"data:image/png;base64,iVBORw0KGgo="}]}],"stream":true}`,
+		`{"model":"m","input":[{"role":"user","content":"x"},{"type":"function_call","call_id":"c1","name":"f","arguments":"{\"a\":1}"},{"type":"function_call_output","call_id":"c1","output":"r"}],"tools":[{"type":"function","name":"f","parameters":{"type":"object"}}],"tool_choice":"required","parallel_tool_calls":false}`,
+		`{"model":"m","input":[{"role":"user","content":"x"},{"type":"function_call","call_id":"c.1","name":"f","arguments":""},{"type":"function_call_output","call_id":"c.1","output":[{"type":"input_text","text":"r"}]}]}`,
+		`{"model":"claude-sonnet-4-5","input":"x","text":{"format":{"type":"json_schema","name":"n","schema":{"type":"object"}}},"reasoning":{"effort":"high"},"max_output_tokens":3000}`,
+		`{"model":"m","input":"x","text":{"format":{"type":"json_object"}},"temperature":0.5,"top_p":1}`,
+		`{"model":"m","input":[{"type":"reasoning","summary":[]},{"role":"developer","content":"d"}]}`,
+		`{"model":"m","previous_response_id":"r","input":"x"}`, `[]`, `null`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req, err := ConvertResponsesRequest(body, RequestOptions{})
+		if err != nil {
+			if err.Status != 400 || err.Message == "" || err.Type != "invalid_request_error" {
+				t.Fatalf("refusal %+v", err)
+			}
+			return
+		}
+		ans, rerr := fakeupstream.Reply(req.Body)
+		if rerr != nil {
+			t.Fatalf("converted %s\ninto %s\nwhich the upstream refuses: %v", body, req.Body, rerr)
+		}
+		if ans.Model != req.Model || ans.Stream != req.Stream {
+			t.Fatalf("model/stream %q %v vs %q %v", ans.Model, ans.Stream, req.Model, req.Stream)
+		}
+	})
+}

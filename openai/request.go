@@ -43,6 +43,16 @@ type Request struct {
 	// Stream and IncludeUsage say how the answer must be converted.
 	Stream       bool
 	IncludeUsage bool
+	// Beta is an anthropic-beta value the body needs ("" none): structured
+	// outputs.
+	Beta string
+	// AnswerTool names the tool the answer was forced through (a JSON
+	// answer on a model without structured outputs): its input is the
+	// answer's text. "" when none.
+	AnswerTool string
+	// responses: the request came in on the Responses API, and so is
+	// answered in its shapes.
+	responses bool
 }
 
 // Parameters OpenAI documents as optional hints, or that only concern
@@ -61,12 +71,10 @@ var unsupported = map[string]func(json.RawMessage) bool{
 	"presence_penalty":   func(v json.RawMessage) bool { return isNumber(v, 0) },
 	"frequency_penalty":  func(v json.RawMessage) bool { return isNumber(v, 0) },
 	"logit_bias":         func(v json.RawMessage) bool { return isEmptyObject(v) },
-	"response_format":    func(v json.RawMessage) bool { return isTypeText(v) },
 	"modalities":         func(v json.RawMessage) bool { return isTextOnly(v) },
 	"audio":              func(json.RawMessage) bool { return false },
 	"functions":          func(json.RawMessage) bool { return false },
 	"function_call":      func(json.RawMessage) bool { return false },
-	"reasoning_effort":   func(json.RawMessage) bool { return false },
 	"verbosity":          func(json.RawMessage) bool { return false },
 	"web_search_options": func(json.RawMessage) bool { return false },
 }
@@ -76,6 +84,7 @@ var mapped = map[string]bool{
 	"model": true, "messages": true, "max_tokens": true, "max_completion_tokens": true,
 	"temperature": true, "top_p": true, "stop": true, "user": true, "stream": true,
 	"stream_options": true, "tools": true, "tool_choice": true, "parallel_tool_calls": true,
+	"reasoning_effort": true, "response_format": true,
 }
 
 // ConvertRequest turns a chat.completions body into a Messages body. A
@@ -109,7 +118,7 @@ func ConvertRequest(body []byte, opts RequestOptions) (Request, *Error) {
 	if out.System, out.Messages, err = convertMessages(fields["messages"]); err != nil {
 		return Request{}, err
 	}
-	if out.MaxTokens, err = maxTokens(fields, opts.MaxTokens); err != nil {
+	if out.MaxTokens, err = maxTokens(fields, opts.MaxTokens, "max_completion_tokens", "max_tokens"); err != nil {
 		return Request{}, err
 	}
 	if out.Temperature, err = number(fields, "temperature", 0, 1,
@@ -128,7 +137,7 @@ func ConvertRequest(body []byte, opts RequestOptions) (Request, *Error) {
 			return Request{}, badRequest("user", "user: must be a string")
 		}
 		if u != "" {
-			out.Metadata = &metadata{UserID: u}
+			out.Metadata = &metadata{UserID: userID(u)}
 		}
 	}
 	req := Request{}
@@ -150,6 +159,23 @@ func ConvertRequest(body []byte, opts RequestOptions) (Request, *Error) {
 	}
 	if out.Tools, out.ToolChoice, err = convertTools(fields); err != nil {
 		return Request{}, err
+	}
+	if req.Beta, req.AnswerTool, err = applyFormat(&out, fields["response_format"], "response_format"); err != nil {
+		return Request{}, err
+	}
+	if out.Tools == nil {
+		out.Tools, out.ToolChoice = historyTools(out.Messages)
+	}
+	if v, ok := fields["reasoning_effort"]; ok {
+		var effort string
+		if json.Unmarshal(v, &effort) != nil {
+			return Request{}, badRequest("reasoning_effort", "reasoning_effort: must be a string")
+		}
+		_, limit := fields["max_tokens"]
+		_, limit2 := fields["max_completion_tokens"]
+		if err := applyEffort(&out, effort, "reasoning_effort", limit || limit2, req.AnswerTool != ""); err != nil {
+			return Request{}, err
+		}
 	}
 	b, merr := marshalErr(out)
 	if merr != nil {
@@ -196,11 +222,6 @@ func isEmptyObject(v json.RawMessage) bool {
 	return json.Unmarshal(v, &m) == nil && len(m) == 0
 }
 
-func isTypeText(v json.RawMessage) bool {
-	var rf struct{ Type string }
-	return json.Unmarshal(v, &rf) == nil && rf.Type == "text"
-}
-
 func isTextOnly(v json.RawMessage) bool {
 	var ms []string
 	if json.Unmarshal(v, &ms) != nil {
@@ -236,11 +257,12 @@ func str(fields map[string]json.RawMessage, name string, dst *string) *Error {
 	return nil
 }
 
-func maxTokens(fields map[string]json.RawMessage, def int) (int, *Error) {
+// maxTokens reads the first of names that is given, else def.
+func maxTokens(fields map[string]json.RawMessage, def int, names ...string) (int, *Error) {
 	if def <= 0 {
 		def = DefaultMaxTokens
 	}
-	for _, name := range []string{"max_completion_tokens", "max_tokens"} {
+	for _, name := range names {
 		v, ok := fields[name]
 		if !ok {
 			continue
@@ -276,9 +298,11 @@ func stops(v json.RawMessage) ([]string, *Error) {
 	if v == nil {
 		return nil, nil
 	}
+	// Messages refuses stop sequences made of whitespace only: they are
+	// dropped, like empty ones.
 	var one string
 	if json.Unmarshal(v, &one) == nil {
-		if one == "" {
+		if strings.TrimSpace(one) == "" {
 			return nil, nil
 		}
 		return []string{one}, nil
@@ -289,7 +313,7 @@ func stops(v json.RawMessage) ([]string, *Error) {
 	}
 	out := many[:0]
 	for _, s := range many {
-		if s != "" {
+		if strings.TrimSpace(s) != "" {
 			out = append(out, s)
 		}
 	}
@@ -309,6 +333,8 @@ type messagesRequest struct {
 	TopP          json.RawMessage `json:"top_p,omitempty"`
 	Tools         []tool          `json:"tools,omitempty"`
 	ToolChoice    *toolChoice     `json:"tool_choice,omitempty"`
+	Thinking      *thinking       `json:"thinking,omitempty"`
+	OutputFormat  *outputFormat   `json:"output_format,omitempty"`
 }
 
 type metadata struct {
@@ -398,27 +424,8 @@ func convertMessages(raw json.RawMessage) (string, []turn, *Error) {
 		return "", nil, badRequest("messages", "messages: at least one message is required")
 	}
 	var system []string
-	var turns []turn
-	var blocks [][]block // blocks of turns[i]
-	// calls are the tool call ids of the latest assistant turn: the only
-	// ones a tool message may answer, as in OpenAI's API and in Messages.
-	calls := map[string]bool{}
-	add := func(role string, bs []block) {
-		if n := len(turns); n > 0 && turns[n-1].Role == role {
-			blocks[n-1] = append(blocks[n-1], bs...)
-		} else {
-			turns = append(turns, turn{Role: role})
-			blocks = append(blocks, bs)
-			if role == "assistant" {
-				clear(calls)
-			}
-		}
-		for _, b := range bs {
-			if b.Type == "tool_use" {
-				calls[b.ID] = true
-			}
-		}
-	}
+	var tb turnBuilder
+	add := tb.add
 	for i, rm := range msgs {
 		p := fmt.Sprintf("messages[%d]", i)
 		var m chatMessage
@@ -459,7 +466,7 @@ func convertMessages(raw json.RawMessage) (string, []turn, *Error) {
 			if m.ToolCallID == nil || *m.ToolCallID == "" {
 				return "", nil, badRequest(p+".tool_call_id", "%s.tool_call_id: required for a tool message", p)
 			}
-			if !calls[*m.ToolCallID] {
+			if !tb.answers(*m.ToolCallID) {
 				return "", nil, badRequest(p+".tool_call_id", "%s: a tool message must answer a tool call of the preceding assistant message (no call %q)", p, *m.ToolCallID)
 			}
 			texts, err := textParts(m.Content, p+".content")
@@ -477,18 +484,58 @@ func convertMessages(raw json.RawMessage) (string, []turn, *Error) {
 			return "", nil, badRequest(p+".role", "%s.role: must be system, developer, user, assistant or tool, got %q", p, m.Role)
 		}
 	}
+	turns := tb.done()
 	if len(turns) == 0 {
 		return "", nil, badRequest("messages", "messages: at least one user or assistant message is required")
 	}
-	for i := range turns {
-		bs := blocks[i]
-		if len(bs) == 1 && bs[0].Type == "text" {
-			turns[i].Content = *bs[0].Text // the plain form, as most clients send it
-		} else {
-			turns[i].Content = bs
+	return strings.Join(system, "\n\n"), turns, nil
+}
+
+// turnBuilder collects Messages turns, merging consecutive turns of one
+// role, which Messages requires to alternate.
+type turnBuilder struct {
+	turns  []turn
+	blocks [][]block // blocks of turns[i]
+	// calls are the tool call ids of the latest assistant turn: the only
+	// ones a tool result may answer, as in OpenAI's API and in Messages.
+	calls map[string]bool
+}
+
+func (tb *turnBuilder) add(role string, bs []block) {
+	if tb.calls == nil {
+		tb.calls = map[string]bool{}
+	}
+	if n := len(tb.turns); n > 0 && tb.turns[n-1].Role == role {
+		tb.blocks[n-1] = append(tb.blocks[n-1], bs...)
+	} else {
+		tb.turns = append(tb.turns, turn{Role: role})
+		tb.blocks = append(tb.blocks, bs)
+		if role == "assistant" {
+			clear(tb.calls)
 		}
 	}
-	return strings.Join(system, "\n\n"), turns, nil
+	for _, b := range bs {
+		if b.Type == "tool_use" {
+			tb.calls[b.ID] = true
+		}
+	}
+}
+
+// answers reports whether a tool result for id may follow.
+func (tb *turnBuilder) answers(id string) bool { return tb.calls[id] }
+
+// done returns the turns, a lone text block in its plain string form, as
+// most clients send it.
+func (tb *turnBuilder) done() []turn {
+	for i := range tb.turns {
+		bs := tb.blocks[i]
+		if len(bs) == 1 && bs[0].Type == "text" {
+			tb.turns[i].Content = *bs[0].Text
+		} else {
+			tb.turns[i].Content = bs
+		}
+	}
+	return tb.turns
 }
 
 // textParts reads content that may only hold text: a string or text parts.

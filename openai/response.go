@@ -88,11 +88,12 @@ type message struct {
 }
 
 type contentBlock struct {
-	Type  string          `json:"type"`
-	Text  string          `json:"text"`
-	ID    string          `json:"id"`
-	Name  string          `json:"name"`
-	Input json.RawMessage `json:"input"`
+	Type     string          `json:"type"`
+	Text     string          `json:"text"`
+	Thinking string          `json:"thinking"`
+	ID       string          `json:"id"`
+	Name     string          `json:"name"`
+	Input    json.RawMessage `json:"input"`
 }
 
 type completion struct {
@@ -113,10 +114,11 @@ type choice struct {
 }
 
 type answerMessage struct {
-	Role      string     `json:"role"`
-	Content   *string    `json:"content"`
-	Refusal   *string    `json:"refusal"`
-	ToolCalls []toolCall `json:"tool_calls,omitempty"`
+	Role             string     `json:"role"`
+	Content          *string    `json:"content"`
+	ReasoningContent string     `json:"reasoning_content,omitempty"`
+	Refusal          *string    `json:"refusal"`
+	ToolCalls        []toolCall `json:"tool_calls,omitempty"`
 }
 
 type toolCall struct {
@@ -135,8 +137,16 @@ var ErrNotMessage = errors.New("openai: not a Messages answer")
 
 // ConvertResponse turns a Messages answer into a chat.completion: text
 // blocks joined into content, tool_use blocks into tool_calls with their
-// input as a JSON string. Thinking blocks are not part of OpenAI's answer.
+// input as a JSON string, thinking into reasoning_content (as other
+// gateways return it).
 func ConvertResponse(body []byte, created time.Time) ([]byte, error) {
+	return Request{}.ConvertResponse(body, created)
+}
+
+// ConvertResponse converts the answer to r: when r forced the answer
+// through a tool (AnswerTool), that tool's input is the content, and the
+// completion stops as a plain answer does.
+func (r Request) ConvertResponse(body []byte, created time.Time) ([]byte, error) {
 	var m message
 	if err := json.Unmarshal(body, &m); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNotMessage, err)
@@ -144,13 +154,23 @@ func ConvertResponse(body []byte, created time.Time) ([]byte, error) {
 	if m.Type != "message" {
 		return nil, fmt.Errorf("%w: type %q", ErrNotMessage, m.Type)
 	}
-	var text strings.Builder
+	var text, reasoning strings.Builder
 	msg := answerMessage{Role: "assistant"}
+	stop := m.StopReason
 	for _, b := range m.Content {
-		switch b.Type {
-		case "text":
+		switch {
+		case b.Type == "thinking":
+			reasoning.WriteString(b.Thinking)
+		case r.AnswerTool != "" && b.Type == "text":
+			// Only the forced tool's input is the answer.
+		case r.AnswerTool != "" && b.Type == "tool_use" && b.Name == r.AnswerTool:
+			text.Write(compact(b.Input))
+			if stop == "tool_use" {
+				stop = "end_turn"
+			}
+		case b.Type == "text":
 			text.WriteString(b.Text)
-		case "tool_use":
+		case b.Type == "tool_use":
 			args := "{}"
 			if len(b.Input) > 0 && string(b.Input) != "null" {
 				args = string(compact(b.Input))
@@ -163,9 +183,10 @@ func ConvertResponse(body []byte, created time.Time) ([]byte, error) {
 		s := text.String()
 		msg.Content = &s
 	}
+	msg.ReasoningContent = reasoning.String()
 	return marshal(completion{
 		ID: completionID(m.ID), Object: "chat.completion", Created: created.Unix(), Model: m.Model,
-		Choices: []choice{{Index: 0, Message: msg, FinishReason: FinishReason(m.StopReason)}},
+		Choices: []choice{{Index: 0, Message: msg, FinishReason: FinishReason(stop)}},
 		Usage:   m.Usage.openai(),
 	}), nil
 }

@@ -18,11 +18,11 @@ func TestConvertResponse(t *testing.T) {
 			`{"id":"chatcmpl-msg_1","object":"chat.completion","created":1767225600,"model":"claude-sonnet-4-5-20250929","system_fingerprint":null,
 			  "choices":[{"index":0,"message":{"role":"assistant","content":"Hello there","refusal":null},"logprobs":null,"finish_reason":"stop"}],
 			  "usage":{"prompt_tokens":160,"completion_tokens":5,"total_tokens":165,"prompt_tokens_details":{"cached_tokens":50}}}`},
-		{"tool_use with text, thinking dropped",
+		{"tool_use with text, thinking as reasoning_content",
 			`{"id":"msg_2","type":"message","role":"assistant","model":"m","content":[{"type":"thinking","thinking":"hmm","signature":"s"},{"type":"text","text":"Checking."},{"type":"tool_use","id":"toolu_1","name":"weather","input":{"city": "Paris"}},{"type":"tool_use","id":"toolu_2","name":"time","input":{}}],"stop_reason":"tool_use",
 			  "usage":{"input_tokens":3,"output_tokens":7}}`,
 			`{"id":"chatcmpl-msg_2","object":"chat.completion","created":1767225600,"model":"m","system_fingerprint":null,
-			  "choices":[{"index":0,"message":{"role":"assistant","content":"Checking.","refusal":null,"tool_calls":[
+			  "choices":[{"index":0,"message":{"role":"assistant","content":"Checking.","reasoning_content":"hmm","refusal":null,"tool_calls":[
 			    {"id":"toolu_1","type":"function","function":{"name":"weather","arguments":"{\"city\":\"Paris\"}"}},
 			    {"id":"toolu_2","type":"function","function":{"name":"time","arguments":"{}"}}]},"logprobs":null,"finish_reason":"tool_calls"}],
 			  "usage":{"prompt_tokens":3,"completion_tokens":7,"total_tokens":10,"prompt_tokens_details":{"cached_tokens":0}}}`},

@@ -28,18 +28,28 @@ type Stream struct {
 	// prefix is every chunk's opening up to its choices, fixed once the
 	// message starts: the many content deltas are written without
 	// reflection.
-	prefix   []byte
-	tools    map[int]int // Messages block index → tool_calls index
-	nextTool int
-	usage    anthropicUsage
-	finished bool // the chunk with finish_reason was sent
-	done     bool // [DONE] or an error was sent: nothing follows
+	prefix []byte
+	tools  map[int]int // Messages block index → tool_calls index
+	// answerTool is the forced tool whose input is the content;
+	// answerIndex its block's index (-1 until it starts).
+	answerTool  string
+	answerIndex int
+	nextTool    int
+	usage       anthropicUsage
+	finished    bool // the chunk with finish_reason was sent
+	done        bool // [DONE] or an error was sent: nothing follows
 }
 
 // NewStream returns a converter writing to w; created stamps every chunk,
 // includeUsage adds the final usage chunk (stream_options.include_usage).
 func NewStream(w io.Writer, created time.Time, includeUsage bool) *Stream {
-	s := &Stream{w: w, created: created.Unix(), includeUsage: includeUsage, tools: map[int]int{}}
+	return Request{IncludeUsage: includeUsage}.NewStream(w, created)
+}
+
+// NewStream returns a converter for the answer to r (its usage option and
+// its forced answer tool, whose input streams as content).
+func (r Request) NewStream(w io.Writer, created time.Time) *Stream {
+	s := &Stream{w: w, created: created.Unix(), includeUsage: r.IncludeUsage, answerTool: r.AnswerTool, tools: map[int]int{}}
 	s.parser = sse.NewParser(MaxEvent, nil, s.dispatch)
 	return s
 }
@@ -81,6 +91,7 @@ type upstreamEvent struct {
 	Delta        struct {
 		Type        string `json:"type"`
 		Text        string `json:"text"`
+		Thinking    string `json:"thinking"`
 		PartialJSON string `json:"partial_json"`
 		StopReason  string `json:"stop_reason"`
 	} `json:"delta"`
@@ -107,12 +118,20 @@ func (s *Stream) dispatch(name, data []byte) {
 		empty := ""
 		s.chunk(delta{Role: "assistant", Content: &empty}, nil)
 	case "content_block_start":
-		switch ev.ContentBlock.Type {
-		case "text":
+		switch {
+		case s.answerTool != "" && ev.ContentBlock.Type == "tool_use" && ev.ContentBlock.Name == s.answerTool:
+			s.answerIndex = ev.Index + 1 // +1: the zero value means none
+		case s.answerTool != "" && ev.ContentBlock.Type == "text":
+			// Only the forced tool's input is the answer.
+		case ev.ContentBlock.Type == "thinking":
+			if t := ev.ContentBlock.Thinking; t != "" {
+				s.chunk(delta{ReasoningContent: &t}, nil)
+			}
+		case ev.ContentBlock.Type == "text":
 			if t := ev.ContentBlock.Text; t != "" {
 				s.chunk(delta{Content: &t}, nil)
 			}
-		case "tool_use":
+		case ev.ContentBlock.Type == "tool_use":
 			k := s.nextTool
 			s.nextTool++
 			s.tools[ev.Index] = k
@@ -122,10 +141,18 @@ func (s *Stream) dispatch(name, data []byte) {
 	case "content_block_delta":
 		switch ev.Delta.Type {
 		case "text_delta":
-			if t := ev.Delta.Text; t != "" {
+			if t := ev.Delta.Text; t != "" && s.answerTool == "" {
 				s.content(t)
 			}
+		case "thinking_delta":
+			if t := ev.Delta.Thinking; t != "" {
+				s.chunk(delta{ReasoningContent: &t}, nil)
+			}
 		case "input_json_delta":
+			if ev.Index+1 == s.answerIndex && ev.Delta.PartialJSON != "" {
+				s.content(ev.Delta.PartialJSON)
+				break
+			}
 			if k, ok := s.tools[ev.Index]; ok && ev.Delta.PartialJSON != "" {
 				s.chunk(delta{ToolCalls: []toolCallDelta{{Index: k, Function: functionDelta{Arguments: ev.Delta.PartialJSON}}}}, nil)
 			}
@@ -134,7 +161,11 @@ func (s *Stream) dispatch(name, data []byte) {
 		s.usage.merge(ev.Usage)
 		if !s.finished {
 			s.finished = true
-			fr := FinishReason(ev.Delta.StopReason)
+			stop := ev.Delta.StopReason
+			if s.answerIndex != 0 && stop == "tool_use" {
+				stop = "end_turn"
+			}
+			fr := FinishReason(stop)
 			s.chunk(delta{}, &fr)
 		}
 	case "message_stop":
@@ -177,9 +208,10 @@ type chunkChoice struct {
 }
 
 type delta struct {
-	Role      string          `json:"role,omitempty"`
-	Content   *string         `json:"content,omitempty"`
-	ToolCalls []toolCallDelta `json:"tool_calls,omitempty"`
+	Role             string          `json:"role,omitempty"`
+	Content          *string         `json:"content,omitempty"`
+	ReasoningContent *string         `json:"reasoning_content,omitempty"`
+	ToolCalls        []toolCallDelta `json:"tool_calls,omitempty"`
 }
 
 type toolCallDelta struct {
