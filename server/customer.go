@@ -249,30 +249,6 @@ func (s *Server) requireCaller(w http.ResponseWriter, r *http.Request) *caller {
 	return cl
 }
 
-// models lists the models the key's tier may call, in Anthropic's shape.
-func (s *Server) models(c *ginContext) {
-	cl := s.requireCaller(c.Writer, c.Request)
-	if cl == nil {
-		return
-	}
-	ms := s.d.Tiers.ModelsFor(cl.tier)
-	type model struct {
-		Type        string `json:"type"`
-		ID          string `json:"id"`
-		DisplayName string `json:"display_name"`
-		CreatedAt   string `json:"created_at"`
-	}
-	data := make([]model, 0, len(ms))
-	for _, m := range ms {
-		data = append(data, model{Type: "model", ID: m.ID, DisplayName: m.DisplayName, CreatedAt: "2025-01-01T00:00:00Z"})
-	}
-	resp := map[string]any{"data": data, "has_more": false, "first_id": nil, "last_id": nil}
-	if len(data) > 0 {
-		resp["first_id"], resp["last_id"] = data[0].ID, data[len(data)-1].ID
-	}
-	c.JSON(http.StatusOK, resp)
-}
-
 // customerUsage shows the key its own tier, expiry, account alias and quotas.
 func (s *Server) customerUsage(c *ginContext) {
 	ctx := c.Request.Context()

@@ -11,18 +11,26 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/claude-route/claude-route/openai"
+	"github.com/claude-route/claude-route/relay"
 )
 
-// chatCompletions serves POST /v1/chat/completions by wrapping the
-// Messages handler, so keys, tier rules, quotas, binding, overflow and
-// usage are exactly those of /v1/messages: the body is converted when the
-// Messages handler reads it (after authentication, so a stranger's body is
-// still never read), and the answer, stream or error it writes is
-// converted back on the way out.
-func (s *Server) chatCompletions(c *gin.Context) {
+// chatCompletions serves POST /v1/chat/completions.
+func (s *Server) chatCompletions(c *gin.Context) { s.viaMessages(c, openai.ConvertRequest) }
+
+// responses serves POST /v1/responses, OpenAI's Responses API (stateless).
+func (s *Server) responses(c *gin.Context) { s.viaMessages(c, openai.ConvertResponsesRequest) }
+
+// viaMessages serves an OpenAI-compatible route by wrapping the Messages
+// handler, so keys, tier rules, quotas, binding, overflow and usage are
+// exactly those of /v1/messages: the body is converted when the Messages
+// handler reads it (after authentication, so a stranger's body is still
+// never read), and the answer, stream or error it writes is converted back
+// on the way out.
+func (s *Server) viaMessages(c *gin.Context, convert convertFunc) {
 	orig := c.Request
-	body := &convertingBody{src: orig.Body, w: c.Writer, limit: s.cfg.MaxBodyBytes, sizeHint: orig.ContentLength}
 	r := orig.Clone(orig.Context())
+	body := &convertingBody{src: orig.Body, w: c.Writer, limit: s.cfg.MaxBodyBytes, sizeHint: orig.ContentLength,
+		convert: convert, header: r.Header}
 	r.URL.Path, r.URL.RawPath, r.URL.RawQuery = "/v1/messages", "", ""
 	r.Body = body
 	// The converted body's length is known only once it is converted.
@@ -38,11 +46,19 @@ func (s *Server) chatCompletions(c *gin.Context) {
 	w.finish()
 }
 
+// convertFunc converts an OpenAI-compatible request body.
+type convertFunc func([]byte, openai.RequestOptions) (openai.Request, *openai.Error)
+
 // convertingBody converts the OpenAI request on its first read.
 type convertingBody struct {
-	src   io.ReadCloser
-	w     http.ResponseWriter
-	limit int64
+	src     io.ReadCloser
+	w       http.ResponseWriter
+	limit   int64
+	convert convertFunc
+	// header is the converted request's: a body that needs a beta (JSON
+	// answers through structured outputs) adds it there before the request
+	// is sent.
+	header http.Header
 	// sizeHint is the OpenAI body's declared length (-1 unknown): what the
 	// in-flight byte budget holds for it.
 	sizeHint int64
@@ -59,10 +75,13 @@ func (b *convertingBody) Read(p []byte) (int, error) {
 			b.rerr = err // the Messages handler answers it (413 or 400)
 			return 0, err
 		}
-		req, cerr := openai.ConvertRequest(raw, openai.RequestOptions{})
+		req, cerr := b.convert(raw, openai.RequestOptions{})
 		if cerr != nil {
 			b.err, b.rerr = cerr, cerr
 			return 0, cerr
+		}
+		if req.Beta != "" {
+			relay.MergeBeta(b.header, req.Beta)
 		}
 		b.req, b.conv = req, bytes.NewReader(req.Body)
 	}
@@ -82,7 +101,7 @@ type openaiWriter struct {
 	now    func() time.Time
 	status int
 	mode   int // 0 nothing yet, modeStream, modeBuffer, modePass
-	stream *openai.Stream
+	stream openai.Converter
 	buf    bytes.Buffer
 }
 
@@ -110,7 +129,7 @@ func (w *openaiWriter) WriteHeader(status int) {
 		w.mode = modeStream
 		h.Del("Content-Length")
 		h.Set("Content-Type", "text/event-stream; charset=utf-8")
-		w.stream = openai.NewStream(w.ResponseWriter, w.now(), w.body.req.IncludeUsage)
+		w.stream = w.body.req.Converter(w.ResponseWriter, w.now())
 		w.ResponseWriter.WriteHeader(status)
 	case status >= 400 || strings.HasPrefix(ct, "application/json"):
 		w.mode = modeBuffer // the status is sent with the converted body
@@ -179,10 +198,10 @@ func (w *openaiWriter) finish() {
 		out = e.JSON()
 	} else {
 		var err error
-		if out, err = openai.ConvertResponse(w.buf.Bytes(), w.now()); err != nil {
+		if out, err = w.body.req.Answer(w.buf.Bytes(), w.now()); err != nil {
 			status = http.StatusBadGateway
 			out = (&openai.Error{Status: status, Type: "api_error", Code: "server_error",
-				Message: "The upstream answer could not be converted to a chat completion"}).JSON()
+				Message: "The upstream answer could not be converted to the OpenAI format"}).JSON()
 		}
 	}
 	w.ResponseWriter.WriteHeader(status)
@@ -193,42 +212,4 @@ func (w *openaiWriter) finish() {
 // anthropic-version, which every Anthropic SDK and Claude Code send.
 func isOpenAIClient(h http.Header) bool {
 	return h.Get("Anthropic-Version") == "" && strings.HasPrefix(strings.ToLower(h.Get("Authorization")), "bearer ")
-}
-
-// modelList answers GET /v1/models in OpenAI's list shape to OpenAI
-// clients and in Anthropic's to everyone else.
-func (s *Server) modelList(c *gin.Context) {
-	if !isOpenAIClient(c.Request.Header) {
-		s.models(c)
-		return
-	}
-	w := &openaiWriter{ResponseWriter: c.Writer, body: &convertingBody{}, now: s.d.Clock.Now}
-	cl := s.requireCaller(w, c.Request)
-	if cl == nil {
-		w.finish()
-		return
-	}
-	type model struct {
-		ID      string `json:"id"`
-		Object  string `json:"object"`
-		Created int64  `json:"created"`
-		OwnedBy string `json:"owned_by"`
-	}
-	data := []model{}
-	for _, m := range s.d.Tiers.ModelsFor(cl.tier) {
-		data = append(data, model{ID: m.ID, Object: "model", Created: modelCreated(m.ID), OwnedBy: "anthropic"})
-	}
-	c.JSON(http.StatusOK, gin.H{"object": "list", "data": data})
-}
-
-// modelCreated reads the release date at the end of a model id
-// (claude-sonnet-4-5-20250929); ids without one get the date the Anthropic
-// list shows.
-func modelCreated(id string) int64 {
-	if i := strings.LastIndexByte(id, '-'); i >= 0 {
-		if t, err := time.Parse("20060102", id[i+1:]); err == nil {
-			return t.Unix()
-		}
-	}
-	return time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC).Unix()
 }

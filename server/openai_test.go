@@ -13,7 +13,13 @@ import (
 // anthropic-version.
 func oaPost(t *testing.T, url, key, body string) reply {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, url+"/v1/chat/completions", strings.NewReader(body))
+	return oaPostTo(t, url, "/v1/chat/completions", key, body)
+}
+
+// oaPostTo sends an OpenAI-style request to path.
+func oaPostTo(t *testing.T, url, path, key, body string) reply {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url+path, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)

@@ -227,7 +227,9 @@ func (s *Server) routes(e *gin.Engine) {
 	v1.POST("/messages", s.messages)
 	v1.POST("/messages/count_tokens", s.countTokens)
 	v1.GET("/models", s.modelList)
+	v1.GET("/models/:id", s.modelGet)
 	v1.POST("/chat/completions", s.chatCompletions)
+	v1.POST("/responses", s.responses)
 	v1.GET("/usage", s.customerUsage)
 	s.usagePageRoutes(e)
 	s.notFound(e)
@@ -243,12 +245,6 @@ func (s *Server) adminSurface(e *gin.Engine) {
 		e.GET("/metrics", s.adminAuth, gin.WrapH(s.metrics.handler()))
 	}
 	s.adminRoutes(e)
-}
-
-func (s *Server) notFound(e *gin.Engine) {
-	e.NoRoute(func(c *gin.Context) {
-		writeError(c.Writer, http.StatusNotFound, errNotFound, "Not found: "+c.Request.Method+" "+c.Request.URL.Path)
-	})
 }
 
 // bodyDeadline gives the client BodyReadTimeout to send its whole body, so
