@@ -99,8 +99,8 @@ func cmdDemo(ctx context.Context, args []string, getenv func(string) string, std
 Try it:
   curl -sN %s/v1/messages -H 'x-api-key: %s' -H 'anthropic-version: 2023-06-01' -H 'content-type: application/json' -d '{"model":"claude-sonnet-4-5-20250929","max_tokens":256,"stream":true,"messages":[{"role":"user","content":"Hello"}]}'
 
-Point Claude Code at it:
-  ANTHROPIC_BASE_URL=%s ANTHROPIC_API_KEY=%s claude
+Point Claude Code at it (the trial tier allows Sonnet; Claude Code's default is Opus):
+  ANTHROPIC_BASE_URL=%s ANTHROPIC_API_KEY=%s claude --model sonnet
 
 Operator commands from another shell:
   export CLAUDE_ROUTE_URL=%s ADMIN_TOKEN=%s

@@ -18,6 +18,10 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request, body []b
 		writeError(w, aerr.status, aerr.typ, aerr.message)
 		return
 	}
+	if err := checkBetas(r.Header, body); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_request_error", err.Error())
+		return
+	}
 	ans, err := Reply(body)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "invalid_request_error", err.Error())

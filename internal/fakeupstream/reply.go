@@ -51,7 +51,9 @@ type Answer struct {
 //     of the writes, 100 per `"ttl":"1h"` in the body are 1-hour writes
 //     (usage.cache_creation.ephemeral_1h_input_tokens), the rest 5-minute;
 //   - tool results, tool calls and images change Text as shape (tools.go)
-//     says.
+//     says;
+//   - with output_format, Text is a JSON instance of its schema
+//     (structuredAnswer, betas.go).
 //
 // A body the API would reject returns an error whose text is the API's
 // invalid_request_error message.
@@ -74,7 +76,7 @@ func Reply(body []byte) (Answer, error) {
 	}
 	n := bytes.Count(body, []byte(`"cache_control"`))
 	n1h := min(n, bytes.Count(body, []byte(`"ttl":"1h"`)))
-	return shape(body, rules, Answer{
+	ans := shape(body, rules, Answer{
 		Model:      req.model,
 		Stream:     req.stream,
 		Text:       text,
@@ -86,7 +88,8 @@ func Reply(body []byte) (Answer, error) {
 			CacheReadInputTokens:     50 * n,
 			CacheCreation:            CacheCreation{Ephemeral5m: 100 * (n - n1h), Ephemeral1h: 100 * n1h},
 		},
-	}), nil
+	})
+	return structuredAnswer(body, lastUserText(req.messages), ans), nil
 }
 
 func inputTokens(rawMessages []byte) int { return len(rawMessages)/4 + 1 }

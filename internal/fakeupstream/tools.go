@@ -68,21 +68,19 @@ func checkContent(body []byte) (contentRules, error) {
 		return r, errors.New("There was an issue with your request body: " + err.Error())
 	}
 	if len(r.System) > 0 && string(r.System) != "null" {
-		var s string
-		var bs []ruleBlock
-		if json.Unmarshal(r.System, &s) != nil {
-			if json.Unmarshal(r.System, &bs) != nil {
-				return r, errors.New("system: Input should be a valid string or a list of text blocks")
-			}
-			for i, b := range bs {
-				if b.Type != "text" || b.Text == nil {
-					return r, fmt.Errorf("system.%d: only text blocks are allowed", i)
-				}
-			}
+		if err := checkSystem(r.System, "system"); err != nil {
+			return r, err
 		}
 	}
 	var prevToolUses map[string]bool
 	for i, m := range r.Messages {
+		if m.Role == "system" {
+			// Between turns (handleMessages checks the beta): text only.
+			if err := checkSystem(m.Content, fmt.Sprintf("messages.%d.content", i)); err != nil {
+				return r, err
+			}
+			continue
+		}
 		if m.Role != "user" && m.Role != "assistant" {
 			return r, fmt.Errorf("messages.%d.role: Input should be 'user' or 'assistant'", i)
 		}
@@ -152,6 +150,24 @@ func checkContent(body []byte) (contentRules, error) {
 		}
 	}
 	return r, nil
+}
+
+// checkSystem: system text is a string or a list of text blocks.
+func checkSystem(raw json.RawMessage, p string) error {
+	var s string
+	var bs []ruleBlock
+	if json.Unmarshal(raw, &s) == nil {
+		return nil
+	}
+	if json.Unmarshal(raw, &bs) != nil {
+		return errors.New(p + ": Input should be a valid string or a list of text blocks")
+	}
+	for i, b := range bs {
+		if b.Type != "text" || b.Text == nil {
+			return fmt.Errorf("%s.%d: only text blocks are allowed", p, i)
+		}
+	}
+	return nil
 }
 
 func checkImage(p string, b ruleBlock) error {

@@ -87,7 +87,8 @@ func TestContentRules(t *testing.T) {
 		{"image data", `[{"role":"user","content":[{"type":"image","source":{"type":"base64","media_type":"image/png","data":"!!"}}]}]`, "base64"},
 		{"image http", `[{"role":"user","content":[{"type":"image","source":{"type":"url","url":"http://x"}}]}]`, "HTTPS"},
 		{"empty text block", `[{"role":"user","content":[{"type":"text","text":""}]}]`, "non-empty"},
-		{"bad role", `[{"role":"system","content":"x"}]`, "role"},
+		{"bad role", `[{"role":"robot","content":"x"}]`, "role"},
+		{"a system message with a non-text block", `[{"role":"user","content":"x"},{"role":"system","content":[{"type":"image","source":{"type":"url","url":"https://x"}}]}]`, "only text"},
 	}
 	for _, c := range cases {
 		_, err := Reply([]byte(`{"model":"m","max_tokens":5,"messages":` + c.messages + `}`))
