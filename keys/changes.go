@@ -48,6 +48,12 @@ const MaxIssue = 10000
 // write withdraws every key before anyone has it. The raw keys are
 // returned here and nowhere else.
 func (s *Store) IssueMany(ctx context.Context, tier string, validity time.Duration, note string, n int) ([]string, []Record, error) {
+	return s.IssueManyWith(ctx, IssueSpec{Tier: tier, Validity: validity, Note: note}, n)
+}
+
+// IssueManyWith is IssueMany with every option of IssueSpec but Account.
+func (s *Store) IssueManyWith(ctx context.Context, sp IssueSpec, n int) ([]string, []Record, error) {
+	tier, validity, note := sp.Tier, sp.Validity, sp.Note
 	if n < 1 || n > MaxIssue {
 		return nil, nil, fmt.Errorf("keys: issue: count must be 1 to %d", MaxIssue)
 	}
@@ -74,9 +80,7 @@ func (s *Store) IssueMany(ctx context.Context, tier string, validity time.Durati
 			h := Hash(keys[i])
 			cand[i] = Record{ID: ID(h), Hash: h, Prefix: Prefix(keys[i]), Tier: tier,
 				Status: StatusActive, Note: note, Created: now}
-			if validity > 0 {
-				cand[i].Expires = truncMillis(now.Add(validity))
-			}
+			sp.setValidity(&cand[i], now)
 		}
 		claimed, err := s.claimIDs(ctx, cand)
 		if err != nil {

@@ -204,8 +204,10 @@ func (c *commitRun) apply(p *pending) {
 				r.Status, r.RevokedAt = StatusRevoked, ch.RevokedAt.UTC()
 			}
 		case OpExtend, OpActivate:
-			changed = !r.Expires.Equal(ch.Expires)
+			// An explicit expiry or the activation ends the wait for a first use.
+			changed = !r.Expires.Equal(ch.Expires) || r.FirstUse != 0
 			r.Expires = truncMillis(ch.Expires)
+			r.FirstUse = 0
 		case OpNote:
 			changed = r.Note != ch.Note
 			r.Note = ch.Note

@@ -147,6 +147,7 @@ func applyLine(recs map[string]Record, tier string, ln line) error {
 		r.Status, r.RevokedAt = StatusRevoked, derefTime(ln.RevokedAt)
 	case OpExtend, OpActivate:
 		r.Expires = derefTime(ln.Expires)
+		r.FirstUse = 0
 	case OpNote:
 		if ln.Note != nil {
 			r.Note = *ln.Note

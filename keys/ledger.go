@@ -88,6 +88,9 @@ type entry struct {
 	Note      string     `json:"note"`
 	Account   string     `json:"account"`
 	RevokedAt *time.Time `json:"revoked_at"` // null: not revoked
+	// FirstUseMS is the validity in ms that starts at the key's first use
+	// (absent: none, or already activated).
+	FirstUseMS int64 `json:"first_use_validity_ms,omitempty"`
 }
 
 func optTime(t time.Time) *time.Time {
@@ -110,7 +113,8 @@ func toEntry(r Record) entry {
 		Hash: r.Hash, ID: r.ID, Prefix: r.Prefix, Tier: r.Tier,
 		Created: r.Created.UTC(), Expires: optTime(r.Expires),
 		Status: r.Status, Note: r.Note, Account: r.Account,
-		RevokedAt: optTime(r.RevokedAt),
+		RevokedAt:  optTime(r.RevokedAt),
+		FirstUseMS: r.FirstUse.Milliseconds(),
 	}
 }
 
@@ -120,6 +124,7 @@ func (e entry) record() Record {
 		Created: e.Created.UTC(), Expires: derefTime(e.Expires),
 		Status: e.Status, Note: e.Note, Account: e.Account,
 		RevokedAt: derefTime(e.RevokedAt),
+		FirstUse:  time.Duration(max(e.FirstUseMS, 0)) * time.Millisecond,
 	}
 }
 

@@ -93,13 +93,14 @@ func (s *Store) SetExpiry(ctx context.Context, ref string, until time.Time) (Rec
 		return Record{}, err
 	}
 	until = truncMillis(until)
-	before, after, err := s.change(ctx, h, "", fExpires, toMillis(until))
+	// An explicit expiry also ends a wait for the first use.
+	before, after, err := s.change(ctx, h, "", fExpires, toMillis(until), fFirstUse, 0)
 	if err != nil {
 		return Record{}, err
 	}
 	lr, err := s.change1(ctx, Change{Op: OpExtend, Tier: before.Tier, Hash: h, Expires: until})
 	if err != nil {
-		s.undo(ctx, before, fExpires)
+		s.undo(ctx, before, fExpires, fFirstUse)
 		return before, fmt.Errorf("keys: set expiry: ledger: %w", err)
 	}
 	after.Account = lr.Account

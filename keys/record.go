@@ -31,7 +31,15 @@ type Record struct {
 	Created   time.Time
 	Expires   time.Time // zero: never expires
 	RevokedAt time.Time // zero unless revoked
+	// FirstUse is a validity that starts at the key's first successful
+	// request; until then Expires is zero and the key is "not activated".
+	// Activation sets Expires and clears it.
+	FirstUse time.Duration
 }
+
+// NotActivated reports whether the key waits for its first use to start
+// its validity.
+func (r Record) NotActivated() bool { return r.FirstUse > 0 && r.Expires.IsZero() }
 
 // Active reports whether the key may be used at now: nil, ErrRevoked or
 // ErrExpired. A key expires at the instant Expires, not a millisecond later.
@@ -99,6 +107,8 @@ const (
 	fNote    = "note"
 	fPrefix  = "prefix"
 	fRevoked = "revoked" // unix ms, 0 = not revoked
+	// fFirstUse is the validity (ms) that starts at first use, 0 = none.
+	fFirstUse = "first_use"
 )
 
 func recordKey(hash string) string { return "cr:key:" + hash }
@@ -133,6 +143,7 @@ func (r Record) fields() []any {
 		fNote, r.Note,
 		fPrefix, r.Prefix,
 		fRevoked, toMillis(r.RevokedAt),
+		fFirstUse, r.FirstUse.Milliseconds(),
 	}
 }
 
@@ -167,6 +178,13 @@ func ParseRecord(hash string, m map[string]string) (Record, error) {
 			return Record{}, fmt.Errorf("keys: record %s: field %q: %w", ID(hash), f.name, err)
 		}
 		*f.dst = fromMillis(ms)
+	}
+	if v := m[fFirstUse]; v != "" {
+		ms, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || ms < 0 {
+			return Record{}, fmt.Errorf("keys: record %s: field %q: not a duration in ms", ID(hash), fFirstUse)
+		}
+		r.FirstUse = time.Duration(ms) * time.Millisecond
 	}
 	if err := r.validate(); err != nil {
 		return Record{}, err

@@ -41,6 +41,34 @@ func (s *Store) now() time.Time { return truncMillis(s.clk.Now()) }
 // it in Redis and the ledger. account is the binding to record, "" when the
 // pool binds the key later. The raw key is returned here and nowhere else.
 func (s *Store) Issue(ctx context.Context, tier string, validity time.Duration, note, account string) (string, Record, error) {
+	return s.IssueWith(ctx, IssueSpec{Tier: tier, Validity: validity, Note: note, Account: account})
+}
+
+// IssueSpec is what a new key is issued with.
+type IssueSpec struct {
+	Tier     string
+	Validity time.Duration // 0: forever
+	// FromFirstUse starts the validity at the key's first successful
+	// request (Activate) instead of now.
+	FromFirstUse bool
+	Note         string
+	Account      string
+}
+
+// setValidity gives a new record its expiry, or the validity that starts
+// at its first use.
+func (sp IssueSpec) setValidity(r *Record, now time.Time) {
+	switch {
+	case sp.Validity > 0 && sp.FromFirstUse:
+		r.FirstUse = time.Duration(sp.Validity.Milliseconds()) * time.Millisecond
+	case sp.Validity > 0:
+		r.Expires = truncMillis(now.Add(sp.Validity))
+	}
+}
+
+// IssueWith is Issue with every option.
+func (s *Store) IssueWith(ctx context.Context, sp IssueSpec) (string, Record, error) {
+	tier, validity, note, account := sp.Tier, sp.Validity, sp.Note, sp.Account
 	if err := checkTier(tier); err != nil {
 		return "", Record{}, err
 	}
@@ -61,9 +89,7 @@ func (s *Store) Issue(ctx context.Context, tier string, validity time.Duration, 
 			ID: ID(h), Hash: h, Prefix: Prefix(key), Tier: tier,
 			Status: StatusActive, Note: note, Account: account, Created: now,
 		}
-		if validity > 0 {
-			rec.Expires = truncMillis(now.Add(validity))
-		}
+		sp.setValidity(&rec, now)
 		ok, err := s.rdb.SetNX(ctx, idKey(rec.ID), h, 0).Result()
 		if err != nil {
 			return "", Record{}, fmt.Errorf("keys: issue: %w", err)

@@ -142,6 +142,11 @@ type KeyView struct {
 	Account   string     `json:"account"`
 	CreatedAt time.Time  `json:"created_at"`
 	ExpiresAt *time.Time `json:"expires_at"`
+	// NotActivated marks a key whose validity starts at its first
+	// successful request (ExpiresAt is null until then); FirstUseValidity
+	// is that validity.
+	NotActivated            bool  `json:"not_activated,omitempty"`
+	FirstUseValiditySeconds int64 `json:"first_use_validity_seconds,omitempty"`
 }
 
 func (s *Server) viewKey(r keys.Record, bound map[string]string) KeyView {
@@ -149,6 +154,9 @@ func (s *Server) viewKey(r keys.Record, bound map[string]string) KeyView {
 		Account: r.Account, CreatedAt: r.Created.UTC()}
 	if a, ok := bound[r.Hash]; ok {
 		v.Account = a
+	}
+	if r.NotActivated() {
+		v.NotActivated, v.FirstUseValiditySeconds = true, int64(r.FirstUse/time.Second)
 	}
 	if !r.Expires.IsZero() {
 		e := r.Expires.UTC()
@@ -187,9 +195,12 @@ func (s *Server) adminIssueKey(c *gin.Context) {
 		Tier    string `json:"tier"`
 		Account string `json:"account"`
 		Note    string `json:"note"`
+		// FromFirstUse starts the validity at the first request; absent:
+		// the tier's validity_from.
+		FromFirstUse *bool `json:"from_first_use"`
 	}
 	if err := c.ShouldBindJSON(&in); err != nil {
-		adminErr(c, http.StatusBadRequest, "body must be JSON {tier, account?, note?}")
+		adminErr(c, http.StatusBadRequest, "body must be JSON {tier, account?, note?, from_first_use?}")
 		return
 	}
 	tier, ok := s.d.Tiers.Get(in.Tier)
@@ -226,7 +237,7 @@ func (s *Server) adminIssueKey(c *gin.Context) {
 			return
 		}
 	}
-	key, rec, err := s.d.Keys.Issue(ctx, tier.Name, time.Duration(tier.Validity), in.Note, in.Account)
+	key, rec, err := s.d.Keys.IssueWith(ctx, issueSpec(tier, in.FromFirstUse, in.Note, in.Account))
 	if err != nil {
 		adminErr(c, http.StatusServiceUnavailable, "could not issue the key: "+err.Error())
 		return

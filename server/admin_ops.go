@@ -279,6 +279,8 @@ func (s *Server) adminIssueKeys(c *gin.Context) {
 		Tier  string `json:"tier"`
 		Count int    `json:"count"`
 		Note  string `json:"note"`
+		// FromFirstUse: see adminIssueKey.
+		FromFirstUse *bool `json:"from_first_use"`
 	}
 	if err := c.ShouldBindJSON(&in); err != nil {
 		adminErr(c, http.StatusBadRequest, "body must be JSON {tier, count, note?}")
@@ -297,7 +299,7 @@ func (s *Server) adminIssueKeys(c *gin.Context) {
 		return
 	}
 	// One ledger commit for the whole batch: all the keys or none.
-	raw, recs, err := s.d.Keys.IssueMany(ctx, tier.Name, time.Duration(tier.Validity), in.Note, in.Count)
+	raw, recs, err := s.d.Keys.IssueManyWith(ctx, issueSpec(tier, in.FromFirstUse, in.Note, ""), in.Count)
 	if err != nil {
 		adminErr(c, http.StatusServiceUnavailable, "could not issue the keys: "+err.Error())
 		return

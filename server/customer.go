@@ -283,6 +283,12 @@ func (s *Server) customerUsage(c *ginContext) {
 	if !cl.rec.Expires.IsZero() {
 		out["expires_at"] = cl.rec.Expires.UTC().Format(time.RFC3339)
 	}
+	// A key sold from stock waits for its first successful request to start
+	// its validity: "not activated", no expires_at yet.
+	out["activated"] = !cl.rec.NotActivated()
+	if cl.rec.NotActivated() {
+		out["validity_seconds"] = int64(cl.rec.FirstUse / time.Second)
+	}
 	if s.d.Usage != nil {
 		if sum, err := s.d.Usage.Key(ctx, cl.hash); err == nil {
 			out["tokens"] = sum

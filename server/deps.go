@@ -24,6 +24,12 @@ type KeyStore interface {
 	QueueGet(ctx context.Context, pipe redis.Pipeliner, hash string) *redis.MapStringStringCmd
 	Issue(ctx context.Context, tier string, validity time.Duration, note, account string) (string, keys.Record, error)
 	IssueMany(ctx context.Context, tier string, validity time.Duration, note string, n int) ([]string, []keys.Record, error)
+	// IssueManyWith is IssueMany with every option (validity from first use).
+	IssueManyWith(ctx context.Context, sp keys.IssueSpec, n int) ([]string, []keys.Record, error)
+	// IssueWith issues with every option (validity from first use).
+	IssueWith(ctx context.Context, sp keys.IssueSpec) (string, keys.Record, error)
+	// Activate starts a not-activated key's validity at its first use.
+	Activate(ctx context.Context, hash string, at time.Time) (time.Time, bool, error)
 	Get(ctx context.Context, ref string) (keys.Record, error)
 	List(ctx context.Context, f keys.Filter) ([]keys.Record, error)
 	// Page lists the ledger's keys in creation order, a page at a time.

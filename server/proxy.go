@@ -565,6 +565,11 @@ func (s *Server) settleOutcome(w http.ResponseWriter, req *request, out route.Ou
 	if res.UsageOK && res.Status < 400 && s.d.Usage != nil {
 		s.recordUsage(req, res.Usage)
 	}
+	// A key sold from stock starts its validity with its first answer that
+	// counts (a refunded one does not).
+	if res.Status < 400 && !res.Refund && req.cl.rec.NotActivated() {
+		s.activate(req.cl)
+	}
 	return res.Status
 }
 

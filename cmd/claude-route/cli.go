@@ -91,6 +91,26 @@ func fmtTime(t *time.Time) string {
 	return t.UTC().Format("2006-01-02 15:04Z")
 }
 
+// keyExpiry is a key's expiry for people: its date, "-" for never, or
+// "not activated (720h0m0s from first use)" for a key sold from stock.
+func keyExpiry(k server.KeyView) string {
+	if k.NotActivated {
+		return "not activated (valid " + validityText(k.FirstUseValiditySeconds) + " from first use)"
+	}
+	return fmtTime(k.ExpiresAt)
+}
+
+// validityText is a validity in days when it is whole days, else hours.
+func validityText(sec int64) string {
+	if sec%86400 == 0 {
+		if sec == 86400 {
+			return "1 day"
+		}
+		return strconv.FormatInt(sec/86400, 10) + " days"
+	}
+	return (time.Duration(sec) * time.Second).String()
+}
+
 func dash(s string) string {
 	if s == "" {
 		return "-"
@@ -137,6 +157,7 @@ func cmdOperator(ctx context.Context, args []string, getenv func(string) string,
 	tier := fs.String("tier", "", "tier")
 	account := fs.String("account", "", "account name")
 	note := fs.String("note", "", "note")
+	fromFirstUse := fs.Bool("from-first-use", false, "validity starts at the first request")
 	status := fs.String("status", "", "status filter")
 	reason := fs.String("reason", "", "reason")
 	asJSON := fs.Bool("json", false, "print JSON")
@@ -165,11 +186,15 @@ func cmdOperator(ctx context.Context, args []string, getenv func(string) string,
 			Key    string         `json:"key"`
 			Record server.KeyView `json:"record"`
 		}
-		if err := ac.do(ctx, http.MethodPost, "/admin/api/keys", map[string]string{"tier": *tier, "account": *account, "note": *note}, &res); err != nil {
+		body := map[string]any{"tier": *tier, "account": *account, "note": *note}
+		if *fromFirstUse {
+			body["from_first_use"] = true // absent: the tier's validity_from
+		}
+		if err := ac.do(ctx, http.MethodPost, "/admin/api/keys", body, &res); err != nil {
 			return err
 		}
 		fmt.Fprintln(out, res.Key)
-		fmt.Fprintf(out, "id %s, tier %s, expires %s, account %s\n", res.Record.ID, res.Record.Tier, fmtTime(res.Record.ExpiresAt), dash(res.Record.Account))
+		fmt.Fprintf(out, "id %s, tier %s, expires %s, account %s\n", res.Record.ID, res.Record.Tier, keyExpiry(res.Record), dash(res.Record.Account))
 		return nil
 	case "key list":
 		q := url.Values{}
@@ -189,7 +214,7 @@ func cmdOperator(ctx context.Context, args []string, getenv func(string) string,
 		fmt.Fprintln(tw, "ID\tPREFIX\tTIER\tSTATUS\tACCOUNT\tCREATED\tEXPIRES\tNOTE")
 		for _, k := range list {
 			c := k.CreatedAt
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Prefix, k.Tier, k.Status, dash(k.Account), fmtTime(&c), fmtTime(k.ExpiresAt), k.Note)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Prefix, k.Tier, k.Status, dash(k.Account), fmtTime(&c), keyExpiry(k), k.Note)
 		}
 		return tw.Flush()
 	case "key show", "key revoke":

@@ -22,7 +22,7 @@ import (
 // The lifecycle verbs: key extend|renew|move|rebind|note, key issue
 // --count/--csv, and account add|replace|show|disable|enable|delete|refresh.
 
-const keyOpsUsage = `  claude-route key issue --tier T --count N [--note TEXT] [--csv]   N keys, one a line (--csv: id,key,tier,expires,note)
+const keyOpsUsage = `  claude-route key issue --tier T --count N [--note TEXT] [--from-first-use] [--csv]   N keys, one a line (--csv: id,key,tier,expires,note,first_use_validity_seconds)
   claude-route key extend KEY|ID --days N | --until YYYY-MM-DD
   claude-route key renew KEY|ID               a new validity period of its tier, from now
   claude-route key move KEY|ID --tier T       same key, usage and windows; rebound in the new tier or nothing changes
@@ -64,6 +64,7 @@ func cmdKeyOps(ctx context.Context, args []string, getenv func(string) string, o
 	account := fs.String("account", "", "account name")
 	count := fs.Int("count", 1, "how many keys")
 	note := fs.String("note", "", "note")
+	fromFirstUse := fs.Bool("from-first-use", false, "validity starts at the first request")
 	asCSV := fs.Bool("csv", false, "print CSV")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := fs.Parse(reorder(args[2:])); err != nil {
@@ -81,7 +82,11 @@ func cmdKeyOps(ctx context.Context, args []string, getenv func(string) string, o
 		var res struct {
 			Keys []server.IssuedKey `json:"keys"`
 		}
-		err := ac.do(ctx, http.MethodPost, "/admin/api/keys/batch", map[string]any{"tier": *tier, "count": *count, "note": *note}, &res)
+		body := map[string]any{"tier": *tier, "count": *count, "note": *note}
+		if *fromFirstUse {
+			body["from_first_use"] = true // absent: the tier's validity_from
+		}
+		err := ac.do(ctx, http.MethodPost, "/admin/api/keys/batch", body, &res)
 		// Keys issued before a failure are printed all the same: they exist.
 		printIssued(out, res.Keys, *asCSV, *asJSON)
 		return true, err
@@ -120,7 +125,7 @@ func cmdKeyOps(ctx context.Context, args []string, getenv func(string) string, o
 		return true, json.NewEncoder(out).Encode(res.Key)
 	}
 	k := res.Key
-	fmt.Fprintf(out, "%s: tier %s, %s, expires %s, account %s, note %s\n", k.ID, k.Tier, k.Status, fmtTime(k.ExpiresAt), dash(k.Account), dash(k.Note))
+	fmt.Fprintf(out, "%s: tier %s, %s, expires %s, account %s, note %s\n", k.ID, k.Tier, k.Status, keyExpiry(k), dash(k.Account), dash(k.Note))
 	return true, nil
 }
 
@@ -140,13 +145,19 @@ func printIssued(out io.Writer, ks []server.IssuedKey, asCSV, asJSON bool) {
 		_ = json.NewEncoder(out).Encode(map[string]any{"keys": ks})
 	case asCSV:
 		w := csv.NewWriter(out)
-		_ = w.Write([]string{"id", "key", "tier", "expires", "note"})
+		// expires is empty for a key that never expires or is not activated;
+		// first_use_validity_seconds is set for the latter.
+		_ = w.Write([]string{"id", "key", "tier", "expires", "note", "first_use_validity_seconds"})
 		for _, k := range ks {
 			exp := ""
 			if k.ExpiresAt != nil {
 				exp = k.ExpiresAt.UTC().Format("2006-01-02T15:04:05Z")
 			}
-			_ = w.Write([]string{k.ID, k.Key, k.Tier, exp, k.Note})
+			fu := ""
+			if k.FirstUseValiditySeconds > 0 {
+				fu = strconv.FormatInt(k.FirstUseValiditySeconds, 10)
+			}
+			_ = w.Write([]string{k.ID, k.Key, k.Tier, exp, k.Note, fu})
 		}
 		w.Flush()
 	default:
@@ -339,7 +350,7 @@ func printKeyShow(out io.Writer, res map[string]json.RawMessage) error {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	c := k.CreatedAt
 	fmt.Fprintf(tw, "id\t%s\nprefix\t%s\ntier\t%s\nstatus\t%s\naccount\t%s\ncreated\t%s\nexpires\t%s\nnote\t%s\n",
-		k.ID, k.Prefix, k.Tier, k.Status, dash(k.Account), fmtTime(&c), fmtTime(k.ExpiresAt), dash(k.Note))
+		k.ID, k.Prefix, k.Tier, k.Status, dash(k.Account), fmtTime(&c), keyExpiry(k), dash(k.Note))
 	var quotas map[string]struct {
 		Used  int    `json:"used"`
 		Limit int    `json:"limit"`

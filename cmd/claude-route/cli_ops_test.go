@@ -49,10 +49,26 @@ func TestLifecycleCommands(t *testing.T) {
 
 	out, code := cli("key", "issue", "--tier", "trial", "--count", "3", "--csv", "--note", "batch")
 	rows, err := csv.NewReader(strings.NewReader(out)).ReadAll()
-	if code != 0 || err != nil || len(rows) != 4 || strings.Join(rows[0], ",") != "id,key,tier,expires,note" || rows[1][4] != "batch" {
+	if code != 0 || err != nil || len(rows) != 4 || strings.Join(rows[0], ",") != "id,key,tier,expires,note,first_use_validity_seconds" || rows[1][4] != "batch" {
 		t.Fatalf("issue --csv: %d %q", code, out)
 	}
 	id, key := rows[1][0], rows[1][1]
+	if rows[1][3] == "" || rows[1][5] != "" {
+		t.Fatalf("a key valid from issue: %q", rows[1])
+	}
+	// Keys sold from stock: no expiry until their first use, and the
+	// validity that will start then.
+	out, code = cli("key", "issue", "--tier", "trial", "--count", "2", "--csv", "--from-first-use")
+	stock, err := csv.NewReader(strings.NewReader(out)).ReadAll()
+	if code != 0 || err != nil || len(stock) != 3 || stock[1][3] != "" || stock[1][5] != "86400" || stock[2][5] != "86400" {
+		t.Fatalf("issue --from-first-use --csv: %d %q", code, out)
+	}
+	if out, code := cli("key", "show", stock[1][0]); code != 0 || !strings.Contains(out, "not activated (valid 1 day from first use)") {
+		t.Fatalf("show of a key on the shelf: %d %q", code, out)
+	}
+	if out, code := cli("key", "issue", "--tier", "trial", "--from-first-use"); code != 0 || !strings.Contains(out, "expires not activated") {
+		t.Fatalf("issue --from-first-use: %d %q", code, out)
+	}
 	if out, code := cli("key", "issue", "--tier", "trial", "--count", "2"); code != 0 || len(strings.Fields(out)) != 2 {
 		t.Fatalf("issue --count: %d %q", code, out)
 	}

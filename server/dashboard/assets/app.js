@@ -467,7 +467,9 @@
         td(k.account ? k.account : el('span', { class: 'muted', text: 'unbound' })),
         td(el('span', { class: 'note', title: k.note || '', text: k.note || '' })),
         td(when(k.created_at)),
-        td(k.expires_at ? when(k.expires_at) : el('span', { class: 'muted', text: 'never' })),
+        td(k.not_activated
+          ? el('span', { class: 'muted', 'data-testid': 'key-expiry', title: `valid ${Math.round(k.first_use_validity_seconds / 3600)} h from its first request`, text: 'not activated' })
+          : k.expires_at ? when(k.expires_at) : el('span', { class: 'muted', text: 'never' })),
         actions);
     }));
   }
@@ -478,6 +480,8 @@
     const body = { tier: $('issue-tier').value };
     if ($('issue-account').value) body.account = $('issue-account').value;
     if ($('issue-note').value.trim()) body.note = $('issue-note').value.trim();
+    // Unticked leaves it to the tier's validity_from.
+    if ($('issue-first-use').checked) body.from_first_use = true;
     const errBox = $('issue-error');
     show(errBox, false);
     btn.disabled = true;
