@@ -1,0 +1,218 @@
+//go:build chaos
+
+package chaos
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/claude-route/claude-route/internal/e2eproc"
+	"github.com/claude-route/claude-route/internal/fakeupstream"
+	"github.com/claude-route/claude-route/internal/testenv"
+)
+
+const (
+	adminToken = "chaos-admin-token-0123456789abcdef"
+	quota      = 40 // the key's sonnet requests per window
+	workers    = 4
+	rounds     = 5
+	faultAfter = 12 // admissions before the fault
+	// spareMax is ratelimit's most spares per window and replica: what a
+	// killed replica may take away from a key (never add to it).
+	spareMax = 8
+)
+
+// rig is one redis-server, the fake upstream and the serve processes'
+// environment; a tier "chaos" sells quota sonnet requests per 5 h.
+type rig struct {
+	t     *testing.T
+	bin   string
+	ports *e2eproc.Ports
+	fake  *fakeupstream.Server
+	redis string // host:port of the redis-server
+	env   []string
+}
+
+func newRig(t *testing.T) *rig {
+	e2eproc.RequireRedis(t)
+	dir := t.TempDir()
+	r := &rig{t: t, ports: e2eproc.NewPorts(t)}
+	port := r.ports.Get()
+	e2eproc.StartRedis(t, dir, port)
+	r.redis = e2eproc.Addr(port)
+	r.fake = fakeupstream.Start(fakeupstream.Options{})
+	t.Cleanup(r.fake.Close)
+	acct, prod := t.TempDir(), t.TempDir()
+	if err := os.MkdirAll(filepath.Join(acct, "chaos"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"c1", "c2"} {
+		key := "sk-ant-api03-chaos-" + name
+		r.fake.AddAPIKey(key)
+		if err := os.WriteFile(filepath.Join(acct, "chaos", name+".json"), []byte(`{"apiKey":"`+key+`"}`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tiersFile := filepath.Join(dir, "tiers.json")
+	tiers := `{"tiers":[{"name":"chaos","slots":10,"families":["sonnet"],"quotas":{"sonnet":40}}]}`
+	if err := os.WriteFile(tiersFile, []byte(tiers), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.env = []string{"ACCOUNT_DIR=" + acct, "PRODUCT_DIR=" + prod, "TIERS_FILE=" + tiersFile,
+		"UPSTREAM_URL=" + r.fake.URL(), "OAUTH_TOKEN_URL=" + r.fake.TokenURL(),
+		"ADMIN_TOKEN=" + adminToken, "LOG_LEVEL=warn", "SHUTDOWN_GRACE=1s"}
+	r.bin = e2eproc.BuildBinary(t)
+	return r
+}
+
+// serve starts a replica whose store is at redisAddr.
+func (r *rig) serve(redisAddr string) *e2eproc.Serve {
+	return e2eproc.StartServe(r.t, r.bin, r.ports.Get(), append(r.env, "REDIS_URL=redis://"+redisAddr))
+}
+
+// upstreamSeen is how many message requests reached the upstream.
+func (r *rig) upstreamSeen() int {
+	n := 0
+	for _, q := range r.fake.Requests() {
+		if q.Method == http.MethodPost && q.Path == "/v1/messages" {
+			n++
+		}
+	}
+	return n
+}
+
+func issueKey(t *testing.T, s *e2eproc.Serve) string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, s.URL+"/admin/api/keys", strings.NewReader(`{"tier":"chaos"}`))
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Key string `json:"key"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("issue a key: %d %v", resp.StatusCode, err)
+	}
+	return out.Key
+}
+
+var client = &http.Client{Timeout: 15 * time.Second}
+
+// send posts one sonnet message with key; 0 means no answer (a dead
+// replica).
+func send(url, key string) int {
+	body := `{"model":"claude-sonnet-4-5","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}`
+	req, _ := http.NewRequest(http.MethodPost, url+"/v1/messages", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Api-Key", key)
+	req.Header.Set("Anthropic-Version", "2023-06-01")
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// burst sends key's requests from workers goroutines, back to back, to the
+// replicas in turn (to b alone once a is dead). After faultAfter answers
+// of 200 it calls fault once, on its own goroutine. A worker stops after
+// its second 429 or its 3×quota/workers-th request. It returns the answers
+// by status.
+func burst(key string, a, b *e2eproc.Serve, aDead *atomic.Bool, fault func()) map[int]int {
+	var mu sync.Mutex
+	seen := map[int]int{}
+	var ok atomic.Int32
+	var once sync.Once
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			refused := 0
+			for i := 0; i < 3*quota/workers && refused < 2; i++ {
+				url := b.URL
+				if (w+i)%2 == 0 && !aDead.Load() {
+					url = a.URL
+				}
+				st := send(url, key)
+				mu.Lock()
+				seen[st]++
+				mu.Unlock()
+				switch st {
+				case http.StatusOK:
+					if ok.Add(1) == faultAfter {
+						once.Do(func() { wg.Go(fault) })
+					}
+				case http.StatusTooManyRequests:
+					refused++
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return seen
+}
+
+// The quota holds whatever happens to a replica: one SIGKILLed after about
+// a dozen admissions of a burst that both were serving with quota spares,
+// the burst finished on the other. The upstream sees at most the quota,
+// every round; and the dead replica costs the key at most the spares it
+// held and the requests it had in flight.
+func TestKilledReplicaNeverOvershootsTheQuota(t *testing.T) {
+	r := newRig(t)
+	b := r.serve(r.redis)
+	for round := range rounds {
+		a := r.serve(r.redis)
+		key := issueKey(t, b)
+		before := r.upstreamSeen()
+		var aDead atomic.Bool
+		seen := burst(key, a, b, &aDead, func() {
+			aDead.Store(true)
+			a.Kill()
+		})
+		got := r.upstreamSeen() - before
+		t.Logf("round %d: upstream saw %d of a quota of %d; answers %v", round+1, got, quota, seen)
+		if got > quota {
+			t.Errorf("round %d: upstream saw %d requests of a key with a quota of %d", round+1, got, quota)
+		}
+		if low := quota - spareMax - workers; got < low {
+			t.Errorf("round %d: upstream saw %d requests, want at least %d (the quota less a dead replica's spares and requests in flight)", round+1, got, low)
+		}
+	}
+}
+
+// The same burst, both replicas alive, while the store answers 1.5 s late
+// for a spell (longer than the request path's store budget, and than a
+// spare's use-by time): the upstream sees at most the quota, every round.
+func TestSlowStoreNeverOvershootsTheQuota(t *testing.T) {
+	r := newRig(t)
+	slow := testenv.NewSlowProxy(t, r.redis, 0)
+	a, b := r.serve(slow.Addr()), r.serve(slow.Addr())
+	var never atomic.Bool
+	for round := range rounds {
+		key := issueKey(t, b)
+		before := r.upstreamSeen()
+		seen := burst(key, a, b, &never, func() {
+			slow.SetDelay(1500 * time.Millisecond)
+			time.Sleep(2500 * time.Millisecond) // the spell
+			slow.SetDelay(0)
+		})
+		got := r.upstreamSeen() - before
+		t.Logf("round %d: upstream saw %d of a quota of %d; answers %v", round+1, got, quota, seen)
+		if got > quota {
+			t.Errorf("round %d: upstream saw %d requests of a key with a quota of %d", round+1, got, quota)
+		}
+		// Let the spell's late answers land before the next round.
+		time.Sleep(2 * time.Second)
+	}
+}
