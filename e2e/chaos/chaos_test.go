@@ -88,23 +88,33 @@ func (r *rig) upstreamSeen() int {
 	return n
 }
 
+// issueKey issues a key of the chaos tier, retrying while the store
+// recovers from the previous round's spell.
 func issueKey(t *testing.T, s *e2eproc.Serve) string {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, s.URL+"/admin/api/keys", strings.NewReader(`{"tier":"chaos"}`))
-	req.Header.Set("Authorization", "Bearer "+adminToken)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	key, status := "", 0
+	if _, ok := e2eproc.WaitFor(15*time.Second, func() bool {
+		req, _ := http.NewRequest(http.MethodPost, s.URL+"/admin/api/keys", strings.NewReader(`{"tier":"chaos"}`))
+		req.Header.Set("Authorization", "Bearer "+adminToken)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var out struct {
+			Key string `json:"key"`
+		}
+		status = resp.StatusCode
+		if json.NewDecoder(resp.Body).Decode(&out) != nil || status != http.StatusCreated {
+			return false
+		}
+		key = out.Key
+		return key != ""
+	}); !ok {
+		t.Fatalf("issue a key: last answer %d", status)
 	}
-	defer resp.Body.Close()
-	var out struct {
-		Key string `json:"key"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusCreated {
-		t.Fatalf("issue a key: %d %v", resp.StatusCode, err)
-	}
-	return out.Key
+	return key
 }
 
 var client = &http.Client{Timeout: 15 * time.Second}

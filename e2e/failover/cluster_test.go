@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -15,25 +14,21 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/claude-route/claude-route/internal/e2eproc"
 )
 
 // clusterRecovery is the longest a Cluster promotion may go unnoticed.
 const clusterRecovery = 5 * time.Second
 
-// repoRoot finds the repository from this file's folder.
-func repoRoot(t *testing.T) string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
-}
-
 // TestClusterFailover kills the master that owns the {pool} slot in a
 // cluster of 3 masters with a replica each, and asserts that the proxy
 // answers 200 again within clusterRecovery of the replica's promotion.
 func TestClusterFailover(t *testing.T) {
-	requireRedis(t)
+	e2eproc.RequireRedis(t)
 	ctx := context.Background()
 	dir := t.TempDir()
-	script := filepath.Join(repoRoot(t), "scripts", "redis-cluster")
+	script := filepath.Join(e2eproc.RepoRoot(), "scripts", "redis-cluster")
 	cmd := exec.Command("bash", script, "start", dir)
 	cmd.Env = append(os.Environ(), "REPLICAS=1", "NODE_TIMEOUT=1000")
 	out, err := cmd.Output()
@@ -67,7 +62,7 @@ func TestClusterFailover(t *testing.T) {
 	var master string
 	var replicas []string
 	// Wait until the owner's replica is attached and in sync.
-	if _, ok := waitFor(30*time.Second, func() bool {
+	if _, ok := e2eproc.WaitFor(30*time.Second, func() bool {
 		master, replicas = owner(seed)
 		if master == "" || len(replicas) == 0 {
 			return false
@@ -83,7 +78,7 @@ func TestClusterFailover(t *testing.T) {
 	px := startProxy(t, addrs)
 	mc := redis.NewClient(&redis.Options{Addr: master})
 	defer mc.Close()
-	if _, ok := waitFor(10*time.Second, func() bool {
+	if _, ok := e2eproc.WaitFor(10*time.Second, func() bool {
 		rc := redis.NewClient(&redis.Options{Addr: replicas[0]})
 		defer rc.Close()
 		info, _ := rc.Info(ctx, "replication").Result()
@@ -108,7 +103,7 @@ func TestClusterFailover(t *testing.T) {
 	// cluster ok again.
 	survivor := redis.NewClient(&redis.Options{Addr: replicas[0]})
 	defer survivor.Close()
-	promoted, ok := waitFor(60*time.Second, func() bool {
+	promoted, ok := e2eproc.WaitFor(60*time.Second, func() bool {
 		m, _ := owner(survivor)
 		info, _ := survivor.ClusterInfo(ctx).Result()
 		return m != "" && m != master && strings.Contains(info, "cluster_state:ok")

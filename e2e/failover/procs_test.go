@@ -10,16 +10,12 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/sirupsen/logrus"
 
 	"github.com/claude-route/claude-route/internal/fakeupstream"
@@ -28,93 +24,6 @@ import (
 )
 
 const adminToken = "failover-admin-token-0123456789"
-
-// ports hands out loopback ports: FAILOVER_PORT_BASE, BASE+1, … when set
-// (a shared machine gives each user a range), else free ones from the OS.
-type ports struct {
-	t    *testing.T
-	next int
-}
-
-func newPorts(t *testing.T) *ports {
-	p := &ports{t: t}
-	if b := os.Getenv("FAILOVER_PORT_BASE"); b != "" {
-		n, err := strconv.Atoi(b)
-		if err != nil {
-			t.Fatalf("FAILOVER_PORT_BASE: %v", err)
-		}
-		p.next = n
-	}
-	return p
-}
-
-func (p *ports) get() int {
-	if p.next > 0 {
-		p.next++
-		return p.next - 1
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// proc is a redis process this test started; it is killed when the test ends.
-type proc struct {
-	port int
-	cmd  *exec.Cmd
-	log  string
-}
-
-func addr(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
-
-// startRedis runs redis-server with args on port and waits until it answers.
-func startRedis(t *testing.T, dir string, port int, args ...string) *proc {
-	t.Helper()
-	logf := filepath.Join(dir, "redis-"+strconv.Itoa(port)+".log")
-	full := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "",
-		"--appendonly", "no", "--dir", dir, "--logfile", logf}, args...)
-	return startProc(t, port, logf, "redis-server", full...)
-}
-
-func startProc(t *testing.T, port int, logf, name string, args ...string) *proc {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	p := &proc{port: port, cmd: cmd, log: logf}
-	t.Cleanup(p.kill)
-	c := redis.NewClient(&redis.Options{Addr: addr(port)})
-	defer c.Close()
-	deadline := time.Now().Add(15 * time.Second)
-	for c.Ping(context.Background()).Err() != nil {
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(logf)
-			t.Fatalf("%s on %d did not come up:\n%s", name, port, b)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return p
-}
-
-// kill SIGKILLs the process, as a crashed host would lose it.
-func (p *proc) kill() {
-	if p.cmd.Process == nil || p.cmd.ProcessState != nil {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	_ = p.cmd.Wait()
-}
-
-func requireRedis(t *testing.T) {
-	_, err := exec.LookPath("redis-server")
-	testenv.Require(t, err == nil, "redis-server")
-	_, err = exec.LookPath("redis-cli")
-	testenv.Require(t, err == nil, "redis-cli")
-}
 
 // proxy is one in-process claude-route in front of the store under test,
 // with a fake upstream, one high account and one issued high key; it asks
@@ -284,16 +193,4 @@ func (pr *prober) summary(since time.Time) string {
 		}
 	}
 	return fmt.Sprint(counts)
-}
-
-// waitFor polls cond every 20 ms up to limit; it returns when cond held.
-func waitFor(limit time.Duration, cond func() bool) (time.Time, bool) {
-	deadline := time.Now().Add(limit)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return time.Now(), true
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return time.Time{}, false
 }

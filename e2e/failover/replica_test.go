@@ -9,78 +9,25 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/claude-route/claude-route/internal/e2eproc"
 	"github.com/claude-route/claude-route/internal/fakeupstream"
 )
 
 // instance is one `claude-route serve` process.
-type instance struct {
-	url string
-	cmd *exec.Cmd
-	log *os.File
-}
-
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "claude-route")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/claude-route")
-	cmd.Dir = repoRoot(t)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
+type instance struct{ *e2eproc.Serve }
 
 func startServe(t *testing.T, bin string, port int, env []string) *instance {
-	t.Helper()
-	logf, err := os.Create(filepath.Join(t.TempDir(), "serve.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "serve")
-	cmd.Env = append(os.Environ(), append(env, "LISTEN_ADDR="+addr(port))...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	in := &instance{url: "http://" + addr(port), cmd: cmd, log: logf}
-	t.Cleanup(func() {
-		in.kill()
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("serve on %d:\n%s", port, b)
-		}
-		logf.Close()
-	})
-	if _, ok := waitFor(30*time.Second, func() bool {
-		resp, err := http.Get(in.url + "/health")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}); !ok {
-		t.Fatalf("serve on %d did not come up", port)
-	}
-	return in
-}
-
-func (in *instance) kill() {
-	if in.cmd.ProcessState == nil {
-		_ = in.cmd.Process.Signal(syscall.SIGKILL)
-		_ = in.cmd.Wait()
-	}
+	return &instance{e2eproc.StartServe(t, bin, port, env)}
 }
 
 func (in *instance) adminJSON(t *testing.T, method, path, body string, out any) int {
 	t.Helper()
-	req, _ := http.NewRequest(method, in.url+path, strings.NewReader(body))
+	req, _ := http.NewRequest(method, in.URL+path, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+adminToken)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
@@ -114,7 +61,7 @@ func (in *instance) slots(t *testing.T) map[string]int {
 // used is the key's sonnet quota count, from GET /v1/usage.
 func (in *instance) used(t *testing.T, key string) int {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, in.url+"/v1/usage", nil)
+	req, _ := http.NewRequest(http.MethodGet, in.URL+"/v1/usage", nil)
 	req.Header.Set("X-Api-Key", key)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -148,11 +95,11 @@ func message(url, key string, stream bool) (*http.Response, error) {
 // answer, and a place is given back only when no answer was produced),
 // its concurrency places come back (leases expire) and slots do not move.
 func TestReplicaDiesMidStream(t *testing.T) {
-	requireRedis(t)
+	e2eproc.RequireRedis(t)
 	dir := t.TempDir()
-	pt := newPorts(t)
-	rport := pt.get()
-	startRedis(t, dir, rport)
+	pt := e2eproc.NewPorts(t)
+	rport := pt.Get()
+	e2eproc.StartRedis(t, dir, rport)
 	fake := fakeupstream.Start(fakeupstream.Options{ChunkDelay: 100 * time.Millisecond, Chunks: 600})
 	defer fake.Close()
 	acct, prod := t.TempDir(), t.TempDir()
@@ -166,12 +113,12 @@ func TestReplicaDiesMidStream(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	env := []string{"REDIS_URL=redis://" + addr(rport), "ACCOUNT_DIR=" + acct, "PRODUCT_DIR=" + prod,
+	env := []string{"REDIS_URL=redis://" + e2eproc.Addr(rport), "ACCOUNT_DIR=" + acct, "PRODUCT_DIR=" + prod,
 		"UPSTREAM_URL=" + fake.URL(), "OAUTH_TOKEN_URL=" + fake.TokenURL(), "ADMIN_TOKEN=" + adminToken,
 		"LOG_LEVEL=info", "SHUTDOWN_GRACE=1s"}
-	bin := buildBinary(t)
-	a := startServe(t, bin, pt.get(), env)
-	b := startServe(t, bin, pt.get(), env)
+	bin := e2eproc.BuildBinary(t)
+	a := startServe(t, bin, pt.Get(), env)
+	b := startServe(t, bin, pt.Get(), env)
 
 	var keys []string
 	for _, tier := range []string{"high", "high", "high", "trial"} {
@@ -189,7 +136,7 @@ func TestReplicaDiesMidStream(t *testing.T) {
 	ended := make(chan error, 8)
 	for i, k := range keys {
 		for j := 0; j < perKey[i]; j++ {
-			resp, err := message(a.url, k, true)
+			resp, err := message(a.URL, k, true)
 			if err != nil || resp.StatusCode != http.StatusOK {
 				t.Fatalf("stream %d of key %d on A: %v %v", j, i, err, resp)
 			}
@@ -213,7 +160,7 @@ func TestReplicaDiesMidStream(t *testing.T) {
 		}
 	}
 
-	a.kill()
+	a.Kill()
 	for i := 0; i < 7; i++ {
 		select {
 		case err := <-ended:
@@ -230,8 +177,8 @@ func TestReplicaDiesMidStream(t *testing.T) {
 	start := time.Now()
 	for i, k := range keys {
 		got := 0
-		if _, ok := waitFor(70*time.Second, func() bool {
-			resp, err := message(b.url, k, false)
+		if _, ok := e2eproc.WaitFor(70*time.Second, func() bool {
+			resp, err := message(b.URL, k, false)
 			if err != nil {
 				return false
 			}

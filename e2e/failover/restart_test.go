@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/claude-route/claude-route/internal/e2eproc"
 )
 
 // restartRecovery is the longest the proxy may take to serve again once a
@@ -18,25 +20,25 @@ const restartRecovery = 2 * time.Second
 // same port with its append-only file, and asserts the first 200 within
 // restartRecovery of the store answering again.
 func TestRedisRestart(t *testing.T) {
-	requireRedis(t)
+	e2eproc.RequireRedis(t)
 	ctx := context.Background()
 	dir := t.TempDir()
-	pt := newPorts(t)
-	port := pt.get()
+	pt := e2eproc.NewPorts(t)
+	port := pt.Get()
 	args := []string{"--appendonly", "yes", "--appendfsync", "always"}
-	r := startRedis(t, dir, port, args...)
-	px := startProxy(t, "redis://"+addr(port))
+	r := e2eproc.StartRedis(t, dir, port, args...)
+	px := startProxy(t, "redis://"+e2eproc.Addr(port))
 	pr := px.probe(3)
 	defer pr.close()
 	time.Sleep(300 * time.Millisecond)
 
 	killed := time.Now()
-	r.kill()
+	r.Kill()
 	time.Sleep(2 * time.Second) // down long enough for every pool to notice
-	startRedis(t, dir, port, args...)
-	c := redis.NewClient(&redis.Options{Addr: addr(port)})
+	e2eproc.StartRedis(t, dir, port, args...)
+	c := redis.NewClient(&redis.Options{Addr: e2eproc.Addr(port)})
 	defer c.Close()
-	up, ok := waitFor(10*time.Second, func() bool { return c.Ping(ctx).Err() == nil })
+	up, ok := e2eproc.WaitFor(10*time.Second, func() bool { return c.Ping(ctx).Err() == nil })
 	if !ok {
 		t.Fatal("redis did not come back")
 	}

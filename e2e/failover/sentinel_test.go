@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/claude-route/claude-route/internal/e2eproc"
 )
 
 // sentinelRecovery is the longest a Sentinel promotion may go unnoticed:
@@ -22,7 +24,7 @@ const sentinelRecovery = 2 * time.Second
 
 // startSentinel runs a sentinel monitoring master on port. redis-sentinel
 // is redis-server in sentinel mode; either binary works.
-func startSentinel(t *testing.T, dir string, port, master int) *proc {
+func startSentinel(t *testing.T, dir string, port, master int) *e2eproc.Proc {
 	t.Helper()
 	conf := filepath.Join(dir, "sentinel-"+strconv.Itoa(port)+".conf")
 	logf := filepath.Join(dir, "sentinel-"+strconv.Itoa(port)+".log")
@@ -39,9 +41,9 @@ sentinel parallel-syncs mymaster 1
 		t.Fatal(err)
 	}
 	if _, err := exec.LookPath("redis-sentinel"); err == nil {
-		return startProc(t, port, logf, "redis-sentinel", conf)
+		return e2eproc.StartProc(t, port, logf, "redis-sentinel", conf)
 	}
-	return startProc(t, port, logf, "redis-server", conf, "--sentinel")
+	return e2eproc.StartProc(t, port, logf, "redis-server", conf, "--sentinel")
 }
 
 // TestSentinelFailover kills the master under a running proxy and asserts
@@ -64,26 +66,26 @@ func TestSentinelFailover(t *testing.T) {
 }
 
 func sentinelFailover(t *testing.T, name string, settled, empty bool) {
-	requireRedis(t)
+	e2eproc.RequireRedis(t)
 	ctx := context.Background()
 	dir := t.TempDir()
-	pt := newPorts(t)
-	mport, rport := pt.get(), pt.get()
-	master := startRedis(t, dir, mport)
-	startRedis(t, dir, rport, "--replicaof", "127.0.0.1", strconv.Itoa(mport), "--replica-read-only", "no")
-	sports := []int{pt.get(), pt.get(), pt.get()}
+	pt := e2eproc.NewPorts(t)
+	mport, rport := pt.Get(), pt.Get()
+	master := e2eproc.StartRedis(t, dir, mport)
+	e2eproc.StartRedis(t, dir, rport, "--replicaof", "127.0.0.1", strconv.Itoa(mport), "--replica-read-only", "no")
+	sports := []int{pt.Get(), pt.Get(), pt.Get()}
 	var addrs []string
 	for _, p := range sports {
 		startSentinel(t, dir, p, mport)
-		addrs = append(addrs, addr(p))
+		addrs = append(addrs, e2eproc.Addr(p))
 	}
-	sc := redis.NewSentinelClient(&redis.Options{Addr: addr(sports[2])})
+	sc := redis.NewSentinelClient(&redis.Options{Addr: e2eproc.Addr(sports[2])})
 	defer sc.Close()
 	if settled {
 		// Every sentinel knows the replica and the two other sentinels.
-		_, ok := waitFor(30*time.Second, func() bool {
+		_, ok := e2eproc.WaitFor(30*time.Second, func() bool {
 			for _, p := range sports {
-				c := redis.NewSentinelClient(&redis.Options{Addr: addr(p)})
+				c := redis.NewSentinelClient(&redis.Options{Addr: e2eproc.Addr(p)})
 				m, err := c.Master(ctx, "mymaster").Result()
 				c.Close()
 				if err != nil || m["num-slaves"] != "1" || m["num-other-sentinels"] != "2" {
@@ -98,11 +100,11 @@ func sentinelFailover(t *testing.T, name string, settled, empty bool) {
 	}
 	px := startProxy(t, strings.Join(addrs, ",")+"?master=mymaster")
 	// The replica must hold the issued key before the master dies.
-	rc := redis.NewClient(&redis.Options{Addr: addr(rport)})
+	rc := redis.NewClient(&redis.Options{Addr: e2eproc.Addr(rport)})
 	defer rc.Close()
-	if _, ok := waitFor(10*time.Second, func() bool {
+	if _, ok := e2eproc.WaitFor(10*time.Second, func() bool {
 		info, _ := rc.Info(ctx, "replication").Result()
-		mc := redis.NewClient(&redis.Options{Addr: addr(mport)})
+		mc := redis.NewClient(&redis.Options{Addr: e2eproc.Addr(mport)})
 		defer mc.Close()
 		minfo, _ := mc.Info(ctx, "replication").Result()
 		return strings.Contains(info, "master_link_status:up") && offset(info, "slave_repl_offset") >= offset(minfo, "master_repl_offset")
@@ -121,8 +123,8 @@ func sentinelFailover(t *testing.T, name string, settled, empty bool) {
 	time.Sleep(300 * time.Millisecond)
 
 	killed := time.Now()
-	master.kill()
-	promoted, ok := waitFor(60*time.Second, func() bool {
+	master.Kill()
+	promoted, ok := e2eproc.WaitFor(60*time.Second, func() bool {
 		a, err := sc.GetMasterAddrByName(ctx, "mymaster").Result()
 		return err == nil && len(a) == 2 && a[1] == strconv.Itoa(rport)
 	})
