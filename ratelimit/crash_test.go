@@ -186,3 +186,30 @@ func TestSparesNeverOvershootWhenTheirHolderCannotRescore(t *testing.T) {
 		}
 	}
 }
+
+// A spare whose lease ended more than a window ago (its holder died long
+// ago and nothing needed the place since) has left the window like any
+// admission of that time: the next admission that finds the window full
+// removes it and takes the place.
+func TestLongDeadSpareHasLeftTheWindow(t *testing.T) {
+	for _, tc := range testenv.Backends(3) {
+		t.Run(tc.Name, func(t *testing.T) {
+			rdb := tc.Open(t)
+			clk := clock.NewFake(t0)
+			l := New(rdb, WithClock(clk))
+			r := req("spare-left", "sonnet", 3)
+			ended := t0.Add(-window - time.Second).UnixMilli()
+			if err := rdb.ZAdd(context.Background(), r.Key(), redis.Z{Score: float64(spareBase + ended), Member: "s-dead"}).Err(); err != nil {
+				t.Fatal(err)
+			}
+			for i := range 3 {
+				if res := mustAdmit(t, l, r); !res.Allowed {
+					t.Fatalf("admission %d of 3 refused: %+v (a spare that left the window still counts)", i+1, res)
+				}
+			}
+			if m := scores(t, rdb, r); len(m) != 3 {
+				t.Fatalf("window holds %v, want the 3 admissions alone", m)
+			}
+		})
+	}
+}
