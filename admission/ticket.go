@@ -54,6 +54,14 @@ func (t *Ticket) HoldQuota(q *ratelimit.Result, r Refunder) {
 	t.quota, t.refunder = q, r
 }
 
+// Quota is the quota result on the ticket (nil when the request is not
+// counted): what the x-ratelimit-* headers show.
+func (t *Ticket) Quota() *ratelimit.Result {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.quota
+}
+
 // Refund gives the quota place back, once, when one was taken. It reports
 // whether a place went back.
 func (t *Ticket) Refund(ctx context.Context) (bool, error) {

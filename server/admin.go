@@ -104,7 +104,7 @@ func (w *settlingWriter) WriteString(str string) (int, error) {
 // forget empties both caches (package cache).
 func (s *Server) forget() {
 	s.keyCache.Flush()
-	s.acctCache.Flush()
+	s.gate.Forget()
 }
 
 // adminAuth admits the operator's bearer token, compared in constant time

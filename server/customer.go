@@ -338,3 +338,17 @@ func permittedAlias(tr *tiers.Tier) string {
 	}
 	return ""
 }
+
+// pipelined runs the commands queue adds in one round trip: shared with
+// other requests' when a Batcher is configured. An error means nothing was
+// sent; otherwise every command carries its own result (read those: a
+// shared pipeline's overall error may be another request's).
+func (s *Server) pipelined(ctx context.Context, queue func(redis.Pipeliner)) error {
+	if s.d.Batch != nil {
+		return s.d.Batch.Do(ctx, queue)
+	}
+	pipe := s.d.Redis.Pipeline()
+	queue(pipe)
+	_, _ = pipe.Exec(ctx)
+	return nil
+}

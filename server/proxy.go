@@ -11,12 +11,10 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"github.com/redis/go-redis/v9"
 	"github.com/sirupsen/logrus"
 
 	"github.com/claude-route/claude-route/accounts"
 	"github.com/claude-route/claude-route/admission"
-	"github.com/claude-route/claude-route/cache"
 	"github.com/claude-route/claude-route/concurrency"
 	"github.com/claude-route/claude-route/ratelimit"
 	"github.com/claude-route/claude-route/relay"
@@ -151,37 +149,61 @@ func (s *Server) receive(c *ginContext, counted bool, tk *admission.Ticket) *req
 	return req
 }
 
-// admitted runs the admission (binding, quota, account) and answers a
-// refusal itself.
+// admitted runs the admission (binding, quota, account: package
+// admission) and answers a refusal itself.
 func (s *Server) admitted(c *ginContext, req *request) bool {
-	// A fresh budget: reading a large body from a slow client must not eat it.
-	sctx, cancel := context.WithTimeout(c.Request.Context(), storeBudget)
-	herr := s.admit(sctx, req)
-	cancel()
-	if herr != nil && req.quota != nil && req.quota.Held > 0 {
-		herr = s.awaitHeld(c.Request.Context(), req, herr)
+	cl := req.cl
+	ar := &admission.Request{Key: cl.hash, Tier: cl.tier.Name, Account: cl.account, Bind: (&binder{s: s, cl: cl}).bind}
+	if limit, ok := cl.tier.Quota(req.family); ok && req.counted {
+		q := s.quotaRequest(cl, req.family, limit)
+		ar.Quota = &q
 	}
-	if herr != nil {
-		s.refuseAdmission(c.Writer, req, herr)
+	ad, err := s.gate.Admit(c.Request.Context(), ar, req.ticket)
+	req.quota = req.ticket.Quota()
+	if err != nil {
+		s.refuseAdmission(c.Writer, req, s.admissionRefusal(req, err))
 		return false
 	}
+	if s.log.IsLevelEnabled(logrus.DebugLevel) {
+		s.debugAdmitted(cl, req.quota)
+	}
+	req.acct, req.state = ad.Account, ad.State
 	return true
 }
 
-// awaitHeld handles a refusal while another replica holds places taken
-// ahead of its requests (ratelimit's spares): they are used or back within
-// Held, so it waits (outside the store's budget) and asks again, at most
-// twice, rather than refuse a request the quota has room for.
-func (s *Server) awaitHeld(ctx context.Context, req *request, herr *httpError) *httpError {
-	for try := 0; herr != nil && req.quota != nil && req.quota.Held > 0 && try < 2; try++ {
-		if !sleepCtx(ctx, req.quota.Held+10*time.Millisecond) {
-			break
-		}
-		sctx, cancel := context.WithTimeout(ctx, storeBudget)
-		herr = s.admit(sctx, req)
-		cancel()
+// admissionRefusal words the admission's refusal in the contract's shape.
+func (s *Server) admissionRefusal(req *request, err error) *httpError {
+	var herr *httpError
+	switch {
+	case errors.As(err, &herr):
+		return herr // the binding's own
+	case errors.Is(err, admission.ErrQuota) && req.quota != nil:
+		res := req.quota
+		s.metrics.quotaRefusals.WithLabelValues(req.cl.tier.Name, req.family).Inc()
+		return &httpError{status: http.StatusTooManyRequests, typ: errRateLimit, retryAfter: res.RetryAfter, noRetry: true,
+			msg: fmt.Sprintf("Rate limit exceeded for %s (%d/%d in %s)", req.family, res.Count, res.Limit, windowText(time.Duration(s.d.Tiers.Window)))}
 	}
-	return herr
+	return storeDown(err)
+}
+
+func (s *Server) debugAdmitted(cl *caller, q *ratelimit.Result) {
+	if q != nil {
+		s.log.WithFields(logFields(cl)).Debugf("rate limit check passed: %d/%d requests", q.Count, q.Limit)
+	}
+	s.log.WithFields(logFields(cl)).Debugf("using assigned account: %s", cl.account)
+}
+
+// binder binds a caller's key for the admission.
+type binder struct {
+	s  *Server
+	cl *caller
+}
+
+func (b *binder) bind(ctx context.Context) (string, error) {
+	if herr := b.s.bind(ctx, b.cl); herr != nil {
+		return "", herr
+	}
+	return b.cl.account, nil
 }
 
 // refuseAdmission answers a request the admission refused.
@@ -310,204 +332,6 @@ func (s *Server) quotaRequest(cl *caller, family string, limit int) ratelimit.Re
 	return ratelimit.Request{Subject: cl.hash, Family: family, Limit: limit, Window: time.Duration(s.d.Tiers.Window)}
 }
 
-// acctEntry is what the account cache holds: an account's record and
-// its pool state as seen from one tier.
-type acctEntry struct {
-	acct  accounts.Account
-	state accounts.State
-	err   error // accounts.FromHash's: a removed or unreadable account
-}
-
-// admit binds the key if needed, takes a place in the family's window and
-// loads the account: for a bound key whose account is cached, the quota
-// script alone; otherwise one pipelined round trip. Its frame is small,
-// and the cache holds pointers: the quota's round trip runs below it.
-func (s *Server) admit(ctx context.Context, req *request) *httpError {
-	cl := req.cl
-	if cl.account == "" {
-		if herr := s.bind(ctx, cl); herr != nil {
-			return herr
-		}
-	}
-	limit, limited := cl.tier.Quota(req.family)
-	limited = limited && req.counted
-	e, hit := s.acctCache.Get(cl.tier.Name + "/" + cl.account)
-	if hit && limited {
-		// The account is cached: the quota is the only trip, shared with
-		// the same key's concurrent admissions (ratelimit.AdmitMerged).
-		if herr := s.mergedQuota(ctx, req, limit); herr != nil {
-			return herr
-		}
-	} else if !hit || limited {
-		var herr *httpError
-		if e, herr = s.admitLoad(ctx, req, limit, limited, hit, e); herr != nil {
-			return herr
-		}
-	}
-	if !e.state.InTier || e.state.Blacklisted || e.err != nil {
-		return s.rebind(ctx, req)
-	}
-	if s.log.IsLevelEnabled(logrus.DebugLevel) {
-		s.debugAccount(cl)
-	}
-	// A limited or cooling account is the relay's to route around.
-	req.state = e.state
-	req.acct = e.acct
-	return nil
-}
-
-func (s *Server) debugAccount(cl *caller) {
-	s.log.WithFields(logFields(cl)).Debugf("using assigned account: %s", cl.account)
-}
-
-// admitLoad takes the quota place and, when the account is not cached,
-// reads its record and pool state, all in one pipelined round trip.
-func (s *Server) admitLoad(ctx context.Context, req *request, limit int, limited, hit bool, e *acctEntry) (*acctEntry, *httpError) {
-	cl := req.cl
-	var gen cache.Fill
-	if !hit {
-		gen = s.acctCache.Begin()
-	}
-	var pending *ratelimit.Pending
-	var acctCmd *redis.MapStringStringCmd
-	var stateCmds accounts.StateCmds
-	err := s.pipelined(ctx, func(pipe redis.Pipeliner) {
-		if limited {
-			pending = s.d.Limiter.QueueAdmit(ctx, pipe, s.quotaRequest(cl, req.family, limit))
-		}
-		if !hit {
-			acctCmd = s.d.Accounts.QueueGet(ctx, pipe, cl.account)
-			stateCmds = s.d.Pool.QueueState(ctx, pipe, cl.tier.Name, cl.account)
-		}
-	})
-	if err != nil { // nothing was sent
-		return nil, storeDown(err)
-	}
-	if pending != nil {
-		res, err := pending.Result(ctx)
-		if err != nil {
-			// A timeout (or a NOSCRIPT re-run that timed out) may have
-			// counted: take back a place whose answer was lost; removing a
-			// place never taken is harmless.
-			s.giveBack(pending.Abandon)
-			return nil, storeDown(err)
-		}
-		if herr := s.holdQuota(req, &res); herr != nil {
-			return nil, herr
-		}
-	}
-	if hit {
-		return e, nil
-	}
-	state, err := stateCmds.Result()
-	if err != nil {
-		return nil, storeDown(err)
-	}
-	if err := acctCmd.Err(); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, storeDown(err)
-	}
-	acct, aerr := accounts.FromHash(cl.account, acctCmd.Val())
-	e = &acctEntry{acct: acct, state: state, err: aerr}
-	s.acctCache.Put(cl.tier.Name+"/"+cl.account, gen, e)
-	return e, nil
-}
-
-// rebind moves a key whose bound account was blacklisted or removed.
-func (s *Server) rebind(ctx context.Context, req *request) *httpError {
-	if herr := s.bind(ctx, req.cl); herr != nil {
-		return herr
-	}
-	acct, err := s.d.Accounts.Get(ctx, req.cl.account)
-	if err != nil {
-		return storeDown(err)
-	}
-	req.acct = acct
-	return nil
-}
-
-// pipelined runs the commands queue adds in one round trip: shared with
-// other requests' when a Batcher is configured. An error means nothing was
-// sent; otherwise every command carries its own result (read those: a
-// shared pipeline's overall error may be another request's).
-func (s *Server) pipelined(ctx context.Context, queue func(redis.Pipeliner)) error {
-	if s.d.Batch != nil {
-		return s.d.Batch.Do(ctx, queue)
-	}
-	pipe := s.d.Redis.Pipeline()
-	queue(pipe)
-	_, _ = pipe.Exec(ctx)
-	return nil
-}
-
-// mergedQuota takes the request's quota place in a run shared with the
-// key's other admissions of the moment.
-func (s *Server) mergedQuota(ctx context.Context, req *request, limit int) *httpError {
-	cl := req.cl
-	res, err := s.d.Limiter.AdmitMerged(ctx, s.quotaRequest(cl, req.family, limit))
-	if err != nil {
-		if res.ID != "" { // the run may have taken the place with its answer lost
-			s.giveBack(func(ctx context.Context) error { return s.d.Limiter.Abandon(ctx, *res) })
-		}
-		return storeDown(err)
-	}
-	return s.holdQuota(req, res)
-}
-
-// sleepCtx waits d or until ctx ends; false if it ended.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
-// holdQuota puts an admission's answer on the request and its ticket; a
-// refusal becomes the 429 the customer sees.
-func (s *Server) holdQuota(req *request, res *ratelimit.Result) *httpError {
-	req.quota = res
-	req.ticket.HoldQuota(req.quota, s.d.Limiter)
-	if res.Allowed {
-		if s.log.IsLevelEnabled(logrus.DebugLevel) {
-			s.log.WithFields(logFields(req.cl)).Debugf("rate limit check passed: %d/%d requests", res.Count, res.Limit)
-		}
-		return nil
-	}
-	s.metrics.quotaRefusals.WithLabelValues(req.cl.tier.Name, req.family).Inc()
-	return &httpError{status: http.StatusTooManyRequests, typ: errRateLimit, retryAfter: res.RetryAfter, noRetry: true,
-		msg: fmt.Sprintf("Rate limit exceeded for %s (%d/%d in %s)", req.family, res.Count, res.Limit, windowText(time.Duration(s.d.Tiers.Window)))}
-}
-
-// giveBack runs a quota give-back (an idempotent ZREM of the request's
-// id) in the background until it succeeds, for up to giveBackFor. One try
-// is not enough: a store slow enough to lose an admission's answer also
-// fails the give-back's new connection (its handshake times out before the
-// command is sent), and the place would stay taken for the whole window.
-func (s *Server) giveBack(do func(context.Context) error) {
-	s.bg.Add(1)
-	go func() {
-		defer s.bg.Done()
-		wait := 100 * time.Millisecond
-		for end := time.Now().Add(giveBackFor); ; wait *= 2 {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			err := do(ctx)
-			cancel()
-			if err == nil || time.Now().Add(wait).After(end) {
-				return
-			}
-			time.Sleep(wait)
-		}
-	}()
-}
-
-// giveBackFor bounds the retries of a give-back (and so a shutdown's wait).
-const giveBackFor = 10 * time.Second
-
-func isNoScript(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") }
-
 func windowText(d time.Duration) string {
 	if d%time.Hour == 0 {
 		return fmt.Sprintf("%d hours", int(d/time.Hour))
@@ -521,21 +345,16 @@ func setQuotaHeaders(h http.Header, q ratelimit.Result) {
 	h.Set("X-Ratelimit-Reset", q.Reset.UTC().Format(time.RFC3339))
 }
 
-// refund gives the request's place back: it produced no answer.
+// refund gives the request's place back: it produced no answer. A
+// refund the store did not take is retried in the background by the gate.
 func (s *Server) refund(req *request) {
 	if req.ticket == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if _, err := req.ticket.Refund(ctx); err != nil && req.quota != nil {
-		// A refund that failed may never have reached Redis (a fresh
-		// connection's handshake timed out, say): retry it in the
-		// background like any give-back. ZREM of the request's own id is
-		// idempotent, so a refund that did land and is sent again is harmless.
+	if _, err := req.ticket.Refund(ctx); err != nil {
 		s.log.WithFields(logFields(req.cl)).WithError(err).Warn("quota refund failed; retrying in the background")
-		res := *req.quota
-		s.giveBack(func(ctx context.Context) error { return s.d.Limiter.Refund(ctx, res) })
 	}
 }
 

@@ -119,9 +119,9 @@ type Server struct {
 	// inflight is the budget of request-body bytes held at once.
 	inflight *admission.Budget
 	// keyCache holds client keys' records and bindings by key hash;
-	// acctCache accounts' records and pool state by tier and name.
-	keyCache  *cache.Map[keyEntry]
-	acctCache *cache.Map[*acctEntry]
+	// gate admits requests (binding, quota, account; package admission).
+	keyCache *cache.Map[keyEntry]
+	gate     *admission.Gate
 	// refusals samples refusal log lines: one a second per key and reason.
 	refusals *logsample.Sampler
 }
@@ -153,11 +153,13 @@ func New(cfg Config, d Deps) *Server {
 		IdleTimeout: cfg.StreamIdleTimeout, Clock: d.Clock, Transport: cfg.Transport})
 	s := &Server{cfg: cfg, d: d, log: d.Log,
 		inflight: admission.NewBudget(cfg.MaxInflightBodyBytes),
-		keyCache: cache.New[keyEntry](cfg.CacheTTL), acctCache: cache.New[*acctEntry](cfg.CacheTTL),
+		keyCache: cache.New[keyEntry](cfg.CacheTTL),
 		refusals: logsample.New(d.Clock, time.Second)}
 	s.metrics = newMetrics(s)
+	s.gate = admission.NewGate(admission.GateConfig{Pool: d.Pool, Accounts: d.Accounts, Limiter: d.Limiter,
+		Pipeline: s.pipelined, CacheTTL: cfg.CacheTTL, StoreBudget: storeBudget})
 	s.router = route.New(route.Deps{Relay: up, Redis: d.Redis, Pool: d.Pool, Accounts: d.Accounts,
-		Refresher: d.Refresher, Util: d.Util, Metrics: routeMetrics{s.metrics}, Forget: s.acctCache.Flush,
+		Refresher: d.Refresher, Util: d.Util, Metrics: routeMetrics{s.metrics}, Forget: s.gate.Forget,
 		Clock: d.Clock, Log: d.Log})
 	gin.SetMode(gin.ReleaseMode)
 	newEngine := func() *gin.Engine {
@@ -382,4 +384,5 @@ const cutWait = 2 * time.Second
 func (s *Server) waitBackground() {
 	s.bg.Wait()
 	s.router.Wait()
+	s.gate.Wait()
 }
