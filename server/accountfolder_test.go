@@ -54,6 +54,12 @@ func TestAccountNamesRule(t *testing.T) {
 			t.Fatalf("name %q: %d %q, want 400 saying the rule", name, st, out.Error.Message)
 		}
 	}
+	for _, path := range []string{"/admin/api/accounts/.hidden/disable", "/admin/api/accounts/..x/probe", "/admin/api/accounts/-a/recover"} {
+		var out struct{ Error struct{ Message string } }
+		if st := e.admin(http.MethodPost, path, nil, &out); st != http.StatusBadRequest || !strings.Contains(out.Error.Message, "letters, digits") {
+			t.Fatalf("%s: %d %q, want 400 saying the rule", path, st, out.Error.Message)
+		}
+	}
 	if ents, _ := os.ReadDir(filepath.Join(e.acctDir, "trial")); len(ents) != 0 {
 		t.Fatalf("files written: %v", ents)
 	}

@@ -22,7 +22,7 @@ import (
 )
 
 func (s *Server) adminRoutes(e *gin.Engine) {
-	a := e.Group("/admin/api", s.adminAuth, s.forgetAfterChange)
+	a := e.Group("/admin/api", s.adminAuth, s.forgetAfterChange, accountNameRule)
 	a.GET("/keys", s.adminListKeys)
 	a.POST("/keys", s.adminIssueKey)
 	a.GET("/keys/:ref", s.adminShowKey)

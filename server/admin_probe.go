@@ -17,6 +17,17 @@ import (
 // probe button, and `account replace`, which brings a blacklisted account
 // back when its new credentials work.
 
+// accountNameRule answers 400, saying the rule, for an account name in an
+// admin path that no account can have (every /accounts/:name route).
+func accountNameRule(c *gin.Context) {
+	if name, ok := c.Params.Get("name"); ok {
+		if err := accounts.CheckName(name); err != nil {
+			adminErr(c, http.StatusBadRequest, err.Error())
+			c.Abort()
+		}
+	}
+}
+
 // ProbeView is one on-demand probe as the admin API answers it.
 type ProbeView struct {
 	OK        bool      `json:"ok"`
@@ -58,11 +69,7 @@ func (s *Server) probeAccount(ctx context.Context, name string) (ProbeView, erro
 
 // adminProbeAccount: POST /admin/api/accounts/:name/probe.
 func (s *Server) adminProbeAccount(c *gin.Context) {
-	name := c.Param("name")
-	if err := accounts.CheckName(name); err != nil {
-		adminErr(c, http.StatusBadRequest, err.Error())
-		return
-	}
+	name := c.Param("name") // checked by accountNameRule
 	v, err := s.probeAccount(c.Request.Context(), name)
 	if err != nil {
 		adminErr(c, http.StatusNotFound, "no account "+strqt(name)+" in the pool (sync after adding its file)")
