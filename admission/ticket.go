@@ -18,14 +18,13 @@ type Refunder interface {
 }
 
 // Ticket is what admission holds for one request: the key's concurrency
-// lease, the request's bytes in the process's body budget and its quota
+// lease, the request body's bytes in the process's budget and its quota
 // place. The handler settles it: Refund when no answer was produced,
 // Release when the request ends, however it ends. Each happens once.
 type Ticket struct {
 	mu       sync.Mutex
 	lease    Lease
-	budget   *Budget
-	held     int64
+	body     *Hold
 	quota    *ratelimit.Result
 	refunder Refunder
 	released bool
@@ -38,11 +37,11 @@ func (t *Ticket) HoldLease(l Lease) {
 	t.lease = l
 }
 
-// HoldBytes puts n bytes taken from b on the ticket.
-func (t *Ticket) HoldBytes(b *Budget, n int64) {
+// HoldBody puts the body's bytes (taken as they arrive) on the ticket.
+func (t *Ticket) HoldBody(h *Hold) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.budget, t.held = b, n
+	t.body = h
 }
 
 // HoldQuota puts the quota result on the ticket; q is shared with the
@@ -86,9 +85,9 @@ func (t *Ticket) Release(ctx context.Context) {
 		return
 	}
 	t.released = true
-	lease, budget, held := t.lease, t.budget, t.held
+	lease, body := t.lease, t.body
 	t.mu.Unlock()
-	budget.Release(held)
+	body.Release()
 	if lease != nil {
 		lease.Release(ctx)
 	}

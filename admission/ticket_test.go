@@ -39,11 +39,14 @@ func TestTicket(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			b := NewBudget(100)
-			held, _ := b.Acquire(ctx, 40)
+			h := b.NewHold("k", 100)
+			if !h.TryGrow(40) {
+				t.Fatal("40 of an empty budget of 100")
+			}
 			lease, ref := &countLease{}, &countRefunder{err: c.refundErr}
 			var tk Ticket
 			tk.HoldLease(lease)
-			tk.HoldBytes(b, held)
+			tk.HoldBody(h)
 			if c.quota != nil {
 				tk.HoldQuota(c.quota, ref)
 			}

@@ -60,6 +60,12 @@ func (p *bodyPool) readSized(w http.ResponseWriter, body io.ReadCloser, contentL
 		_, err := io.Copy(io.Discard, r)
 		return nil, tooLarge(err)
 	}
+	if contentLength > presizeMax {
+		// Announced is not sent: grow with what arrives, up to the
+		// announced length, so a body declaring 32 MiB and sending a byte
+		// does not allocate 32 MiB.
+		return readAnnounced(r, contentLength)
+	}
 	if contentLength >= 0 {
 		// Exactly its size, not a pooled class: most bodies go upstream,
 		// and a forwarded body cannot be recycled (http.Transport may still
@@ -79,6 +85,36 @@ func (p *bodyPool) readSized(w http.ResponseWriter, body io.ReadCloser, contentL
 		return nil, tooLarge(err)
 	}
 	return bb.Bytes(), nil
+}
+
+// presizeMax is the largest announced length allocated up front.
+const presizeMax = 1 << 20
+
+// readAnnounced reads a body announcing n bytes (over presizeMax) into a
+// buffer that doubles as the bytes arrive, ending at exactly n.
+func readAnnounced(r io.Reader, n int64) ([]byte, error) {
+	buf := make([]byte, 0, presizeMax)
+	for int64(len(buf)) < n {
+		if len(buf) == cap(buf) {
+			c := int64(2 * cap(buf))
+			if c > n {
+				c = n
+			}
+			buf = append(make([]byte, 0, c), buf...)
+		}
+		m, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+m]
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				if int64(len(buf)) == n {
+					break
+				}
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, tooLarge(err)
+		}
+	}
+	return buf, nil
 }
 
 func tooLarge(err error) error {

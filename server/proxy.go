@@ -102,9 +102,10 @@ func (s *Server) receive(c *ginContext, counted bool, tk *admission.Ticket) *req
 		herr.write(w)
 		return nil
 	}
-	// The key's concurrency place, then room in the process's body budget,
-	// both before a byte of the body is read: a flood of large bodies on
-	// one key waits in its queue instead of in memory.
+	// The key's concurrency place before a byte of the body is read: a
+	// flood of large bodies on one key waits in its queue instead of in
+	// memory. The body then takes room in the process's body budget as its
+	// bytes arrive, within the key's fair share (clientBody).
 	// Refused before the body was read: drain it, so the answer reaches
 	// a client still sending (golang/go#40747), unless the client left.
 	refuseUnread := func(herr *httpError) {
@@ -121,16 +122,21 @@ func (s *Server) receive(c *ginContext, counted bool, tk *admission.Ticket) *req
 		return nil
 	}
 	tk.HoldLease(lease)
-	held, herr := s.holdBody(ctx, r, cl.tier.Name)
-	if herr != nil {
-		refuseUnread(herr)
-		return nil
+	if max, ok := s.bodyMax(r); ok {
+		hold := s.inflight.NewHold(cl.hash, max)
+		tk.HoldBody(hold)
+		s.meterBody(ctx, r, hold)
 	}
-	tk.HoldBytes(s.inflight, held)
-	req, herr := s.readBody(w, r)
+	req, herr := s.readBody(w, r, cl.tier.Name)
 	if herr != nil {
 		s.metrics.request(cl.tier.Name, "", herr.status)
-		herr.write(w)
+		s.logRefusal(cl, nil, "", herr)
+		if herr.status == http.StatusServiceUnavailable {
+			drain(w, r.Body, s.cfg.MaxBodyBytes) // unmetered now: nothing is kept
+		}
+		if herr.status != statusClientGone {
+			herr.write(w)
+		}
 		return nil
 	}
 	req.ticket = tk
@@ -223,7 +229,7 @@ func (s *Server) refuseAdmission(w http.ResponseWriter, req *request, herr *http
 // answering avoids golang/go#40747) within the size limit, presized from
 // Content-Length, and reads model and stream from it exactly as the
 // upstream will (admission.ScanBody).
-func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (*request, *httpError) {
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, tier string) (*request, *httpError) {
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(strings.TrimSpace(ct)), "application/json") {
 		return nil, &httpError{status: http.StatusBadRequest, typ: errInvalidRequest,
 			msg: "Content-Type must be application/json, got " + strconv.Quote(ct)}
@@ -234,9 +240,21 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (*request, *ht
 			return nil, &httpError{status: http.StatusRequestEntityTooLarge, typ: errRequestTooLarge,
 				msg: fmt.Sprintf("Request exceeds the maximum size of %d bytes", s.cfg.MaxBodyBytes)}
 		}
+		if errors.Is(err, errNoRoom) {
+			s.metrics.capacity.WithLabelValues(tier, "inflight_bytes").Inc()
+			return nil, &httpError{status: http.StatusServiceUnavailable, typ: errOverloaded, cause: err,
+				msg: "The proxy is handling too many request bytes right now; please retry"}
+		}
+		if errors.Is(err, errBodySlow) {
+			return nil, &httpError{status: http.StatusRequestTimeout, typ: errTimeout,
+				msg: fmt.Sprintf("The request body arrived slower than %d KiB/s", s.cfg.BodyMinRate>>10)}
+		}
 		if bodyTimedOut(err) {
 			return nil, &httpError{status: http.StatusRequestTimeout, typ: errTimeout,
 				msg: fmt.Sprintf("The request body was not received within %g seconds", s.cfg.BodyReadTimeout.Seconds())}
+		}
+		if r.Context().Err() != nil {
+			return nil, &httpError{status: statusClientGone, cause: err}
 		}
 		return nil, &httpError{status: http.StatusBadRequest, typ: errInvalidRequest, msg: "could not read the request body"}
 	}
@@ -290,42 +308,6 @@ func (s *Server) settle(ctx context.Context, tk *admission.Ticket) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
 	tk.Release(rctx)
-}
-
-// holdBody takes room for the request's body in the process-wide budget
-// of bytes in flight (MAX_INFLIGHT_BODY_BYTES): its declared length, or
-// MAX_BODY_BYTES when it declares none (a chunked body may be that large).
-// A request that finds no room within InflightWait is refused with 503
-// overloaded_error; the wait runs on the injectable clock.
-func (s *Server) holdBody(ctx context.Context, r *http.Request, tier string) (int64, *httpError) {
-	if s.inflight == nil {
-		return 0, nil
-	}
-	n := r.ContentLength
-	if cb, ok := r.Body.(*convertingBody); ok {
-		n = cb.sizeHint // the OpenAI body's length, close to its conversion's
-	}
-	if n < 0 || n > s.cfg.MaxBodyBytes {
-		n = s.cfg.MaxBodyBytes
-	}
-	if held, ok := s.inflight.TryAcquire(n); ok {
-		return held, nil // room now: no wait to bound
-	}
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	t := s.d.Clock.AfterFunc(s.cfg.InflightWait, cancel)
-	defer t.Stop()
-	held, err := s.inflight.Acquire(wctx, n)
-	switch {
-	case err == nil:
-		return held, nil
-	case ctx.Err() != nil:
-		return 0, &httpError{status: statusClientGone, cause: err}
-	default:
-		s.metrics.capacity.WithLabelValues(tier, "inflight_bytes").Inc()
-		return 0, &httpError{status: http.StatusServiceUnavailable, typ: errOverloaded,
-			msg: "The proxy is handling too many request bytes right now; please retry"}
-	}
 }
 
 func (s *Server) quotaRequest(cl *caller, family string, limit int) ratelimit.Request {

@@ -6,10 +6,8 @@ package server
 import (
 	"context"
 	"errors"
-	"io"
 	"net"
 	"net/http"
-	"os"
 	"sync"
 	"time"
 
@@ -41,6 +39,12 @@ type Config struct {
 	// BodyReadTimeout bounds how long a client may take to send its request
 	// body (BODY_READ_TIMEOUT); a slower one gets 408. 0 means no bound.
 	BodyReadTimeout time.Duration
+	// BodyMinRate is the least average rate, in bytes a second, at which a
+	// body must arrive once BodyRateGrace has passed since the proxy began
+	// reading it (BODY_MIN_RATE, BODY_RATE_GRACE); a slower one gets 408.
+	// 0 means the defaults (64 KiB/s after 5 s); a negative rate, no bound.
+	BodyMinRate   int64
+	BodyRateGrace time.Duration
 	// ReadHeaderTimeout bounds how long a client may take to send its
 	// request headers (default 10 s).
 	ReadHeaderTimeout time.Duration
@@ -134,6 +138,12 @@ func New(cfg Config, d Deps) *Server {
 	if cfg.MaxInflightBodyBytes == 0 {
 		cfg.MaxInflightBodyBytes = 256 << 20
 	}
+	if cfg.BodyMinRate == 0 {
+		cfg.BodyMinRate = 64 << 10
+	}
+	if cfg.BodyRateGrace <= 0 {
+		cfg.BodyRateGrace = 5 * time.Second
+	}
 	if cfg.InflightWait == 0 {
 		cfg.InflightWait = 2 * time.Second
 	}
@@ -191,7 +201,7 @@ func (s *Server) guard(c *gin.Context) {
 			s.panicked(c, v)
 		}
 	}()
-	s.bodyDeadline(c)
+	s.wrapBody(c)
 	c.Next()
 }
 
@@ -248,56 +258,6 @@ func (s *Server) adminSurface(e *gin.Engine) {
 	}
 	s.adminRoutes(e)
 }
-
-// bodyDeadline gives the client BodyReadTimeout to send its whole body, so
-// a slow sender cannot hold a connection and a handler open. The deadline
-// is lifted once the body has been read to its end: a stream's connection
-// is then read only to notice the client leaving, and a deadline there
-// would cancel the request.
-func (s *Server) bodyDeadline(c *gin.Context) {
-	r := c.Request
-	if s.cfg.BodyReadTimeout <= 0 || r.Body == nil || r.Body == http.NoBody {
-		return
-	}
-	rc := http.NewResponseController(c.Writer)
-	if rc.SetReadDeadline(time.Now().Add(s.cfg.BodyReadTimeout)) != nil {
-		return // not a network connection (handler tests)
-	}
-	// The deadline stays when the body was not read to its end: net/http
-	// then discards the rest before answering, and that must not wait on
-	// a stalled client either.
-	r.Body = &deadlineBody{ReadCloser: r.Body, lift: func() { _ = rc.SetReadDeadline(time.Time{}) }}
-}
-
-// bodyRead tells net/http that the handler has read the whole body (and
-// so lifted its deadline): it hands back net/http's own body, closed. Else
-// net/http drains the wrapper when the answer starts, deep in the stack
-// that a stream then keeps (DESIGN.md, stacks).
-func bodyRead(r *http.Request) {
-	if db, ok := r.Body.(*deadlineBody); ok {
-		r.Body = db.ReadCloser
-	}
-	_ = r.Body.Close()
-}
-
-// deadlineBody lifts the connection's read deadline when the body ends.
-type deadlineBody struct {
-	io.ReadCloser
-	lift   func()
-	lifted bool
-}
-
-func (b *deadlineBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	if errors.Is(err, io.EOF) && !b.lifted {
-		b.lifted = true
-		b.lift()
-	}
-	return n, err
-}
-
-// bodyTimedOut reports a body read that hit BodyReadTimeout.
-func bodyTimedOut(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
 
 func (s *Server) health(c *gin.Context) {
 	err := s.d.Store.Ping(c.Request.Context())

@@ -56,6 +56,11 @@ type config struct {
 	AdminListenAddr string
 	// BodyReadTimeout bounds how long a client may take to send its body.
 	BodyReadTimeout time.Duration
+	// BodyMinRate (BODY_MIN_RATE, bytes a second; negative when "0" turned
+	// it off) and BodyRateGrace (BODY_RATE_GRACE): a body slower than the
+	// rate once the grace has passed gets 408.
+	BodyMinRate   int64
+	BodyRateGrace time.Duration
 	// PprofAddr serves runtime profiles on their own listener (PPROF_ADDR,
 	// off by default).
 	PprofAddr string
@@ -153,6 +158,7 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		{"KEY_RETENTION", "2160h", &c.KeyRetention}, // 90 days
 		{"UPSTREAM_HEADER_TIMEOUT", "10m", &c.HeaderTimeout},
 		{"BODY_READ_TIMEOUT", "60s", &c.BodyReadTimeout},
+		{"BODY_RATE_GRACE", "5s", &c.BodyRateGrace},
 		{"SHUTDOWN_GRACE", "30s", &c.ShutdownGrace},
 		{"REFRESH_LEAD", "10m", &c.RefreshLead},
 		{"STREAM_IDLE_TIMEOUT", "5m", &c.StreamIdleTimeout},
@@ -194,6 +200,12 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	mf := env(getenv, "ACCOUNT_MAX_FAILS", "3")
 	if c.AccountMaxFails, err = strconv.Atoi(mf); err != nil || c.AccountMaxFails < 1 {
 		return nil, &configError{"ACCOUNT_MAX_FAILS", fmt.Errorf("want a count of at least 1, got %q", mf)}
+	}
+	br := env(getenv, "BODY_MIN_RATE", strconv.Itoa(64<<10))
+	if c.BodyMinRate, err = strconv.ParseInt(br, 10, 64); err != nil || c.BodyMinRate < 0 {
+		return nil, &configError{"BODY_MIN_RATE", fmt.Errorf("want bytes a second like 65536, or 0 for no minimum, got %q", br)}
+	} else if c.BodyMinRate == 0 {
+		c.BodyMinRate = -1
 	}
 	mi := env(getenv, "MAX_INFLIGHT_BODY_BYTES", strconv.Itoa(256<<20))
 	if n, err = strconv.ParseInt(mi, 10, 64); err != nil || n < c.MaxBodyBytes {

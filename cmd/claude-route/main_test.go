@@ -54,6 +54,8 @@ func TestBadConfigurationNamesTheVariable(t *testing.T) {
 		{map[string]string{"ADMIN_TOKEN": "change-me"}, "ADMIN_TOKEN: must be at least 16 characters"},
 		{map[string]string{"ADMIN_LISTEN_ADDR": "9090"}, "ADMIN_LISTEN_ADDR"},
 		{map[string]string{"BODY_READ_TIMEOUT": "slow"}, "BODY_READ_TIMEOUT"},
+		{map[string]string{"BODY_MIN_RATE": "fast"}, "BODY_MIN_RATE"},
+		{map[string]string{"BODY_RATE_GRACE": "0s"}, "BODY_RATE_GRACE"},
 	}
 	for _, c := range cases {
 		t.Run(c.want, func(t *testing.T) {

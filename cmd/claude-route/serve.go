@@ -37,6 +37,7 @@ func appConfig(cfg *config, log *logrus.Logger) server.AppConfig {
 			AdminToken: cfg.AdminToken, HeaderTimeout: cfg.HeaderTimeout,
 			StreamIdleTimeout: cfg.StreamIdleTimeout,
 			BodyReadTimeout:   cfg.BodyReadTimeout, SeparateAdmin: cfg.AdminListenAddr != "",
+			BodyMinRate: cfg.BodyMinRate, BodyRateGrace: cfg.BodyRateGrace,
 			MaxInflightBodyBytes: cfg.MaxInflightBodyBytes,
 			CacheTTL:             cfg.CacheTTL,
 			MetricsPublic:        cfg.MetricsPublic,
