@@ -9,6 +9,8 @@
 //	benchtool hold -url URL -key K -c N -total N [-stats URL] [-pid P]
 //	    keeps c streams open until total streams have run; samples RSS
 //	    and goroutines while they are all open
+//	benchtool scale -url URL -admin TOKEN -redis ADDR -product DIR [-n N]
+//	    issue 27's figures at N keys (scripts/bench scale)
 package main
 
 import (
@@ -22,6 +24,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
@@ -45,6 +48,8 @@ func main() {
 		err = runLoad(ctx, os.Args[2:])
 	case "hold":
 		err = runHold(ctx, os.Args[2:])
+	case "scale":
+		err = runScale(ctx, os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -83,7 +88,7 @@ func runFake(ctx context.Context, args []string) error {
 	fs := newFlags("fake")
 	addr := fs.String("addr", "127.0.0.1:0", "listen address")
 	addrFile := fs.String("addr-file", "", "write the bound address here")
-	key := fs.String("api-key", "sk-ant-api03-bench", "API key the fake accepts")
+	key := fs.String("api-key", "sk-ant-api03-bench", "API keys the fake accepts, comma-separated")
 	chunks := fs.Int("chunks", 20, "content_block_delta events per stream")
 	first := fs.Duration("first-delay", 0, "time to the first event of a stream")
 	delay := fs.Duration("chunk-delay", 0, "pause between events")
@@ -91,7 +96,9 @@ func runFake(ctx context.Context, args []string) error {
 		return err
 	}
 	fake := fakeupstream.New(fakeupstream.Options{NoRecord: true, Chunks: *chunks, FirstDelay: *first, ChunkDelay: *delay})
-	fake.AddAPIKey(*key)
+	for _, k := range strings.Split(*key, ",") {
+		fake.AddAPIKey(k)
+	}
 	defer fake.Close()
 	ln, err := listen(*addr, *addrFile)
 	if err != nil {
