@@ -18,6 +18,7 @@ import (
 var responsesIgnored = map[string]bool{
 	"metadata": true, "prompt_cache_key": true, "service_tier": true, "truncation": true,
 	"include": true, "stream_options": true, "max_tool_calls": true, "prompt_cache_retention": true,
+	"client_metadata": true,
 }
 
 // Responses parameters that would need state this proxy does not keep.
@@ -392,7 +393,12 @@ func responsesTools(fields map[string]json.RawMessage) ([]tool, *toolChoice, *Er
 		for i, t := range in {
 			p := fmt.Sprintf("tools[%d]", i)
 			if t.Type != "function" {
-				return nil, nil, badRequest(p+".type", "%s: only function tools are supported, got type %q", p, t.Type)
+				// Hosted tools (web_search, file_search, …), namespaces
+				// and custom tools have no Messages equivalent here; agents
+				// such as Codex offer them by default, so they are left
+				// out rather than refused: the model sees the function
+				// tools.
+				continue
 			}
 			if !toolName.MatchString(t.Name) {
 				return nil, nil, badRequest(p+".name", "%s.name: must be 1 to 64 letters, digits, _ or -", p)

@@ -82,7 +82,7 @@ type outputItem struct {
 	ID      string        `json:"id"`
 	Status  string        `json:"status,omitempty"`
 	Role    string        `json:"role,omitempty"`
-	Content []outputText  `json:"content,omitempty"`
+	Content *[]outputText `json:"content,omitempty"` // a message's, [] while it streams
 	CallID  string        `json:"call_id,omitempty"`
 	Name    string        `json:"name,omitempty"`
 	Args    *string       `json:"arguments,omitempty"`
@@ -126,7 +126,7 @@ func responseID(msgID string) string { return "resp_" + strings.TrimPrefix(msgID
 
 func textItem(msgID string, index int, text string) outputItem {
 	return outputItem{Type: "message", ID: fmt.Sprintf("msg_%s_%d", strings.TrimPrefix(msgID, "msg_"), index),
-		Status: "completed", Role: "assistant", Content: []outputText{newOutputText(text)}}
+		Status: "completed", Role: "assistant", Content: &[]outputText{newOutputText(text)}}
 }
 
 func newOutputText(text string) outputText {

@@ -174,7 +174,7 @@ func (s *ResponsesStream) blockStart(ev upstreamEvent) {
 		s.answerTool == "" && cb.Type == "text":
 		it.kind = "text"
 		it.item = textItem(msgID, ev.Index, "")
-		it.item.Status, it.item.Content = "in_progress", nil
+		it.item.Status, it.item.Content = "in_progress", &[]outputText{}
 	case cb.Type == "tool_use":
 		it.kind = "call"
 		it.item = callItem(cb.ID, cb.Name, "")
@@ -256,7 +256,7 @@ func (s *ResponsesStream) blockStop(index int) {
 		s.emit(streamEvent{Type: "response.output_text.done", ItemID: item.ID, OutputIndex: &it.index, ContentIndex: &zero,
 			Text: &text, Logprobs: &[]struct{}{}})
 		s.emit(streamEvent{Type: "response.content_part.done", ItemID: item.ID, OutputIndex: &it.index, ContentIndex: &zero,
-			Part: item.Content[0]})
+			Part: (*item.Content)[0]})
 	case "call":
 		item = callItem(it.item.CallID, it.item.Name, text)
 		s.emit(streamEvent{Type: "response.function_call_arguments.done", ItemID: item.ID, OutputIndex: &it.index,

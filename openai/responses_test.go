@@ -47,6 +47,9 @@ func TestConvertResponsesRequest(t *testing.T) {
 		{"text.format json_schema on a model with structured outputs",
 			`{"model":"claude-haiku-4-5","input":"x","text":{"format":{"type":"json_schema","name":"p","schema":{"type":"object","properties":{"a":{"type":"string"}}},"strict":true}}}`,
 			`{"model":"claude-haiku-4-5","max_tokens":4096,"messages":[{"role":"user","content":"x"}],"output_format":{"type":"json_schema","schema":{"type":"object","properties":{"a":{"type":"string"}}}}}`},
+		{"hosted tools, namespaces and client_metadata (as Codex sends them) left out",
+			`{"model":"m","input":"x","client_metadata":{"a":"b"},"tools":[{"type":"web_search"},{"type":"namespace","name":"multi_agent_v1","tools":[]},{"type":"function","name":"f"}]}`,
+			`{"model":"m","max_tokens":4096,"messages":[{"role":"user","content":"x"}],"tools":[{"name":"f","input_schema":{"type":"object","properties":{}}}]}`},
 		{"stream", `{"model":"m","input":"x","stream":true}`, `{"model":"m","max_tokens":4096,"messages":[{"role":"user","content":"x"}],"stream":true}`},
 	}
 	for _, c := range cases {
@@ -73,7 +76,7 @@ func TestConvertResponsesRequestRefuses(t *testing.T) {
 		{"file input", `{"model":"m","input":[{"role":"user","content":[{"type":"input_file","file_id":"f"}]}]}`, "input[0].content[0].type", "input_file"},
 		{"image by file id", `{"model":"m","input":[{"role":"user","content":[{"type":"input_image","file_id":"f"}]}]}`, "input[0].content[0].image_url", "file_id"},
 		{"output for no call", `{"model":"m","input":[{"role":"user","content":"x"},{"type":"function_call_output","call_id":"c","output":"y"}]}`, "input[1].call_id", "no call"},
-		{"hosted tool", `{"model":"m","input":"x","tools":[{"type":"web_search"}]}`, "tools[0].type", "web_search"},
+		{"a choice of a dropped hosted tool", `{"model":"m","input":"x","tools":[{"type":"web_search"}],"tool_choice":{"type":"function","name":"web_search"}}`, "tool_choice", "not in tools"},
 		{"unknown effort", `{"model":"m","input":"x","reasoning":{"effort":"max"}}`, "reasoning.effort", "max"},
 		{"unknown parameter", `{"model":"m","input":"x","frobnicate":1}`, "frobnicate", "Unrecognized"},
 		{"temperature above 1", `{"model":"m","input":"x","temperature":2}`, "temperature", "0 to 1"},
@@ -154,6 +157,10 @@ func TestResponsesStream(t *testing.T) {
 		}
 		if strings.Join(types, " ") != strings.Join(want, " ") {
 			t.Fatalf("size %d: events\n%v\nwant\n%v", size, types, want)
+		}
+		// Codex reads an added message item only with its content list.
+		if !strings.Contains(out.String(), `"item":{"type":"message","id":"msg_9_0","status":"in_progress","role":"assistant","content":[]}`) {
+			t.Errorf("size %d: no message item added with empty content:\n%s", size, out.String())
 		}
 		resp, _ := json.Marshal(last["response"])
 		for _, sub := range []string{`"status":"completed"`, `"input_tokens":24`, `"output_tokens":30`, `"cached_tokens":8`,
