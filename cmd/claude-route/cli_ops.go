@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/csv"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/claude-route/claude-route/accounts"
+	"github.com/claude-route/claude-route/internal/csvsafe"
 	"github.com/claude-route/claude-route/server"
 	"github.com/claude-route/claude-route/usage"
 )
@@ -144,7 +144,7 @@ func printIssued(out io.Writer, ks []server.IssuedKey, asCSV, asJSON bool) {
 	case asJSON:
 		_ = json.NewEncoder(out).Encode(map[string]any{"keys": ks})
 	case asCSV:
-		w := csv.NewWriter(out)
+		w := csvsafe.NewWriter(out)
 		// expires is empty for a key that never expires or is not activated;
 		// first_use_validity_seconds is set for the latter.
 		_ = w.Write([]string{"id", "key", "tier", "expires", "note", "first_use_validity_seconds"})

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/csv"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -12,6 +11,7 @@ import (
 	"strconv"
 	"text/tabwriter"
 
+	"github.com/claude-route/claude-route/internal/csvsafe"
 	"github.com/claude-route/claude-route/server"
 )
 
@@ -62,7 +62,7 @@ func cmdUsage(ctx context.Context, args []string, getenv func(string) string, ou
 	i64 := func(v int64) string { return strconv.FormatInt(v, 10) }
 	usd := func(v float64) string { return strconv.FormatFloat(v, 'f', 6, 64) }
 	if *asCSV {
-		w := csv.NewWriter(out)
+		w := csvsafe.NewWriter(out)
 		_ = w.Write([]string{"day", "key_id", "tier", "note", "requests", "input_tokens", "output_tokens",
 			"cache_creation_input_tokens", "cache_read_input_tokens", "cost_usd", "cache_creation_1h_input_tokens", "billed_usd", "margin_usd"})
 		for _, r := range res.Rows {
