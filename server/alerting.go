@@ -40,9 +40,9 @@ func (a *App) assembleAlerts() {
 	cfg := a.Cfg.Alerts
 	a.Alerts = alerts.New(a.Store.Client, alerts.Config{URL: cfg.WebhookURL, RetryBase: cfg.RetryBase,
 		Clock: a.Cfg.Clock, Log: a.Cfg.Log.WithField("component", "alerts")})
-	a.Watcher = &alerts.Watcher{Pool: a.Pool, Tiers: a.Cfg.Tiers.Names,
+	a.Watcher = &alerts.Watcher{Pool: a.Pool, Tiers: a.Tiers.Names,
 		SlotsOf: func(t string) int {
-			if tr, ok := a.Cfg.Tiers.Get(t); ok {
+			if tr, ok := a.Tiers.Get(t); ok {
 				return tr.Slots
 			}
 			return 0

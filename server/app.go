@@ -31,6 +31,9 @@ type AppConfig struct {
 	AccountDir    string
 	ProductDir    string
 	Tiers         *tiers.Table
+	// TiersFile is TIERS_FILE, which Tiers came from: every sync (and
+	// SIGHUP) re-reads it. Empty: the built-in table, never reloaded.
+	TiersFile string
 	OAuthTokenURL string
 	OAuthClientID string
 	RefreshLead   time.Duration
@@ -70,6 +73,8 @@ type App struct {
 	Refresher *refresh.Refresher
 	Usage     *usage.Recorder
 	Syncer    *syncer.Syncer
+	// Tiers is the product table in service (re-read by a sync).
+	Tiers *tiers.Live
 	// batch coalesces the request path's pipelines (store.Coalescer).
 	batch *store.Coalescer
 	capacityParts
@@ -103,7 +108,7 @@ func Assemble(ctx context.Context, cfg AppConfig) (*App, error) {
 		log.Warnf("REDIS_URL is empty: using an embedded in-process store at %s (password known only to this process); quota windows and slot counters do not survive a restart (run sync after one)", st.Embedded.Addr())
 	}
 	rdb := st.Client
-	a := &App{Cfg: cfg, Store: st, batch: store.NewCoalescer(rdb, 2, storeBudget)}
+	a := &App{Cfg: cfg, Store: st, batch: store.NewCoalescer(rdb, 2, storeBudget), Tiers: tiers.NewLive(cfg.Tiers, cfg.TiersFile)}
 	a.Ledger = keys.NewLedger(cfg.ProductDir, keys.NewRedisLocker(rdb))
 	a.Ledger.OnError(func(err error) { log.WithError(err).Warn("ledger") })
 	a.Keys = keys.NewStore(rdb, a.Ledger, cfg.Clock)
@@ -120,7 +125,7 @@ func Assemble(ctx context.Context, cfg AppConfig) (*App, error) {
 	})
 	a.assembleAlerts()
 	a.Expirer = &syncer.Expirer{Pool: a.Pool, Keys: a.Keys, Clock: cfg.Clock, Log: log.WithField("component", "expiry")}
-	a.Syncer = syncer.New(rdb, syncer.Config{AccountDir: cfg.AccountDir, Tiers: cfg.Tiers, Clock: cfg.Clock,
+	a.Syncer = syncer.New(rdb, syncer.Config{AccountDir: cfg.AccountDir, Tiers: a.Tiers, ReloadTiers: a.Tiers.Reload, Clock: cfg.Clock,
 		Log:       log.WithField("component", "sync"),
 		OnRun:     func(ok bool) { a.Server.SyncRun(ok) },
 		Retention: cfg.KeyRetention, Usage: a.Usage,
@@ -128,7 +133,7 @@ func Assemble(ctx context.Context, cfg AppConfig) (*App, error) {
 	cfg.Server.AccountDir = cfg.AccountDir
 	cfg.Server.Login.TokenURL, cfg.Server.Login.ClientID, cfg.Server.Login.HTTP, cfg.Server.Login.Clock = cfg.OAuthTokenURL, cfg.OAuthClientID, cfg.TokenClient, cfg.Clock
 	a.Server = New(cfg.Server, Deps{
-		Redis: rdb, Store: st, Tiers: cfg.Tiers, Keys: a.Keys, Pool: a.Pool, Accounts: a.Accounts,
+		Redis: rdb, Store: st, Tiers: a.Tiers, Keys: a.Keys, Pool: a.Pool, Accounts: a.Accounts,
 		Limiter: a.Limiter, Refresher: a.Refresher, Usage: a.Usage, Syncer: a.Syncer,
 		Util: a.Util, Leases: a.Leases, Clock: cfg.Clock, Log: log, Alerts: a.Alerts,
 		Batch: a.batch,
@@ -166,6 +171,7 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	}
 	a.runCapacity(bgctx, &wg)
 	a.runAlerts(bgctx, &wg)
+	a.runTiersFollow(bgctx, &wg)
 	wg.Add(4)
 	go func() {
 		defer wg.Done()

@@ -256,8 +256,9 @@ func (s *Server) customerUsage(c *ginContext) {
 	if cl == nil {
 		return
 	}
+	table := s.d.Tiers.Load() // one table for the whole view
 	fams := map[string]any{}
-	for _, f := range s.d.Tiers.Families {
+	for _, f := range table.Families {
 		if !cl.tier.Allows(f.Name) {
 			continue
 		}
@@ -278,7 +279,7 @@ func (s *Server) customerUsage(c *ginContext) {
 		"id": cl.rec.ID, "tier": cl.tier.Name, "status": cl.rec.Status,
 		"created_at": cl.rec.Created.UTC().Format(time.RFC3339),
 		"expires_at": nil, "account": nilIfEmpty(cl.account),
-		"window_seconds": int64(time.Duration(s.d.Tiers.Window) / time.Second), "families": fams,
+		"window_seconds": int64(time.Duration(table.Window) / time.Second), "families": fams,
 	}
 	if !cl.rec.Expires.IsZero() {
 		out["expires_at"] = cl.rec.Expires.UTC().Format(time.RFC3339)

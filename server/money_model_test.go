@@ -20,7 +20,7 @@ func TestCostPerModel(t *testing.T) {
 	rdb, _ := testenv.Mini(t)
 	clk := clock.NewFake(time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC))
 	rec := usage.NewRecorder(rdb, clk)
-	s := &Server{d: Deps{Tiers: tiers.Builtin(), Usage: rec}}
+	s := &Server{d: Deps{Tiers: tiers.NewLive(tiers.Builtin(), ""), Usage: rec}}
 	ctx := context.Background()
 	million := usage.Usage{InputTokens: 1_000_000}
 	// Opus 4.5 lists at $5 per million input tokens; the opus family at $15.

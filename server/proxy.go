@@ -187,7 +187,7 @@ func (s *Server) admissionRefusal(req *request, err error) *httpError {
 		res := req.quota
 		s.metrics.quotaRefusals.WithLabelValues(req.cl.tier.Name, req.family).Inc()
 		return &httpError{status: http.StatusTooManyRequests, typ: errRateLimit, retryAfter: res.RetryAfter, noRetry: true,
-			msg: fmt.Sprintf("Rate limit exceeded for %s (%d/%d in %s)", req.family, res.Count, res.Limit, windowText(time.Duration(s.d.Tiers.Window)))}
+			msg: fmt.Sprintf("Rate limit exceeded for %s (%d/%d in %s)", req.family, res.Count, res.Limit, windowText(time.Duration(s.d.Tiers.Load().Window)))}
 	}
 	return storeDown(err)
 }
@@ -311,7 +311,7 @@ func (s *Server) settle(ctx context.Context, tk *admission.Ticket) {
 }
 
 func (s *Server) quotaRequest(cl *caller, family string, limit int) ratelimit.Request {
-	return ratelimit.Request{Subject: cl.hash, Family: family, Limit: limit, Window: time.Duration(s.d.Tiers.Window)}
+	return ratelimit.Request{Subject: cl.hash, Family: family, Limit: limit, Window: time.Duration(s.d.Tiers.Load().Window)}
 }
 
 func windowText(d time.Duration) string {

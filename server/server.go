@@ -83,7 +83,7 @@ type Config struct {
 type Deps struct {
 	Redis     redis.UniversalClient
 	Store     Pinger
-	Tiers     *tiers.Table
+	Tiers     *tiers.Live // the table in service; a sync may replace it (TIERS_FILE)
 	Keys      KeyStore
 	Pool      Pool
 	Accounts  AccountStore

@@ -79,6 +79,12 @@ type KeyStore interface {
 	SetAccount(ctx context.Context, hash, account string) error
 }
 
+// TierTable is the product table the sync reads tiers from (a
+// *tiers.Table, or a *tiers.Live that a reload replaces).
+type TierTable interface {
+	Get(name string) (*tiers.Tier, bool)
+}
+
 // Refresher re-plans OAuth refreshes after accounts changed; its Replan
 // re-reads the OAuth accounts from Redis, so removed accounts lose their
 // refresh timers and new ones get one.
@@ -89,7 +95,12 @@ type Refresher interface {
 // Config tunes a Syncer.
 type Config struct {
 	AccountDir string
-	Tiers      *tiers.Table // nil: tiers.Builtin()
+	Tiers      TierTable // nil: tiers.Builtin()
+	// ReloadTiers, if set, re-reads the product table (TIERS_FILE) at the
+	// start of every Sync, on this replica, whether it runs the sync or
+	// joins one. Its error keeps the old table and is the report's
+	// tiers_error (tiers.Live.Reload).
+	ReloadTiers func() (changed bool, err error)
 	Clock      clock.Clock  // nil: the wall clock
 	Log        logrus.FieldLogger
 	// LockTTL bounds how long a crashed replica can block syncs. A running
@@ -185,6 +196,12 @@ type Report struct {
 	// waited for it and reports its result instead of running another.
 	Joined bool   `json:"joined,omitempty"`
 	Error  string `json:"error,omitempty"`
+	// TiersError is why this replica's TIERS_FILE did not load at this
+	// sync; the previous table stays in service.
+	TiersError string `json:"tiers_error,omitempty"`
+	// TiersReloaded is true when this sync put a changed tiers file in
+	// service on this replica.
+	TiersReloaded bool `json:"tiers_reloaded,omitempty"`
 }
 
 type reportJSON Report
@@ -223,6 +240,12 @@ func (r Report) String() string {
 	if r.Error != "" {
 		s += "; error: " + r.Error
 	}
+	if r.TiersReloaded {
+		s += "; tiers file reloaded"
+	}
+	if r.TiersError != "" {
+		s += "; tiers file NOT reloaded: " + r.TiersError
+	}
 	return s
 }
 
@@ -234,6 +257,33 @@ var ErrNoAccountDir = errors.New("account folder missing")
 // it and returns that sync's report with Joined set: two replicas asked at
 // the same moment run one sync and both return its report.
 func (s *Syncer) Sync(ctx context.Context) (Report, error) {
+	changed, terr := s.reloadTiers()
+	rep, err := s.syncOnce(ctx)
+	rep.TiersReloaded = changed
+	if terr != nil {
+		rep.TiersError = terr.Error()
+	}
+	return rep, err
+}
+
+// reloadTiers re-reads the product table before the sync reads tiers, so
+// an account folder of a tier new in the file is taken in the same run.
+func (s *Syncer) reloadTiers() (bool, error) {
+	if s.cfg.ReloadTiers == nil {
+		return false, nil
+	}
+	changed, err := s.cfg.ReloadTiers()
+	switch {
+	case err != nil:
+		s.cfg.Log.WithError(err).Error("TIERS_FILE not reloaded")
+	case changed:
+		s.cfg.Log.Info("TIERS_FILE reloaded: new limits apply to the next request; keys keep their bindings")
+	}
+	return changed, err
+}
+
+// syncOnce is Sync without the tiers reload.
+func (s *Syncer) syncOnce(ctx context.Context) (Report, error) {
 	for {
 		id, err := newRunID()
 		if err != nil {

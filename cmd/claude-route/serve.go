@@ -44,7 +44,7 @@ func appConfig(cfg *config, log *logrus.Logger) server.AppConfig {
 			Login:                login.Config{AuthorizeURL: cfg.OAuthAuthorizeURL, RedirectURI: cfg.OAuthRedirectURI},
 		},
 		RedisURL: cfg.RedisURL, AccountDir: cfg.AccountDir, ProductDir: cfg.ProductDir,
-		Tiers: cfg.Tiers, OAuthTokenURL: cfg.OAuthTokenURL, OAuthClientID: cfg.OAuthClientID,
+		Tiers: cfg.Tiers, TiersFile: cfg.TiersFile, OAuthTokenURL: cfg.OAuthTokenURL, OAuthClientID: cfg.OAuthClientID,
 		RefreshLead: cfg.RefreshLead, SyncInterval: cfg.SyncInterval, KeyRetention: cfg.KeyRetention, ShutdownGrace: cfg.ShutdownGrace,
 		PprofAddr: cfg.PprofAddr,
 		Capacity: server.CapacityConfig{ProbeInterval: cfg.ProbeInterval, QueueWait: cfg.QueueWait,
@@ -77,6 +77,10 @@ func cmdServe(ctx context.Context, getenv func(string) string, logOut io.Writer,
 		return err
 	}
 	defer app.Close()
+	defer syncOnHangup(ctx, func(ctx context.Context) (string, error) {
+		rep, err := app.Syncer.Sync(ctx)
+		return rep.String(), err
+	}, log)()
 	log.Infof("claude-route listening on %s (accounts: %s, ledger: %s)", ln.Addr(), cfg.AccountDir, cfg.ProductDir)
 	if ready != nil {
 		ready <- ln.Addr().String()
