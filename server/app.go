@@ -31,9 +31,6 @@ type AppConfig struct {
 	AccountDir    string
 	ProductDir    string
 	Tiers         *tiers.Table
-	// TiersFile is TIERS_FILE, which Tiers came from: every sync (and
-	// SIGHUP) re-reads it. Empty: the built-in table, never reloaded.
-	TiersFile string
 	OAuthTokenURL string
 	OAuthClientID string
 	RefreshLead   time.Duration
@@ -59,6 +56,9 @@ type AppConfig struct {
 	Capacity CapacityConfig
 	// Alerts: ALERT_WEBHOOK_URL and the pool watcher (see alerting.go).
 	Alerts AlertConfig
+	// TiersFile is TIERS_FILE, which Tiers came from: every sync (and
+	// SIGHUP) re-reads it. Empty: the built-in table, never reloaded.
+	TiersFile string
 }
 
 // App is an assembled service: the store, every package, and the server.

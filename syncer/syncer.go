@@ -95,13 +95,8 @@ type Refresher interface {
 // Config tunes a Syncer.
 type Config struct {
 	AccountDir string
-	Tiers      TierTable // nil: tiers.Builtin()
-	// ReloadTiers, if set, re-reads the product table (TIERS_FILE) at the
-	// start of every Sync, on this replica, whether it runs the sync or
-	// joins one. Its error keeps the old table and is the report's
-	// tiers_error (tiers.Live.Reload).
-	ReloadTiers func() (changed bool, err error)
-	Clock      clock.Clock  // nil: the wall clock
+	Tiers      TierTable   // nil: tiers.Builtin()
+	Clock      clock.Clock // nil: the wall clock
 	Log        logrus.FieldLogger
 	// LockTTL bounds how long a crashed replica can block syncs. A running
 	// sync extends the lock, so a slow sync never loses it midway.
@@ -115,6 +110,11 @@ type Config struct {
 	Usage interface {
 		Forget(ctx context.Context, keyHash string) error
 	}
+	// ReloadTiers, if set, re-reads the product table (TIERS_FILE) at the
+	// start of every Sync, on this replica, whether it runs the sync or
+	// joins one. Its error keeps the old table and is the report's
+	// tiers_error (tiers.Live.Reload).
+	ReloadTiers func() (changed bool, err error)
 }
 
 // Redis keys owned by this package.
