@@ -208,7 +208,9 @@ func TestKilledReplicaNeverOvershootsTheQuota(t *testing.T) {
 
 // The same burst, both replicas alive, while the store answers 1.5 s late
 // for a spell (longer than the request path's store budget, and than a
-// spare's use-by time): the upstream sees at most the quota, every round.
+// spare's use-by time): the upstream sees at most the quota, every round,
+// and once the late answers have landed the key counts exactly what the
+// upstream saw.
 func TestSlowStoreNeverOvershootsTheQuota(t *testing.T) {
 	r := newRig(t)
 	slow := testenv.NewSlowProxy(t, r.redis, 0)
@@ -230,7 +232,37 @@ func TestSlowStoreNeverOvershootsTheQuota(t *testing.T) {
 		if got > quota {
 			t.Errorf("round %d: upstream saw %d requests of a key with a quota of %d", round+1, got, quota)
 		}
-		// Let the spell's late answers land before the next round.
-		time.Sleep(2 * time.Second)
+		// Never less either: once the spell's late answers have landed
+		// (places of requests whose answer was lost given back, spares
+		// given back or rescored), the key counts exactly what the
+		// upstream saw.
+		var counted int
+		if _, ok := e2eproc.WaitFor(15*time.Second, func() bool {
+			counted = used(t, b, key)
+			return counted == got
+		}); !ok {
+			t.Errorf("round %d: the key counts %d requests, the upstream saw %d", round+1, counted, got)
+		}
 	}
+}
+
+// used is the key's sonnet count from GET /v1/usage.
+func used(t *testing.T, s *e2eproc.Serve, key string) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, s.URL+"/v1/usage", nil)
+	req.Header.Set("X-Api-Key", key)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Families map[string]struct {
+			Used *int `json:"used"`
+		} `json:"families"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || out.Families["sonnet"].Used == nil {
+		t.Fatalf("usage of a key: %d %v", resp.StatusCode, err)
+	}
+	return *out.Families["sonnet"].Used
 }
