@@ -30,9 +30,10 @@ const storeBudget = 900 * time.Millisecond
 // messages proxies POST /v1/messages: the only counted endpoint.
 func (s *Server) messages(c *ginContext) { s.proxy(c, true) }
 
-// countTokens proxies POST /v1/messages/count_tokens. Clients fire many of
-// these at start-up, so it is never counted against quotas.
-func (s *Server) countTokens(c *ginContext) { s.proxy(c, false) }
+// countTokensHandler proxies POST /v1/messages/count_tokens. Clients fire
+// many of these at start-up, so it is never counted against quotas and
+// takes no concurrency place.
+func (s *Server) countTokensHandler(c *ginContext) { s.proxy(c, false) }
 
 // request is one customer request as the proxy handles it.
 type request struct {
@@ -95,10 +96,16 @@ func (s *Server) receive(c *ginContext, counted bool, tk *admission.Ticket) *req
 	// else, and the body of a stranger is never read. Each trip to the
 	// store gets a fixed budget (storeBudget) before the upstream call: a
 	// hung store answers 503 within a second instead of holding the client.
-	cl, entry, herr := s.authenticateEnter(ctx, r.Header, true)
+	// count_tokens (not counted) never enters the key's concurrency queue:
+	// it has its own per-key bound (counttokens.go).
+	cl, entry, herr := s.authenticateEnter(ctx, r.Header, counted)
+	if herr == nil && !counted && !s.countTokens.allow(cl.hash) {
+		herr = &httpError{status: http.StatusTooManyRequests, typ: errRateLimit, retryAfter: time.Second,
+			msg: fmt.Sprintf("Too many count_tokens requests for this key (more than %d a second)", countTokensRate)}
+	}
 	if herr != nil {
 		s.metrics.request("", "", herr.status)
-		s.logRefusal(nil, r.Header, "", herr)
+		s.logRefusal(cl, r.Header, "", herr)
 		herr.write(w)
 		return nil
 	}

@@ -128,6 +128,8 @@ type Server struct {
 	gate     *admission.Gate
 	// refusals samples refusal log lines: one a second per key and reason.
 	refusals *logsample.Sampler
+	// countTokens bounds each key's count_tokens calls (counttokens.go).
+	countTokens *countBuckets
 }
 
 // New builds the server.
@@ -164,7 +166,7 @@ func New(cfg Config, d Deps) *Server {
 	s := &Server{cfg: cfg, d: d, log: d.Log,
 		inflight: admission.NewBudget(cfg.MaxInflightBodyBytes),
 		keyCache: cache.New[keyEntry](cfg.CacheTTL),
-		refusals: logsample.New(d.Clock, time.Second)}
+		refusals: logsample.New(d.Clock, time.Second), countTokens: newCountBuckets(d.Clock)}
 	s.metrics = newMetrics(s)
 	s.gate = admission.NewGate(admission.GateConfig{Pool: d.Pool, Accounts: d.Accounts, Limiter: d.Limiter,
 		Pipeline: s.pipelined, CacheTTL: cfg.CacheTTL, StoreBudget: storeBudget})
@@ -237,7 +239,7 @@ func (s *Server) routes(e *gin.Engine) {
 	}
 	v1 := e.Group("/v1")
 	v1.POST("/messages", s.messages)
-	v1.POST("/messages/count_tokens", s.countTokens)
+	v1.POST("/messages/count_tokens", s.countTokensHandler)
 	v1.GET("/models", s.modelList)
 	v1.GET("/models/:id", s.modelGet)
 	v1.POST("/chat/completions", s.chatCompletions)

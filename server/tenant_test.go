@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/claude-route/claude-route/internal/clock"
+	"github.com/claude-route/claude-route/internal/fakeupstream"
 )
 
 // openBody starts a POST that declares size bytes of body and sends only
@@ -118,5 +119,67 @@ func TestBodyDeadline(t *testing.T) {
 		if !d.Equal(c.want) || slow != c.slow {
 			t.Errorf("%s: %v %v, want %v %v", c.name, d, slow, c.want, c.slow)
 		}
+	}
+}
+
+// Issue 24: count_tokens took a concurrency place, so the bursts editor
+// clients send hit the limit: 40 concurrent calls on a trial key
+// (concurrency 2) gave 8 × 200 and 32 × 429. It takes none now, is never
+// counted, and is still authenticated.
+func TestCountTokensBurstOnTrialKey(t *testing.T) {
+	e := newEnv(t)
+	apiKey := e.apiAccount("trial", "t1")
+	url := e.start()
+	key := e.issue("trial")
+	// Every call is held upstream until all 40 are there: at once in flight.
+	hold := make(chan struct{})
+	e.fake.InjectFault(apiKey, fakeupstream.Fault{Path: "/v1/messages/count_tokens", Hold: hold, Times: 40})
+	statuses := make(chan int, 40)
+	for i := 0; i < 40; i++ {
+		go func() {
+			statuses <- post(t, url, "/v1/messages/count_tokens", key, msgBody("claude-sonnet-4-5", false)).status
+		}()
+	}
+	until(t, "40 count_tokens in flight upstream", func() bool { return e.fake.InFlight() == 40 })
+	close(hold)
+	for i := 0; i < 40; i++ {
+		if st := <-statuses; st != http.StatusOK {
+			t.Fatalf("count_tokens %d: %d", i, st)
+		}
+	}
+	if r := post(t, url, "/v1/messages/count_tokens", "sk-cli-v1-"+strings.Repeat("Q", 32), msgBody("claude-sonnet-4-5", false)); r.status != http.StatusUnauthorized {
+		t.Fatalf("count_tokens with an unknown key: %d", r.status)
+	}
+	// Never counted: the first message of the key has the whole quota
+	// less itself.
+	if r := post(t, url, "/v1/messages", key, msgBody("claude-sonnet-4-5", false)); r.status != http.StatusOK ||
+		r.header.Get("X-Ratelimit-Remaining") != "41" {
+		t.Fatalf("a message after 40 count_tokens: %d remaining %q", r.status, r.header.Get("X-Ratelimit-Remaining"))
+	}
+}
+
+// The per-key bound of count_tokens: a burst of 200, then 20 a second.
+func TestCountTokensBucket(t *testing.T) {
+	clk := clock.NewFake(time.Unix(1_800_000_000, 0))
+	b := newCountBuckets(clk)
+	for i := 0; i < countTokensBurst; i++ {
+		if !b.allow("k") {
+			t.Fatalf("call %d of a burst refused", i)
+		}
+	}
+	if b.allow("k") {
+		t.Fatal("the burst is bounded")
+	}
+	if !b.allow("other") {
+		t.Fatal("another key has its own bucket")
+	}
+	clk.Advance(time.Second)
+	for i := 0; i < countTokensRate; i++ {
+		if !b.allow("k") {
+			t.Fatalf("a second later, call %d refused", i)
+		}
+	}
+	if b.allow("k") {
+		t.Fatal("the rate is bounded")
 	}
 }

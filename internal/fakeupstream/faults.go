@@ -25,7 +25,8 @@ type Fault struct {
 	// events and ends the stream cleanly.
 	ErrorEventAfter int
 	// Hold, on a stream, pauses after the first event (message_start) until
-	// closed; on a non-stream request it pauses before the answer.
+	// closed; on a non-stream request (count_tokens too) it pauses before
+	// the answer.
 	Hold chan struct{}
 	// Times is how many requests get the fault (default 1).
 	Times int

@@ -275,6 +275,10 @@ func (s *Server) handleCountTokens(w http.ResponseWriter, r *http.Request, body 
 	if !s.prelude(w, r, auth, f) {
 		return
 	}
+	if err := s.hold(r.Context(), f.Hold); err != nil {
+		s.stop(w, err)
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]int{"input_tokens": inputTokens(req.rawMessages)})
 }
 
