@@ -3,7 +3,6 @@ package openai
 import (
 	"encoding/json"
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 )
@@ -435,25 +434,5 @@ func responsesTools(fields map[string]json.RawMessage) ([]tool, *toolChoice, *Er
 			choice = &toolChoice{Type: "tool", Name: named.Name}
 		}
 	}
-	if choice != nil && choice.Type == "tool" && !slices.ContainsFunc(tools, func(t tool) bool { return t.Name == choice.Name }) {
-		return nil, nil, badRequest("tool_choice", "tool_choice: names function %q, which is not in tools", choice.Name)
-	}
-	if len(tools) == 0 {
-		return nil, nil, nil
-	}
-	if v, ok := fields["parallel_tool_calls"]; ok {
-		var parallel bool
-		if json.Unmarshal(v, &parallel) != nil {
-			return nil, nil, badRequest("parallel_tool_calls", "parallel_tool_calls: must be a boolean")
-		}
-		if !parallel {
-			if choice == nil {
-				choice = &toolChoice{Type: "auto"}
-			}
-			if choice.Type != "none" {
-				choice.DisableParallelToolUse = true
-			}
-		}
-	}
-	return tools, choice, nil
+	return finishTools(fields, tools, choice)
 }

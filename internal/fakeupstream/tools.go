@@ -125,6 +125,9 @@ func checkContent(body []byte) (contentRules, error) {
 		}
 		prevToolUses = uses
 	}
+	if len(r.Tools) == 0 && usesTools(r) {
+		return r, errors.New("Requests which include `tool_use` or `tool_result` blocks must define tools.")
+	}
 	names := map[string]bool{}
 	for i, t := range r.Tools {
 		if !toolName.MatchString(t.Name) {
@@ -150,6 +153,23 @@ func checkContent(body []byte) (contentRules, error) {
 		}
 	}
 	return r, nil
+}
+
+// usesTools reports whether any message carries a tool_use or tool_result
+// block.
+func usesTools(r contentRules) bool {
+	for _, m := range r.Messages {
+		var bs []ruleBlock
+		if json.Unmarshal(m.Content, &bs) != nil {
+			continue
+		}
+		for _, b := range bs {
+			if b.Type == "tool_use" || b.Type == "tool_result" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // checkSystem: system text is a string or a list of text blocks.

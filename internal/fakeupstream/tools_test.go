@@ -88,6 +88,7 @@ func TestContentRules(t *testing.T) {
 		{"image http", `[{"role":"user","content":[{"type":"image","source":{"type":"url","url":"http://x"}}]}]`, "HTTPS"},
 		{"empty text block", `[{"role":"user","content":[{"type":"text","text":""}]}]`, "non-empty"},
 		{"bad role", `[{"role":"robot","content":"x"}]`, "role"},
+		{"tool_use without tools", `[{"role":"user","content":"x"},{"role":"assistant","content":[{"type":"tool_use","id":"a","name":"b","input":{}}]}]`, "must define tools"},
 		{"a system message with a non-text block", `[{"role":"user","content":"x"},{"role":"system","content":[{"type":"image","source":{"type":"url","url":"https://x"}}]}]`, "only text"},
 	}
 	for _, c := range cases {
