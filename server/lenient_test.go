@@ -52,7 +52,7 @@ func TestChatLeniency(t *testing.T) {
 			body:     `{"model":"` + s45 + `","stop":["\n"," ","END"],"messages":[{"role":"user","content":"x"}]}`,
 			upstream: []string{`"stop_sequences":["END"]`}},
 		{name: "tool history without tools",
-			body: `{"model":"` + s45 + `","messages":[{"role":"user","content":"Paris"},{"role":"assistant","tool_calls":[{"id":"call_1","type":"function","function":{"name":"weather","arguments":"{}"}}]},{"role":"tool","tool_call_id":"call_1","content":"18 degrees"}]}`,
+			body:     `{"model":"` + s45 + `","messages":[{"role":"user","content":"Paris"},{"role":"assistant","tool_calls":[{"id":"call_1","type":"function","function":{"name":"weather","arguments":"{}"}}]},{"role":"tool","tool_call_id":"call_1","content":"18 degrees"}]}`,
 			content:  "Hello from the fake upstream. Tool said: 18 degrees",
 			upstream: []string{`"tool_choice":{"type":"none"}`}},
 	}
