@@ -178,3 +178,15 @@ func TestAccountNames(t *testing.T) {
 		t.Fatalf("LoadDir = %v, %v", loaded, bad)
 	}
 }
+
+// The first account of a new install creates the folder, as before the
+// folder lock existed.
+func TestAddFileCreatesTheFolder(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "account")
+	if _, err := AddFile(dir, "trial", "t1", []byte(`{"apiKey":"k"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if loaded, _ := LoadDir(dir, func(string) bool { return true }); len(loaded) != 1 {
+		t.Fatalf("loaded %v", loaded)
+	}
+}

@@ -161,6 +161,10 @@ func AddFile(dir, tier, name string, body []byte) (Account, error) {
 	if err != nil {
 		return Account{}, err
 	}
+	// A first account may come before the folder exists (a new install).
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return Account{}, fmt.Errorf("add account %s: %w", name, err)
+	}
 	unlock, err := lockFolder(dir)
 	if err != nil {
 		return Account{}, fmt.Errorf("add account %s: %w", name, err)
