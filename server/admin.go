@@ -198,6 +198,9 @@ func (s *Server) adminIssueKey(c *gin.Context) {
 		// FromFirstUse starts the validity at the first request; absent:
 		// the tier's validity_from.
 		FromFirstUse *bool `json:"from_first_use"`
+		// Strict refuses a key the tier has no free slot for (see
+		// sellingWarning) instead of issuing it with a warning.
+		Strict bool `json:"strict"`
 	}
 	if err := c.ShouldBindJSON(&in); err != nil {
 		adminErr(c, http.StatusBadRequest, "body must be JSON {tier, account?, note?, from_first_use?}")
@@ -237,6 +240,14 @@ func (s *Server) adminIssueKey(c *gin.Context) {
 			return
 		}
 	}
+	unbound := 1
+	if in.Account != "" {
+		unbound = 0 // bound at once: it takes its slot now
+	}
+	warning, ok := s.checkSelling(c, tier.Name, unbound, in.Strict)
+	if !ok {
+		return
+	}
 	key, rec, err := s.d.Keys.IssueWith(ctx, issueSpec(tier, in.FromFirstUse, in.Note, in.Account))
 	if err != nil {
 		adminErr(c, http.StatusServiceUnavailable, "could not issue the key: "+err.Error())
@@ -251,7 +262,11 @@ func (s *Server) adminIssueKey(c *gin.Context) {
 		}
 	}
 	s.log.WithFields(map[string]any{"key": rec.ID, "tier": tier.Name}).Info("key issued")
-	c.JSON(http.StatusCreated, gin.H{"key": key, "record": s.viewKey(rec, map[string]string{rec.Hash: in.Account})})
+	res := gin.H{"key": key, "record": s.viewKey(rec, map[string]string{rec.Hash: in.Account})}
+	if warning != "" {
+		res["warning"] = warning
+	}
+	c.JSON(http.StatusCreated, res)
 }
 
 func strqt(s string) string { return "\"" + s + "\"" }
@@ -316,7 +331,12 @@ type PoolTier struct {
 	SlotsPerAccount int           `json:"slots_per_account"`
 	SlotsUsed       int           `json:"slots_used"`
 	SlotsTotal      int           `json:"slots_total"`
-	Accounts        []AccountView `json:"accounts"`
+	// Sold keys against slots: active keys of the tier, and how many of
+	// them are not bound yet (each will need a free slot at first use).
+	SoldKeys    int           `json:"sold_keys"`
+	UnboundKeys int           `json:"unbound_keys"`
+	FreeSlots   int           `json:"free_slots"`
+	Accounts    []AccountView `json:"accounts"`
 }
 
 // AccountView is an account as the admin API shows it: never its credential.
@@ -382,10 +402,17 @@ func (s *Server) poolData(ctx context.Context, tierFilter string) ([]PoolTier, e
 			pt.SlotsUsed += a.SlotsUsed
 			if a.Blacklist == nil {
 				pt.SlotsTotal += a.SlotsTotal
+				pt.FreeSlots += max(0, a.SlotsTotal-a.SlotsUsed)
 			}
 			pt.Accounts = append(pt.Accounts, av)
 		}
 		out = append(out, pt)
+	}
+	if stock, err := s.stock(ctx); err == nil {
+		for i := range out {
+			st := stock[out[i].Tier]
+			out[i].SoldKeys, out[i].UnboundKeys = st.sold, st.unbound
+		}
 	}
 	return out, nil
 }

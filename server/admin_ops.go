@@ -133,7 +133,22 @@ func (s *Server) adminRenewKey(c *gin.Context) {
 		adminErr(c, http.StatusBadRequest, "tier "+rec.Tier+" keys never expire: nothing to renew")
 		return
 	}
-	rec, err = s.d.Keys.SetExpiry(ctx, rec.ID, s.d.Clock.Now().Add(time.Duration(tier.Validity)))
+	var in struct {
+		Force bool `json:"force"`
+	}
+	_ = c.ShouldBindJSON(&in) // no body: not forced
+	until := s.d.Clock.Now().Add(time.Duration(tier.Validity))
+	// A renewal never takes time away from a customer unless asked to.
+	switch {
+	case in.Force:
+	case rec.NotActivated():
+		adminErr(c, http.StatusConflict, "key "+rec.ID+" is not activated yet (its validity of "+time.Duration(tier.Validity).String()+" starts at its first request): renew would start them now; use --force to do that")
+		return
+	case !rec.Expires.IsZero() && until.Before(rec.Expires):
+		adminErr(c, http.StatusConflict, "renew would shorten key "+rec.ID+"'s expiry from "+rec.Expires.UTC().Format(time.RFC3339)+" to "+until.UTC().Format(time.RFC3339)+"; use --force to shorten it, or key extend to add time")
+		return
+	}
+	rec, err = s.d.Keys.SetExpiry(ctx, rec.ID, until)
 	if err != nil {
 		s.lifecycleErr(c, err)
 		return
@@ -279,8 +294,9 @@ func (s *Server) adminIssueKeys(c *gin.Context) {
 		Tier  string `json:"tier"`
 		Count int    `json:"count"`
 		Note  string `json:"note"`
-		// FromFirstUse: see adminIssueKey.
+		// FromFirstUse and Strict: see adminIssueKey.
 		FromFirstUse *bool `json:"from_first_use"`
+		Strict       bool  `json:"strict"`
 	}
 	if err := c.ShouldBindJSON(&in); err != nil {
 		adminErr(c, http.StatusBadRequest, "body must be JSON {tier, count, note?}")
@@ -298,6 +314,10 @@ func (s *Server) adminIssueKeys(c *gin.Context) {
 		adminErr(c, http.StatusBadRequest, "note is longer than 500 characters")
 		return
 	}
+	warning, ok := s.checkSelling(c, tier.Name, in.Count, in.Strict)
+	if !ok {
+		return
+	}
 	// One ledger commit for the whole batch: all the keys or none.
 	raw, recs, err := s.d.Keys.IssueManyWith(ctx, issueSpec(tier, in.FromFirstUse, in.Note, ""), in.Count)
 	if err != nil {
@@ -309,7 +329,11 @@ func (s *Server) adminIssueKeys(c *gin.Context) {
 		out[i] = IssuedKey{Key: raw[i], KeyView: s.viewKey(rec, nil)}
 	}
 	s.log.WithFields(map[string]any{"tier": tier.Name, "count": len(out)}).Info("keys issued")
-	c.JSON(http.StatusCreated, gin.H{"keys": out})
+	res := gin.H{"keys": out}
+	if warning != "" {
+		res["warning"] = warning
+	}
+	c.JSON(http.StatusCreated, res)
 }
 
 // ---------- accounts ----------

@@ -143,7 +143,7 @@ func listKeys(ctx context.Context, ac *adminClient, q url.Values, max int) ([]se
 	}
 }
 
-func cmdOperator(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
+func cmdOperator(ctx context.Context, args []string, getenv func(string) string, out, errOut io.Writer) error {
 	cmd := args[0]
 	if cmd == "key" {
 		if len(args) < 2 {
@@ -158,6 +158,7 @@ func cmdOperator(ctx context.Context, args []string, getenv func(string) string,
 	account := fs.String("account", "", "account name")
 	note := fs.String("note", "", "note")
 	fromFirstUse := fs.Bool("from-first-use", false, "validity starts at the first request")
+	strict := fs.Bool("strict", false, "refuse a key the tier has no free slot for")
 	status := fs.String("status", "", "status filter")
 	reason := fs.String("reason", "", "reason")
 	asJSON := fs.Bool("json", false, "print JSON")
@@ -183,15 +184,19 @@ func cmdOperator(ctx context.Context, args []string, getenv func(string) string,
 			return &usageError{"key issue needs --tier"}
 		}
 		var res struct {
-			Key    string         `json:"key"`
-			Record server.KeyView `json:"record"`
+			Key     string         `json:"key"`
+			Record  server.KeyView `json:"record"`
+			Warning string         `json:"warning"`
 		}
-		body := map[string]any{"tier": *tier, "account": *account, "note": *note}
+		body := map[string]any{"tier": *tier, "account": *account, "note": *note, "strict": *strict}
 		if *fromFirstUse {
 			body["from_first_use"] = true // absent: the tier's validity_from
 		}
 		if err := ac.do(ctx, http.MethodPost, "/admin/api/keys", body, &res); err != nil {
 			return err
+		}
+		if res.Warning != "" {
+			fmt.Fprintln(errOut, "warning: "+res.Warning)
 		}
 		fmt.Fprintln(out, res.Key)
 		fmt.Fprintf(out, "id %s, tier %s, expires %s, account %s\n", res.Record.ID, res.Record.Tier, keyExpiry(res.Record), dash(res.Record.Account))
@@ -328,7 +333,7 @@ func cmdPool(ctx context.Context, ac *adminClient, tier string, asJSON bool, out
 	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	for _, t := range res.Tiers {
-		fmt.Fprintf(tw, "%s\t%d slots per account\t%s\n", strings.ToUpper(t.Tier), t.SlotsPerAccount, slotsLine(t.SlotsUsed, t.SlotsTotal))
+		fmt.Fprintf(tw, "%s\t%d slots per account\t%s\t%s\n", strings.ToUpper(t.Tier), t.SlotsPerAccount, slotsLine(t.SlotsUsed, t.SlotsTotal), stockLine(t))
 		if len(t.Accounts) == 0 {
 			fmt.Fprintln(tw, "  (no accounts)")
 		}
@@ -347,6 +352,16 @@ func cmdPool(ctx context.Context, ac *adminClient, tier string, asJSON bool, out
 		}
 	}
 	return tw.Flush()
+}
+
+// stockLine is a tier's sold keys against its slots: every unbound key
+// needs a free slot at its first request.
+func stockLine(t server.PoolTier) string {
+	s := fmt.Sprintf("sold %d keys (%d not bound yet), %d free slots", t.SoldKeys, t.UnboundKeys, t.FreeSlots)
+	if t.UnboundKeys > t.FreeSlots {
+		s += " OVERSOLD"
+	}
+	return s
 }
 
 func cmdStatus(ctx context.Context, ac *adminClient, asJSON bool, out io.Writer) error {

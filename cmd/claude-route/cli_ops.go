@@ -22,9 +22,9 @@ import (
 // The lifecycle verbs: key extend|renew|move|rebind|note, key issue
 // --count/--csv, and account add|replace|show|disable|enable|delete|refresh.
 
-const keyOpsUsage = `  claude-route key issue --tier T --count N [--note TEXT] [--from-first-use] [--csv]   N keys, one a line (--csv: id,key,tier,expires,note,first_use_validity_seconds)
+const keyOpsUsage = `  claude-route key issue --tier T --count N [--note TEXT] [--from-first-use] [--strict] [--csv]   N keys, one a line (--csv: id,key,tier,expires,note,first_use_validity_seconds)
   claude-route key extend KEY|ID --days N | --until YYYY-MM-DD
-  claude-route key renew KEY|ID               a new validity period of its tier, from now
+  claude-route key renew KEY|ID [--force]     a new validity period of its tier, from now (never shortens an expiry without --force)
   claude-route key move KEY|ID --tier T       same key, usage and windows; rebound in the new tier or nothing changes
   claude-route key rebind KEY|ID --account NAME
   claude-route key note KEY|ID TEXT
@@ -42,7 +42,7 @@ const accountUsage = `  claude-route account add --tier T --name NAME < file.jso
 
 // cmdKeyOps runs the key verbs this file owns; handled is false for the
 // others (issue without --count, list, show, revoke).
-func cmdKeyOps(ctx context.Context, args []string, getenv func(string) string, out io.Writer) (handled bool, err error) {
+func cmdKeyOps(ctx context.Context, args []string, getenv func(string) string, out, errOut io.Writer) (handled bool, err error) {
 	if len(args) < 2 || args[0] != "key" {
 		return false, nil
 	}
@@ -65,8 +65,10 @@ func cmdKeyOps(ctx context.Context, args []string, getenv func(string) string, o
 	count := fs.Int("count", 1, "how many keys")
 	note := fs.String("note", "", "note")
 	fromFirstUse := fs.Bool("from-first-use", false, "validity starts at the first request")
+	strict := fs.Bool("strict", false, "refuse keys the tier has no free slots for")
 	asCSV := fs.Bool("csv", false, "print CSV")
 	asJSON := fs.Bool("json", false, "print JSON")
+	force := fs.Bool("force", false, "renew even when it shortens the expiry")
 	if err := fs.Parse(reorder(args[2:])); err != nil {
 		return true, &usageError{"key " + verb + ": " + err.Error() + "\n" + keyOpsUsage}
 	}
@@ -80,13 +82,17 @@ func cmdKeyOps(ctx context.Context, args []string, getenv func(string) string, o
 			return true, &usageError{"key issue needs --tier"}
 		}
 		var res struct {
-			Keys []server.IssuedKey `json:"keys"`
+			Keys    []server.IssuedKey `json:"keys"`
+			Warning string             `json:"warning"`
 		}
-		body := map[string]any{"tier": *tier, "count": *count, "note": *note}
+		body := map[string]any{"tier": *tier, "count": *count, "note": *note, "strict": *strict}
 		if *fromFirstUse {
 			body["from_first_use"] = true // absent: the tier's validity_from
 		}
 		err := ac.do(ctx, http.MethodPost, "/admin/api/keys/batch", body, &res)
+		if res.Warning != "" {
+			fmt.Fprintln(errOut, "warning: "+res.Warning)
+		}
 		// Keys issued before a failure are printed all the same: they exist.
 		printIssued(out, res.Keys, *asCSV, *asJSON)
 		return true, err
@@ -114,6 +120,8 @@ func cmdKeyOps(ctx context.Context, args []string, getenv func(string) string, o
 		body = map[string]string{"account": *account}
 	case "note":
 		body = map[string]string{"note": strings.Join(pos[1:], " ")}
+	case "renew":
+		body = map[string]bool{"force": *force}
 	}
 	var res struct {
 		Key server.KeyView `json:"key"`
@@ -365,6 +373,11 @@ func printKeyShow(out io.Writer, res map[string]json.RawMessage) error {
 	for _, f := range names {
 		q := quotas[f]
 		fmt.Fprintf(tw, "quota %s\t%d/%d in 5 h\n", f, q.Used, q.Limit)
+	}
+	var cost server.CostView
+	if json.Unmarshal(res["cost_usd"], &cost) == nil && res["cost_usd"] != nil {
+		fmt.Fprintf(tw, "cost	$%.4f last 5 h, $%.4f last 24 h, $%.4f last 30 days, $%.4f total (list prices)\n",
+			cost.Last5h, cost.Last24h, cost.Last30d, cost.Total)
 	}
 	var sum usage.Summary
 	if json.Unmarshal(res["usage"], &sum) == nil {

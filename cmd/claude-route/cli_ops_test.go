@@ -69,7 +69,23 @@ func TestLifecycleCommands(t *testing.T) {
 	if out, code := cli("key", "issue", "--tier", "trial", "--from-first-use"); code != 0 || !strings.Contains(out, "expires not activated") {
 		t.Fatalf("issue --from-first-use: %d %q", code, out)
 	}
-	if out, code := cli("key", "issue", "--tier", "trial", "--count", "2"); code != 0 || len(strings.Fields(out)) != 2 {
+	// Six keys wait for a slot now and t1 has seven: selling two more warns
+	// on stderr, --strict refuses, pool shows it.
+	var so, se bytes.Buffer
+	if code := run(ctx, []string{"key", "issue", "--tier", "trial", "--count", "2"}, envOf(env), &so, &se); code != 0 ||
+		!strings.HasPrefix(se.String(), "warning: tier trial would have 8 keys not yet bound for 7 free slots: 1 of them gets 503") || len(strings.Fields(so.String())) != 2 {
+		t.Fatalf("oversold issue: %d stdout %q stderr %q", code, so.String(), se.String())
+	}
+	if out, code := cli("key", "issue", "--tier", "trial", "--strict"); code == 0 || !strings.Contains(out, "not issued (strict)") {
+		t.Fatalf("issue --strict: %d %q", code, out)
+	}
+	if out, code := cli("pool", "--tier", "trial"); code != 0 || !strings.Contains(out, "sold 8 keys (8 not bound yet), 7 free slots OVERSOLD") {
+		t.Fatalf("pool: %d %q", code, out)
+	}
+	if out, code := cli("key", "show", stock[1][0]); code != 0 || !regexp.MustCompile(`(?m)^cost +\$0\.0000 last 5 h, \$0\.0000 last 24 h`).MatchString(out) {
+		t.Fatalf("key show cost line: %d %q", code, out)
+	}
+	if out, code := cli("key", "issue", "--tier", "trial", "--count", "2"); code != 0 || strings.Count(out, "sk-cli-v1-") != 2 {
 		t.Fatalf("issue --count: %d %q", code, out)
 	}
 	if out, code := cli("key", "extend", id, "--until", "2099-01-31"); code != 0 || !strings.Contains(out, "2099-01-31") {

@@ -343,7 +343,10 @@
         td(nb ? badge(String(nb), 'bad') : el('span', { class: 'muted', text: '0' }), 'num'),
         td(el('span', { class: 'slots' }, slotsBar(t.slots_used, t.slots_total, 'tier-bar'),
           el('span', { 'data-testid': 'tier-slots', text: `${t.slots_used}/${t.slots_total}` }),
-          el('span', { class: 'muted small', text: `${t.slots_per_account} per account` }))));
+          el('span', { class: 'muted small', text: `${t.slots_per_account} per account` }))),
+        td(el('span', { 'data-testid': 'tier-sold', class: (t.unbound_keys || 0) > (t.free_slots || 0) ? 'warn' : '',
+          title: 'keys not bound yet each need a free slot at their first request',
+          text: `${t.sold_keys || 0} sold · ${t.unbound_keys || 0} unbound / ${t.free_slots || 0} free` })));
     }));
 
     $('ov-blacklisted').replaceChildren(...(black.length ? black.map((a) => el('li', { 'data-testid': 'ov-blacklisted-item', 'data-account': a.name },
@@ -484,10 +487,14 @@
     if ($('issue-first-use').checked) body.from_first_use = true;
     const errBox = $('issue-error');
     show(errBox, false);
+    show($('issue-warning'), false);
     btn.disabled = true;
     try {
       const out = await api('POST', '/keys', body);
       $('new-key-value').textContent = out.key;
+      // Oversold: the key is issued, but some customer may find no slot.
+      $('issue-warning').textContent = out.warning ? 'Warning: ' + out.warning : '';
+      show($('issue-warning'), !!out.warning);
       $('new-key-tier').textContent = (out.record && out.record.tier) || body.tier;
       $('copy-key').textContent = 'Copy';
       show($('new-key'), true);
