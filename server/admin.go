@@ -327,10 +327,10 @@ func (s *Server) adminRevokeKey(c *gin.Context) {
 
 // PoolTier is one tier's block of GET /admin/api/pool.
 type PoolTier struct {
-	Tier            string        `json:"tier"`
-	SlotsPerAccount int           `json:"slots_per_account"`
-	SlotsUsed       int           `json:"slots_used"`
-	SlotsTotal      int           `json:"slots_total"`
+	Tier            string `json:"tier"`
+	SlotsPerAccount int    `json:"slots_per_account"`
+	SlotsUsed       int    `json:"slots_used"`
+	SlotsTotal      int    `json:"slots_total"`
 	// Sold keys against slots: active keys of the tier, and how many of
 	// them are not bound yet (each will need a free slot at first use).
 	SoldKeys    int           `json:"sold_keys"`
