@@ -163,3 +163,83 @@ func (s *Store) undoMany(ctx context.Context, recs []Record) {
 func (s *Store) Page(ctx context.Context, f Filter, cursor string, limit int) ([]Record, string, error) {
 	return s.ledger.Page(ctx, f, s.clk.Now(), cursor, limit)
 }
+
+// RestoreMany is Restore for many records, in pipelined batches (sync
+// after a flush); it returns how many records Redis lacked.
+func (s *Store) RestoreMany(ctx context.Context, recs []Record) (int, error) {
+	if len(recs) == 0 {
+		return 0, nil
+	}
+	if err := restoreScript.Load(ctx, s.rdb).Err(); err != nil {
+		return 0, fmt.Errorf("keys: restore: %w", err)
+	}
+	n := 0
+	const batch = 500
+	for start := 0; start < len(recs); start += batch {
+		chunk := recs[start:min(start+batch, len(recs))]
+		cmds := make([]*redis.Cmd, len(chunk))
+		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, r := range chunk {
+				if err := r.validate(); err != nil {
+					return err
+				}
+				args := append([]any{r.Status, toMillis(r.RevokedAt)}, r.fields()...)
+				cmds[i] = restoreScript.EvalSha(ctx, p, []string{recordKey(r.Hash)}, args...)
+				// The id index lives in another slot; NX keeps an
+				// existing entry.
+				p.SetNX(ctx, idKey(r.ID), r.Hash, 0)
+			}
+			return nil
+		})
+		if err != nil {
+			return n, fmt.Errorf("keys: restore: %w", err)
+		}
+		for _, c := range cmds {
+			if v, _ := c.Int(); v == 1 {
+				n++
+			}
+		}
+	}
+	return n, nil
+}
+
+// ReconcileMany is Reconcile for many ledger records: their Redis records
+// read in pipelined batches and the ledger's fixes written in one commit.
+// It returns the records as the ledger now has them and how many changed.
+func (s *Store) ReconcileMany(ctx context.Context, recs []Record) ([]Record, int, error) {
+	hashes := make([]string, len(recs))
+	for i, r := range recs {
+		hashes[i] = r.Hash
+	}
+	cur, err := s.Records(ctx, hashes)
+	if err != nil {
+		return nil, 0, err
+	}
+	var cs []Change
+	var at []int
+	for i, r := range recs {
+		c, ok := cur[r.Hash]
+		if !ok || c.Tier != r.Tier {
+			continue // Restore brings it back; or a move settles it
+		}
+		if c.Status == StatusRevoked && r.Status != StatusRevoked {
+			cs = append(cs, Change{Op: OpRevoke, Tier: r.Tier, Hash: r.Hash, RevokedAt: c.RevokedAt})
+			at = append(at, i)
+		} else if r.Status != StatusRevoked && !r.Expires.Equal(c.Expires) {
+			cs = append(cs, Change{Op: OpExtend, Tier: r.Tier, Hash: r.Hash, Expires: c.Expires})
+			at = append(at, i)
+		}
+	}
+	out := recs
+	if len(cs) > 0 {
+		fixed, err := s.ledger.Commit(ctx, cs...)
+		if err != nil {
+			return nil, 0, fmt.Errorf("keys: reconcile: %w", err)
+		}
+		out = append([]Record(nil), recs...)
+		for j, i := range at {
+			out[i] = fixed[j]
+		}
+	}
+	return out, len(cs), nil
+}

@@ -663,40 +663,50 @@ func (s *Syncer) syncKeys(ctx context.Context, tierOf map[string]string, rep *Re
 	var old []keys.Record                            // past retention
 	live := make(map[string]string, len(recs))       // key hash → tier, for active keys
 	ledgerAcct := make(map[string]string, len(recs)) // key hash → the ledger's account
-	for _, r := range recs {
+	// In chunks: a sync after a flush restores every key, and one round
+	// trip per key and step was most of its time at 100,000 keys.
+	const chunk = 2000
+	for start := 0; start < len(recs); start += chunk {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		part := recs[start:min(start+chunk, len(recs))]
 		// Revocations and expiry changes go both ways: what Redis took
 		// and the ledger missed is written to the ledger first, so a
 		// flushed store can never bring a revoked key back.
-		r, fixed, err := s.ks.Reconcile(ctx, r)
+		part, fixed, err := s.reconcile(ctx, part)
 		if err != nil {
 			return err
 		}
-		if fixed {
-			rep.LedgerRepaired++
-		}
-		if end := ended(r, now); s.cfg.Retention > 0 && !end.IsZero() && now.Sub(end) >= s.cfg.Retention {
-			old = append(old, r)
-			continue
-		}
-		active := r.Active(now) == nil
-		if active {
+		rep.LedgerRepaired += fixed
+		var restore, inactive []keys.Record
+		var binds []accounts.BindingRestore
+		for _, r := range part {
+			if end := ended(r, now); s.cfg.Retention > 0 && !end.IsZero() && now.Sub(end) >= s.cfg.Retention {
+				old = append(old, r)
+				continue
+			}
+			restore = append(restore, r)
+			if r.Active(now) != nil {
+				inactive = append(inactive, r)
+				continue
+			}
 			live[r.Hash] = r.Tier
 			ledgerAcct[r.Hash] = r.Account
-			// The binding goes back before the record: once the record is
-			// there the key is usable, and a request arriving in between
-			// would otherwise bind it to some other account.
-			if err := s.restoreBinding(ctx, r, rep); err != nil {
-				return err
+			if tier, ok := s.cfg.Tiers.Get(r.Tier); ok && r.Account != "" {
+				binds = append(binds, accounts.BindingRestore{KeyHash: r.Hash, Tier: tier.Name, Slots: tier.Slots, Account: r.Account})
 			}
 		}
-		restored, err := s.ks.Restore(ctx, r)
-		if err != nil {
-			return fmt.Errorf("restore key %s: %w", r.ID, err)
+		// The bindings go back before the records: once the record is
+		// there the key is usable, and a request arriving in between
+		// would otherwise bind it to some other account.
+		if err := s.restoreBindings(ctx, binds, rep); err != nil {
+			return err
 		}
-		if restored {
-			rep.KeysRestored++
+		if err := s.restoreRecords(ctx, restore, rep); err != nil {
+			return err
 		}
-		if !active {
+		for _, r := range inactive {
 			// A revoked key is retired (never bound again, also after a
 			// flush); an expired one may be extended later.
 			free := s.pool.Release
@@ -752,20 +762,79 @@ func (s *Syncer) syncKeys(ctx context.Context, tierOf map[string]string, rep *Re
 	return nil
 }
 
-func (s *Syncer) restoreBinding(ctx context.Context, r keys.Record, rep *Report) error {
-	if r.Account == "" {
+// Batched forms of the key steps, used when the stores have them
+// (keys.Store, accounts.Pool); fakes in tests may offer only the one-key
+// methods.
+type batchKeys interface {
+	ReconcileMany(ctx context.Context, recs []keys.Record) ([]keys.Record, int, error)
+	RestoreMany(ctx context.Context, recs []keys.Record) (int, error)
+}
+
+type batchPool interface {
+	RestoreBindings(ctx context.Context, rs []accounts.BindingRestore) (int, error)
+}
+
+func (s *Syncer) reconcile(ctx context.Context, recs []keys.Record) ([]keys.Record, int, error) {
+	if b, ok := s.ks.(batchKeys); ok {
+		out, n, err := b.ReconcileMany(ctx, recs)
+		if err != nil {
+			return nil, 0, fmt.Errorf("reconcile keys: %w", err)
+		}
+		return out, n, nil
+	}
+	out := make([]keys.Record, len(recs))
+	n := 0
+	for i, r := range recs {
+		r, fixed, err := s.ks.Reconcile(ctx, r)
+		if err != nil {
+			return nil, 0, err
+		}
+		if fixed {
+			n++
+		}
+		out[i] = r
+	}
+	return out, n, nil
+}
+
+func (s *Syncer) restoreBindings(ctx context.Context, rs []accounts.BindingRestore, rep *Report) error {
+	if b, ok := s.pool.(batchPool); ok {
+		n, err := b.RestoreBindings(ctx, rs)
+		rep.BindingsRestored += n
+		if err != nil {
+			return fmt.Errorf("restore bindings: %w", err)
+		}
 		return nil
 	}
-	tier, ok := s.cfg.Tiers.Get(r.Tier)
-	if !ok {
+	for _, r := range rs {
+		ok, err := s.pool.RestoreBinding(ctx, r.KeyHash, r.Tier, r.Slots, r.Account)
+		if err != nil {
+			return fmt.Errorf("restore binding of %s: %w", keys.ID(r.KeyHash), err)
+		}
+		if ok {
+			rep.BindingsRestored++
+		}
+	}
+	return nil
+}
+
+func (s *Syncer) restoreRecords(ctx context.Context, recs []keys.Record, rep *Report) error {
+	if b, ok := s.ks.(batchKeys); ok {
+		n, err := b.RestoreMany(ctx, recs)
+		rep.KeysRestored += n
+		if err != nil {
+			return fmt.Errorf("restore keys: %w", err)
+		}
 		return nil
 	}
-	ok, err := s.pool.RestoreBinding(ctx, r.Hash, tier.Name, tier.Slots, r.Account)
-	if err != nil {
-		return fmt.Errorf("restore binding of %s: %w", r.ID, err)
-	}
-	if ok {
-		rep.BindingsRestored++
+	for _, r := range recs {
+		restored, err := s.ks.Restore(ctx, r)
+		if err != nil {
+			return fmt.Errorf("restore key %s: %w", r.ID, err)
+		}
+		if restored {
+			rep.KeysRestored++
+		}
 	}
 	return nil
 }

@@ -145,6 +145,16 @@ func runScale(ctx context.Context, args []string) error {
 	// 4. Redis memory per active key, once usage totals are flushed.
 	time.Sleep(2 * time.Second)
 	out["redis_bytes_per_active_key"] = float64(usedMemory(ctx, rdb)-baseMem) / float64(*n)
+	// What one active key holds, Redis key by Redis key (MEMORY USAGE).
+	h := keys.Hash(raw[1])
+	perKey := map[string]int64{}
+	it := rdb.Scan(ctx, 0, "*"+h+"*", 1000).Iterator()
+	for it.Next(ctx) {
+		name := it.Val()
+		m, _ := rdb.MemoryUsage(ctx, name).Result()
+		perKey[strings.ReplaceAll(name, h, "<h>")] = m
+	}
+	out["redis_keys_of_one_active_key"] = perKey
 
 	// 5. Key list latency at n keys.
 	lat := func(path string) (float64, error) {
@@ -223,7 +233,7 @@ func runScale(ctx context.Context, args []string) error {
 	out["bindings_before_flush"] = len(before)
 	out["bindings_same_after_sync"] = same
 	restored := 0
-	it := rdb.Scan(ctx, 0, "cr:key:*", 1000).Iterator()
+	it = rdb.Scan(ctx, 0, "cr:key:*", 1000).Iterator()
 	for it.Next(ctx) {
 		restored++
 	}
