@@ -81,7 +81,9 @@ func New(rdb redis.UniversalClient, cfg Config) *Flow {
 		cfg.TTL = DefaultTTL
 	}
 	if cfg.HTTP == nil {
-		cfg.HTTP = &http.Client{Timeout: 30 * time.Second}
+		// No redirects: the body carries the code and the verifier.
+		cfg.HTTP = &http.Client{Timeout: 30 * time.Second,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}

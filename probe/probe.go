@@ -145,8 +145,12 @@ func Check(ctx context.Context, hc *http.Client, defaultURL string, a accounts.A
 	} else {
 		req.Header.Set("X-Api-Key", a.APIKey)
 	}
+	// Never a redirect: it would carry the credential to whatever host it
+	// names (the recovery probes' client follows them by default).
+	noRedirect := *hc
+	noRedirect.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	start := time.Now() // a measurement, not a time window: the wall clock
-	resp, err := hc.Do(req)
+	resp, err := noRedirect.Do(req)
 	if err != nil {
 		return Result{Latency: time.Since(start), ErrorType: "unreachable"}
 	}

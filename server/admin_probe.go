@@ -50,7 +50,7 @@ func (s *Server) probeAccount(ctx context.Context, name string) (ProbeView, erro
 	if err != nil {
 		return ProbeView{}, err
 	}
-	hc := &http.Client{Transport: s.cfg.Transport}
+	hc := &http.Client{Transport: s.cfg.Transport} // probe.Check follows no redirect
 	r := probe.Check(ctx, hc, s.cfg.UpstreamURL, a)
 	v := ProbeView{OK: r.OK(), Status: r.Status, LatencyMS: r.Latency.Milliseconds(), ErrorType: r.ErrorType,
 		Message: r.Message, At: s.d.Clock.Now().UTC()}

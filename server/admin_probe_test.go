@@ -2,7 +2,9 @@ package server
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -77,5 +79,33 @@ func TestReplaceWithWorkingCredentialsClearsBlacklist(t *testing.T) {
 	}
 	if v := accountByName(e.accountViews(), "t1"); v == nil || v.Blacklist == nil || v.Blacklist.Reason != "disabled" {
 		t.Fatalf("after replacing a disabled account: %+v", v)
+	}
+}
+
+// A probe never follows a redirect: the credential would go to whatever
+// host the redirect names.
+func TestProbeFollowsNoRedirect(t *testing.T) {
+	var leaked atomic.Int32
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Api-Key") != "" {
+			leaked.Add(1)
+		}
+	}))
+	defer other.Close()
+	redirect := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+r.URL.Path, http.StatusTemporaryRedirect)
+	}))
+	defer redirect.Close()
+	e := newEnv(t)
+	e.writeAccount("trial", "t1", map[string]any{"apiKey": "sk-ant-api03-redirected", "baseURL": redirect.URL})
+	e.start()
+	var out struct {
+		Probe ProbeView `json:"probe"`
+	}
+	if st := e.admin(http.MethodPost, "/admin/api/accounts/t1/probe", nil, &out); st != 200 || out.Probe.Status != http.StatusTemporaryRedirect || out.Probe.OK {
+		t.Fatalf("probe: %d %+v", st, out.Probe)
+	}
+	if leaked.Load() != 0 {
+		t.Fatal("the probe followed the redirect with the credential")
 	}
 }
