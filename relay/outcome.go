@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -45,6 +46,7 @@ const (
 const (
 	ReasonLimited       = "limited" // known limited or cooling: not called at all
 	ReasonRejected      = "rejected"
+	ReasonRateLimited   = "rate_limited" // a plain 429: an API key's or a relay's own limit
 	ReasonOverloaded    = "overloaded"
 	ReasonServerError   = "server_error"
 	ReasonConnection    = "connection"
@@ -94,6 +96,11 @@ func Judge(ctx context.Context, call *Call, err error, now time.Time) Attempt {
 	case st == http.StatusTooManyRequests:
 		if until, ok := accounts.RejectedUntil(resp.Header, now); ok {
 			a.Kind, a.Reason, a.LimitedUntil = Overflow, ReasonRejected, until
+		} else {
+			// A plain 429 (no unified headers), as API-key accounts and
+			// Anthropic-compatible relays send it: the account's own limit
+			// too. It rests for retry-after and another account serves.
+			a.Kind, a.Reason, a.LimitedUntil = Overflow, ReasonRateLimited, plainLimitUntil(resp.Header, now)
 		}
 	case st == 529:
 		a.Kind, a.Reason, a.Failure = Overflow, ReasonOverloaded, true
@@ -106,6 +113,31 @@ func Judge(ctx context.Context, call *Call, err error, now time.Time) Attempt {
 		a.Kind, a.Reason = classify(st, body)
 	}
 	return a
+}
+
+// A plain 429 limits its account for its retry-after, at most
+// plainLimitCap (a relay asking for hours should not take an account out
+// for that long on one answer), plainLimitDefault when it gives none.
+const (
+	plainLimitCap     = 10 * time.Minute
+	plainLimitDefault = time.Minute
+)
+
+// plainLimitUntil reads a plain 429's retry-after (seconds or an HTTP
+// date).
+func plainLimitUntil(h http.Header, now time.Time) time.Time {
+	d := plainLimitDefault
+	if v := strings.TrimSpace(h.Get("Retry-After")); v != "" {
+		if secs, err := strconv.ParseInt(v, 10, 64); err == nil && secs > 0 {
+			d = time.Duration(secs) * time.Second
+		} else if t, err := http.ParseTime(v); err == nil && t.After(now) {
+			d = t.Sub(now)
+		}
+	}
+	if d > plainLimitCap {
+		d = plainLimitCap
+	}
+	return now.Add(d)
 }
 
 // orgGone are how the upstream words "this account is gone for good" in a

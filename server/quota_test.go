@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/claude-route/claude-route/internal/clock"
 	"github.com/claude-route/claude-route/internal/fakeupstream"
 	"github.com/claude-route/claude-route/keys"
 )
@@ -111,7 +112,8 @@ func TestHighTierOpusQuotaOthersUnlimited(t *testing.T) {
 }
 
 func TestRefundWhenUpstreamProducedNoAnswer(t *testing.T) {
-	e := newEnv(t)
+	clk := clock.NewFake(time.Now())
+	e := newEnv(t, withClock(clk))
 	k := e.apiAccount("high", "h1")
 	url := e.start()
 	key := e.issue("high")
@@ -156,6 +158,8 @@ func TestRefundWhenUpstreamProducedNoAnswer(t *testing.T) {
 		if got := used(); got != 1 {
 			t.Fatalf("fault %+v: used %d, want the place refunded", f, got)
 		}
+		// A plain 429 rests the only account for a minute (issue 24).
+		clk.Advance(61 * time.Second)
 	}
 	// docs/contract.md: an upstream 400 invalid_request_error, 413 or 404
 	// produced no answer and gives the place back, as does a stream that
