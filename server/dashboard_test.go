@@ -207,6 +207,29 @@ func TestDashboardOperatorJourney(t *testing.T) {
 	must("search by note", id("keys-search").Fill(strings.Fields(note)[2]))
 	must("row found", expect.Locator(keyRow).ToHaveCount(1))
 	must("clear search", id("keys-search").Fill(""))
+	keyID := keyIDOf(key)
+	must("search by id", id("keys-search").Fill(keyID[2:9]))
+	must("row found by id", expect.Locator(id("key-row")).ToHaveCount(1))
+	must("found row is the key", expect.Locator(id("key-row").GetByTestId("key-id")).ToHaveText(keyID))
+	must("clear search again", id("keys-search").Fill(""))
+
+	// The list comes 100 keys a page (issue 27): stock issued in bulk
+	// pushes past the first page; the pager walks forward and back.
+	var stock struct{ Keys []IssuedKey }
+	if st := e.admin(http.MethodPost, "/admin/api/keys/batch", map[string]any{"tier": "trial", "count": 120, "note": "stock"}, &stock); st != http.StatusCreated {
+		t.Fatalf("bulk issue: %d", st)
+	}
+	must("refresh after the bulk issue", id("refresh-now").Click())
+	must("first page full", expect.Locator(id("key-row")).ToHaveCount(100))
+	must("journey key on the first page", expect.Locator(keyRow).ToHaveCount(1))
+	must("no previous page", expect.Locator(id("keys-prev")).ToBeDisabled())
+	must("next page", id("keys-next").Click())
+	must("page 2 shown", expect.Locator(id("keys-page")).ToContainText("page 2"))
+	must("journey key not on page 2", expect.Locator(keyRow).ToHaveCount(0))
+	must("last page", expect.Locator(id("keys-next")).ToBeDisabled())
+	shot("03b-keys-page-2")
+	must("previous page", id("keys-prev").Click())
+	must("back on page 1", expect.Locator(keyRow).ToHaveCount(1))
 
 	must("dismiss key", id("dismiss-key").Click())
 	must("key hidden", expect.Locator(id("new-key")).ToBeHidden())

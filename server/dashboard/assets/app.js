@@ -20,6 +20,9 @@
     tab: 'overview',
     tiers: [],          // last pool read: [{tier, slots_per_account, accounts:[…]}]
     keyDetail: '',      // id of the key whose usage panel is open
+    keyCursors: [''],   // the cursor of each keys page seen so far ('' = the first)
+    keyPage: 0,         // index in keyCursors of the page shown
+    keyNext: null,      // the shown page's next_cursor (null: it is the last)
     timer: 0,
     seq: 0,             // refresh generation; a slower, older answer must not overwrite a newer one
   };
@@ -402,6 +405,8 @@
     if (q) p.set('q', q);
     if ($('keys-tier').value) p.set('tier', $('keys-tier').value);
     if ($('keys-status').value) p.set('status', $('keys-status').value);
+    const cur = state.keyCursors[state.keyPage];
+    if (cur) p.set('cursor', cur);
     const s = p.toString();
     return s ? '?' + s : '';
   }
@@ -418,6 +423,7 @@
       state.tiers = pool.tiers || [];
       fillTierSelects();
       renderKeys(list.keys || []);
+      renderKeyPager(list.next_cursor || null, (list.keys || []).length);
       if (detail && detail === state.keyDetail) {
         renderKeyDetail(kd);
         if (kd && series) renderCharts('kd-chart', series.points || [], 'kd');
@@ -452,6 +458,21 @@
       opts.push([a.name, `${a.name} (${a.slots_used}/${a.slots_total})${why}`, !!a.blacklist || full]);
     }
     setOptions($('issue-account'), opts);
+  }
+
+  // The list comes a page (100 keys) at a time, oldest first: the pager
+  // walks forward with each page's next_cursor and back through those seen.
+  function renderKeyPager(next, shown) {
+    state.keyNext = next;
+    $('keys-prev').disabled = state.keyPage === 0;
+    $('keys-next').disabled = !next;
+    const from = state.keyPage * 100 + (shown ? 1 : 0);
+    $('keys-page').textContent = `page ${state.keyPage + 1} · keys ${from}–${state.keyPage * 100 + shown}${next ? '' : ' (last)'}`;
+  }
+
+  function keysFirstPage() {
+    state.keyCursors = [''];
+    state.keyPage = 0;
   }
 
   function renderKeys(keys) {
@@ -748,10 +769,21 @@
     $('kd-close').addEventListener('click', closeKey);
     $('keys-search').addEventListener('input', () => {
       clearTimeout(searchTimer);
-      searchTimer = setTimeout(refresh, 250);
+      searchTimer = setTimeout(() => { keysFirstPage(); refresh(); }, 250);
     });
-    $('keys-tier').addEventListener('change', () => refresh());
-    $('keys-status').addEventListener('change', () => refresh());
+    $('keys-tier').addEventListener('change', () => { keysFirstPage(); refresh(); });
+    $('keys-status').addEventListener('change', () => { keysFirstPage(); refresh(); });
+    $('keys-next').addEventListener('click', () => {
+      if (!state.keyNext) return;
+      state.keyCursors = state.keyCursors.slice(0, state.keyPage + 1).concat([state.keyNext]);
+      state.keyPage++;
+      refresh();
+    });
+    $('keys-prev').addEventListener('click', () => {
+      if (state.keyPage === 0) return;
+      state.keyPage--;
+      refresh();
+    });
     $('confirm-cancel').addEventListener('click', () => $('confirm').close('cancel'));
     window.addEventListener('hashchange', () => {
       if (sessionStorage.getItem(TOKEN_KEY)) route();
