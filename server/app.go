@@ -59,6 +59,9 @@ type AppConfig struct {
 	// TiersFile is TIERS_FILE, which Tiers came from: every sync (and
 	// SIGHUP) re-reads it. Empty: the built-in table, never reloaded.
 	TiersFile string
+	// StoreFile is STORE_FILE: with the embedded store, where its data is
+	// kept between runs (storefile.go). Empty: nothing is kept.
+	StoreFile string
 }
 
 // App is an assembled service: the store, every package, and the server.
@@ -82,6 +85,11 @@ type App struct {
 	// Expirer frees an expiring key's slot at its expiry.
 	Expirer *syncer.Expirer
 	Server  *Server
+	// storeFileErr is the last STORE_FILE write error, said once.
+	storeFileErr struct {
+		sync.Mutex
+		last string
+	}
 	// AdminListener, when set (ADMIN_LISTEN_ADDR), serves the admin API,
 	// the dashboard and /metrics; Config.SeparateAdmin must be set too.
 	AdminListener net.Listener
@@ -104,11 +112,13 @@ func Assemble(ctx context.Context, cfg AppConfig) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	if st.Embedded != nil {
-		log.Warnf("REDIS_URL is empty: using an embedded in-process store at %s (password known only to this process); quota windows and slot counters do not survive a restart (run sync after one)", st.Embedded.Addr())
-	}
+
 	rdb := st.Client
 	a := &App{Cfg: cfg, Store: st, batch: store.NewCoalescer(rdb, 2, storeBudget), Tiers: tiers.NewLive(cfg.Tiers, cfg.TiersFile)}
+	if err := a.restoreStore(ctx); err != nil {
+		st.Close()
+		return nil, err
+	}
 	a.Ledger = keys.NewLedger(cfg.ProductDir, keys.NewRedisLocker(rdb))
 	a.Ledger.OnError(func(err error) { log.WithError(err).Warn("ledger") })
 	a.Keys = keys.NewStore(rdb, a.Ledger, cfg.Clock)
@@ -172,6 +182,7 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	a.runCapacity(bgctx, &wg)
 	a.runAlerts(bgctx, &wg)
 	a.runTiersFollow(bgctx, &wg)
+	a.runStoreFile(bgctx, &wg)
 	wg.Add(4)
 	go func() {
 		defer wg.Done()
@@ -219,6 +230,7 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	stop()
 	wg.Wait()
 	a.flushUsage()
+	a.saveStoreFile() // after the usage totals: they are in it
 	a.closeLedger()
 	if aerr := <-adminErr; err == nil {
 		err = aerr

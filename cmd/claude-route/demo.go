@@ -55,6 +55,7 @@ func cmdDemo(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	cfg.AccountDir, cfg.ProductDir = filepath.Join(dir, "account"), filepath.Join(dir, "product")
+	cfg.StoreFile = filepath.Join(dir, "store.snapshot") // with --dir, the demo's store is kept too
 	cfg.UpstreamURL, cfg.OAuthTokenURL = fake.URL(), fake.TokenURL()
 	if cfg.AdminToken == "" {
 		cfg.AdminToken = "demo-" + randomHex(12)

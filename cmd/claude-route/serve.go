@@ -44,7 +44,7 @@ func appConfig(cfg *config, log *logrus.Logger) server.AppConfig {
 			Login:                login.Config{AuthorizeURL: cfg.OAuthAuthorizeURL, RedirectURI: cfg.OAuthRedirectURI},
 		},
 		RedisURL: cfg.RedisURL, AccountDir: cfg.AccountDir, ProductDir: cfg.ProductDir,
-		Tiers: cfg.Tiers, TiersFile: cfg.TiersFile, OAuthTokenURL: cfg.OAuthTokenURL, OAuthClientID: cfg.OAuthClientID,
+		Tiers: cfg.Tiers, TiersFile: cfg.TiersFile, StoreFile: cfg.StoreFile, OAuthTokenURL: cfg.OAuthTokenURL, OAuthClientID: cfg.OAuthClientID,
 		RefreshLead: cfg.RefreshLead, SyncInterval: cfg.SyncInterval, KeyRetention: cfg.KeyRetention, ShutdownGrace: cfg.ShutdownGrace,
 		PprofAddr: cfg.PprofAddr,
 		Capacity: server.CapacityConfig{ProbeInterval: cfg.ProbeInterval, QueueWait: cfg.QueueWait,
