@@ -78,15 +78,15 @@ type reasoningEcho struct {
 
 // outputItem is a message, a function_call or a reasoning item.
 type outputItem struct {
-	Type    string        `json:"type"`
-	ID      string        `json:"id"`
-	Status  string        `json:"status,omitempty"`
-	Role    string        `json:"role,omitempty"`
-	Content *[]outputText `json:"content,omitempty"` // a message's, [] while it streams
-	CallID  string        `json:"call_id,omitempty"`
-	Name    string        `json:"name,omitempty"`
-	Args    *string       `json:"arguments,omitempty"`
-	Summary []summaryText `json:"summary,omitempty"`
+	Type    string         `json:"type"`
+	ID      string         `json:"id"`
+	Status  string         `json:"status,omitempty"`
+	Role    string         `json:"role,omitempty"`
+	Content *[]outputText  `json:"content,omitempty"` // a message's, [] while it streams
+	CallID  string         `json:"call_id,omitempty"`
+	Name    string         `json:"name,omitempty"`
+	Args    *string        `json:"arguments,omitempty"`
+	Summary *[]summaryText `json:"summary,omitempty"` // a reasoning item's
 }
 
 type outputText struct {
@@ -142,7 +142,7 @@ func callItem(id, name, args string) outputItem {
 
 func reasoningItem(msgID string, index int, text string) outputItem {
 	return outputItem{Type: "reasoning", ID: fmt.Sprintf("rs_%s_%d", strings.TrimPrefix(msgID, "msg_"), index),
-		Summary: []summaryText{{Type: "summary_text", Text: text}}}
+		Summary: &[]summaryText{{Type: "summary_text", Text: text}}}
 }
 
 // newResponse is a response object with its defaults.

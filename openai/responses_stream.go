@@ -3,6 +3,7 @@ package openai
 import (
 	"encoding/json"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -131,9 +132,7 @@ func (s *ResponsesStream) dispatch(name, data []byte) {
 			s.stop = ev.Delta.StopReason
 		}
 	case "message_stop":
-		for i := range s.blocks { // blocks the upstream never closed
-			s.blockStop(i)
-		}
+		s.closeBlocks()
 		stop := s.stop
 		if s.answerTool != "" && stop == "tool_use" {
 			stop = "end_turn"
@@ -161,10 +160,25 @@ func (s *ResponsesStream) dispatch(name, data []byte) {
 	}
 }
 
+// closeBlocks ends the items of blocks the upstream never closed, in
+// order: Messages streams one block at a time, so a new block or the end of
+// the message closes them.
+func (s *ResponsesStream) closeBlocks() {
+	open := make([]int, 0, len(s.blocks))
+	for i := range s.blocks {
+		open = append(open, i)
+	}
+	slices.Sort(open)
+	for _, i := range open {
+		s.blockStop(i)
+	}
+}
+
 func (s *ResponsesStream) blockStart(ev upstreamEvent) {
 	if !s.started {
 		return
 	}
+	s.closeBlocks()
 	cb := ev.ContentBlock
 	idx := len(s.resp.Output) + len(s.blocks)
 	it := &openItem{index: idx}
@@ -183,7 +197,7 @@ func (s *ResponsesStream) blockStart(ev upstreamEvent) {
 	case cb.Type == "thinking":
 		it.kind = "reasoning"
 		it.item = reasoningItem(msgID, ev.Index, "")
-		it.item.Summary = nil
+		it.item.Summary = &[]summaryText{}
 	default:
 		return // a text block beside a forced answer, or a block type OpenAI has no item for
 	}
@@ -266,7 +280,7 @@ func (s *ResponsesStream) blockStop(index int) {
 		item.ID = it.item.ID
 		s.emit(streamEvent{Type: "response.reasoning_summary_text.done", ItemID: item.ID, OutputIndex: &it.index, SummaryIndex: &zero, Text: &text})
 		s.emit(streamEvent{Type: "response.reasoning_summary_part.done", ItemID: item.ID, OutputIndex: &it.index, SummaryIndex: &zero,
-			Part: item.Summary[0]})
+			Part: (*item.Summary)[0]})
 	}
 	s.emit(streamEvent{Type: "response.output_item.done", OutputIndex: &it.index, Item: &item})
 	s.resp.Output = append(s.resp.Output, item)

@@ -183,3 +183,30 @@ func TestResponsesStreamError(t *testing.T) {
 		t.Errorf("error: %s", out.String())
 	}
 }
+
+// TestResponsesStreamReasoningAndAnswerTool: thinking streams as a reasoning
+// item's summary; a forced answer tool's input streams as the message text.
+func TestResponsesStreamReasoningAndAnswerTool(t *testing.T) {
+	var out bytes.Buffer
+	s := Request{responses: true, AnswerTool: AnswerTool}.Converter(&out, created)
+	_, _ = s.Write([]byte(thinkingAndAnswerStream))
+	got := out.String()
+	for _, want := range []string{
+		`"item":{"type":"reasoning","id":"rs_9_0","summary":[]}`,
+		`event: response.reasoning_summary_text.delta` + "\n" + `data: {"type":"response.reasoning_summary_text.delta","sequence_number":4,"output_index":0,"item_id":"rs_9_0","summary_index":0,"delta":"Let me think."}`,
+		`"item":{"type":"reasoning","id":"rs_9_0","summary":[{"type":"summary_text","text":"Let me think."}]}`,
+		`"delta":"{\"name\":"`,
+		`event: response.output_text.done` + "\n" + `data: {"type":"response.output_text.done","sequence_number":12,"output_index":1,"item_id":"msg_9_2","content_index":0,"text":"{\"name\":\"Ann\"}","logprobs":[]}`,
+		`"status":"completed"`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("stream lacks %s", want)
+		}
+	}
+	if strings.Contains(got, "Calling.") || strings.Contains(got, "function_call") {
+		t.Errorf("the text beside the answer tool, or the tool as a call, was streamed:\n%s", got)
+	}
+	if t.Failed() {
+		t.Log(got)
+	}
+}
