@@ -19,14 +19,20 @@ type Refunder interface {
 
 // Ticket is what admission holds for one request: the key's concurrency
 // lease, the request body's bytes in the process's budget and its quota
-// place. The handler settles it: Refund when no answer was produced,
-// Release when the request ends, however it ends. Each happens once.
+// place. Three calls end it, and nothing else does: Count when an answer
+// was produced (or the client abandoned it: the place is used), Refund
+// when none was, and Release when the request ends, however it ends
+// (answer, refusal, client gone, panic, shutdown). Release gives back the
+// lease and the bytes, and the quota place too when neither Count nor
+// Refund settled it: a request that never reached a verdict (a panic)
+// produced no answer. Each happens at most once.
 type Ticket struct {
 	mu       sync.Mutex
 	lease    Lease
 	body     *Hold
 	quota    *ratelimit.Result
 	refunder Refunder
+	counted  bool
 	released bool
 }
 
@@ -61,12 +67,24 @@ func (t *Ticket) Quota() *ratelimit.Result {
 	return t.quota
 }
 
-// Refund gives the quota place back, once, when one was taken. It reports
-// whether a place went back.
+// Count settles the quota place as used: an answer was produced, or the
+// client abandoned the request. Release then keeps it.
+func (t *Ticket) Count() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.counted = true
+}
+
+// Refund gives the quota place back, once, when one was taken and not
+// counted. It reports whether a place went back.
 func (t *Ticket) Refund(ctx context.Context) (bool, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.quota == nil || !t.quota.Allowed || t.refunder == nil {
+	return t.refundLocked(ctx)
+}
+
+func (t *Ticket) refundLocked(ctx context.Context) (bool, error) {
+	if t.counted || t.quota == nil || !t.quota.Allowed || t.refunder == nil {
 		return false, nil
 	}
 	if err := t.refunder.Refund(ctx, *t.quota); err != nil {
@@ -77,7 +95,8 @@ func (t *Ticket) Refund(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
-// Release gives back the lease and the body bytes; later calls do nothing.
+// Release gives back the lease and the body bytes, and the quota place
+// when it was neither counted nor refunded; later calls do nothing.
 func (t *Ticket) Release(ctx context.Context) {
 	t.mu.Lock()
 	if t.released {
@@ -85,6 +104,7 @@ func (t *Ticket) Release(ctx context.Context) {
 		return
 	}
 	t.released = true
+	_, _ = t.refundLocked(ctx) // a refunder that fails retries by itself (Gate.Refund)
 	lease, body := t.lease, t.body
 	t.mu.Unlock()
 	body.Release()

@@ -69,3 +69,32 @@ func TestTicket(t *testing.T) {
 		})
 	}
 }
+
+// Whatever path a request takes, its quota place ends exactly once:
+// counted, refunded, or (when neither was decided, as after a panic)
+// given back by Release.
+func TestTicketEndsItsPlaceOnce(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []struct {
+		name        string
+		settle      func(*Ticket)
+		wantRefunds int
+	}{
+		{"counted: kept", func(tk *Ticket) { tk.Count() }, 0},
+		{"refunded: once", func(tk *Ticket) { _, _ = tk.Refund(ctx) }, 1},
+		{"counted, then a refund: kept", func(tk *Ticket) { tk.Count(); _, _ = tk.Refund(ctx) }, 0},
+		{"no verdict (a panic): given back by Release", func(*Ticket) {}, 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ref := &countRefunder{}
+			var tk Ticket
+			tk.HoldQuota(&ratelimit.Result{Allowed: true, Limit: 5, Remaining: 2}, ref)
+			c.settle(&tk)
+			tk.Release(ctx)
+			tk.Release(ctx)
+			if ref.n != c.wantRefunds {
+				t.Fatalf("refunds %d, want %d", ref.n, c.wantRefunds)
+			}
+		})
+	}
+}

@@ -151,10 +151,10 @@ func (s *Server) refuseAdmission(w http.ResponseWriter, req *request, herr *http
 	herr.write(w)
 }
 
-// settle releases what the ticket holds (the key's place, the body's
-// bytes) when the request ends, however it ends (answer, refusal, client
-// gone, panic): the defer runs them all. A lease whose release fails
-// expires within its TTL.
+// settle ends the ticket when the request ends, however it ends (answer,
+// refusal, client gone, panic): the key's place and the body's bytes go
+// back, and a quota place no verdict settled (a panic) is refunded. A
+// lease whose release fails expires within its TTL.
 func (s *Server) settle(ctx context.Context, tk *admission.Ticket) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
@@ -206,13 +206,16 @@ func (s *Server) settleOutcome(w http.ResponseWriter, req *request, out route.Ou
 	req.served = out.Account
 	switch {
 	case out.Gone:
-		return statusClientGone // the client left before the answer: it counts
+		req.ticket.Count() // the client left before the answer: it counts
+		return statusClientGone
 	case out.Refused != nil:
 		return s.answerSelf(w, req, s.refusal(out.Refused))
 	}
 	res := out.Result
 	if res.Refund {
 		s.refund(req)
+	} else {
+		req.ticket.Count()
 	}
 	if res.UsageOK && res.Status < 400 && s.d.Usage != nil {
 		s.recordUsage(req, res.Usage)
