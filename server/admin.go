@@ -293,6 +293,9 @@ func (s *Server) adminShowKey(c *gin.Context) {
 			}
 		}
 		out["quotas"] = q
+		if bv, err := s.budgetViews(ctx, rec.Hash, tier); err == nil && bv != nil {
+			out["budgets"] = bv
+		}
 	}
 	c.JSON(http.StatusOK, out)
 }

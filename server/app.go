@@ -19,6 +19,7 @@ import (
 	"github.com/claude-route/claude-route/ratelimit"
 	"github.com/claude-route/claude-route/refresh"
 	"github.com/claude-route/claude-route/store"
+	"github.com/claude-route/claude-route/spend"
 	"github.com/claude-route/claude-route/syncer"
 	"github.com/claude-route/claude-route/tiers"
 	"github.com/claude-route/claude-route/usage"
@@ -75,7 +76,9 @@ type App struct {
 	Limiter   *ratelimit.Limiter
 	Refresher *refresh.Refresher
 	Usage     *usage.Recorder
-	Syncer    *syncer.Syncer
+	// Spend is what keys spent per day and week, against their budgets.
+	Spend  *spend.Book
+	Syncer *syncer.Syncer
 	// Tiers is the product table in service (re-read by a sync).
 	Tiers *tiers.Live
 	// batch coalesces the request path's pipelines (store.Coalescer).
@@ -127,6 +130,7 @@ func Assemble(ctx context.Context, cfg AppConfig) (*App, error) {
 	a.assembleCapacity()
 	a.Limiter = ratelimit.New(rdb)
 	a.Usage = usage.NewRecorder(rdb, cfg.Clock)
+	a.Spend = spend.New(rdb, cfg.Clock)
 	a.Refresher = refresh.New(rdb, refreshStore{a.Accounts}, &refreshFiles{s: a.Accounts, root: cfg.AccountDir, log: log.WithField("component", "refresh")}, a.Pool, refresh.Config{
 		TokenURL: cfg.OAuthTokenURL, ClientID: cfg.OAuthClientID, Lead: cfg.RefreshLead,
 		HTTPClient: cfg.TokenClient, Clock: cfg.Clock, Logger: log.WithField("component", "refresh"),
@@ -144,7 +148,7 @@ func Assemble(ctx context.Context, cfg AppConfig) (*App, error) {
 	cfg.Server.Login.TokenURL, cfg.Server.Login.ClientID, cfg.Server.Login.HTTP, cfg.Server.Login.Clock = cfg.OAuthTokenURL, cfg.OAuthClientID, cfg.TokenClient, cfg.Clock
 	a.Server = New(cfg.Server, Deps{
 		Redis: rdb, Store: st, Tiers: a.Tiers, Keys: a.Keys, Pool: a.Pool, Accounts: a.Accounts,
-		Limiter: a.Limiter, Refresher: a.Refresher, Usage: a.Usage, Syncer: a.Syncer,
+		Limiter: a.Limiter, Refresher: a.Refresher, Usage: a.Usage, Spend: a.Spend, Syncer: a.Syncer,
 		Util: a.Util, Leases: a.Leases, Clock: cfg.Clock, Log: log, Alerts: a.Alerts,
 		Batch: a.batch,
 	})

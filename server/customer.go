@@ -287,6 +287,12 @@ func (s *Server) customerUsage(c *ginContext) {
 	// A key sold from stock waits for its first successful request to start
 	// its validity: "not activated", no expires_at yet.
 	out["activated"] = !cl.rec.NotActivated()
+	if bv, err := s.budgetViews(ctx, cl.hash, cl.tier); err != nil {
+		storeDown(err).write(c.Writer)
+		return
+	} else if bv != nil {
+		out["budgets"] = bv
+	}
 	if cl.rec.NotActivated() {
 		out["validity_seconds"] = int64(cl.rec.FirstUse / time.Second)
 	}

@@ -85,6 +85,12 @@ func (s *Server) forwarded(path string, req *request, status int) {
 // admission) and answers a refusal itself.
 func (s *Server) admitted(c *ginContext, req *request) bool {
 	cl := req.cl
+	if req.counted {
+		if herr := s.checkBudget(c.Request.Context(), cl); herr != nil {
+			s.refuseAdmission(c.Writer, req, herr)
+			return false
+		}
+	}
 	ar := &admission.Request{Key: cl.hash, Tier: cl.tier.Name, Account: cl.account, Bind: (&binder{s: s, cl: cl}).bind}
 	if limit, ok := cl.tier.Quota(req.family); ok && req.counted {
 		q := s.quotaRequest(cl, req.family, limit)
@@ -303,4 +309,5 @@ func (s *Server) recordUsage(req *request, u usage.Usage) {
 	if err := s.d.Usage.RecordModel(context.Background(), req.cl.hash, req.served, req.family, model, u); err != nil {
 		s.log.WithField("account", req.served).WithError(err).Warn("could not record usage")
 	}
+	s.addSpend(req.cl, req.family, model, u)
 }

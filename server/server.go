@@ -90,7 +90,9 @@ type Deps struct {
 	Limiter   Limiter
 	Refresher Refresher
 	Usage     UsageRecorder
-	Syncer    Syncer
+	// Spend keeps keys' spend against their budgets; nil: budgets off.
+	Spend  SpendBook
+	Syncer Syncer
 	// Util takes each upstream answer's rate-limit headers (optional).
 	Util UtilObserver
 	// Leases limit each key's requests in flight; nil: no limit.

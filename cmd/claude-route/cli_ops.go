@@ -379,6 +379,11 @@ func printKeyShow(out io.Writer, res map[string]json.RawMessage) error {
 		fmt.Fprintf(tw, "cost	$%.4f last 5 h, $%.4f last 24 h, $%.4f last 30 days, $%.4f total (list prices)\n",
 			cost.Last5h, cost.Last24h, cost.Last30d, cost.Total)
 	}
+	var budgets []server.BudgetView
+	_ = json.Unmarshal(res["budgets"], &budgets)
+	for _, b := range budgets {
+		fmt.Fprintf(tw, "budget %s\t$%.4f of $%.2f spent, resets %s\n", b.Window, b.SpentUSD, b.BudgetUSD, fmtTime(&b.Reset))
+	}
 	var sum usage.Summary
 	if json.Unmarshal(res["usage"], &sum) == nil {
 		for _, w := range []struct {

@@ -607,6 +607,12 @@
     $('kd-tokens').textContent = fmtNum(tokens(l5));
     $('kd-tokens-sub').textContent = `in ${fmtNum(l5.input_tokens)} · out ${fmtNum(l5.output_tokens)}`;
     showCost('kd', d.cost_usd);
+    const budgets = d.budgets || [];
+    $('kd-budgets').replaceChildren(...(budgets.length ? budgets.map((b) => el('li', { 'data-testid': 'kd-budget', 'data-window': b.window },
+      el('strong', { text: b.window === 'day' ? 'Day (UTC)' : 'Week (UTC, from Monday)' }), ' ',
+      el('span', { class: b.spent_usd >= b.budget_usd ? 'warn' : '', text: `${fmtUSD(b.spent_usd)} of $${Number(b.budget_usd).toFixed(2)}` }), ' ',
+      el('span', { class: 'muted small', text: 'resets ' + fmtDate(b.reset) })))
+      : [el('li', { class: 'muted', text: 'No budget: the tier sets none.' })]));
     $('kd-status').replaceChildren(badge(k.status, k.status === 'active' ? 'ok' : 'bad', 'kd-status-badge'));
     $('kd-account').textContent = k.account ? `${k.tier} · on ${k.account}` : `${k.tier} · unbound`;
 
