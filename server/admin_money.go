@@ -1,8 +1,10 @@
 package server
 
 import (
+	"encoding/json"
 	"net/http"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -179,32 +181,60 @@ func (s *Server) adminUsageExport(c *gin.Context) {
 			return
 		}
 	}
-	recs, err := s.d.Keys.List(ctx, keys.Filter{Tier: tier})
+	// The rows are streamed as they are read: keys a ledger page at a
+	// time (creation order), each key's days in order. Nothing holds the
+	// whole export, whatever the number of keys.
+	recs, next, err := s.d.Keys.Page(ctx, keys.Filter{Tier: tier}, "", keys.MaxPage)
 	if err != nil {
 		adminErr(c, http.StatusServiceUnavailable, "could not list keys: "+err.Error())
 		return
 	}
-	sort.Slice(recs, func(i, j int) bool { return recs[i].ID < recs[j].ID })
-	rows := []ExportRow{}
-	for _, r := range recs {
-		days, err := s.d.Usage.KeyDays(ctx, r.Hash, since, until)
-		if err != nil {
-			adminErr(c, http.StatusServiceUnavailable, "store unavailable")
+	w := c.Writer
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	head, _ := json.Marshal(since.Format(dayLayout))
+	tail, _ := json.Marshal(until.Format(dayLayout))
+	_, _ = w.WriteString(`{"since":` + string(head) + `,"until":` + string(tail) + `,"rows":[`)
+	enc := json.NewEncoder(w)
+	n := 0
+	fail := func(msg string) {
+		// The status is sent already: the error closes the object, and a
+		// reader that checks for it knows the rows are incomplete.
+		b, _ := json.Marshal(msg)
+		_, _ = w.WriteString(`],"error":{"type":"` + errAPI + `","message":` + string(b) + `}}`)
+	}
+	for {
+		for _, r := range recs {
+			days, err := s.d.Usage.KeyDays(ctx, r.Hash, since, until)
+			if err != nil {
+				fail("store unavailable after " + strconv.Itoa(n) + " rows")
+				return
+			}
+			for _, d := range days {
+				if d.Totals.Requests == 0 {
+					continue
+				}
+				cost := tiers.RoundUSD(s.splitCost(d.ByFamily, d.ByModel, nil))
+				billed := s.tierMoney(r.Tier, CostView{Total: cost}).Billed.Total
+				if n > 0 {
+					_, _ = w.WriteString(",")
+				}
+				n++
+				_ = enc.Encode(ExportRow{Day: d.Start.Format(dayLayout), KeyID: r.ID, Tier: r.Tier, Note: r.Note,
+					Requests: d.Totals.Requests, InputTokens: d.Totals.InputTokens, OutputTokens: d.Totals.OutputTokens,
+					CacheCreationInputTokens: d.Totals.CacheCreationInputTokens, CacheReadInputTokens: d.Totals.CacheReadInputTokens,
+					CacheCreation1hTokens: d.Totals.CacheCreation1hInputTokens,
+					CostUSD:               cost, BilledUSD: billed, MarginUSD: tiers.RoundUSD(billed - cost)})
+			}
+		}
+		w.Flush()
+		if next == "" {
+			break
+		}
+		if recs, next, err = s.d.Keys.Page(ctx, keys.Filter{Tier: tier}, next, keys.MaxPage); err != nil {
+			fail("could not list keys after " + strconv.Itoa(n) + " rows: " + err.Error())
 			return
 		}
-		for _, d := range days {
-			if d.Totals.Requests == 0 {
-				continue
-			}
-			cost := tiers.RoundUSD(s.splitCost(d.ByFamily, d.ByModel, nil))
-			billed := s.tierMoney(r.Tier, CostView{Total: cost}).Billed.Total
-			rows = append(rows, ExportRow{Day: d.Start.Format(dayLayout), KeyID: r.ID, Tier: r.Tier, Note: r.Note,
-				Requests: d.Totals.Requests, InputTokens: d.Totals.InputTokens, OutputTokens: d.Totals.OutputTokens,
-				CacheCreationInputTokens: d.Totals.CacheCreationInputTokens, CacheReadInputTokens: d.Totals.CacheReadInputTokens,
-				CacheCreation1hTokens: d.Totals.CacheCreation1hInputTokens,
-				CostUSD:               cost, BilledUSD: billed, MarginUSD: tiers.RoundUSD(billed - cost)})
-		}
 	}
-	sort.SliceStable(rows, func(i, j int) bool { return rows[i].Day < rows[j].Day })
-	c.JSON(http.StatusOK, gin.H{"since": since.Format(dayLayout), "until": until.Format(dayLayout), "rows": rows})
+	_, _ = w.WriteString("]}")
 }

@@ -75,6 +75,32 @@ func (a *adminClient) do(ctx context.Context, method, path string, in, out any) 
 	return nil
 }
 
+// stream is do for a long answer: fn reads the body as it arrives (no
+// size limit, nothing held whole). Errors are read as do reads them.
+func (a *adminClient) stream(ctx context.Context, path string, fn func(io.Reader) error) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.base+path, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+a.token)
+	resp, err := a.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach the server at %s (is it running? CLAUDE_ROUTE_URL): %w", a.base, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		var e struct {
+			Error struct{ Message string } `json:"error"`
+		}
+		if json.Unmarshal(raw, &e) == nil && e.Error.Message != "" {
+			return fmt.Errorf("%s", e.Error.Message)
+		}
+		return fmt.Errorf("server answered %s", resp.Status)
+	}
+	return fn(resp.Body)
+}
+
 // keyRef turns what the operator typed into a reference safe for a URL: a
 // full key becomes its id, so the secret never travels in a path or a log.
 func keyRef(s string) string {
