@@ -88,6 +88,7 @@ func (r *Router) send(ctx context.Context, c *call) (*relay.Call, error) {
 	if len(bases) == 0 {
 		bases = []string{""} // the relay's default upstream
 	}
+	bases = r.bases.order(a.Name, bases)
 	t0 := time.Now()
 	for i, base := range bases {
 		t.BaseURL = base
@@ -95,8 +96,24 @@ func (r *Router) send(ctx context.Context, c *call) (*relay.Call, error) {
 		if err == nil && r.d.Metrics != nil {
 			r.d.Metrics.UpstreamHeaders(c.Tier, time.Since(t0))
 		}
-		if i == len(bases)-1 || !nextBaseURL(err) || ctx.Err() != nil {
-			return call, err
+		last := i == len(bases)-1 || ctx.Err() != nil
+		switch {
+		case err == nil && !baseFailed(call.Resp.StatusCode):
+			r.bases.ok(a.Name, base)
+			return call, nil
+		case err == nil:
+			r.bases.failed(a.Name, base)
+			if last {
+				return call, nil
+			}
+			call.Close() // 529/5xx before any body: the next base gets it
+		case nextBaseURL(err):
+			r.bases.failed(a.Name, base)
+			if last {
+				return nil, err
+			}
+		default:
+			return call, err // it may have been received: never sent again
 		}
 	}
 	return nil, errors.New("unreachable")

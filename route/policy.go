@@ -15,8 +15,9 @@ import (
 //     relay.NeverSent). The account's next base URL gets it, and when
 //     none is left another account of the tier (overflow);
 //   - the upstream answered, before any byte of a body, that it did not
-//     process it: a rejected 429 (the account's own limit), 529, another
-//     5xx. Another account of the tier gets it (overflow, once);
+//     process it: 529 or another 5xx (the account's next base URL first,
+//     then another account of the tier), a 429 (the account's own limit:
+//     another account of the tier, once);
 //   - the upstream refused the account's credential (401, a revoked
 //     token): once more, with a refreshed token or the key's new account.
 //
@@ -28,6 +29,10 @@ import (
 // nextBaseURL reports whether an attempt that failed with err may go to
 // the account's next base URL.
 func nextBaseURL(err error) bool { return err != nil && relay.NeverSent(err) }
+
+// baseFailed reports whether an answer with status means its base URL
+// failed: it did not process the request, and the account's next base may.
+func baseFailed(status int) bool { return status >= 500 }
 
 // mayOverflow reports whether the attempt may go to another account of
 // the tier (when the tier allows overflow and the request has not

@@ -80,6 +80,7 @@ type Deps struct {
 type Router struct {
 	d     Deps
 	peers tierPeers
+	bases *baseHealth // base URLs backing off (bases.go)
 	bg    sync.WaitGroup
 }
 
@@ -91,7 +92,7 @@ func New(d Deps) *Router {
 	if d.Forget == nil {
 		d.Forget = func() {}
 	}
-	return &Router{d: d}
+	return &Router{d: d, bases: newBaseHealth(d.Clock)}
 }
 
 // Wait waits for the background account writes started so far.
