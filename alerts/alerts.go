@@ -60,17 +60,29 @@ const (
 	DefaultQueue     = 256
 	DefaultRetryBase = 2 * time.Second
 	maxBackoff       = time.Minute
-	postTimeout      = 10 * time.Second
+	// DefaultPostTimeout bounds one post, the wait for a free sender
+	// included: a hung webhook never holds another alert longer.
+	DefaultPostTimeout = 10 * time.Second
+	// maxPosts is how many posts may be under way at once.
+	maxPosts = 16
 )
 
 // Event is one alert, as posted and as kept in Redis.
 type Event struct {
-	Event   string         `json:"event"`
-	At      time.Time      `json:"at"`
-	Account string         `json:"account,omitempty"`
-	Tier    string         `json:"tier,omitempty"`
-	Text    string         `json:"text"`
+	Event   string    `json:"event"`
+	At      time.Time `json:"at"`
+	Account string    `json:"account,omitempty"`
+	Tier    string    `json:"tier,omitempty"`
+	Text    string    `json:"text"`
+	// Content is Text again, for Discord (Slack reads text, Discord
+	// content): one body serves both.
+	Content string         `json:"content,omitempty"`
 	Details map[string]any `json:"details,omitempty"`
+	// State names the state this event reports, when it has a name of its
+	// own (a blacklisting's start): the dedup drops repeats of the same
+	// state only, so a flap (blacklisted, recovered, blacklisted again)
+	// sends all three. Without it, the event and subject are the state.
+	State string `json:"-"`
 }
 
 // subject is what the once-key is about: the account, else the tier, else
@@ -97,7 +109,10 @@ type Config struct {
 	RetryBase time.Duration
 	// Queue bounds the events waiting for the sender; beyond it they are
 	// dropped (and logged), never waited for.
-	Queue  int
+	Queue int
+	// PostTimeout bounds one post (default 10 s).
+	PostTimeout time.Duration
+	// Client posts; it never follows a redirect, whatever it is given.
 	Client *http.Client
 	Clock  clock.Clock
 	Log    logrus.FieldLogger
@@ -116,9 +131,18 @@ func (c Config) withDefaults() Config {
 	if c.Queue <= 0 {
 		c.Queue = DefaultQueue
 	}
-	if c.Client == nil {
-		c.Client = &http.Client{Timeout: postTimeout}
+	if c.PostTimeout <= 0 {
+		c.PostTimeout = DefaultPostTimeout
 	}
+	client := http.Client{Timeout: c.PostTimeout}
+	if c.Client != nil {
+		client = *c.Client
+	}
+	// A redirect is refused, not followed: the webhook URL is the
+	// operator's; a redirect could carry the alerts (account names,
+	// reasons) elsewhere.
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	c.Client = &client
 	if c.Clock == nil {
 		c.Clock = clock.Real{}
 	}
@@ -137,6 +161,11 @@ type Sender struct {
 
 	mu    sync.Mutex
 	retry []pending // posts waiting for their next attempt
+
+	// posts are the posts under way, each in its own goroutine so that a
+	// hung webhook holds only its own alert; Run waits for them.
+	posts sync.WaitGroup
+	slots chan struct{} // at most maxPosts at once
 }
 
 // pending is a post that failed and waits for another attempt.
@@ -151,7 +180,8 @@ type pending struct {
 // New returns a sender on rdb; nothing runs until Run.
 func New(rdb redis.UniversalClient, cfg Config) *Sender {
 	cfg = cfg.withDefaults()
-	return &Sender{rdb: rdb, cfg: cfg, queue: make(chan Event, cfg.Queue), wake: make(chan struct{}, 1)}
+	return &Sender{rdb: rdb, cfg: cfg, queue: make(chan Event, cfg.Queue), wake: make(chan struct{}, 1),
+		slots: make(chan struct{}, maxPosts)}
 }
 
 // Emit queues an event and returns at once; a full queue drops it (the
@@ -171,6 +201,7 @@ func (s *Sender) Emit(e Event) {
 // Run sends queued events and retries failed posts until ctx ends.
 func (s *Sender) Run(ctx context.Context) {
 	var timer clock.Timer
+	defer s.posts.Wait() // they end with ctx
 	defer func() {
 		if timer != nil {
 			timer.Stop()
@@ -237,22 +268,47 @@ func (s *Sender) handle(ctx context.Context, e Event) {
 	if s.cfg.URL == "" {
 		return
 	}
-	now := s.cfg.Clock.Now()
-	if err := s.post(ctx, body); err != nil {
-		s.cfg.Log.WithError(err).WithField("event", e.Event).Warn("alert webhook failed; retrying")
-		s.schedule(pending{ev: e, body: body, first: now, attempts: 1})
-	}
+	s.deliver(ctx, pending{ev: e, body: body, first: s.cfg.Clock.Now()})
+}
+
+// deliver makes one attempt at p in a goroutine of its own, so that the
+// next event is not held by this one's webhook; a failed attempt is
+// scheduled again (or dropped once RetryFor has passed).
+func (s *Sender) deliver(ctx context.Context, p pending) {
+	s.posts.Add(1)
+	go func() {
+		defer s.posts.Done()
+		err := s.post(ctx, p.body)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		p.attempts++
+		log := s.cfg.Log.WithError(err).WithField("event", p.ev.Event)
+		switch {
+		case s.cfg.Clock.Now().Sub(p.first) >= s.cfg.RetryFor:
+			log.Errorf("alert webhook failed %d times over %s: event dropped", p.attempts, s.cfg.RetryFor)
+			return
+		case p.attempts == 1:
+			log.Warn("alert webhook failed; retrying")
+		}
+		s.schedule(p)
+		s.poke()
+	}()
 }
 
 // claim takes the event's once-key and, when taken, adds the event to the
 // recent list. The list is written only by the claimer, so each event
 // appears in it once.
 func (s *Sender) claim(ctx context.Context, e Event) (bool, []byte, error) {
+	e.Content = e.Text
 	body, err := json.Marshal(e)
 	if err != nil {
 		return false, nil, fmt.Errorf("alert body: %w", err)
 	}
 	once := keyOncePref + e.Event + ":" + e.subject()
+	if e.State != "" {
+		once += ":" + e.State
+	}
 	if e.Event == Test {
 		once += ":" + e.At.Format(time.RFC3339Nano) // every test is its own event
 	}
@@ -274,8 +330,14 @@ func (s *Sender) claim(ctx context.Context, e Event) (bool, []byte, error) {
 
 // post delivers one body; anything but a 2xx is a failure.
 func (s *Sender) post(ctx context.Context, body []byte) error {
-	ctx, cancel := context.WithTimeout(ctx, postTimeout)
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.PostTimeout)
 	defer cancel()
+	select { // the wait for a free sender counts in the post's own time
+	case s.slots <- struct{}{}:
+		defer func() { <-s.slots }()
+	case <-ctx.Done():
+		return fmt.Errorf("alert webhook: %d posts already under way: %w", maxPosts, ctx.Err())
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.URL, bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("alert webhook: %w", err)
@@ -337,16 +399,7 @@ func (s *Sender) retryDue(ctx context.Context) (time.Time, bool) {
 		if ctx.Err() != nil {
 			return time.Time{}, false
 		}
-		err := s.post(ctx, p.body)
-		if err == nil {
-			continue
-		}
-		p.attempts++
-		if s.cfg.Clock.Now().Sub(p.first) >= s.cfg.RetryFor {
-			s.cfg.Log.WithError(err).WithField("event", p.ev.Event).Errorf("alert webhook failed %d times over %s: event dropped", p.attempts, s.cfg.RetryFor)
-			continue
-		}
-		s.schedule(p)
+		s.deliver(ctx, p) // a failure schedules it again and wakes Run
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

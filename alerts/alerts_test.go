@@ -119,6 +119,7 @@ func TestRetryAfter500(t *testing.T) {
 	s := New(rdb, Config{URL: rcv.srv.URL, Clock: clk, RetryBase: 30 * time.Second})
 	ctx := context.Background()
 	s.handle(ctx, Event{Event: TierFull, Tier: "high", Text: "full", At: clk.Now()})
+	s.posts.Wait()
 	if _, n := rcv.events(); n != 1 {
 		t.Fatalf("first try: %d", n)
 	}
@@ -128,6 +129,8 @@ func TestRetryAfter500(t *testing.T) {
 		t.Fatalf("before the backoff: %d tries, next %v %v", n, next, ok)
 	}
 	clk.Advance(time.Second)
+	s.retryDue(ctx)
+	s.posts.Wait()
 	if _, ok := s.retryDue(ctx); ok {
 		t.Fatal("a retry is still pending after a success")
 	}
@@ -145,9 +148,11 @@ func TestRetryGivesUpAfterRetryFor(t *testing.T) {
 	s := New(rdb, Config{URL: rcv.srv.URL, Clock: clk})
 	ctx := context.Background()
 	s.handle(ctx, Event{Event: StoreDown, Text: "down", At: clk.Now()})
+	s.posts.Wait()
 	for range 20 {
 		clk.Advance(time.Minute)
 		s.retryDue(ctx)
+		s.posts.Wait()
 	}
 	// Backoff 2, 4, 8, 16, 32 s then a minute: one try per minute-step
 	// from the first minute to the tenth, then the event is dropped.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -202,7 +203,7 @@ func diff(prev, cur *snapshot) []Event {
 		}
 		out = append(out, Event{Event: AccountBlacklisted, Account: name, Tier: cur.acctTier[name],
 			Text:    fmt.Sprintf("claude-route: account %s (tier %s) was blacklisted: %s. Its keys move to other accounts.", name, cur.acctTier[name], e.Reason),
-			Details: map[string]any{"reason": e.Reason, "since": e.Since.UTC()}})
+			Details: map[string]any{"reason": e.Reason, "since": e.Since.UTC()}, State: stateOf(e.Since)})
 	}
 	for _, name := range sortedKeys(prev.bl) {
 		e := prev.bl[name]
@@ -214,7 +215,7 @@ func diff(prev, cur *snapshot) []Event {
 		}
 		out = append(out, Event{Event: AccountRecovered, Account: name, Tier: cur.acctTier[name],
 			Text:    fmt.Sprintf("claude-route: account %s (tier %s) is back in service", name, cur.acctTier[name]),
-			Details: map[string]any{"was": e.Reason}})
+			Details: map[string]any{"was": e.Reason}, State: stateOf(e.Since)})
 	}
 	for _, name := range sortedKeys(cur.limited) {
 		until := cur.limited[name]
@@ -223,7 +224,7 @@ func diff(prev, cur *snapshot) []Event {
 		}
 		out = append(out, Event{Event: AccountLimited, Account: name, Tier: cur.acctTier[name],
 			Text:    fmt.Sprintf("claude-route: account %s (tier %s) reached its upstream usage limit; it resets at %s", name, cur.acctTier[name], until.UTC().Format(time.RFC3339)),
-			Details: map[string]any{"reset": until.UTC()}})
+			Details: map[string]any{"reset": until.UTC()}, State: stateOf(until)})
 	}
 	for _, name := range sortedKeys(cur.cooling) {
 		if _, was := prev.cooling[name]; was {
@@ -232,7 +233,7 @@ func diff(prev, cur *snapshot) []Event {
 		until := cur.cooling[name]
 		out = append(out, Event{Event: AccountCooling, Account: name, Tier: cur.acctTier[name],
 			Text:    fmt.Sprintf("claude-route: account %s (tier %s) failed repeatedly (529/5xx/connection) and is cooling down until %s", name, cur.acctTier[name], until.UTC().Format(time.RFC3339)),
-			Details: map[string]any{"until": until.UTC()}})
+			Details: map[string]any{"until": until.UTC()}, State: stateOf(until)})
 	}
 	for _, name := range sortedKeys(cur.expiring) {
 		if _, was := prev.expiring[name]; was {
@@ -241,7 +242,7 @@ func diff(prev, cur *snapshot) []Event {
 		at := cur.expiring[name]
 		out = append(out, Event{Event: SetupTokenExpiring, Account: name, Tier: cur.acctTier[name],
 			Text:    fmt.Sprintf("claude-route: account %s (tier %s) uses a setup token that cannot be refreshed and expires at %s: make a new one (claude setup-token) and run `claude-route account replace %s`", name, cur.acctTier[name], at.UTC().Format(time.RFC3339), name),
-			Details: map[string]any{"expires_at": at.UTC()}})
+			Details: map[string]any{"expires_at": at.UTC()}, State: stateOf(at)})
 	}
 	for _, t := range sortedKeys(cur.tier) {
 		l := cur.tier[t]
@@ -268,3 +269,9 @@ func sortedKeys[V any](m map[string]V) []string {
 	sort.Strings(out)
 	return out
 }
+
+// stateOf names a state by the time it began or ends, as the store has it:
+// every replica names the same state alike, so it is claimed once, and a
+// new blacklisting (a new start) is a new state, sent even within the
+// dedup period.
+func stateOf(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net/url"
 	"strconv"
 )
 
@@ -53,6 +54,9 @@ func loadDeploy(getenv func(string) string, redisURL string) (deployConfig, erro
 		}
 		d.MetricsPublic = b
 	}
+	if err := checkWebhook(env(getenv, "ALERT_WEBHOOK_URL", "")); err != nil {
+		return d, &configError{"ALERT_WEBHOOK_URL", err}
+	}
 	d.StoreFile = env(getenv, "STORE_FILE", "")
 	if redisURL != "" {
 		if d.StoreFile != "" {
@@ -62,4 +66,25 @@ func loadDeploy(getenv func(string) string, redisURL string) (deployConfig, erro
 		d.StoreFile = defaultStoreFile
 	}
 	return d, nil
+}
+
+// checkWebhook refuses at start a webhook that could never take an alert,
+// instead of losing the first alert to it. The URL is a secret (Slack's
+// and Discord's carry their token), so the error never shows it.
+func checkWebhook(raw string) error {
+	if raw == "" {
+		return nil
+	}
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return errors.New("not a URL (not shown: it is a secret)")
+	case u.Scheme != "https" && u.Scheme != "http":
+		return fmt.Errorf("want an https:// URL, got scheme %q", u.Scheme)
+	case u.Host == "":
+		return errors.New("the URL has no host")
+	case u.User != nil:
+		return errors.New("the URL carries a user or password: put the webhook's token where its service says (the path)")
+	}
+	return nil
 }

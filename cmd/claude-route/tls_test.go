@@ -76,6 +76,9 @@ func TestBadDeployConfiguration(t *testing.T) {
 		{map[string]string{"TLS_CERT_FILE": c.KeyFile, "TLS_KEY_FILE": c.KeyFile}, "TLS_CERT_FILE"},
 		{map[string]string{"TLS_CERT_FILE": filepath.Join(dir, "none.pem"), "TLS_KEY_FILE": c.KeyFile}, "TLS_CERT_FILE"},
 		{map[string]string{"METRICS_PUBLIC": "sometimes"}, "METRICS_PUBLIC"},
+		{map[string]string{"ALERT_WEBHOOK_URL": "hooks.slack.com/services/T0/B0/secret"}, "ALERT_WEBHOOK_URL"},
+		{map[string]string{"ALERT_WEBHOOK_URL": "ftp://example.com/hook"}, "ALERT_WEBHOOK_URL"},
+		{map[string]string{"ALERT_WEBHOOK_URL": "https:///no-host"}, "ALERT_WEBHOOK_URL"},
 		{map[string]string{"REDIS_URL": "redis://127.0.0.1:1", "STORE_FILE": filepath.Join(dir, "s")}, "STORE_FILE"},
 	}
 	for _, tc := range cases {
@@ -85,6 +88,9 @@ func TestBadDeployConfiguration(t *testing.T) {
 			lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
 			if code != 2 || len(lines) != 1 || !strings.Contains(lines[0], tc.want) {
 				t.Fatalf("exit %d, stderr %q: want one line naming %s", code, stderr.String(), tc.want)
+			}
+			if strings.Contains(stderr.String(), "/B0/") {
+				t.Fatalf("the webhook URL (a secret) is in the error: %q", stderr.String())
 			}
 		})
 	}
