@@ -26,7 +26,9 @@ func (p *Pool) RestoreBindings(ctx context.Context, rs []BindingRestore) (int, e
 	}
 	keys := []string{keyBind, keyUsed, keyBL, keyLimited, "", keyGone, keyCool, keyUtil}
 	n := 0
-	const batch = 500
+	// 100 scripts a pipeline: its replies are read under the client's
+	// 400 ms read timeout, which a loaded store must still meet.
+	const batch = 100
 	for start := 0; start < len(rs); start += batch {
 		chunk := rs[start:min(start+batch, len(rs))]
 		cmds := make([]*redis.Cmd, len(chunk))

@@ -174,7 +174,9 @@ func (s *Store) RestoreMany(ctx context.Context, recs []Record) (int, error) {
 		return 0, fmt.Errorf("keys: restore: %w", err)
 	}
 	n := 0
-	const batch = 500
+	// 100 records (200 commands) a pipeline: its replies are read under
+	// the client's 400 ms read timeout, which a loaded store must meet.
+	const batch = 100
 	for start := 0; start < len(recs); start += batch {
 		chunk := recs[start:min(start+batch, len(recs))]
 		cmds := make([]*redis.Cmd, len(chunk))
