@@ -58,15 +58,17 @@ func (b *opsBrowser) addAccountStep(tier, name, secret string) {
 	}
 }
 
-// accountActionStep applies disable/enable/refresh/delete to an account.
+// accountActionStep applies disable/enable/probe/delete to an account
+// with the button on its own row (disable and delete ask first).
 func (b *opsBrowser) accountActionStep(name, action, wantState string) {
 	b.t.Helper()
 	b.must("accounts tab", b.id("tab-accounts").Click())
-	b.must("ref", b.id("ops-acct-ref").Fill(name))
-	b.selectValue("ops-acct-action", action)
-	b.must(action, b.id("ops-acct-submit").Click())
-	b.must(action+" done", b.expect.Locator(b.id("ops-acct-result")).ToContainText(name+": "))
 	row := b.page.Locator(`[data-testid="account-row"][data-account="` + name + `"]`)
+	b.must(action, row.GetByTestId("account-"+action).Click())
+	if action == "disable" || action == "delete" {
+		b.must(action+" confirm", b.id("confirm-ok").Click())
+	}
+	b.must(action+" done", b.expect.Locator(b.id("acct-result")).ToContainText(name+": "))
 	b.must(action+" state", b.expect.Locator(row.GetByTestId("account-state")).ToHaveText(wantState))
 }
 
@@ -107,6 +109,27 @@ func TestDashboardLifecycle(t *testing.T) {
 	if v := accountByName(e.accountViews(), "t9"); v == nil || v.Blacklist == nil || v.Blacklist.Reason != "disabled" {
 		t.Fatalf("t9 after disable: %+v", v)
 	}
+	b.accountActionStep("t9", "enable", "ok")
+	b.accountActionStep("t1", "probe", "ok")
+	b.must("probe result", b.expect.Locator(b.id("acct-result")).ToContainText("t1: probe answered 200"))
+
+	// Phone-sized, every tab fits the width: wide tables scroll inside
+	// their cards, the page never scrolls sideways.
+	b.must("phone size", page.SetViewportSize(390, 844))
+	for _, tab := range []string{"overview", "keys", "accounts"} {
+		b.must(tab+" tab", b.id("tab-"+tab).Click())
+		b.must(tab+" shown", b.expect.Locator(b.id("view-"+tab)).ToBeVisible())
+		w, err := page.Evaluate(`() => document.documentElement.scrollWidth`)
+		b.must("measure "+tab, err)
+		if n, _ := w.(int); n > 390 {
+			t.Errorf("%s at 390 px is %v px wide: the page scrolls sideways", tab, w)
+		}
+		if _, err := page.Screenshot(playwright.PageScreenshotOptions{FullPage: playwright.Bool(true),
+			Path: playwright.String(filepath.Join(b.shots, "phone-"+tab+".png"))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.must("laptop size", page.SetViewportSize(1366, 768))
 
 	key := e.issue("trial", "t1")
 	id := keyIDOf(key)

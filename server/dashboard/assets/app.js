@@ -693,9 +693,18 @@
         if (a.last_refresh_error) refresh.append(el('div', { class: 'reason', title: a.last_refresh_error, text: a.last_refresh_error }));
       } else refresh.append(el('span', { class: 'muted', text: '—' }));
 
-      const action = a.blacklist
-        ? el('button', { type: 'button', class: 'btn btn-small', 'data-testid': 'account-recover', onclick: () => recoverAccount(a), text: 'Recover' })
-        : el('button', { type: 'button', class: 'btn btn-small btn-danger-ghost', 'data-testid': 'account-blacklist', onclick: () => blacklistAccount(a), text: 'Blacklist' });
+      // Each row carries its own actions: nothing to type, nothing to mistype.
+      const btn = (verb, text, fn, danger) => el('button', { type: 'button', class: 'btn btn-small' + (danger ? ' btn-danger-ghost' : ''),
+        'data-testid': 'account-' + verb, onclick: fn, text });
+      const disabled = a.blacklist && a.blacklist.reason === 'disabled';
+      const action = el('div', { class: 'row-actions' },
+        disabled ? btn('enable', 'Enable', () => accountVerb(a, 'enable'))
+          : a.blacklist ? btn('recover', 'Recover', () => recoverAccount(a))
+            : btn('blacklist', 'Blacklist', () => blacklistAccount(a), true),
+        disabled ? null : btn('disable', 'Disable', () => accountVerb(a, 'disable'), true),
+        btn('probe', 'Probe', () => accountVerb(a, 'probe')),
+        btn('replace', 'Replace', () => replaceAccount(a)),
+        btn('delete', 'Delete', () => accountVerb(a, 'delete'), true));
 
       const u = usage[a.name] ? totals(usage[a.name].last_5h) : null;
       return el('tr', { 'data-testid': 'account-row', 'data-account': a.name, class: a.blacklist ? 'dim' : '' },
@@ -728,6 +737,72 @@
     } catch (err) {
       fail(err);
     }
+  }
+
+  // accountResult says what an account action did, under the table.
+  function accountResult(ok, text) {
+    const p = $('acct-result');
+    p.className = ok ? 'muted small' : 'error';
+    p.textContent = text;
+    show(p, true);
+  }
+
+  // accountVerb runs disable, enable, probe or delete on one account; the
+  // ones that take keys away ask first.
+  async function accountVerb(a, verb) {
+    if (verb === 'disable' || verb === 'delete') {
+      const res = await confirmDialog({
+        title: (verb === 'disable' ? 'Disable ' : 'Delete ') + a.name + '?',
+        text: verb === 'disable'
+          ? `It takes no keys while disabled; its ${a.bound_keys} bound key${a.bound_keys === 1 ? '' : 's'} move to other ${a.tier} accounts.`
+          : `Its file goes to ACCOUNT_DIR/.trash/ and it leaves the pool; its ${a.bound_keys} bound key${a.bound_keys === 1 ? '' : 's'} move.`,
+        ok: verb === 'disable' ? 'Disable' : 'Delete',
+      });
+      if (!res) return;
+    }
+    try {
+      const n = encodeURIComponent(a.name);
+      const d = verb === 'delete' ? await api('DELETE', '/accounts/' + n) : await api('POST', `/accounts/${n}/${verb}`, {});
+      if (verb === 'probe') {
+        const p = (d && d.probe) || d || {};
+        accountResult(p.status === 200, `${a.name}: probe answered ${p.status || p.error_type || 'nothing'}` + (p.latency_ms !== undefined ? ` in ${p.latency_ms} ms` : '') + (p.error_type && p.status ? ` (${p.error_type})` : ''));
+      } else {
+        accountResult(true, `${a.name}: ${{ disable: 'disabled', enable: 'enabled', delete: 'deleted' }[verb]}`);
+      }
+      await refresh();
+    } catch (err) {
+      if (err instanceof Unauthorized) return fail(err);
+      accountResult(false, `${a.name}: ${err.message}`);
+    }
+  }
+
+  // replaceAccount pastes new credentials for one account.
+  function replaceAccount(a) {
+    const dlg = $('replace-dlg');
+    $('replace-title').textContent = 'Replace the credentials of ' + a.name;
+    $('replace-json').value = '';
+    dlg.returnValue = '';
+    dlg.addEventListener('close', async () => {
+      const body = $('replace-json').value;
+      $('replace-json').value = ''; // the secret leaves the page with the request
+      if (dlg.returnValue !== 'ok' || !body.trim()) return;
+      let file;
+      try {
+        file = JSON.parse(body);
+      } catch (e) {
+        accountResult(false, `${a.name}: the pasted credentials are not JSON`);
+        return;
+      }
+      try {
+        const d = await api('PUT', '/accounts/' + encodeURIComponent(a.name) + '/credentials', file);
+        accountResult(true, `${a.name}: credentials replaced` + (d && d.account && d.account.fingerprint ? `, fingerprint ${d.account.fingerprint}` : ''));
+        await refresh();
+      } catch (err) {
+        if (err instanceof Unauthorized) return fail(err);
+        accountResult(false, `${a.name}: ${err.message}`);
+      }
+    }, { once: true });
+    dlg.showModal();
   }
 
   async function recoverAccount(a) {
@@ -791,6 +866,7 @@
       refresh();
     });
     $('confirm-cancel').addEventListener('click', () => $('confirm').close('cancel'));
+    $('replace-cancel').addEventListener('click', () => $('replace-dlg').close('cancel'));
     window.addEventListener('hashchange', () => {
       if (sessionStorage.getItem(TOKEN_KEY)) route();
     });

@@ -1,5 +1,6 @@
 // claude-route dashboard: the lifecycle verbs (key extend, renew, move,
-// rebind, note; account add, replace, disable, enable, delete, refresh).
+// rebind, note; account add). Each account row carries its own actions
+// (disable, enable, probe, replace, delete: app.js).
 // Same rules as app.js: values reach the DOM through textContent only, no
 // inline handlers or styles, the token stays in sessionStorage. Pasted
 // credentials go to the server and are cleared from the form at once; the
@@ -127,39 +128,8 @@
       }
     });
 
-    const which = el('input', { 'data-testid': 'ops-acct-ref', placeholder: 'account name', required: '', spellcheck: 'false' });
-    const verb = el('select', { 'data-testid': 'ops-acct-action' });
-    options(verb, [['disable', 'disable'], ['enable', 'enable'], ['refresh', 'refresh token now'], ['replace', 'replace credentials'], ['delete', 'delete (to .trash)']]);
-    const repl = el('textarea', { 'data-testid': 'ops-acct-replace-json', rows: '3', spellcheck: 'false', autocomplete: 'off', placeholder: 'new credentials, for replace' });
-    const apply = el('button', { type: 'submit', class: 'btn', 'data-testid': 'ops-acct-submit', text: 'Apply' });
-    const actOut = el('p', { 'data-testid': 'ops-acct-result', role: 'status' });
-    actOut.hidden = true;
-    const actForm = el('form', { autocomplete: 'off' },
-      el('div', { class: 'form-row' }, el('label', {}, 'Account', which), el('label', {}, 'Action', verb), apply),
-      el('label', { class: 'block' }, 'Credentials (replace only)', repl));
-    actForm.addEventListener('submit', async (ev) => {
-      ev.preventDefault();
-      const n = encodeURIComponent(which.value.trim());
-      const body = repl.value;
-      repl.value = '';
-      apply.disabled = true;
-      try {
-        let d;
-        if (verb.value === 'replace') d = await call('PUT', `/accounts/${n}/credentials`, body);
-        else if (verb.value === 'delete') d = await call('DELETE', `/accounts/${n}`);
-        else d = await call('POST', `/accounts/${n}/${verb.value}`);
-        const label = { disable: 'disabled', enable: 'enabled', refresh: 'token refreshed', replace: 'credentials replaced', delete: 'deleted' }[verb.value];
-        outcome(actOut, true, `${which.value.trim()}: ${label}` + (d && d.account && d.account.fingerprint ? `, fingerprint ${d.account.fingerprint}` : ''));
-        refreshDashboard();
-      } catch (e) {
-        outcome(actOut, false, e.message);
-      } finally {
-        apply.disabled = false;
-      }
-    });
     return [
       el('div', { class: 'card', 'data-testid': 'ops-acct-add-card' }, el('div', { class: 'card-head' }, el('h2', { text: 'Add an account' })), addForm, addOut),
-      el('div', { class: 'card', 'data-testid': 'ops-acct-card' }, el('div', { class: 'card-head' }, el('h2', { text: 'Change an account' })), actForm, actOut),
     ];
   }
 
