@@ -9,7 +9,7 @@ RUN go mod download
 COPY . .
 # nomsgpack leaves out gin's MessagePack codec: never used, ~6 MB of binary.
 RUN CGO_ENABLED=0 go build -tags nomsgpack -trimpath -ldflags='-s -w' -o /out/claude-route ./cmd/claude-route \
- && mkdir -p /out/account /out/product
+ && mkdir -p /out/account /out/product /out/data
 
 # --- run: a small base and a user without privileges -------------------------
 # (alpine's base already carries the CA bundle the upstream TLS calls need.)
@@ -22,7 +22,9 @@ COPY --from=build /out/claude-route /app/claude-route
 # volume takes this ownership from the image.
 COPY --from=build --chown=10001:10001 /out/account /app/account
 COPY --from=build --chown=10001:10001 /out/product /app/product
-VOLUME ["/app/account", "/app/product"]
+# The embedded store's file (STORE_FILE, ./data/store.snapshot) when REDIS_URL is empty.
+COPY --from=build --chown=10001:10001 /out/data /app/data
+VOLUME ["/app/account", "/app/product", "/app/data"]
 ENV LISTEN_ADDR=:8080 ACCOUNT_DIR=/app/account PRODUCT_DIR=/app/product
 EXPOSE 8080
 USER 10001:10001
