@@ -8,7 +8,10 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 # nomsgpack leaves out gin's MessagePack codec: never used, ~6 MB of binary.
-RUN CGO_ENABLED=0 go build -tags nomsgpack -trimpath -ldflags='-s -w' -o /out/claude-route ./cmd/claude-route \
+# .git stays out of the context: `claude-route version` gets the commit from
+# docker build --build-arg REVISION=$(git rev-parse HEAD).
+ARG REVISION=""
+RUN CGO_ENABLED=0 go build -tags nomsgpack -trimpath -ldflags="-s -w -X main.revision=${REVISION}" -o /out/claude-route ./cmd/claude-route \
  && mkdir -p /out/account /out/product /out/data
 
 # --- run: a small base and a user without privileges -------------------------

@@ -6,11 +6,16 @@ import (
 	"runtime/debug"
 )
 
+// revision is the VCS revision given at link time (-ldflags "-X
+// main.revision=…"), for builds without VCS data: the Docker build, whose
+// context leaves .git out, passes its REVISION build argument.
+var revision string // written by the linker only
+
 // versionText is what `claude-route version` prints: the module version
 // (a tag for `go install …@v1.2.3`, "(devel)" for a build from a clone),
 // the VCS revision and time the binary was built from, whether the tree
 // had uncommitted changes, and the Go toolchain.
-func versionText(bi *debug.BuildInfo, ok bool) string {
+func versionText(bi *debug.BuildInfo, ok bool, linked string) string {
 	if !ok {
 		return "claude-route: no build information (built without module support)\n"
 	}
@@ -19,6 +24,9 @@ func versionText(bi *debug.BuildInfo, ok bool) string {
 		settings[s.Key] = s.Value
 	}
 	rev := settings["vcs.revision"]
+	if rev == "" {
+		rev = linked
+	}
 	if rev == "" {
 		rev = "unknown (built outside a VCS checkout, or with -buildvcs=false)"
 	} else if settings["vcs.modified"] == "true" {
@@ -33,6 +41,6 @@ func versionText(bi *debug.BuildInfo, ok bool) string {
 
 func cmdVersion(stdout io.Writer) error {
 	bi, ok := debug.ReadBuildInfo()
-	_, err := io.WriteString(stdout, versionText(bi, ok))
+	_, err := io.WriteString(stdout, versionText(bi, ok, revision))
 	return err
 }

@@ -21,11 +21,16 @@ func TestVersionText(t *testing.T) {
 		{"modified tree", []debug.BuildSetting{{Key: "vcs.revision", Value: "a0a7222abc"}, {Key: "vcs.modified", Value: "true"}},
 			[]string{"revision: a0a7222abc (modified)\n"}},
 		{"no VCS", nil, []string{"revision: unknown"}},
+		{"no VCS, linked revision", nil, []string{"revision: 0123abc\n"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			bi := &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Path: "github.com/claude-route/claude-route", Version: "v1.2.3"}, Settings: tc.settings}
-			got := versionText(bi, true)
+			linked := ""
+			if strings.Contains(tc.name, "linked") {
+				linked = "0123abc"
+			}
+			got := versionText(bi, true, linked)
 			for _, w := range tc.want {
 				if !strings.Contains(got, w) {
 					t.Errorf("%q lacks %q", got, w)
