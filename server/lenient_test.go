@@ -19,7 +19,8 @@ func TestChatLeniency(t *testing.T) {
 	type comp struct {
 		Choices []struct {
 			Message struct {
-				Content *string
+				Content          *string
+				ReasoningContent string `json:"reasoning_content"`
 			}
 			FinishReason string `json:"finish_reason"`
 		}
@@ -27,14 +28,16 @@ func TestChatLeniency(t *testing.T) {
 	cases := []struct {
 		name, body   string
 		content      string // the answer's content; "" to skip
+		reasoning    string
 		upstream     []string
 		upstreamNot  []string
 		upstreamBeta string
 	}{
 		{name: "reasoning_effort",
-			body:     `{"model":"` + s45 + `","reasoning_effort":"high","messages":[{"role":"user","content":"Think"}]}`,
-			content:  "Hello from the fake upstream. You said: Think",
-			upstream: []string{`"max_tokens":28672`, `"thinking":{"type":"enabled","budget_tokens":24576}`}},
+			body:      `{"model":"` + s45 + `","reasoning_effort":"high","messages":[{"role":"user","content":"Think"}]}`,
+			content:   "Hello from the fake upstream. You said: Think",
+			reasoning: "Thinking about: Think",
+			upstream:  []string{`"max_tokens":28672`, `"thinking":{"type":"enabled","budget_tokens":24576}`}},
 		{name: "json_schema with structured outputs",
 			body:         `{"model":"` + s45 + `","response_format":{"type":"json_schema","json_schema":` + schema + `},"messages":[{"role":"user","content":"Ann"}]}`,
 			content:      `{"name":"Ann"}`,
@@ -63,7 +66,8 @@ func TestChatLeniency(t *testing.T) {
 			if r.status != 200 || json.Unmarshal(r.body, &got) != nil || len(got.Choices) != 1 || got.Choices[0].Message.Content == nil {
 				t.Fatalf("%d %s", r.status, r.body)
 			}
-			if c.content != "" && (*got.Choices[0].Message.Content != c.content || got.Choices[0].FinishReason != "stop") {
+			if c.content != "" && (*got.Choices[0].Message.Content != c.content || got.Choices[0].FinishReason != "stop") ||
+				got.Choices[0].Message.ReasoningContent != c.reasoning {
 				t.Errorf("answer %s", r.body)
 			}
 			reqs := e.fake.Requests()
@@ -84,8 +88,15 @@ func TestChatLeniency(t *testing.T) {
 		})
 	}
 
+	// Streamed with thinking: reasoning_content deltas before the content.
+	r := oaPost(t, url, key, `{"model":"`+s45+`","stream":true,"reasoning_effort":"low","messages":[{"role":"user","content":"Think"}]}`)
+	if !strings.Contains(string(r.body), `"delta":{"reasoning_content":"Thinking about: Think"}`) ||
+		strings.Index(string(r.body), "reasoning_content") > strings.Index(string(r.body), `"content":"Hello`) {
+		t.Errorf("streamed thinking:\n%s", r.body)
+	}
+
 	// Streamed through the answer tool: the content deltas are the JSON.
-	r := oaPost(t, url, key, `{"model":"`+s4+`","stream":true,"response_format":{"type":"json_schema","json_schema":`+schema+`},"messages":[{"role":"user","content":"Ann"}]}`)
+	r = oaPost(t, url, key, `{"model":"`+s4+`","stream":true,"response_format":{"type":"json_schema","json_schema":`+schema+`},"messages":[{"role":"user","content":"Ann"}]}`)
 	var text, finish string
 	sc := bufio.NewScanner(strings.NewReader(string(r.body)))
 	for sc.Scan() {

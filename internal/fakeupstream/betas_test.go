@@ -52,3 +52,41 @@ func TestBetaGatedFeatures(t *testing.T) {
 		})
 	}
 }
+
+func TestThinking(t *testing.T) {
+	for _, c := range []struct {
+		name, thinking string
+		want           string // error text, or the answer's first block type
+	}{
+		{"enabled", `{"type":"enabled","budget_tokens":1024}`, "thinking"},
+		{"adaptive (Claude Code) adds no block", `{"type":"adaptive"}`, "text"},
+		{"budget under 1024", `{"type":"enabled","budget_tokens":1000}`, "greater than or equal to 1024"},
+		{"budget not under max_tokens", `{"type":"enabled","budget_tokens":2000}`, "must be greater than"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ans, err := Reply([]byte(`{"model":"m","max_tokens":2000,"thinking":` + c.thinking + `,"messages":[{"role":"user","content":"Why?"}]}`))
+			if err != nil {
+				if !strings.Contains(err.Error(), c.want) {
+					t.Fatalf("error %v, want %q", err, c.want)
+				}
+				return
+			}
+			blocks := contentJSON(ans)
+			first := blocks[0].(map[string]string)
+			if first["type"] != c.want || (c.want == "thinking" && (first["thinking"] != "Thinking about: Why?" || first["signature"] == "")) {
+				t.Fatalf("blocks %v", blocks)
+			}
+			// A stream carries the same blocks, the text after the thinking.
+			evs := streamEvents("msg_1", ans, 2)
+			var types []string
+			for _, ev := range evs {
+				if ev.name == "content_block_start" {
+					types = append(types, ev.data.(map[string]any)["content_block"].(map[string]any)["type"].(string))
+				}
+			}
+			if want := map[string]string{"thinking": "thinking text", "text": "text"}[c.want]; strings.Join(types, " ") != want {
+				t.Fatalf("streamed blocks %v, want %s", types, want)
+			}
+		})
+	}
+}

@@ -128,15 +128,17 @@ func streamEvents(id string, ans Answer, chunks int) []sseEvent {
 			"id": id, "type": "message", "role": "assistant", "model": ans.Model,
 			"content": []any{}, "stop_reason": nil, "stop_sequence": nil, "usage": start,
 		}}},
-		{"content_block_start", map[string]any{"type": "content_block_start", "index": 0,
-			"content_block": map[string]any{"type": "text", "text": ""}}},
-		{"ping", map[string]any{"type": "ping"}},
 	}
+	evs = append(evs, thinkingEvents(ans)...)
+	ti := textIndex(ans)
+	evs = append(evs, sseEvent{"content_block_start", map[string]any{"type": "content_block_start", "index": ti,
+		"content_block": map[string]any{"type": "text", "text": ""}}},
+		sseEvent{"ping", map[string]any{"type": "ping"}})
 	for _, piece := range splitRunes(ans.Text, chunks) {
-		evs = append(evs, sseEvent{"content_block_delta", map[string]any{"type": "content_block_delta", "index": 0,
+		evs = append(evs, sseEvent{"content_block_delta", map[string]any{"type": "content_block_delta", "index": ti,
 			"delta": map[string]any{"type": "text_delta", "text": piece}}})
 	}
-	evs = append(evs, sseEvent{"content_block_stop", map[string]any{"type": "content_block_stop", "index": 0}})
+	evs = append(evs, sseEvent{"content_block_stop", map[string]any{"type": "content_block_stop", "index": ti}})
 	evs = append(evs, toolEvents(ans)...)
 	return append(evs,
 		sseEvent{"message_delta", map[string]any{"type": "message_delta",

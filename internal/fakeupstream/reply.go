@@ -34,6 +34,9 @@ type Answer struct {
 	Usage      Usage
 	// Tools are the tool_use blocks after Text (see shape in tools.go).
 	Tools []ToolCall
+	// Thinking, when not empty, is a thinking block before Text (a request
+	// with thinking enabled; thinking.go).
+	Thinking string
 }
 
 // Reply computes the fake's deterministic answer to a /v1/messages body,
@@ -53,7 +56,9 @@ type Answer struct {
 //   - tool results, tool calls and images change Text as shape (tools.go)
 //     says;
 //   - with output_format, Text is a JSON instance of its schema
-//     (structuredAnswer, betas.go).
+//     (structuredAnswer, betas.go);
+//   - with thinking enabled, a thinking block "Thinking about: " and the
+//     first 40 characters of the user text comes first (thinking.go).
 //
 // A body the API would reject returns an error whose text is the API's
 // invalid_request_error message.
@@ -89,7 +94,8 @@ func Reply(body []byte) (Answer, error) {
 			CacheCreation:            CacheCreation{Ephemeral5m: 100 * (n - n1h), Ephemeral1h: 100 * n1h},
 		},
 	})
-	return structuredAnswer(body, lastUserText(req.messages), ans), nil
+	ans = structuredAnswer(body, lastUserText(req.messages), ans)
+	return withThinking(body, req, ans)
 }
 
 func inputTokens(rawMessages []byte) int { return len(rawMessages)/4 + 1 }

@@ -326,7 +326,11 @@ func firstStringProperty(schema json.RawMessage) string {
 
 // contentJSON is the answer's content blocks: the text, then tool calls.
 func contentJSON(ans Answer) []any {
-	out := []any{map[string]string{"type": "text", "text": ans.Text}}
+	var out []any
+	if ans.Thinking != "" {
+		out = append(out, map[string]string{"type": "thinking", "thinking": ans.Thinking, "signature": fakeSignature})
+	}
+	out = append(out, map[string]string{"type": "text", "text": ans.Text})
 	for _, t := range ans.Tools {
 		out = append(out, map[string]any{"type": "tool_use", "id": t.ID, "name": t.Name, "input": t.Input})
 	}
@@ -339,7 +343,7 @@ func contentJSON(ans Answer) []any {
 func toolEvents(ans Answer) []sseEvent {
 	var evs []sseEvent
 	for k, t := range ans.Tools {
-		i := k + 1
+		i := textIndex(ans) + k + 1
 		in := string(t.Input)
 		half := len(in) / 2
 		evs = append(evs, sseEvent{"content_block_start", map[string]any{"type": "content_block_start", "index": i,
