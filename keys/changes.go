@@ -113,7 +113,9 @@ func (s *Store) IssueManyWith(ctx context.Context, sp IssueSpec, n int) ([]strin
 // nothing).
 func (s *Store) claimIDs(ctx context.Context, recs []Record) ([]bool, error) {
 	ok := make([]bool, len(recs))
-	const batch = 500
+	// 200 commands a pipeline: replies are read under the client's 400 ms
+	// read timeout, which a loaded store must meet.
+	const batch = 100
 	for start := 0; start < len(recs); start += batch {
 		chunk := recs[start:min(start+batch, len(recs))]
 		cmds := make([]*redis.BoolCmd, len(chunk))

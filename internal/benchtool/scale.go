@@ -51,6 +51,7 @@ func runScale(ctx context.Context, args []string) error {
 	// same time if a change costs the same at any ledger size.
 	var raw []string
 	var took []float64
+	retried := 0
 	for len(raw) < *n {
 		cnt := min(*batch, *n-len(raw))
 		t := time.Now()
@@ -59,7 +60,17 @@ func runScale(ctx context.Context, args []string) error {
 				Key string `json:"key"`
 			} `json:"keys"`
 		}
-		if err := adminCall(ctx, hc, *base, *admin, http.MethodPost, "/admin/api/keys/batch", map[string]any{"tier": *tier, "count": cnt}, &res); err != nil {
+		// A failed batch issued nothing (all or none): it is tried again,
+		// and counted, as an operator would.
+		var err error
+		for try := range 3 {
+			if err = adminCall(ctx, hc, *base, *admin, http.MethodPost, "/admin/api/keys/batch", map[string]any{"tier": *tier, "count": cnt}, &res); err == nil {
+				break
+			}
+			retried++
+			say("bulk issue at %d keys, try %d: %v", len(raw), try+1, err)
+		}
+		if err != nil {
 			return fmt.Errorf("bulk issue at %d keys: %w", len(raw), err)
 		}
 		took = append(took, time.Since(t).Seconds())
@@ -72,6 +83,7 @@ func runScale(ctx context.Context, args []string) error {
 	}
 	out["issue_batch_s"] = map[string]float64{"first": took[0], "last": took[len(took)-1], "median": median(took), "max": maxOf(took)}
 	out["issue_total_s"] = sum(took)
+	out["issue_batches_retried"] = retried
 	out["redis_bytes_per_issued_key"] = float64(usedMemory(ctx, rdb)-baseMem) / float64(*n)
 	if *keyFile != "" {
 		if err := os.WriteFile(*keyFile, []byte(raw[0]), 0o600); err != nil {
