@@ -39,6 +39,10 @@ type Account struct {
 	BaseURLs []string
 	// Path is the file the account was loaded from.
 	Path string
+	// MaxConcurrency is the file's "max_concurrency": the most requests in
+	// flight on the account at once, per replica; 0 means the tier's
+	// default (account_concurrency).
+	MaxConcurrency int
 	// Disabled is the file's "disabled": true: the operator took the
 	// account out of service without deleting it (sync blacklists it with
 	// the reason DisabledReason).
@@ -74,6 +78,9 @@ func (a Account) Fingerprint() string {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00%d\x00%s\x00%s", a.Tier, a.Kind, a.AccessToken, a.RefreshToken,
 		a.ExpiresAt.UnixMilli(), a.APIKey, strings.Join(a.BaseURLs, ","))
+	if a.MaxConcurrency != 0 {
+		fmt.Fprintf(h, "\x00%d", a.MaxConcurrency)
+	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
@@ -90,6 +97,8 @@ type fileShape struct {
 	BaseURL  string   `json:"baseURL"`
 	BaseURLs []string `json:"baseURLs"`
 	Disabled bool     `json:"disabled"`
+	// MaxConcurrency: see Account.MaxConcurrency.
+	MaxConcurrency *int `json:"max_concurrency"`
 }
 
 // Parse reads an account file's bytes (either shape of docs/contract.md). Name, Tier
@@ -125,6 +134,12 @@ func Parse(b []byte) (Account, error) {
 	}
 	a.BaseURLs = append(a.BaseURLs, f.BaseURLs...)
 	a.Disabled = f.Disabled
+	if f.MaxConcurrency != nil {
+		if *f.MaxConcurrency < 0 {
+			return Account{}, fmt.Errorf("%w: max_concurrency must not be negative", ErrBadFile)
+		}
+		a.MaxConcurrency = *f.MaxConcurrency
+	}
 	for _, u := range a.BaseURLs {
 		pu, err := url.Parse(u)
 		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {

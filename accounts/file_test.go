@@ -28,6 +28,8 @@ func TestParse(t *testing.T) {
 		{"not json", `{"apiKey":`, "", 0, "invalid JSON"},
 		{"bad url", `{"apiKey":"k","baseURL":"ftp://x"}`, "", 0, "baseURL"},
 		{"negative expiry", `{"claudeAiOauth":{"accessToken":"a","expiresAt":-5}}`, "", 0, "negative"},
+		{"max_concurrency", `{"apiKey":"k","max_concurrency":3}`, APIKey, 0, ""},
+		{"negative max_concurrency", `{"apiKey":"k","max_concurrency":-1}`, "", 0, "max_concurrency"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

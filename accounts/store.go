@@ -40,6 +40,7 @@ func toHash(a Account) map[string]any {
 		"name": a.Name, "tier": a.Tier, "kind": string(a.Kind),
 		"access": a.AccessToken, "refresh": a.RefreshToken, "expires": exp,
 		"api_key": a.APIKey, "base_urls": string(urls), "path": a.Path,
+		"max_concurrency": a.MaxConcurrency,
 	}
 }
 
@@ -53,6 +54,7 @@ func FromHash(name string, m map[string]string) (Account, error) {
 		AccessToken: m["access"], RefreshToken: m["refresh"],
 		APIKey: m["api_key"], Path: m["path"],
 	}
+	a.MaxConcurrency, _ = strconv.Atoi(m["max_concurrency"])
 	if ms, _ := strconv.ParseInt(m["expires"], 10, 64); ms > 0 {
 		a.ExpiresAt = time.UnixMilli(ms)
 	}
@@ -72,7 +74,7 @@ func (s *Store) Put(ctx context.Context, a Account) error {
 	h := toHash(a)
 	_, err := putScript.Run(ctx, s.rdb, []string{acctKey(a.Name)},
 		h["name"], h["tier"], h["kind"], h["access"], h["refresh"], h["expires"],
-		h["api_key"], h["base_urls"], h["path"]).Result()
+		h["api_key"], h["base_urls"], h["path"], h["max_concurrency"]).Result()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("store account %s: %w", a.Name, err)
 	}
@@ -98,7 +100,8 @@ end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'name', ARGV[1], 'tier', ARGV[2], 'kind', ARGV[3],
   'access', access, 'refresh', refresh, 'expires', expires,
-  'api_key', ARGV[7], 'base_urls', ARGV[8], 'path', ARGV[9], 'refreshed_from', from)
+  'api_key', ARGV[7], 'base_urls', ARGV[8], 'path', ARGV[9], 'refreshed_from', from,
+  'max_concurrency', ARGV[10])
 if keep then return 1 end
 return 0
 `)

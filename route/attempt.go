@@ -22,6 +22,13 @@ func (r *Router) attempt(ctx context.Context, c *call) (relay.Attempt, error) {
 		}
 	}
 	for {
+		if !r.takeSlot(c) {
+			// Full: another account of the tier may serve.
+			if !r.overflow(ctx, c, relay.Attempt{Kind: relay.Overflow, Reason: ReasonFull}) {
+				return relay.Attempt{}, accountFull()
+			}
+			continue
+		}
 		call, err := r.send(ctx, c)
 		att := relay.Judge(ctx, call, err, r.d.Clock.Now())
 		if call != nil {

@@ -81,7 +81,9 @@ type Router struct {
 	d     Deps
 	peers tierPeers
 	bases *baseHealth // base URLs backing off (bases.go)
-	bg    sync.WaitGroup
+	// inflight counts requests on accounts with a concurrency cap (full.go).
+	inflight inflight
+	bg       sync.WaitGroup
 }
 
 // New returns a router.
@@ -111,6 +113,10 @@ type Request struct {
 	// account of it for one request.
 	Tier      string
 	Overflows bool
+	// AccountConcurrency is the tier's default cap of requests in flight
+	// per account on this replica (0: none); an account file's
+	// max_concurrency wins (full.go).
+	AccountConcurrency int
 	// Key is the key's hash: the pool counts an account's failures per
 	// key, so one key's failing requests never cool an account for all.
 	Key string
@@ -170,6 +176,7 @@ type call struct {
 	att        relay.Attempt // the attempt to relay
 	hooks      relay.Hooks
 	sse        bool
+	slot       string // the account whose concurrency place c holds (full.go)
 }
 
 // Do routes req: sends it, judges, moves it as the policy allows (all
@@ -179,6 +186,7 @@ type call struct {
 func (r *Router) Do(ctx context.Context, w http.ResponseWriter, req *Request) Outcome {
 	c, err := r.start(ctx, req)
 	if err != nil || c.att.Kind == relay.Abandoned {
+		r.giveSlot(c)
 		return Outcome{Refused: err, Gone: err == nil, Account: c.acct.Name}
 	}
 	return r.finish(c, r.d.Relay.Copy(ctx, w, c.att.Call, c.hooks))
@@ -203,6 +211,7 @@ func (r *Router) start(ctx context.Context, req *Request) (*call, error) {
 
 // finish keeps the account's health from the relayed answer.
 func (r *Router) finish(c *call, res *relay.Result) Outcome {
+	r.giveSlot(c)
 	if c.sse && r.d.Metrics != nil {
 		r.d.Metrics.Streams(-1)
 	}

@@ -202,7 +202,8 @@ func (s *Server) refund(req *request) {
 func (s *Server) routeRequest(in *http.Request, req *request) *route.Request {
 	h := &answerHooks{s: s, req: req}
 	return &route.Request{In: in, Body: req.body, Tier: req.cl.tier.Name, Overflows: req.cl.tier.Overflows(), Key: req.cl.hash,
-		Account: req.acct, State: req.state, Rebind: h.rebind, Log: logFields(req.cl),
+		AccountConcurrency: req.cl.tier.AccountConcurrency,
+		Account:            req.acct, State: req.state, Rebind: h.rebind, Log: logFields(req.cl),
 		Hooks: relay.Hooks{Header: h.header, FirstByte: h.firstByte}}
 }
 

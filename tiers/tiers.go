@@ -44,6 +44,11 @@ type Tier struct {
 	// 0 (absent) means no limit, so a tiers file written before the limit
 	// existed keeps selling what it sold. The built-in tiers set theirs.
 	Concurrency int `json:"concurrency,omitempty"`
+	// AccountConcurrency is the default most requests one upstream account
+	// of the tier has in flight at once, per replica ("max_concurrency" in
+	// an account file wins); 0 means no limit. A request that finds its
+	// account full is served by another account of the tier (overflow).
+	AccountConcurrency int `json:"account_concurrency,omitempty"`
 	// Overflow lets a key's request be served by another account of the
 	// tier when its own is limited, cooling or failing. Absent means true;
 	// false is for operators who sell dedicated accounts.
@@ -272,6 +277,9 @@ func (t *Table) Validate() error {
 		}
 		if tr.Concurrency < 0 {
 			return invalid(field+".concurrency", "must not be negative")
+		}
+		if tr.AccountConcurrency < 0 {
+			return invalid(field+".account_concurrency", "must not be negative")
 		}
 		if err := tr.validateSelling(field); err != nil {
 			return err
