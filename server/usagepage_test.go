@@ -18,6 +18,7 @@ import (
 	"github.com/playwright-community/playwright-go"
 
 	"github.com/claude-route/claude-route/internal/fakeupstream"
+	"github.com/claude-route/claude-route/tiers"
 )
 
 // GET /v1/usage?days=N lists the key's last N UTC days, today last, with
@@ -74,6 +75,8 @@ func TestCustomerUsageDays(t *testing.T) {
 func TestCustomerUsagePage(t *testing.T) {
 	e := newEnv(t)
 	page := browserPage(t)
+	trial, _ := e.tiers.Get("trial")
+	trial.Budgets = &tiers.Budgets{DayUSD: 5}
 	e.apiAccount("trial", "t1")
 	base := e.start()
 	key := e.issue("trial")
@@ -142,7 +145,8 @@ func TestCustomerUsagePage(t *testing.T) {
 	must("expiry", expect.Locator(id("expiry-sub")).ToContainText(regexp.MustCompile(`expires in (23|24) h`)))
 	must("window used", expect.Locator(page.Locator(`[data-testid="window-row"][data-family="sonnet"] [data-testid="window-used"]`)).ToHaveText("2/42"))
 	must("tokens", expect.Locator(id("tokens")).ToHaveText(strconv.FormatInt(int64(wantTokens), 10)))
-	must("no budget", expect.Locator(id("budgets")).ToContainText("No spending budget"))
+	must("day budget", expect.Locator(page.Locator(`[data-testid="budget-row"][data-window="day"] [data-testid="budget-spent"]`)).
+		ToHaveText(fmt.Sprintf("$%.4f of $5.00", 2*sonnetCost(t, body))))
 	must("chart days", expect.Locator(id("chart-tokens")).ToHaveAttribute("data-points", "30"))
 	must("chart total", expect.Locator(id("chart-tokens")).ToHaveAttribute("data-total", strconv.Itoa(wantTokens)))
 	must("cost chart", expect.Locator(id("chart-cost")).ToHaveAttribute("data-total", fmt.Sprintf("%.6f", 2*sonnetCost(t, body))))

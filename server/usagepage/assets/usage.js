@@ -128,7 +128,7 @@
       return el('div', { class: 'budget', 'data-testid': 'budget-row', 'data-window': b.window },
         el('div', { class: 'line' },
           el('strong', { text: b.window === 'day' ? 'Today (UTC day)' : 'This week (UTC, from Monday)' }),
-          el('span', { 'data-testid': 'budget-spent', text: `${usdFine(b.spent_usd)} of ${usd(b.budget_usd)}` })),
+          el('span', { 'data-testid': 'budget-spent', text: `${usdFine(b.spent_usd)} of $${Number(b.budget_usd).toFixed(2)}` })),
         meter,
         el('div', { class: 'muted small', text: 'resets ' + rel(b.reset) + ' (' + fmtDate(b.reset) + ')' }));
     }) : [el('p', { class: 'muted', text: 'No spending budget on this key: only the request windows above apply.' })]));
