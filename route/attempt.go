@@ -95,7 +95,11 @@ func (r *Router) send(ctx context.Context, c *call) (*relay.Call, error) {
 	if len(bases) == 0 {
 		bases = []string{""} // the relay's default upstream
 	}
-	bases = r.bases.order(a.Name, bases)
+	var health *baseHealth // nil for one base: nothing to skip to
+	if len(bases) > 1 {
+		health = r.bases
+		bases = health.order(a.Name, bases)
+	}
 	t0 := time.Now()
 	for i, base := range bases {
 		t.BaseURL = base
@@ -106,16 +110,16 @@ func (r *Router) send(ctx context.Context, c *call) (*relay.Call, error) {
 		last := i == len(bases)-1 || ctx.Err() != nil
 		switch {
 		case err == nil && !baseFailed(call.Resp.StatusCode):
-			r.bases.ok(a.Name, base)
+			health.ok(a.Name, base)
 			return call, nil
 		case err == nil:
-			r.bases.failed(a.Name, base)
+			health.failed(a.Name, base)
 			if last {
 				return call, nil
 			}
 			call.Close() // 529/5xx before any body: the next base gets it
 		case nextBaseURL(err):
-			r.bases.failed(a.Name, base)
+			health.failed(a.Name, base)
 			if last {
 				return nil, err
 			}

@@ -73,8 +73,12 @@ func (h *baseHealth) order(account string, bases []string) []string {
 }
 
 // failed records a failure of base: it backs off for twice as long as the
-// last time, from baseBackoffMin up to baseBackoffMax.
+// last time, from baseBackoffMin up to baseBackoffMax. A nil baseHealth
+// (an account with one base) records nothing.
 func (h *baseHealth) failed(account, base string) {
+	if h == nil {
+		return
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	k := baseKey{account, base}
@@ -96,6 +100,9 @@ func (h *baseHealth) failed(account, base string) {
 
 // ok records that base answered: healthy again.
 func (h *baseHealth) ok(account, base string) {
+	if h == nil {
+		return
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if len(h.m) > 0 {
