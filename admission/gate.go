@@ -162,9 +162,14 @@ func (g *Gate) admitOnce(ctx context.Context, r *Request, tk *Ticket) (*Admitted
 
 // merged takes the quota place in a run shared with the key's other
 // admissions of the moment. Its own frame: the script's round trip runs
-// below it (the request goroutine's stack stays small, DESIGN.md).
+// below it (the request goroutine's stack stays small, DESIGN.md); the
+// answer is handled in mergedAnswer's, so this one holds only the call.
 func (g *Gate) merged(ctx context.Context, r *Request, tk *Ticket) error {
 	res, err := g.cfg.Limiter.AdmitMerged(ctx, *r.Quota)
+	return g.mergedAnswer(tk, res, err)
+}
+
+func (g *Gate) mergedAnswer(tk *Ticket, res *ratelimit.Result, err error) error {
 	if err != nil {
 		if res != nil && res.ID != "" { // the run may have taken the place with its answer lost
 			g.giveBack(func(ctx context.Context) error { return g.cfg.Limiter.Abandon(ctx, *res) })
