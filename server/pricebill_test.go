@@ -75,7 +75,11 @@ func TestOneHourCacheWritesPricedAtTheirRate(t *testing.T) {
 // A request over 200k input tokens on Sonnet 4.5 is billed whole at the
 // long-context rates; one below stays at the plain rates.
 func TestLongContextRequestsPricedAtLongRates(t *testing.T) {
-	e := newEnv(t)
+	// The fake upstream reads 850 kB and counts its tokens before it
+	// answers: under -race on a loaded CI machine that took more than the
+	// harness's 2 s header timeout (a 504). Timeouts are not this test's
+	// subject.
+	e := newEnv(t, withServerConfig(func(c *Config) { c.HeaderTimeout = time.Minute }))
 	e.apiAccount("high", "h1")
 	url := e.start()
 	key := e.issue("high")
