@@ -29,7 +29,6 @@ const adminToken = "test-admin-token"
 type env struct {
 	t        testing.TB
 	fake     *fakeupstream.Server
-	upstream string // the proxy's upstream when not the fake (withUpstream)
 	redisURL string
 	acctDir  string
 	prodDir  string
@@ -82,9 +81,6 @@ func withAlerts(url string) envOpt {
 // withQuickWatch makes the alerts' pool watcher read every 200 ms instead
 // of production's 5 s (tests that wait for an alert).
 func withQuickWatch() envOpt { return func(e *env) { e.alerts.WatchEvery = 200 * time.Millisecond } }
-
-// withUpstream sends the proxy's calls to url instead of the fake upstream.
-func withUpstream(url string) envOpt { return func(e *env) { e.upstream = url } }
 
 // withRedis points the world at a private redis-server (store-fault tests).
 func withRedis(url string) envOpt { return func(e *env) { e.redisURL = url } }
@@ -153,11 +149,7 @@ func (e *env) start() string {
 		log.SetLevel(logrus.InfoLevel) // production's level, so the figures are production's
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	upstream := e.fake.URL()
-	if e.upstream != "" {
-		upstream = e.upstream
-	}
-	scfg := Config{UpstreamURL: upstream, AdminToken: adminToken, HeaderTimeout: 2 * time.Second}
+	scfg := Config{UpstreamURL: e.fake.URL(), AdminToken: adminToken, HeaderTimeout: 2 * time.Second}
 	if e.srvCfg != nil {
 		e.srvCfg(&scfg)
 	}
