@@ -161,13 +161,16 @@ func FuzzDecodeUsage(f *testing.F) {
 	})
 }
 
-// foldedOrRepeated: b names a usage field in another case, escaped, or twice.
+// foldedOrRepeated: b names a usage field in another case, escaped, or
+// twice (decodeUsage reads exact names, as the API sends them; json.Unmarshal
+// folds case). The cache_creation object's names count as usage fields too.
 func foldedOrRepeated(b []byte) bool {
 	low := strings.ToLower(string(b))
 	if strings.Contains(string(b), `\`) {
 		return true
 	}
-	for _, k := range []string{"input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"} {
+	for _, k := range []string{"input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens",
+		"cache_creation", "ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens"} {
 		if strings.Count(low, `"`+k+`"`) != strings.Count(string(b), `"`+k+`"`) || strings.Count(string(b), `"`+k+`"`) > 1 {
 			return true
 		}
