@@ -63,6 +63,9 @@ func (s *Store) IssueManyWith(ctx context.Context, sp IssueSpec, n int) ([]strin
 	if validity < 0 {
 		return nil, nil, fmt.Errorf("keys: negative validity %v", validity)
 	}
+	if err := sp.Budgets.Check(); err != nil {
+		return nil, nil, err
+	}
 	if len(note) > MaxNoteLen || !utf8.ValidString(note) {
 		return nil, nil, fmt.Errorf("keys: note must be valid UTF-8 of at most %d bytes", MaxNoteLen)
 	}

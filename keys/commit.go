@@ -211,6 +211,9 @@ func (c *commitRun) apply(p *pending) {
 		case OpNote:
 			changed = r.Note != ch.Note
 			r.Note = ch.Note
+		case OpBudget:
+			changed = r.Budgets != ch.Budgets
+			r.Budgets = ch.Budgets
 		case OpArchive:
 			set(ch.Tier, ch.Hash, nil)
 		case OpMove:

@@ -35,6 +35,7 @@ const (
 	OpExtend   = "extend"   // Expires (zero: never)
 	OpActivate = "activate" // Expires: a validity that starts at first use
 	OpNote     = "note"     // Note
+	OpBudget   = "budget"   // Budgets: the key's own (zero: the tier's)
 	OpMove     = "move"     // Tier → To: written as move_out and move_in lines
 	OpArchive  = "archive"  // the record leaves the live ledger
 	opMoveOut  = "move_out"
@@ -53,6 +54,7 @@ type Change struct {
 	Account   string    // OpBind
 	Expires   time.Time // OpExtend, OpActivate
 	Note      string    // OpNote
+	Budgets   Budgets   // OpBudget
 	RevokedAt time.Time // OpRevoke
 	To        string    // OpMove
 }
@@ -60,17 +62,18 @@ type Change struct {
 // line is a journal line as JSON. Every line is complete on its own, so
 // `jq` reads the journal and a torn last line never spoils the others.
 type line struct {
-	Op        string     `json:"op"`
-	At        time.Time  `json:"at"`
-	ID        string     `json:"id"`
-	Hash      string     `json:"hash"`
-	Record    *entry     `json:"record,omitempty"`
-	Account   *string    `json:"account,omitempty"`
-	Expires   *time.Time `json:"expires,omitempty"` // extend/activate: absent = never
-	Note      *string    `json:"note,omitempty"`
-	RevokedAt *time.Time `json:"revoked_at,omitempty"`
-	From      string     `json:"from,omitempty"`
-	To        string     `json:"to,omitempty"`
+	Op        string       `json:"op"`
+	At        time.Time    `json:"at"`
+	ID        string       `json:"id"`
+	Hash      string       `json:"hash"`
+	Record    *entry       `json:"record,omitempty"`
+	Account   *string      `json:"account,omitempty"`
+	Expires   *time.Time   `json:"expires,omitempty"` // extend/activate: absent = never
+	Note      *string      `json:"note,omitempty"`
+	Budgets   *budgetEntry `json:"budgets,omitempty"` // budget: absent = the tier's
+	RevokedAt *time.Time   `json:"revoked_at,omitempty"`
+	From      string       `json:"from,omitempty"`
+	To        string       `json:"to,omitempty"`
 }
 
 // header is the first line of a snapshot or a journal.
@@ -106,6 +109,8 @@ func toLine(op string, c Change) line {
 		ln.Expires = optTime(c.Expires)
 	case OpNote:
 		ln.Note = strPtr(c.Note)
+	case OpBudget:
+		ln.Budgets = toBudgetEntry(c.Budgets)
 	case opMoveOut:
 		ln.To = c.To
 	}
@@ -152,6 +157,8 @@ func applyLine(recs map[string]Record, tier string, ln line) error {
 		if ln.Note != nil {
 			r.Note = *ln.Note
 		}
+	case OpBudget:
+		r.Budgets = ln.Budgets.budgets()
 	default:
 		return fmt.Errorf("unknown op %q", ln.Op)
 	}

@@ -91,6 +91,8 @@ type entry struct {
 	// FirstUseMS is the validity in ms that starts at the key's first use
 	// (absent: none, or already activated).
 	FirstUseMS int64 `json:"first_use_validity_ms,omitempty"`
+	// Budgets are the key's own budgets (absent: the tier's).
+	Budgets *budgetEntry `json:"budgets,omitempty"`
 }
 
 func optTime(t time.Time) *time.Time {
@@ -115,6 +117,7 @@ func toEntry(r Record) entry {
 		Status: r.Status, Note: r.Note, Account: r.Account,
 		RevokedAt:  optTime(r.RevokedAt),
 		FirstUseMS: r.FirstUse.Milliseconds(),
+		Budgets:    toBudgetEntry(r.Budgets),
 	}
 }
 
@@ -125,6 +128,7 @@ func (e entry) record() Record {
 		Status: e.Status, Note: e.Note, Account: e.Account,
 		RevokedAt: derefTime(e.RevokedAt),
 		FirstUse:  time.Duration(max(e.FirstUseMS, 0)) * time.Millisecond,
+		Budgets:   e.Budgets.budgets(),
 	}
 }
 

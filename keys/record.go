@@ -35,6 +35,8 @@ type Record struct {
 	// request; until then Expires is zero and the key is "not activated".
 	// Activation sets Expires and clears it.
 	FirstUse time.Duration
+	// Budgets are the key's own budgets; a zero window keeps the tier's.
+	Budgets Budgets
 }
 
 // NotActivated reports whether the key waits for its first use to start
@@ -144,6 +146,8 @@ func (r Record) fields() []any {
 		fPrefix, r.Prefix,
 		fRevoked, toMillis(r.RevokedAt),
 		fFirstUse, r.FirstUse.Milliseconds(),
+		fBudgetDay, usdText(r.Budgets.DayUSD),
+		fBudgetWeek, usdText(r.Budgets.WeekUSD),
 	}
 }
 
@@ -186,6 +190,11 @@ func ParseRecord(hash string, m map[string]string) (Record, error) {
 		}
 		r.FirstUse = time.Duration(ms) * time.Millisecond
 	}
+	b, err := parseBudgets(ID(hash), m)
+	if err != nil {
+		return Record{}, err
+	}
+	r.Budgets = b
 	if err := r.validate(); err != nil {
 		return Record{}, err
 	}

@@ -53,11 +53,14 @@ type IssueSpec struct {
 	FromFirstUse bool
 	Note         string
 	Account      string
+	// Budgets are the key's own budgets (zero: the tier's).
+	Budgets Budgets
 }
 
 // setValidity gives a new record its expiry, or the validity that starts
-// at its first use.
+// at its first use, and its own budgets.
 func (sp IssueSpec) setValidity(r *Record, now time.Time) {
+	r.Budgets = sp.Budgets
 	switch {
 	case sp.Validity > 0 && sp.FromFirstUse:
 		r.FirstUse = time.Duration(sp.Validity.Milliseconds()) * time.Millisecond
@@ -74,6 +77,9 @@ func (s *Store) IssueWith(ctx context.Context, sp IssueSpec) (string, Record, er
 	}
 	if validity < 0 {
 		return "", Record{}, fmt.Errorf("keys: negative validity %v", validity)
+	}
+	if err := sp.Budgets.Check(); err != nil {
+		return "", Record{}, err
 	}
 	if len(note) > MaxNoteLen || !utf8.ValidString(note) {
 		return "", Record{}, fmt.Errorf("keys: note must be valid UTF-8 of at most %d bytes", MaxNoteLen)
