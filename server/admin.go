@@ -147,11 +147,13 @@ type KeyView struct {
 	// is that validity.
 	NotActivated            bool  `json:"not_activated,omitempty"`
 	FirstUseValiditySeconds int64 `json:"first_use_validity_seconds,omitempty"`
+	// Budgets are the key's own budgets (absent: the tier's).
+	Budgets *BudgetsIn `json:"budgets,omitempty"`
 }
 
 func (s *Server) viewKey(r keys.Record, bound map[string]string) KeyView {
 	v := KeyView{ID: r.ID, Prefix: r.Prefix, Tier: r.Tier, Status: r.Status, Note: r.Note,
-		Account: r.Account, CreatedAt: r.Created.UTC()}
+		Account: r.Account, CreatedAt: r.Created.UTC(), Budgets: ownBudgets(r.Budgets)}
 	if a, ok := bound[r.Hash]; ok {
 		v.Account = a
 	}
@@ -201,9 +203,14 @@ func (s *Server) adminIssueKey(c *gin.Context) {
 		// Strict refuses a key the tier has no free slot for (see
 		// sellingWarning) instead of issuing it with a warning.
 		Strict bool `json:"strict"`
+		// Budgets are the key's own (absent: the tier's).
+		Budgets *BudgetsIn `json:"budgets"`
 	}
 	if err := c.ShouldBindJSON(&in); err != nil {
-		adminErr(c, http.StatusBadRequest, "body must be JSON {tier, account?, note?, from_first_use?}")
+		adminErr(c, http.StatusBadRequest, "body must be JSON {tier, account?, note?, from_first_use?, budgets?}")
+		return
+	}
+	if !checkBudgetsIn(c, in.Budgets) {
 		return
 	}
 	tier, ok := s.d.Tiers.Get(in.Tier)
@@ -248,7 +255,9 @@ func (s *Server) adminIssueKey(c *gin.Context) {
 	if !ok {
 		return
 	}
-	key, rec, err := s.d.Keys.IssueWith(ctx, issueSpec(tier, in.FromFirstUse, in.Note, in.Account))
+	spec := issueSpec(tier, in.FromFirstUse, in.Note, in.Account)
+	spec.Budgets = in.Budgets.budgets()
+	key, rec, err := s.d.Keys.IssueWith(ctx, spec)
 	if err != nil {
 		adminErr(c, http.StatusServiceUnavailable, "could not issue the key: "+err.Error())
 		return
@@ -293,7 +302,7 @@ func (s *Server) adminShowKey(c *gin.Context) {
 			}
 		}
 		out["quotas"] = q
-		if bv, err := s.budgetViews(ctx, rec.Hash, tier); err == nil && bv != nil {
+		if bv, err := s.budgetViews(ctx, rec, tier); err == nil && bv != nil {
 			out["budgets"] = bv
 		}
 	}

@@ -29,6 +29,7 @@ func (s *Server) opsRoutes(a *gin.RouterGroup) {
 	a.POST("/keys/:ref/move", s.adminMoveKey)
 	a.POST("/keys/:ref/rebind", s.adminRebindKey)
 	a.POST("/keys/:ref/note", s.adminNoteKey)
+	a.POST("/keys/:ref/budgets", s.adminBudgetKey)
 	a.POST("/accounts", s.adminAddAccount)
 	a.GET("/accounts/:name", s.adminShowAccount)
 	a.PUT("/accounts/:name/credentials", s.adminReplaceAccount)
@@ -295,11 +296,15 @@ func (s *Server) adminIssueKeys(c *gin.Context) {
 		Count int    `json:"count"`
 		Note  string `json:"note"`
 		// FromFirstUse and Strict: see adminIssueKey.
-		FromFirstUse *bool `json:"from_first_use"`
-		Strict       bool  `json:"strict"`
+		FromFirstUse *bool      `json:"from_first_use"`
+		Strict       bool       `json:"strict"`
+		Budgets      *BudgetsIn `json:"budgets"`
 	}
 	if err := c.ShouldBindJSON(&in); err != nil {
-		adminErr(c, http.StatusBadRequest, "body must be JSON {tier, count, note?}")
+		adminErr(c, http.StatusBadRequest, "body must be JSON {tier, count, note?, budgets?}")
+		return
+	}
+	if !checkBudgetsIn(c, in.Budgets) {
 		return
 	}
 	tier, ok := s.d.Tiers.Get(in.Tier)
@@ -319,7 +324,9 @@ func (s *Server) adminIssueKeys(c *gin.Context) {
 		return
 	}
 	// One ledger commit for the whole batch: all the keys or none.
-	raw, recs, err := s.d.Keys.IssueManyWith(ctx, issueSpec(tier, in.FromFirstUse, in.Note, ""), in.Count)
+	spec := issueSpec(tier, in.FromFirstUse, in.Note, "")
+	spec.Budgets = in.Budgets.budgets()
+	raw, recs, err := s.d.Keys.IssueManyWith(ctx, spec, in.Count)
 	if err != nil {
 		adminErr(c, http.StatusServiceUnavailable, "could not issue the keys: "+err.Error())
 		return

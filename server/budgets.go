@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/claude-route/claude-route/keys"
 	"github.com/claude-route/claude-route/spend"
 	"github.com/claude-route/claude-route/tiers"
 	"github.com/claude-route/claude-route/usage"
@@ -16,12 +17,20 @@ type SpendBook interface {
 	Spent(ctx context.Context, keyHash string) (spend.Spent, error)
 }
 
-// budgetsOf is a key's budgets: its tier's.
-func budgetsOf(tier *tiers.Tier) spend.Limits {
+// budgetsOf is a key's budgets: its own where it sets a window, else its
+// tier's.
+func budgetsOf(tier *tiers.Tier, own keys.Budgets) spend.Limits {
+	var lim spend.Limits
 	if b := tier.Budgets; !b.IsZero() {
-		return spend.Limits{DayUSD: b.DayUSD, WeekUSD: b.WeekUSD}
+		lim = spend.Limits{DayUSD: b.DayUSD, WeekUSD: b.WeekUSD}
 	}
-	return spend.Limits{}
+	if own.DayUSD > 0 {
+		lim.DayUSD = own.DayUSD
+	}
+	if own.WeekUSD > 0 {
+		lim.WeekUSD = own.WeekUSD
+	}
+	return lim
 }
 
 // checkBudget refuses a key whose day or week budget is spent: 429 naming
@@ -29,7 +38,7 @@ func budgetsOf(tier *tiers.Tier) spend.Limits {
 // help). A key without budgets costs nothing here; one with budgets one
 // MGET.
 func (s *Server) checkBudget(ctx context.Context, cl *caller) *httpError {
-	lim := budgetsOf(cl.tier)
+	lim := budgetsOf(cl.tier, cl.rec.Budgets)
 	if s.d.Spend == nil || lim == (spend.Limits{}) {
 		return nil
 	}
@@ -52,7 +61,7 @@ func (s *Server) checkBudget(ctx context.Context, cl *caller) *httpError {
 // key has budgets. It runs after the answer on the server's background
 // group: one pipeline, so every replica sees it at once.
 func (s *Server) addSpend(cl *caller, family, model string, u usage.Usage) {
-	if s.d.Spend == nil || budgetsOf(cl.tier) == (spend.Limits{}) {
+	if s.d.Spend == nil || budgetsOf(cl.tier, cl.rec.Budgets) == (spend.Limits{}) {
 		return
 	}
 	n := tokensOf(usage.Totals{Requests: 1, Usage: u})
@@ -84,8 +93,9 @@ type BudgetView struct {
 }
 
 // budgetViews lists the key's budgets with their spend (nil: none).
-func (s *Server) budgetViews(ctx context.Context, hash string, tier *tiers.Tier) ([]BudgetView, error) {
-	lim := budgetsOf(tier)
+func (s *Server) budgetViews(ctx context.Context, rec keys.Record, tier *tiers.Tier) ([]BudgetView, error) {
+	hash := rec.Hash
+	lim := budgetsOf(tier, rec.Budgets)
 	if s.d.Spend == nil || lim == (spend.Limits{}) {
 		return nil, nil
 	}

@@ -287,7 +287,7 @@ func (s *Server) customerUsage(c *ginContext) {
 	// A key sold from stock waits for its first successful request to start
 	// its validity: "not activated", no expires_at yet.
 	out["activated"] = !cl.rec.NotActivated()
-	if bv, err := s.budgetViews(ctx, cl.hash, cl.tier); err != nil {
+	if bv, err := s.budgetViews(ctx, cl.rec, cl.tier); err != nil {
 		storeDown(err).write(c.Writer)
 		return
 	} else if bv != nil {

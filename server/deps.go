@@ -40,6 +40,8 @@ type KeyStore interface {
 	PostBinding(tier, hash, account string) error
 	SetExpiry(ctx context.Context, ref string, until time.Time) (keys.Record, error)
 	SetNote(ctx context.Context, ref, note string) (keys.Record, error)
+	// SetBudgets replaces the key's own budgets (zero windows: the tier's).
+	SetBudgets(ctx context.Context, ref string, b keys.Budgets) (keys.Record, error)
 	SetTier(ctx context.Context, ref, from, to string) (keys.Record, error)
 }
 
