@@ -168,14 +168,22 @@ func (l *Limiter) Admit(ctx context.Context, r Request) (Result, error) {
 // writing: expired entries are skipped, not removed). Allowed and
 // RetryAfter say what an admission now would get.
 func (l *Limiter) Peek(ctx context.Context, r Request) (Result, error) {
-	res, err := l.run(ctx, r, "")
-	if n := l.unsettled(r.Key()); err == nil && n > 0 {
-		// Spares this Limiter's requests used, not yet admissions in Redis.
-		res.Count += n
-		res.Remaining = max(r.Limit-res.Count, 0)
-		res.Allowed = res.Count < r.Limit
+	if err := r.validate(); err != nil {
+		return Result{}, err
 	}
-	return res, err
+	// Spares this Limiter's requests used may not be admissions in Redis
+	// yet: the script counts those it still holds as spares. Counting them
+	// here instead would count a spare twice once its rescoring landed, and
+	// a refunded one while its rescoring is on its way.
+	args := l.args(r, "")
+	for _, id := range l.unsettled(r.Key()) {
+		args = append(args, id)
+	}
+	v, err := l.script.Run(ctx, l.rdb, []string{r.Key()}, args...).Int64Slice()
+	if err != nil {
+		return Result{}, fmt.Errorf("ratelimit: peek %s: %w", r.Family, err)
+	}
+	return toResult(r, "", v)
 }
 
 func (l *Limiter) run(ctx context.Context, r Request, id string) (Result, error) {

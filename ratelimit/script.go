@@ -87,6 +87,8 @@ const spareBase = 1_000_000_000_000_000
 //   - ARGV[4]: now in ms; "" means the server's TIME. Redis TIME is the only
 //     clock every replica of the proxy shares, so production leaves it empty;
 //     tests with an injected clock pass it explicitly.
+//   - ARGV[5...] (peek only): ids of spares the caller's requests used and
+//     that may not be admissions yet; those still spares count as admitted.
 //
 // A request admitted at t counts while now < t+window: everything scored at
 // or below now-window has left. Check and record happen in one script, so
@@ -104,6 +106,12 @@ local gone = now - window
 
 if id == '' then
   local count = redis.call('ZCOUNT', key, '(' .. fmt(gone), '(' .. fmt(BASE))
+  -- The caller's used spares that are still spares here count as the
+  -- requests they admitted; rescored ones are in count, refunded ones gone.
+  for i = 5, #ARGV do
+    local sc = redis.call('ZSCORE', key, ARGV[i])
+    if sc and tonumber(sc) >= BASE then count = count + 1 end
+  end
   local first = 0
   local f = redis.call('ZRANGEBYSCORE', key, '(' .. fmt(gone), '(' .. fmt(BASE), 'WITHSCORES', 'LIMIT', 0, 1)
   if #f > 0 then first = tonumber(f[2]) end

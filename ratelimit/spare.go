@@ -72,7 +72,7 @@ type spareSet struct {
 	want          int       // how many to keep free
 	reserve       bool      // take more at the next run
 	busy          bool      // a background run is on its way
-	rescoring     int       // used spares in the run on its way
+	rescoring     []string  // used spares in the run on its way
 	last          time.Time // the window's last admission
 	count         int       // the window's admissions at the last answer
 	oldest, nowMS int64     // the last answer's oldest admission and time
@@ -139,7 +139,7 @@ func (l *Limiter) takeSpare(r Request) *Result {
 	// The last answer counted admissions; the spares used since (this
 	// one included) are not among them yet. Other replicas' admissions
 	// since that answer are seen at the next.
-	count := s.count + s.rescoring + len(s.used)
+	count := s.count + len(s.rescoring) + len(s.used)
 	res := &Result{Allowed: true, ID: sp.id, spare: true, Count: count, Limit: r.Limit,
 		Remaining: max(r.Limit-count, 0), Subject: r.Subject, Family: r.Family}
 	res.Reset = time.UnixMilli(s.nowMS).UTC()
@@ -198,15 +198,15 @@ func (l *Limiter) forgetUsed(res Result) {
 	}
 }
 
-// unsettled is how many of this Limiter's spares in a window were used
-// but are not admissions in Redis yet (a rescoring queued or on its way).
-func (l *Limiter) unsettled(key string) int {
+// unsettled names this Limiter's spares in a window that were used but
+// may not be admissions in Redis yet (a rescoring queued or on its way).
+func (l *Limiter) unsettled(key string) []string {
 	l.sp.mu.Lock()
 	defer l.sp.mu.Unlock()
 	if s := l.sp.sets[key]; s != nil {
-		return len(s.used) + s.rescoring
+		return append(slices.Clone(s.used), s.rescoring...)
 	}
-	return 0
+	return nil
 }
 
 // forgetSubject drops the bookkeeping of a subject whose windows were
@@ -277,13 +277,13 @@ func (l *Limiter) spareLoop(s *spareSet) {
 			return
 		}
 		limit, window := s.limit, s.window
-		s.rescoring = len(j.used)
+		s.rescoring = j.used
 		l.sp.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), spareRun)
 		v, err := l.runSpares(ctx, s.key, limit, window, j)
 		cancel()
 		l.sp.mu.Lock()
-		s.rescoring = 0
+		s.rescoring = nil
 		l.settleLocked(s, j, v, err)
 		if err != nil {
 			// The store is away: the ticker tries again.
