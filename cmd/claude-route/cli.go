@@ -185,6 +185,7 @@ func cmdOperator(ctx context.Context, args []string, getenv func(string) string,
 	note := fs.String("note", "", "note")
 	fromFirstUse := fs.Bool("from-first-use", false, "validity starts at the first request")
 	strict := fs.Bool("strict", false, "refuse a key the tier has no free slot for")
+	budgets := budgetFlags(fs)
 	status := fs.String("status", "", "status filter")
 	reason := fs.String("reason", "", "reason")
 	asJSON := fs.Bool("json", false, "print JSON")
@@ -218,6 +219,7 @@ func cmdOperator(ctx context.Context, args []string, getenv func(string) string,
 		if *fromFirstUse {
 			body["from_first_use"] = true // absent: the tier's validity_from
 		}
+		budgets.addTo(body)
 		if err := ac.do(ctx, http.MethodPost, "/admin/api/keys", body, &res); err != nil {
 			return err
 		}

@@ -22,12 +22,13 @@ import (
 // The lifecycle verbs: key extend|renew|move|rebind|note, key issue
 // --count/--csv, and account add|replace|show|disable|enable|delete|refresh.
 
-const keyOpsUsage = `  claude-route key issue --tier T --count N [--note TEXT] [--from-first-use] [--strict] [--csv]   N keys, one a line (--csv: id,key,tier,expires,note,first_use_validity_seconds)
+const keyOpsUsage = `  claude-route key issue --tier T --count N [--note TEXT] [--from-first-use] [--budget-day-usd X] [--budget-week-usd Y] [--strict] [--csv]   N keys, one a line (--csv: id,key,tier,expires,note,first_use_validity_seconds)
   claude-route key extend KEY|ID --days N | --until YYYY-MM-DD
   claude-route key renew KEY|ID [--force]     a new validity period of its tier, from now (never shortens an expiry without --force)
   claude-route key move KEY|ID --tier T       same key, usage and windows; rebound in the new tier or nothing changes
   claude-route key rebind KEY|ID --account NAME
   claude-route key note KEY|ID TEXT
+  claude-route key budget KEY|ID [--day-usd X] [--week-usd Y]   the key's own budgets over its tier's (0 or left out: the tier's)
 `
 
 const accountUsage = `  claude-route account add --tier T --name NAME < file.json    either credential shape; written to ACCOUNT_DIR/T/NAME.json (0600), synced
@@ -48,7 +49,7 @@ func cmdKeyOps(ctx context.Context, args []string, getenv func(string) string, o
 	}
 	verb := args[1]
 	switch verb {
-	case "extend", "renew", "move", "rebind", "note":
+	case "extend", "renew", "move", "rebind", "note", "budget":
 	case "issue":
 		if !hasFlag(args[2:], "count") && !hasFlag(args[2:], "csv") {
 			return false, nil
@@ -69,6 +70,9 @@ func cmdKeyOps(ctx context.Context, args []string, getenv func(string) string, o
 	asCSV := fs.Bool("csv", false, "print CSV")
 	asJSON := fs.Bool("json", false, "print JSON")
 	force := fs.Bool("force", false, "renew even when it shortens the expiry")
+	dayUSD := fs.Float64("day-usd", 0, "the key's own day budget in USD (0: the tier's)")
+	weekUSD := fs.Float64("week-usd", 0, "the key's own week budget in USD (0: the tier's)")
+	budgets := budgetFlags(fs)
 	if err := fs.Parse(reorder(args[2:])); err != nil {
 		return true, &usageError{"key " + verb + ": " + err.Error() + "\n" + keyOpsUsage}
 	}
@@ -89,6 +93,7 @@ func cmdKeyOps(ctx context.Context, args []string, getenv func(string) string, o
 		if *fromFirstUse {
 			body["from_first_use"] = true // absent: the tier's validity_from
 		}
+		budgets.addTo(body)
 		err := ac.do(ctx, http.MethodPost, "/admin/api/keys/batch", body, &res)
 		if res.Warning != "" {
 			fmt.Fprintln(errOut, "warning: "+res.Warning)
@@ -101,6 +106,9 @@ func cmdKeyOps(ctx context.Context, args []string, getenv func(string) string, o
 		return true, &usageError{"key " + verb + " needs a key or key id"}
 	}
 	path := "/admin/api/keys/" + url.PathEscape(keyRef(pos[0])) + "/" + verb
+	if verb == "budget" {
+		path += "s"
+	}
 	var body any
 	switch verb {
 	case "extend":
@@ -122,6 +130,8 @@ func cmdKeyOps(ctx context.Context, args []string, getenv func(string) string, o
 		body = map[string]string{"note": strings.Join(pos[1:], " ")}
 	case "renew":
 		body = map[string]bool{"force": *force}
+	case "budget":
+		body = map[string]float64{"day_usd": *dayUSD, "week_usd": *weekUSD}
 	}
 	var res struct {
 		Key server.KeyView `json:"key"`
@@ -133,7 +143,11 @@ func cmdKeyOps(ctx context.Context, args []string, getenv func(string) string, o
 		return true, json.NewEncoder(out).Encode(res.Key)
 	}
 	k := res.Key
-	fmt.Fprintf(out, "%s: tier %s, %s, expires %s, account %s, note %s\n", k.ID, k.Tier, k.Status, keyExpiry(k), dash(k.Account), dash(k.Note))
+	fmt.Fprintf(out, "%s: tier %s, %s, expires %s, account %s, note %s", k.ID, k.Tier, k.Status, keyExpiry(k), dash(k.Account), dash(k.Note))
+	if verb == "budget" {
+		fmt.Fprintf(out, ", budgets %s", ownBudgetsText(k.Budgets))
+	}
+	fmt.Fprintln(out)
 	return true, nil
 }
 
@@ -382,7 +396,7 @@ func printKeyShow(out io.Writer, res map[string]json.RawMessage) error {
 	var budgets []server.BudgetView
 	_ = json.Unmarshal(res["budgets"], &budgets)
 	for _, b := range budgets {
-		fmt.Fprintf(tw, "budget %s\t$%.4f of $%.2f spent, resets %s\n", b.Window, b.SpentUSD, b.BudgetUSD, fmtTime(&b.Reset))
+		fmt.Fprintf(tw, "budget %s\t$%.4f of $%.2f spent, resets %s%s\n", b.Window, b.SpentUSD, b.BudgetUSD, fmtTime(&b.Reset), ownMark(k.Budgets, b.Window))
 	}
 	var sum usage.Summary
 	if json.Unmarshal(res["usage"], &sum) == nil {

@@ -88,6 +88,25 @@ func TestLifecycleCommands(t *testing.T) {
 	if out, code := cli("key", "issue", "--tier", "trial", "--count", "2"); code != 0 || strings.Count(out, "sk-cli-v1-") != 2 {
 		t.Fatalf("issue --count: %d %q", code, out)
 	}
+	// A key's own budgets: at issue, then replaced with key budget; key
+	// show marks them as the key's.
+	out, code = cli("key", "issue", "--tier", "trial", "--budget-day-usd", "2.5")
+	bid := regexp.MustCompile(`(?m)^id (k_[0-9a-f]+),`).FindStringSubmatch(out)
+	if code != 0 || bid == nil {
+		t.Fatalf("issue --budget-day-usd: %d %q", code, out)
+	}
+	if out, code := cli("key", "show", bid[1]); code != 0 || !regexp.MustCompile(`(?m)^budget day +\$0\.0000 of \$2\.50 spent, resets .* \(the key's own\)$`).MatchString(out) {
+		t.Fatalf("show of a key with its own day budget: %d %q", code, out)
+	}
+	if out, code := cli("key", "budget", bid[1], "--week-usd", "9"); code != 0 || !strings.Contains(out, "budgets day the tier's, week $9.00") {
+		t.Fatalf("key budget: %d %q", code, out)
+	}
+	if out, code := cli("key", "show", bid[1]); code != 0 || !regexp.MustCompile(`(?m)^budget week +\$0\.0000 of \$9\.00 spent.*\(the key's own\)$`).MatchString(out) || strings.Contains(out, "$2.50") {
+		t.Fatalf("show after key budget: %d %q", code, out)
+	}
+	if out, code := cli("key", "budget", bid[1], "--day-usd", "-1"); code == 0 {
+		t.Fatalf("a negative budget accepted: %q", out)
+	}
 	if out, code := cli("key", "extend", id, "--until", "2099-01-31"); code != 0 || !strings.Contains(out, "2099-01-31") {
 		t.Fatalf("extend: %d %q", code, out)
 	}

@@ -17,7 +17,7 @@ Usage:
   claude-route serve                      run proxy, admin API, dashboard and metrics on LISTEN_ADDR
   claude-route demo [--dir DIR]           serve with an embedded store, a built-in fake upstream and one issued key
                                           (--dir keeps its account and product folders in DIR)
-  claude-route key issue --tier T [--account NAME] [--note TEXT] [--from-first-use] [--strict]
+  claude-route key issue --tier T [--account NAME] [--note TEXT] [--from-first-use] [--budget-day-usd X] [--budget-week-usd Y] [--strict]
   claude-route key list [--tier T] [--status active|revoked|expired] [--account NAME] [--search TEXT] [--limit N] [--json]
   claude-route key show KEY|ID [--json]
   claude-route key revoke KEY|ID
