@@ -132,6 +132,7 @@ func runScale(ctx context.Context, args []string) error {
 
 	// 3. The bindings in the ledger, read from its files by a new reader.
 	reader := keys.NewLedger(*product, nil)
+	ledgerBound := 0
 	for {
 		recs, err := reader.All(ctx)
 		if err != nil {
@@ -143,12 +144,13 @@ func runScale(ctx context.Context, args []string) error {
 				bound++
 			}
 		}
+		ledgerBound = bound
 		if bound >= *n {
 			out["bindings_in_ledger_after_s"] = time.Since(burstEnd).Seconds()
 			break
 		}
-		if time.Since(burstEnd) > time.Minute {
-			out["bindings_in_ledger_after_60s"] = bound
+		if time.Since(burstEnd) > 10*time.Second {
+			out["bindings_in_ledger_after_10s"] = bound
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -237,7 +239,9 @@ func runScale(ctx context.Context, args []string) error {
 	for {
 		nb, _ := rdb.HLen(ctx, "cr:{pool}:bind").Result()
 		done, _ := rdb.Exists(ctx, "cr:sync:last").Result()
-		if int(nb) >= len(before) && done == 1 {
+		// Every binding the ledger holds (a binding whose answer was
+		// lost never reached it; the next sync writes it back).
+		if int(nb) >= ledgerBound && done == 1 {
 			break
 		}
 		if time.Since(t) > 5*time.Minute {
