@@ -680,8 +680,18 @@
     return rows.length ? el('div', { class: 'meters', title: 'as the upstream reported it at ' + fmtDate(u.observed_at) }, ...rows) : el('span', { class: 'muted', text: '—' });
   }
 
+  // lastAccounts is what the accounts table was last drawn from. A refresh
+  // that brings nothing new leaves the rows alone: redrawing them swapped
+  // the button under a click in progress (pressed on the old button,
+  // released on its copy), and the click was lost. The minute is part of
+  // it so relative times still move on.
+  let lastAccounts = '';
+
   function renderAccounts(accounts, usage) {
     show($('accounts-empty'), accounts.length === 0);
+    const drawn = JSON.stringify([accounts, usage, Math.floor(Date.now() / 60000)]);
+    if (drawn === lastAccounts) return;
+    lastAccounts = drawn;
     $('accounts-body').replaceChildren(...accounts.map((a) => {
       const st = el('td', {}, accountState(a));
       if (a.blacklist) st.append(el('div', { class: 'reason', 'data-testid': 'account-reason', text: a.blacklist.reason }));
