@@ -59,3 +59,28 @@ func TestAccountClickSurvivesRefresh(t *testing.T) {
 	b.must("release", m.Up())
 	b.must("t1 recovered", b.expect.Locator(t1.GetByTestId("account-state")).ToHaveText("ok"))
 }
+
+// The key panel marks a budget window the key sets itself.
+func TestDashboardShowsKeysOwnBudget(t *testing.T) {
+	e := newEnv(t)
+	page := browserPage(t)
+	e.apiAccount("trial", "t1")
+	base := e.start()
+	var issued struct {
+		Record KeyView `json:"record"`
+	}
+	if st := e.admin(http.MethodPost, "/admin/api/keys", map[string]any{"tier": "trial", "note": "own budget", "budgets": map[string]any{"day_usd": 2}}, &issued); st != http.StatusCreated {
+		t.Fatalf("issue: %d", st)
+	}
+	b := &opsBrowser{t: t, e: e, page: page, expect: playwright.NewPlaywrightAssertions(15000), shots: screenshotDir(t)}
+	_, err := page.Goto(base + "/admin/")
+	b.must("open", err)
+	b.must("token", b.id("login-token").Fill(adminToken))
+	b.must("sign in", b.id("login-submit").Click())
+	b.must("keys tab", b.id("tab-keys").Click())
+	row := b.id("key-row").Filter(playwright.LocatorFilterOptions{HasText: "own budget"})
+	b.must("usage", row.GetByTestId("key-usage").Click())
+	day := page.Locator(`[data-testid="kd-budget"][data-window="day"]`)
+	b.must("day budget", b.expect.Locator(day).ToContainText("of $2.00"))
+	b.must("marked own", b.expect.Locator(day.GetByTestId("kd-budget-own")).ToHaveText("key's own"))
+}

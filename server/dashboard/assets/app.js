@@ -475,8 +475,14 @@
     state.keyPage = 0;
   }
 
+  // lastKeys: as lastAccounts, for the keys table.
+  let lastKeys = '';
+
   function renderKeys(keys) {
     show($('keys-empty'), keys.length === 0);
+    const drawn = JSON.stringify([keys, Math.floor(Date.now() / 60000)]);
+    if (drawn === lastKeys) return;
+    lastKeys = drawn;
     $('keys-body').replaceChildren(...keys.map((k) => {
       const kind = k.status === 'active' ? 'ok' : k.status === 'revoked' ? 'bad' : 'muted';
       const actions = el('td', { class: 'actions' },
@@ -611,7 +617,9 @@
     $('kd-budgets').replaceChildren(...(budgets.length ? budgets.map((b) => el('li', { 'data-testid': 'kd-budget', 'data-window': b.window },
       el('strong', { text: b.window === 'day' ? 'Day (UTC)' : 'Week (UTC, from Monday)' }), ' ',
       el('span', { class: b.spent_usd >= b.budget_usd ? 'warn' : '', text: `${fmtUSD(b.spent_usd)} of $${Number(b.budget_usd).toFixed(2)}` }), ' ',
-      el('span', { class: 'muted small', text: 'resets ' + fmtDate(b.reset) })))
+      el('span', { class: 'muted small', text: 'resets ' + fmtDate(b.reset) }),
+      // A window the key sets itself (key budget) rather than its tier.
+      k.budgets && k.budgets[b.window + '_usd'] ? el('span', { class: 'badge badge-muted', 'data-testid': 'kd-budget-own', text: "key's own" }) : null))
       : [el('li', { class: 'muted', text: 'No budget: the tier sets none.' })]));
     $('kd-status').replaceChildren(badge(k.status, k.status === 'active' ? 'ok' : 'bad', 'kd-status-badge'));
     $('kd-account').textContent = k.account ? `${k.tier} · on ${k.account}` : `${k.tier} · unbound`;
