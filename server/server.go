@@ -344,8 +344,12 @@ func (s *Server) cut() {
 const cutWait = 2 * time.Second
 
 // waitBackground waits for the work started off the response path (usage
-// and ledger records, account health writes).
+// and ledger records, account health writes, spend). Handlers first: a
+// handler starts some of that work (addSpend's bg.Add) after its client
+// has read the whole answer, so a caller that saw the answer could
+// otherwise wait before the work began (a race on bg under -race).
 func (s *Server) waitBackground() {
+	s.handlers.Wait()
 	s.bg.Wait()
 	s.router.Wait()
 	s.gate.Wait()
