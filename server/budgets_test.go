@@ -28,7 +28,7 @@ func TestBudgetRefusalAcrossReplicas(t *testing.T) {
 	key := e.issue("trial")
 	wait := func() {
 		for _, a := range e.apps {
-			a.Server.bg.Wait() // the spend is added after each answer
+			a.Server.waitBackground() // the spend is added after each answer
 		}
 	}
 	for i, u := range []string{u1, u2, u1, u2} {

@@ -36,7 +36,7 @@ func TestKeyBudgetOverride(t *testing.T) {
 	key, id := issued.Key, issued.Record.ID
 	wait := func() {
 		for _, a := range e.apps {
-			a.Server.bg.Wait()
+			a.Server.waitBackground()
 		}
 	}
 	usageBudgets := func(u string) []BudgetView {
