@@ -36,6 +36,7 @@ func runScale(ctx context.Context, args []string) error {
 	batch := fs.Int("batch", 1000, "keys per bulk issue")
 	c := fs.Int("c", 50, "concurrent first requests")
 	keyFile := fs.String("key-file", "", "write one issued key here (for the load that follows)")
+	populate := fs.Bool("populate", false, "only issue the keys and make their first requests (a big ledger for scripts/perf-at-scale), then print those figures")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -154,6 +155,12 @@ func runScale(ctx context.Context, args []string) error {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+
+	if *populate {
+		b, _ := json.MarshalIndent(out, "", "  ")
+		fmt.Println(string(b))
+		return nil
 	}
 
 	// 4. Redis memory per active key, once usage totals are flushed.
