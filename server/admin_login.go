@@ -23,16 +23,16 @@ func (s *Server) loginRoutes(a *gin.RouterGroup) {
 	a.POST("/account-logins/finish", s.adminFinishLogin)
 }
 
-func (s *Server) loginFlow(c *gin.Context) (*login.Flow, string, bool) {
+func (s *Server) loginFlow(c *gin.Context) (LoginFlow, string, bool) {
 	dir, ok := s.accountDir(c)
 	if !ok {
 		return nil, "", false
 	}
-	if s.cfg.Login.TokenURL == "" || s.d.Redis == nil {
+	if s.d.Login == nil {
 		adminErr(c, http.StatusNotFound, "login is not configured (OAUTH_TOKEN_URL)")
 		return nil, "", false
 	}
-	return login.New(s.d.Redis, s.cfg.Login), dir, true
+	return s.d.Login, dir, true
 }
 
 // checkNewAccount refuses, before anyone signs in, what the file write

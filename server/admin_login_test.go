@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/claude-route/claude-route/accounts"
+	"github.com/claude-route/claude-route/app"
 )
 
 // `account login` against the fake: a good code writes ACCOUNT_DIR/T/N.json
@@ -18,7 +19,7 @@ import (
 // message and write nothing.
 func TestAccountLoginFlow(t *testing.T) {
 	e := newEnv(t)
-	e.tweaks = append(e.tweaks, func(c *AppConfig) { c.Server.Login.AuthorizeURL = e.fake.AuthorizeURL() })
+	e.tweaks = append(e.tweaks, func(c *app.Config) { c.Login.AuthorizeURL = e.fake.AuthorizeURL() })
 	e.start()
 	type started struct {
 		Login        string `json:"login"`

@@ -97,7 +97,7 @@ func TestKeyLifecycleAdminAPI(t *testing.T) {
 	want := e.keyView(id)
 
 	// A flush and a sync keep every change.
-	e.apps[0].Server.waitBackground()
+	e.srvs[0].waitBackground()
 	e.ledgerFlush() // bindings reach the ledger with the writer's next batch
 	testenv.Flush(t, e.rdb())
 	e.sync()

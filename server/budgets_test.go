@@ -27,8 +27,8 @@ func TestBudgetRefusalAcrossReplicas(t *testing.T) {
 	u1, u2 := e.start(), e.start()
 	key := e.issue("trial")
 	wait := func() {
-		for _, a := range e.apps {
-			a.Server.waitBackground() // the spend is added after each answer
+		for _, s := range e.srvs {
+			s.waitBackground() // the spend is added after each answer
 		}
 	}
 	for i, u := range []string{u1, u2, u1, u2} {

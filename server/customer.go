@@ -354,7 +354,7 @@ func (s *Server) pipelined(ctx context.Context, queue func(redis.Pipeliner)) err
 	if s.d.Batch != nil {
 		return s.d.Batch.Do(ctx, queue)
 	}
-	pipe := s.d.Redis.Pipeline()
+	pipe := s.d.Pipelines.Pipeline()
 	queue(pipe)
 	_, _ = pipe.Exec(ctx)
 	return nil

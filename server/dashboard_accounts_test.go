@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/playwright-community/playwright-go"
+
+	"github.com/claude-route/claude-route/app"
 )
 
 // TestDashboardProbeAndLogin probes an account and adds a subscription
@@ -19,7 +21,7 @@ func TestDashboardProbeAndLogin(t *testing.T) {
 	e := newEnv(t)
 	page := browserPage(t)
 	e.apiAccount("trial", "t1")
-	e.tweaks = append(e.tweaks, func(c *AppConfig) { c.Server.Login.AuthorizeURL = e.fake.AuthorizeURL() })
+	e.tweaks = append(e.tweaks, func(c *app.Config) { c.Login.AuthorizeURL = e.fake.AuthorizeURL() })
 	base := e.start()
 	b := &opsBrowser{t: t, e: e, page: page, expect: playwright.NewPlaywrightAssertions(15000), shots: screenshotDir(t)}
 	var pageErrs []string

@@ -51,7 +51,7 @@ func TestDashboardPictures(t *testing.T) {
 	if err := e.apps[0].Util.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	e.apps[0].Server.waitBackground()
+	e.srvs[0].waitBackground()
 
 	type series struct {
 		Key           string        `json:"key"`

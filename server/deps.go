@@ -9,6 +9,7 @@ import (
 	"github.com/claude-route/claude-route/accounts"
 	"github.com/claude-route/claude-route/concurrency"
 	"github.com/claude-route/claude-route/keys"
+	"github.com/claude-route/claude-route/login"
 	"github.com/claude-route/claude-route/ratelimit"
 	"github.com/claude-route/claude-route/refresh"
 	"github.com/claude-route/claude-route/syncer"
@@ -138,4 +139,11 @@ type Batcher interface {
 
 type Leases interface {
 	QueueEnter(ctx context.Context, pipe redis.Pipeliner, keyHash string) *concurrency.Entry
+}
+
+// LoginFlow runs `account login`'s sign-ins (package login); a started
+// login is kept in the store, so any replica finishes it.
+type LoginFlow interface {
+	Start(ctx context.Context, tier, name string) (login.Started, error)
+	Finish(ctx context.Context, id, pasted string) (login.Started, login.Tokens, error)
 }

@@ -74,7 +74,7 @@ func TestFirstUseKeysAcrossFlushAndSync(t *testing.T) {
 	if r := post(t, url, "/v1/messages", used.Key, `{"model":"claude-sonnet-4-5","messages":[]}`); r.status != http.StatusBadRequest {
 		t.Fatalf("bad request: %d %s", r.status, r.body)
 	}
-	e.apps[0].Server.waitBackground()
+	e.srvs[0].waitBackground()
 	if k := show(used.ID); !k.NotActivated {
 		t.Fatalf("a failed request activated the key: %+v", k)
 	}
@@ -82,7 +82,7 @@ func TestFirstUseKeysAcrossFlushAndSync(t *testing.T) {
 	if r := post(t, url, "/v1/messages", used.Key, msgBody("claude-sonnet-4-5", false)); r.status != 200 {
 		t.Fatalf("first use: %d %s", r.status, r.body)
 	}
-	e.apps[0].Server.waitBackground()
+	e.srvs[0].waitBackground()
 	k := show(used.ID)
 	if k.NotActivated || k.ExpiresAt == nil || k.ExpiresAt.Before(first.Add(24*time.Hour-time.Second)) || k.ExpiresAt.After(time.Now().Add(24*time.Hour)) {
 		t.Fatalf("after the first use: %+v, want expiry first use + 24h", k)
@@ -91,7 +91,7 @@ func TestFirstUseKeysAcrossFlushAndSync(t *testing.T) {
 	if r := post(t, url, "/v1/messages", used.Key, msgBody("claude-sonnet-4-5", false)); r.status != 200 {
 		t.Fatalf("second use: %d", r.status)
 	}
-	e.apps[0].Server.waitBackground()
+	e.srvs[0].waitBackground()
 	var cu struct {
 		Activated bool    `json:"activated"`
 		ExpiresAt *string `json:"expires_at"`

@@ -16,6 +16,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/claude-route/claude-route/app"
 	"github.com/claude-route/claude-route/internal/clock"
 	"github.com/claude-route/claude-route/internal/fakeupstream"
 	"github.com/claude-route/claude-route/internal/testenv"
@@ -39,18 +40,20 @@ type env struct {
 	usageFlush time.Duration
 	pprofAddr  string
 	logs       *testenv.Buffer
-	apps       []*App
-	urls       []string
-	stops      []func() // each instance's shutdown, waiting for Run to return
-	srvCfg     func(*Config)
+	apps       []*app.App
+	// srvs are the instances' HTTP surfaces, apps[i]'s server at i.
+	srvs   []*Server
+	urls   []string
+	stops  []func() // each instance's shutdown, waiting for Run to return
+	srvCfg []func(*Config)
 	// adminURLs are the instances' admin listeners (SeparateAdmin only).
 	adminURLs []string
-	tweaks    []func(*AppConfig)
-	alerts    AlertConfig
+	tweaks    []func(*app.Config)
+	alerts    app.AlertConfig
 }
 
 // withApp changes each instance's configuration before it is assembled.
-func withApp(f func(*AppConfig)) envOpt { return func(e *env) { e.tweaks = append(e.tweaks, f) } }
+func withApp(f func(*app.Config)) envOpt { return func(e *env) { e.tweaks = append(e.tweaks, f) } }
 
 // stop shuts instance i down as SIGTERM would and waits for it to finish.
 func (e *env) stop(i int) { e.stops[i]() }
@@ -66,7 +69,9 @@ func withLead(d time.Duration) envOpt { return func(e *env) { e.lead = d } }
 func withUsageFlush(d time.Duration) envOpt { return func(e *env) { e.usageFlush = d } }
 
 // withServerConfig adjusts each instance's server settings.
-func withServerConfig(f func(*Config)) envOpt { return func(e *env) { e.srvCfg = f } }
+func withServerConfig(f func(*Config)) envOpt {
+	return func(e *env) { e.srvCfg = append(e.srvCfg, f) }
+}
 
 // withPprof serves profiles on addr.
 func withPprof(addr string) envOpt { return func(e *env) { e.pprofAddr = addr } }
@@ -74,7 +79,7 @@ func withPprof(addr string) envOpt { return func(e *env) { e.pprofAddr = addr } 
 // withAlerts posts alerts to url, watching the pool every 50 ms.
 func withAlerts(url string) envOpt {
 	return func(e *env) {
-		e.alerts = AlertConfig{WebhookURL: url, WatchEvery: 50 * time.Millisecond, RetryBase: 100 * time.Millisecond}
+		e.alerts = app.AlertConfig{WebhookURL: url, WatchEvery: 50 * time.Millisecond, RetryBase: 100 * time.Millisecond}
 	}
 }
 
@@ -149,12 +154,12 @@ func (e *env) start() string {
 		log.SetLevel(logrus.InfoLevel) // production's level, so the figures are production's
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	scfg := Config{UpstreamURL: e.fake.URL(), AdminToken: adminToken, HeaderTimeout: 2 * time.Second}
-	if e.srvCfg != nil {
-		e.srvCfg(&scfg)
+	scfg := Config{AdminToken: adminToken, HeaderTimeout: 2 * time.Second}
+	for _, f := range e.srvCfg {
+		f(&scfg)
 	}
-	cfg := AppConfig{
-		Server:          scfg,
+	cfg := app.Config{
+		UpstreamURL:     e.fake.URL(),
 		RedisURL:        e.redisURL,
 		AccountDir:      e.acctDir,
 		ProductDir:      e.prodDir,
@@ -174,26 +179,27 @@ func (e *env) start() string {
 	for _, f := range e.tweaks {
 		f(&cfg)
 	}
-	app, err := Assemble(ctx, cfg)
+	a, err := app.Assemble(ctx, cfg)
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	srv := ForApp(scfg, a)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	if cfg.Server.SeparateAdmin {
+	if scfg.SeparateAdmin {
 		aln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			e.t.Fatal(err)
 		}
-		app.AdminListener = aln
+		a.AdminListener = aln
 		e.adminURLs = append(e.adminURLs, "http://"+aln.Addr().String())
 	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := app.Run(ctx, ln); err != nil {
+		if err := a.Run(ctx, ln, srv); err != nil {
 			e.t.Errorf("run: %v", err)
 		}
 	}()
@@ -202,13 +208,14 @@ func (e *env) start() string {
 		once.Do(func() {
 			cancel()
 			<-done
-			app.Close()
+			a.Close()
 		})
 	}
 	e.t.Cleanup(stop)
 	e.stops = append(e.stops, stop)
 	url := "http://" + ln.Addr().String()
-	e.apps = append(e.apps, app)
+	e.apps = append(e.apps, a)
+	e.srvs = append(e.srvs, srv)
 	e.urls = append(e.urls, url)
 	// Run syncs before serving; wait until the server answers.
 	for i := 0; i < 200; i++ {

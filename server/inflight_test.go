@@ -28,9 +28,9 @@ func padded(size int, stream bool) string {
 // once the bytes in flight are released, requests fit again.
 func TestInflightBodyBudget(t *testing.T) {
 	clk := clock.NewFake(time.Now())
-	e := newEnv(t, withClock(clk), withApp(func(c *AppConfig) {
-		c.Server.MaxInflightBodyBytes = 256 << 10
-		c.Server.InflightWait = 2 * time.Second
+	e := newEnv(t, withClock(clk), withServerConfig(func(c *Config) {
+		c.MaxInflightBodyBytes = 256 << 10
+		c.InflightWait = 2 * time.Second
 	}))
 	apiKey := e.apiAccount("high", "h1")
 	url := e.start()
@@ -39,7 +39,7 @@ func TestInflightBodyBudget(t *testing.T) {
 	e.fake.InjectFault(apiKey, fakeupstream.Fault{Hold: hold})
 	first := make(chan reply, 1)
 	go func() { first <- post(t, url, "/v1/messages", key, padded(180<<10, true)) }()
-	srv := e.apps[0].Server
+	srv := e.srvs[0]
 	until(t, "the first body held upstream", func() bool { return e.fake.InFlight() == 1 })
 	second := make(chan reply, 1)
 	go func() { second <- post(t, url, "/v1/messages", key, padded(180<<10, false)) }()

@@ -159,7 +159,7 @@ func TestJSONNamingStyle(t *testing.T) {
 	if r := post(t, url, "/v1/messages", key, msgBody("claude-sonnet-4-5", false)); r.status != 200 {
 		t.Fatalf("%d %s", r.status, r.body)
 	}
-	e.apps[0].Server.waitBackground()
+	e.srvs[0].waitBackground()
 	id := keyIDOf(key)
 	check := func(method, path string, auth string) {
 		t.Helper()

@@ -35,8 +35,8 @@ func TestKeyBudgetOverride(t *testing.T) {
 	}
 	key, id := issued.Key, issued.Record.ID
 	wait := func() {
-		for _, a := range e.apps {
-			a.Server.waitBackground()
+		for _, s := range e.srvs {
+			s.waitBackground()
 		}
 	}
 	usageBudgets := func(u string) []BudgetView {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/claude-route/claude-route/app"
 	"github.com/claude-route/claude-route/concurrency"
 	"github.com/claude-route/claude-route/internal/clock"
 	"github.com/claude-route/claude-route/internal/fakeupstream"
@@ -72,7 +73,7 @@ func TestConcurrencyLeasesAcrossInstances(t *testing.T) {
 // and a key cannot queue more than 2×N: the next is refused at once.
 func TestConcurrencyQueueWaitAndLimit(t *testing.T) {
 	clk := clock.NewFake(time.Now())
-	e := newEnv(t, withClock(clk), withApp(func(c *AppConfig) {
+	e := newEnv(t, withClock(clk), withApp(func(c *app.Config) {
 		c.Capacity.QueueWait = 30 * time.Second
 		c.Capacity.LeaseTTL = 10 * time.Second
 	}))
@@ -123,7 +124,7 @@ func TestConcurrencyQueueWaitAndLimit(t *testing.T) {
 // live instance is then admitted.
 func TestDeadReplicaPlacesComeBack(t *testing.T) {
 	clk := clock.NewFake(time.Now())
-	e := newEnv(t, withClock(clk), withApp(func(c *AppConfig) {
+	e := newEnv(t, withClock(clk), withApp(func(c *app.Config) {
 		c.Capacity.QueueWait = time.Minute
 		c.Capacity.LeaseTTL = 10 * time.Second
 	}))

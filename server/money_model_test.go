@@ -82,7 +82,7 @@ func TestProxyRecordsCostPerModel(t *testing.T) {
 	if r := post(t, url, "/v1/messages", key, body); r.status != 200 {
 		t.Fatalf("%d %s", r.status, r.body)
 	}
-	e.apps[0].Server.waitBackground()
+	e.srvs[0].waitBackground()
 	_, cost := customerView(t, url, key)
 	if want == 0 || math.Abs(cost.Total-want) > 2e-6 {
 		t.Fatalf("cost %+v, want $%v at the model's price", cost, want)

@@ -64,7 +64,7 @@ func TestMoneyCostAndExport(t *testing.T) {
 			t.Fatalf("%d %s", r.status, r.body)
 		}
 	}
-	e.apps[0].Server.waitBackground()
+	e.srvs[0].waitBackground()
 
 	sum1, cost1 := customerView(t, url, k1)
 	if math.Abs(cost1.Last5h-wantK1) > 2e-6 || cost1.Last24h != cost1.Last5h || cost1.Last30d != cost1.Last5h || cost1.Total != cost1.Last5h || wantK1 == 0 {

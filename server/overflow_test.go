@@ -279,7 +279,7 @@ func TestOneKeysFailuresLeaveAccountsInService(t *testing.T) {
 			t.Fatalf("failing request %d: %d %s", i+1, r.status, r.body)
 		}
 	}
-	e.apps[0].Server.waitBackground() // the failures are recorded off the response path
+	e.srvs[0].waitBackground() // the failures are recorded off the response path
 	e.fake.ClearFaults()
 	for _, name := range []string{"a1", "b1"} {
 		if a := e.poolAccount("high", name); a.CoolingTill != nil {
@@ -308,14 +308,14 @@ func TestOverflowCostsOneRoundTrip(t *testing.T) {
 	if r := post(t, url, "/v1/messages", key, msgBody("claude-sonnet-4-5", false)); r.status != 200 {
 		t.Fatalf("rejected 429 must overflow: %d %s", r.status, r.body)
 	}
-	e.apps[0].Server.handlers.Wait()
-	e.apps[0].Server.waitBackground()
+	e.srvs[0].handlers.Wait()
+	e.srvs[0].waitBackground()
 	counter := &rtCounter{}
 	e.apps[0].Store.Client.AddHook(counter)
 	if r := post(t, url, "/v1/messages", key, msgBody("claude-sonnet-4-5", false)); r.status != 200 {
 		t.Fatalf("while limited: %d %s", r.status, r.body)
 	}
-	e.apps[0].Server.handlers.Wait()
+	e.srvs[0].handlers.Wait()
 	if got := e.served(); got[kb] != 2 {
 		t.Fatalf("b1 must serve the limited a1's key: %v", got)
 	}

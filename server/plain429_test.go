@@ -44,7 +44,7 @@ func TestPlain429CoolsTheAccountAndOverflows(t *testing.T) {
 			if got := e.served(); got[kb] != 1 {
 				t.Fatalf("b1 must have served: %v", got)
 			}
-			e.apps[0].Server.handlers.Wait()
+			e.srvs[0].handlers.Wait()
 			a := e.poolAccount("high", "a1")
 			if a.LimitedTill == nil || !a.LimitedTill.Equal(clk.Now().Add(c.rest)) {
 				t.Fatalf("a1 must be limited until now+%s: %+v", c.rest, a.LimitedTill)

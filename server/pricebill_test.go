@@ -56,7 +56,7 @@ func TestOneHourCacheWritesPricedAtTheirRate(t *testing.T) {
 					t.Fatalf("%d %s", r.status, r.body)
 				}
 			}
-			e.apps[0].Server.waitBackground()
+			e.srvs[0].waitBackground()
 			sum, cost := customerView(t, url, key)
 			if sum.Total.CacheCreation1hInputTokens != 100 || sum.Total.CacheCreationInputTokens != 300 {
 				t.Fatalf("cache writes %+v, want 300 of which 100 for an hour", sum.Total)
@@ -96,7 +96,7 @@ func TestLongContextRequestsPricedAtLongRates(t *testing.T) {
 			t.Fatalf("%d %.200s", r.status, r.body)
 		}
 	}
-	e.apps[0].Server.waitBackground()
+	e.srvs[0].waitBackground()
 	_, cost := customerView(t, url, key)
 	if math.Abs(cost.Total-want) > 2e-6 || math.Abs(cost.Last5h-want) > 2e-6 {
 		t.Fatalf("cost %+v, want %v", cost, want)
@@ -117,7 +117,7 @@ func TestTierPriceMultiplierBilledAndMargin(t *testing.T) {
 	if r := post(t, url, "/v1/messages", key, body); r.status != 200 {
 		t.Fatalf("%d %s", r.status, r.body)
 	}
-	e.apps[0].Server.waitBackground()
+	e.srvs[0].waitBackground()
 	var adm struct {
 		Tiers []TierMoney `json:"tiers"`
 	}

@@ -385,7 +385,7 @@ func TestHotPathRoundTrips(t *testing.T) {
 	if r := post(t, url, "/v1/messages", key, msgBody("claude-sonnet-4-5", false)); r.status != 200 {
 		t.Fatal(r.status)
 	}
-	e.apps[0].Server.waitBackground() // let the first request's usage record land
+	e.srvs[0].waitBackground() // let the first request's usage record land
 	// The first request bound the key, and that binding is posted to the
 	// ledger, whose writer commits it in the background under the ledger's
 	// Redis lock: its lock release (an EVALSHA) could land in the counted
@@ -401,7 +401,7 @@ func TestHotPathRoundTrips(t *testing.T) {
 		if r := post(t, url, "/v1/messages", key, msgBody(model, false)); r.status != 200 {
 			t.Fatal(r.status)
 		}
-		e.apps[0].Server.handlers.Wait() // the request has ended, its lease released
+		e.srvs[0].handlers.Wait() // the request has ended, its lease released
 		if n := counter.beforeUsage(); n > 2 {
 			t.Fatalf("%s: %d round trips before forwarding, budget 2 (%v)", model, n, counter.names())
 		}

@@ -40,7 +40,7 @@ func TestStreamIdleTimeoutEndsWithErrorEventAndRefund(t *testing.T) {
 	if !strings.Contains(string(rest), "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\"") {
 		t.Fatalf("an idle stream must end with an error event: %q", rest)
 	}
-	e.apps[0].Server.handlers.Wait()
+	e.srvs[0].handlers.Wait()
 	if got := remainingAfter(t, url, key); got != "41" {
 		t.Fatalf("remaining %s after an idle-ended stream and one answer, want 41 (the idle one refunded)", got)
 	}
@@ -68,7 +68,7 @@ func TestClientAbandonCounts(t *testing.T) {
 		resp.Body.Close()
 		t.Fatal("the request was meant to be abandoned")
 	}
-	e.apps[0].Server.handlers.Wait()
+	e.srvs[0].handlers.Wait()
 	if got := remainingAfter(t, url, key); got != "40" {
 		t.Fatalf("remaining %s, want 40: the abandoned request counts", got)
 	}

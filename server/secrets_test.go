@@ -43,7 +43,7 @@ func TestNoSecretLeaks(t *testing.T) {
 	cur := e.lastCredential()
 	e.fake.InjectFault(cur, fakeupstream.Fault{Status: 401, ErrorType: "authentication_error", Message: "Invalid bearer token"})
 	record(post(t, url, "/v1/messages", key, msgBody("claude-sonnet-4-5", false)))
-	e.apps[0].Server.waitBackground()
+	e.srvs[0].waitBackground()
 	for _, p := range []string{"/admin/api/pool", "/admin/api/accounts", "/admin/api/status", "/admin/api/keys", "/admin/api/usage", "/admin/api/keys/" + keyIDOf(key)} {
 		req, _ := http.NewRequest(http.MethodGet, url+p, nil)
 		req.Header.Set("Authorization", "Bearer "+adminToken)

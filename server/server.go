@@ -12,14 +12,12 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"github.com/redis/go-redis/v9"
 	"github.com/sirupsen/logrus"
 
 	"github.com/claude-route/claude-route/admission"
 	"github.com/claude-route/claude-route/cache"
 	"github.com/claude-route/claude-route/internal/clock"
 	"github.com/claude-route/claude-route/internal/logsample"
-	"github.com/claude-route/claude-route/login"
 	"github.com/claude-route/claude-route/relay"
 	"github.com/claude-route/claude-route/route"
 	"github.com/claude-route/claude-route/tiers"
@@ -69,8 +67,6 @@ type Config struct {
 	// InflightWait is how long a request waits for room in that budget
 	// before 503 overloaded_error (default 2 s).
 	InflightWait time.Duration
-	// Login is the OAuth sign-in of `account login` (package login).
-	Login login.Config
 	// Transport overrides the upstream transport (tests, benchmarks).
 	Transport http.RoundTripper
 	// CacheTTL is how long a key's record and binding, and an account's
@@ -81,7 +77,8 @@ type Config struct {
 
 // Deps are the collaborators; all but Refresher, Usage and Syncer are required.
 type Deps struct {
-	Redis     redis.UniversalClient
+	// Pipelines opens the router's pipelines (the store's client).
+	Pipelines route.Pipeliner
 	Store     Pinger
 	Tiers     *tiers.Live // the table in service; a sync may replace it (TIERS_FILE)
 	Keys      KeyStore
@@ -101,8 +98,10 @@ type Deps struct {
 	// requests' (store.Coalescer); nil: each goes out on its own.
 	Batch  Batcher
 	Alerts AlertSink // nil: no alerts
-	Clock  clock.Clock
-	Log    *logrus.Logger
+	// Login runs `account login`'s sign-ins; nil: not configured.
+	Login LoginFlow
+	Clock clock.Clock
+	Log   *logrus.Logger
 }
 
 // Server is the HTTP service.
@@ -172,7 +171,7 @@ func New(cfg Config, d Deps) *Server {
 	s.metrics = newMetrics(s)
 	s.gate = admission.NewGate(admission.GateConfig{Pool: d.Pool, Accounts: d.Accounts, Limiter: d.Limiter,
 		Pipeline: s.pipelined, CacheTTL: cfg.CacheTTL, StoreBudget: storeBudget})
-	s.router = route.New(route.Deps{Relay: up, Redis: d.Redis, Pool: d.Pool, Accounts: d.Accounts,
+	s.router = route.New(route.Deps{Relay: up, Redis: d.Pipelines, Pool: d.Pool, Accounts: d.Accounts,
 		Refresher: d.Refresher, Util: d.Util, Metrics: routeMetrics{s.metrics}, Forget: s.gate.Forget,
 		Clock: d.Clock, Log: d.Log})
 	gin.SetMode(gin.ReleaseMode)

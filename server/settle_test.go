@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/claude-route/claude-route/app"
 	"github.com/claude-route/claude-route/internal/fakeupstream"
 	"github.com/claude-route/claude-route/keys"
 )
@@ -18,7 +19,7 @@ import (
 // SDKs retry), and their quota places are given back: the customer did not
 // get an answer.
 func TestStreamsCutAtShutdownGetErrorEventAndRefund(t *testing.T) {
-	e := newEnv(t, withApp(func(c *AppConfig) { c.ShutdownGrace = 300 * time.Millisecond }))
+	e := newEnv(t, withApp(func(c *app.Config) { c.ShutdownGrace = 300 * time.Millisecond }))
 	apiKey := e.apiAccount("trial", "t1")
 	url := e.start()
 	key := e.issue("trial")
@@ -73,7 +74,7 @@ func TestCompleteStreamThenBrokenConnectionCounts(t *testing.T) {
 	if !strings.Contains(string(r.body), "event: message_stop") || strings.Contains(string(r.body), "event: error") {
 		t.Fatalf("the whole answer must reach the client, without an error event: %q", r.body)
 	}
-	e.apps[0].Server.handlers.Wait()
+	e.srvs[0].handlers.Wait()
 	if got := remainingAfter(t, url, key); got != strconv.Itoa(before-2) {
 		t.Fatalf("remaining %s, want %d: a stream that delivered message_stop counts", got, before-2)
 	}

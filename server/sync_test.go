@@ -268,7 +268,7 @@ func TestEmptiedStoreResyncsByItself(t *testing.T) {
 	if r := post(t, url, "/v1/messages", key, msgBody("claude-sonnet-4-5", false)); r.status != 200 {
 		t.Fatal(r.status)
 	}
-	e.apps[0].Server.waitBackground()
+	e.srvs[0].waitBackground()
 	e.ledgerFlush() // bindings reach the ledger with the writer's next batch
 	testenv.Flush(t, e.rdb())
 	deadline := time.Now().Add(5 * time.Second)

@@ -40,7 +40,7 @@ func TestOneKeysUnreadBodiesLeaveAnotherKeyServed(t *testing.T) {
 	e.apiAccount("high", "h1")
 	url := e.start()
 	attacker, victim := e.issue("high"), e.issue("high")
-	srv := e.apps[0].Server
+	srv := e.srvs[0]
 	for i := 0; i < 9; i++ {
 		openBody(t, url, attacker, 32<<20, "{")
 	}
@@ -88,7 +88,7 @@ func TestTricklingBodyGets408(t *testing.T) {
 	if took := time.Since(t0); took > 10*time.Second {
 		t.Fatalf("408 after %s: the minimum rate did not apply (BODY_READ_TIMEOUT is a minute)", took)
 	}
-	srv := e.apps[0].Server
+	srv := e.srvs[0]
 	until(t, "the stalled body's room given back", func() bool { return srv.inflight.InUse() == 0 })
 }
 

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/claude-route/claude-route/app"
 	"github.com/claude-route/claude-route/tiers"
 )
 
@@ -31,7 +32,7 @@ func TestTiersReloadBySync(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := newEnv(t, withApp(func(c *AppConfig) { c.TiersFile = path }))
+	e := newEnv(t, withApp(func(c *app.Config) { c.TiersFile = path }))
 	e.tiers = table
 	e.apiAccount("trial", "t1")
 	e.apiAccount("trial", "t2")

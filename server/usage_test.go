@@ -45,7 +45,7 @@ func TestUsageTotalsMatchUpstream(t *testing.T) {
 			t.Fatalf("stream altered: %q", r.body)
 		}
 	}
-	e.apps[0].Server.waitBackground()
+	e.srvs[0].waitBackground()
 	var out struct {
 		Usage usage.Summary `json:"usage"`
 	}

@@ -32,7 +32,7 @@ func TestCustomerUsageDays(t *testing.T) {
 	if r := post(t, url, "/v1/messages", key, body); r.status != 200 {
 		t.Fatalf("%d %s", r.status, r.body)
 	}
-	e.apps[0].Server.waitBackground()
+	e.srvs[0].waitBackground()
 	get := func(q string) map[string]json.RawMessage {
 		req, _ := http.NewRequest(http.MethodGet, url+"/v1/usage"+q, nil)
 		req.Header.Set("X-Api-Key", key)
@@ -86,7 +86,7 @@ func TestCustomerUsagePage(t *testing.T) {
 			t.Fatalf("request: %d %s", r.status, r.body)
 		}
 	}
-	e.apps[0].Server.waitBackground()
+	e.srvs[0].waitBackground()
 	ans, _ := fakeupstream.Reply([]byte(body))
 	u := ans.Usage
 	wantTokens := 2 * (u.InputTokens + u.OutputTokens + u.CacheCreationInputTokens + u.CacheReadInputTokens)

@@ -78,17 +78,17 @@ func cmdDemo(ctx context.Context, args []string, getenv func(string) string, std
 			}
 		}
 	}
-	app, ln, err := startApp(ctx, cfg, log)
+	svc, ln, err := startApp(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer app.Close()
+	defer svc.Close()
 	// Sync before printing: the curl below must find the accounts in the
 	// pool even when it is pasted before Run's own sync has finished.
-	if _, err := app.Syncer.Sync(ctx); err != nil {
+	if _, err := svc.Syncer.Sync(ctx); err != nil {
 		return err
 	}
-	key, rec, err := app.Keys.Issue(ctx, "trial", 24*time.Hour, "demo key", "")
+	key, rec, err := svc.Keys.Issue(ctx, "trial", 24*time.Hour, "demo key", "")
 	if err != nil {
 		return err
 	}
@@ -112,7 +112,7 @@ The fake upstream, for a second serve of your own:
   OAUTH_TOKEN_URL=%s
 %s`, fake.URL(), base, cfg.AdminToken, key, rec.Tier, rec.ID, base, key, base, key, base, cfg.AdminToken,
 		selfCommand(), fake.URL(), fake.TokenURL(), demoFolders(*keep, dir, cfg, selfCommand(), fake))
-	return app.Run(ctx, ln)
+	return svc.Run(ctx, ln)
 }
 
 // selfCommand is how to run this same binary from a shell: its path, or

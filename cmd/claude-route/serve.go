@@ -12,6 +12,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/claude-route/claude-route/accounts"
+	"github.com/claude-route/claude-route/app"
 	"github.com/claude-route/claude-route/internal/logbuf"
 	"github.com/claude-route/claude-route/login"
 	"github.com/claude-route/claude-route/server"
@@ -30,27 +31,33 @@ func newLogger(cfg *config, out io.Writer) *logrus.Logger {
 	return log
 }
 
-func appConfig(cfg *config, log *logrus.Logger) server.AppConfig {
-	return server.AppConfig{
-		Server: server.Config{
-			UpstreamURL: cfg.UpstreamURL, MaxBodyBytes: cfg.MaxBodyBytes,
-			AdminToken: cfg.AdminToken, HeaderTimeout: cfg.HeaderTimeout,
-			StreamIdleTimeout: cfg.StreamIdleTimeout,
-			BodyReadTimeout:   cfg.BodyReadTimeout, SeparateAdmin: cfg.AdminListenAddr != "",
-			BodyMinRate: cfg.BodyMinRate, BodyRateGrace: cfg.BodyRateGrace,
-			MaxInflightBodyBytes: cfg.MaxInflightBodyBytes,
-			CacheTTL:             cfg.CacheTTL,
-			MetricsPublic:        cfg.MetricsPublic,
-			Login:                login.Config{AuthorizeURL: cfg.OAuthAuthorizeURL, RedirectURI: cfg.OAuthRedirectURI},
-		},
-		RedisURL: cfg.RedisURL, AccountDir: cfg.AccountDir, ProductDir: cfg.ProductDir,
+func appConfig(cfg *config, log *logrus.Logger) app.Config {
+	return app.Config{
+		UpstreamURL: cfg.UpstreamURL,
+		RedisURL:    cfg.RedisURL, AccountDir: cfg.AccountDir, ProductDir: cfg.ProductDir,
 		Tiers: cfg.Tiers, TiersFile: cfg.TiersFile, StoreFile: cfg.StoreFile, OAuthTokenURL: cfg.OAuthTokenURL, OAuthClientID: cfg.OAuthClientID,
+		Login:       login.Config{AuthorizeURL: cfg.OAuthAuthorizeURL, RedirectURI: cfg.OAuthRedirectURI},
 		RefreshLead: cfg.RefreshLead, SyncInterval: cfg.SyncInterval, KeyRetention: cfg.KeyRetention, ShutdownGrace: cfg.ShutdownGrace,
 		PprofAddr: cfg.PprofAddr,
-		Capacity: server.CapacityConfig{ProbeInterval: cfg.ProbeInterval, QueueWait: cfg.QueueWait,
+		Capacity: app.CapacityConfig{ProbeInterval: cfg.ProbeInterval, QueueWait: cfg.QueueWait,
 			Health: accounts.Health{MaxFails: cfg.AccountMaxFails, Cooldown: cfg.AccountCooldown}},
-		Alerts: server.AlertConfig{WebhookURL: cfg.AlertWebhookURL},
+		Alerts: app.AlertConfig{WebhookURL: cfg.AlertWebhookURL},
 		Log:    log,
+	}
+}
+
+// serverConfig is the HTTP surface's own settings; the upstream URL and
+// the account folder come from the App (server.ForApp).
+func serverConfig(cfg *config) server.Config {
+	return server.Config{
+		MaxBodyBytes: cfg.MaxBodyBytes,
+		AdminToken:   cfg.AdminToken, HeaderTimeout: cfg.HeaderTimeout,
+		StreamIdleTimeout: cfg.StreamIdleTimeout,
+		BodyReadTimeout:   cfg.BodyReadTimeout, SeparateAdmin: cfg.AdminListenAddr != "",
+		BodyMinRate: cfg.BodyMinRate, BodyRateGrace: cfg.BodyRateGrace,
+		MaxInflightBodyBytes: cfg.MaxInflightBodyBytes,
+		CacheTTL:             cfg.CacheTTL,
+		MetricsPublic:        cfg.MetricsPublic,
 	}
 }
 
@@ -72,49 +79,59 @@ func cmdServe(ctx context.Context, getenv func(string) string, logOut io.Writer,
 	if _, err := os.Stat(cfg.AccountDir); err != nil {
 		log.Warnf("ACCOUNT_DIR %s does not exist: no upstream accounts yet. Add files as %s/<tier>/<name>.json, then run `claude-route sync`", cfg.AccountDir, cfg.AccountDir)
 	}
-	app, ln, err := startApp(ctx, cfg, log)
+	svc, ln, err := startApp(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer app.Close()
+	defer svc.Close()
 	defer syncOnHangup(ctx, func(ctx context.Context) (string, error) {
-		rep, err := app.Syncer.Sync(ctx)
+		rep, err := svc.Syncer.Sync(ctx)
 		return rep.String(), err
 	}, log)()
 	log.Infof("claude-route listening on %s (accounts: %s, ledger: %s)", ln.Addr(), cfg.AccountDir, cfg.ProductDir)
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}
-	return app.Run(ctx, ln)
+	return svc.Run(ctx, ln)
 }
+
+// service is an assembled App and its HTTP surface.
+type service struct {
+	*app.App
+	http *server.Server
+}
+
+// Run serves until ctx ends (app.App.Run with the service's HTTP surface).
+func (s service) Run(ctx context.Context, ln net.Listener) error { return s.App.Run(ctx, ln, s.http) }
 
 // startApp assembles the service and binds its listener; the caller runs
 // and closes it.
-func startApp(ctx context.Context, cfg *config, log *logrus.Logger) (*server.App, net.Listener, error) {
-	app, err := server.Assemble(ctx, appConfig(cfg, log))
+func startApp(ctx context.Context, cfg *config, log *logrus.Logger) (service, net.Listener, error) {
+	a, err := app.Assemble(ctx, appConfig(cfg, log))
 	if err != nil {
-		return nil, nil, err
+		return service{}, nil, err
 	}
+	svc := service{App: a, http: server.ForApp(serverConfig(cfg), a)}
 	ln, err := net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {
-		app.Close()
-		return nil, nil, &configError{"LISTEN_ADDR", err}
+		a.Close()
+		return service{}, nil, &configError{"LISTEN_ADDR", err}
 	}
 	if ln, err = serveTLS(cfg, ln, log); err != nil {
-		app.Close()
-		return nil, nil, err
+		a.Close()
+		return service{}, nil, err
 	}
 	if cfg.AdminListenAddr != "" {
 		aln, err := net.Listen("tcp", cfg.AdminListenAddr)
 		if err != nil {
 			ln.Close()
-			app.Close()
-			return nil, nil, &configError{"ADMIN_LISTEN_ADDR", err}
+			a.Close()
+			return service{}, nil, &configError{"ADMIN_LISTEN_ADDR", err}
 		}
-		app.AdminListener = aln
+		a.AdminListener = aln
 		log.Infof("admin API, dashboard and /metrics on %s only", aln.Addr())
 	}
-	return app, ln, nil
+	return svc, ln, nil
 }
 
 // cmdHealthcheck asks the local server's /health (the Docker HEALTHCHECK;

@@ -18,6 +18,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/claude-route/claude-route/app"
 	"github.com/claude-route/claude-route/internal/fakeupstream"
 	"github.com/claude-route/claude-route/internal/testenv"
 	"github.com/claude-route/claude-route/server"
@@ -50,15 +51,16 @@ func startProxy(t *testing.T, redisURL string) *proxy {
 	log := logrus.New()
 	log.SetOutput(logs)
 	ctx, cancel := context.WithCancel(context.Background())
-	app, err := server.Assemble(ctx, server.AppConfig{
-		Server:   server.Config{UpstreamURL: fake.URL(), AdminToken: adminToken},
-		RedisURL: redisURL, AccountDir: acct, ProductDir: prod,
+	a, err := app.Assemble(ctx, app.Config{
+		UpstreamURL: fake.URL(),
+		RedisURL:    redisURL, AccountDir: acct, ProductDir: prod,
 		OAuthTokenURL: fake.TokenURL(), OAuthClientID: fakeupstream.ClientID,
 		SyncInterval: time.Hour, ShutdownGrace: 2 * time.Second, Log: log,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	srv := server.ForApp(server.Config{AdminToken: adminToken}, a)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -66,12 +68,12 @@ func startProxy(t *testing.T, redisURL string) *proxy {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = app.Run(ctx, ln)
+		_ = a.Run(ctx, ln, srv)
 	}()
 	t.Cleanup(func() {
 		cancel()
 		<-done
-		app.Close()
+		a.Close()
 		if t.Failed() {
 			t.Logf("proxy log:\n%s", logs.String())
 		}

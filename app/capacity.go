@@ -1,4 +1,4 @@
-package server
+package app
 
 import (
 	"context"
@@ -60,12 +60,8 @@ func (a *App) assembleCapacity() {
 		every = 0 // PROBE_INTERVAL=0: off
 	}
 	a.Prober = &probe.Prober{Pool: a.Pool, Accounts: a.Accounts, HTTP: &http.Client{Timeout: time.Minute},
-		UpstreamURL: a.Cfg.Server.UpstreamURL, Interval: every, Clock: a.Cfg.Clock, Log: log,
-		OnResult: func(r string) {
-			if a.Server != nil {
-				a.Server.ProbeResult(r)
-			}
-		},
+		UpstreamURL: a.Cfg.UpstreamURL, Interval: every, Clock: a.Cfg.Clock, Log: log,
+		OnResult: func(r string) { a.observer().ProbeResult(r) },
 		OnRecover: func(ctx context.Context, name string) {
 			// A recovered account gets fresh refresh attempts and a timer again.
 			if err := a.Refresher.Forget(ctx, name); err != nil {

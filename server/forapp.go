@@ -1,0 +1,25 @@
+package server
+
+import "github.com/claude-route/claude-route/app"
+
+// ForApp builds the HTTP surface of an assembled App: the one mapping of
+// the App's parts to the server's Deps, shared by `serve` and the tests.
+// The App's account folder and upstream URL are the server's too, and the
+// server becomes the App's observer (its metrics count refreshes, syncs
+// and probes). Run the App with it: a.Run(ctx, ln, ForApp(cfg, a)).
+func ForApp(cfg Config, a *app.App) *Server {
+	cfg.AccountDir = a.Cfg.AccountDir
+	cfg.UpstreamURL = a.Cfg.UpstreamURL
+	d := Deps{
+		Pipelines: a.Store.Client, Store: a.Store, Tiers: a.Tiers, Keys: a.Keys, Pool: a.Pool, Accounts: a.Accounts,
+		Limiter: a.Limiter, Refresher: a.Refresher, Usage: a.Usage, Spend: a.Spend, Syncer: a.Syncer,
+		Util: a.Util, Leases: a.Leases, Clock: a.Cfg.Clock, Log: a.Cfg.Log, Alerts: a.Alerts,
+		Batch: a.Batch,
+	}
+	if a.Login != nil { // a nil *login.Flow in the interface would not be nil
+		d.Login = a.Login
+	}
+	s := New(cfg, d)
+	a.Observe(s)
+	return s
+}
