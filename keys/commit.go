@@ -10,10 +10,6 @@ import (
 	"github.com/claude-route/claude-route/internal/atomicfile"
 )
 
-// compactMin is the journal size below which it is never compacted: a
-// small tier would otherwise rewrite its snapshot every few changes.
-const compactMin = 64 << 10
-
 // commitRun is one batch being applied: changes are checked against an
 // overlay of the tiers' states, so a pending that fails leaves no trace.
 type commitRun struct {
@@ -55,16 +51,9 @@ func (l *Ledger) commit(ctx context.Context, batch []*pending) error {
 		l.tiers = map[string]*tierState{}
 		return err
 	}
-	for _, t := range c.order {
-		if st := c.states[t]; st.off > compactMin && st.off > st.snapSize {
-			if err := l.compact(t, st); err != nil {
-				delete(l.tiers, t)
-				if l.errLog != nil {
-					l.errLog(err) // the changes are durable in the journal anyway
-				}
-			}
-		}
-	}
+	// A journal that outgrew its snapshot is compacted after the callers
+	// are answered, off the commit path (compact.go).
+	l.planCompactions(c)
 	return nil
 }
 
@@ -341,11 +330,18 @@ func (l *Ledger) startJournal(tier string, st *tierState) error {
 		}
 	}
 	l.at("snapshot")
-	h := encodeHeader("journal", tier, st.gen, time.Now())
-	if err := atomicfile.Write(l.journalPath(tier), h); err != nil {
-		return fmt.Errorf("keys: ledger: %w", err)
+	// A compaction that crashed before its new journal leaves lines past
+	// what its snapshot covers: they start the new journal.
+	var carry []byte
+	if st.stale && st.carryTo > st.carryFrom {
+		var err error
+		if carry, err = l.readJournal(tier, st.carryFrom, st.carryTo); err != nil {
+			return err
+		}
 	}
-	st.off, st.stale, st.torn = int64(len(h)), false, false
+	if err := l.writeJournal(tier, st, carry); err != nil {
+		return err
+	}
 	if hasLegacy {
 		// Read once: from now on the snapshot and journal are the tier.
 		if err := os.Rename(legacy, legacy+".migrated"); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -367,22 +363,5 @@ func (l *Ledger) writeSnapshot(tier string, gen int64, st *tierState) error {
 		return fmt.Errorf("keys: ledger: %w", err)
 	}
 	st.gen, st.snapSize = gen, int64(len(buf))
-	return nil
-}
-
-// compact folds the journal into a new snapshot: snapshot gen+1 first,
-// then an empty journal of gen+1. A crash in between leaves a journal
-// older than the snapshot, which readers know to skip.
-func (l *Ledger) compact(tier string, st *tierState) error {
-	if err := l.writeSnapshot(tier, st.gen+1, st); err != nil {
-		return err
-	}
-	l.at("compacted")
-	h := encodeHeader("journal", tier, st.gen, time.Now())
-	if err := atomicfile.Write(l.journalPath(tier), h); err != nil {
-		st.stale = true
-		return fmt.Errorf("keys: ledger: %w", err)
-	}
-	st.off = int64(len(h))
 	return nil
 }

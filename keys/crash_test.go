@@ -106,7 +106,7 @@ func runChild(mode string) int {
 		}
 		os.Exit(3) // a crash in the middle of a write
 	}
-	if crash != "" {
+	if crash != "" && crash != "compacted" {
 		l.hook = die(crash)
 		_ = issue() // dies inside
 		return 1

@@ -16,11 +16,12 @@ import (
 //	<tier>.snapshot.jsonl  a header line, then one record per line
 //	<tier>.journal.jsonl   a header line, then one change per line
 //
-// Both headers carry a generation. Compaction writes snapshot gen+1 (the
-// records after every change so far), then replaces the journal with an
-// empty one of gen+1. A journal older than its snapshot was folded into it
-// by a compaction that crashed before its second rename; a journal newer
-// than the snapshot read means a compaction ran between the two reads.
+// Both headers carry a generation. Compaction (compact.go) writes snapshot
+// gen+1 (the records as of byte "covers" of journal gen), then replaces the
+// journal with one of gen+1 holding the lines past covers. A journal older
+// than its snapshot was left by a compaction that crashed before its second
+// rename: its lines past covers still count. A journal newer than the
+// snapshot read means a compaction ran between the two reads.
 const (
 	snapSuffix    = ".snapshot.jsonl"
 	journalSuffix = ".journal.jsonl"
@@ -82,6 +83,9 @@ type header struct {
 	Tier   string    `json:"tier"`
 	Gen    int64     `json:"gen"`
 	At     time.Time `json:"at"`
+	// Covers (snapshots written by a compaction): the byte offset in
+	// journal gen-1 up to which the snapshot holds its changes.
+	Covers int64 `json:"covers,omitempty"`
 }
 
 func (l *Ledger) snapPath(tier string) string    { return filepath.Join(l.dir, tier+snapSuffix) }
@@ -207,20 +211,21 @@ func eachLine(data []byte, fn func(n int, b []byte) error) (int, error) {
 	}
 }
 
-// readSnapshot reads a tier's snapshot: its generation and records. A
-// missing snapshot is generation 0 with no records.
-func (l *Ledger) readSnapshot(tier string) (int64, int64, map[string]Record, error) {
+// readSnapshot reads a tier's snapshot: its generation, the offset in the
+// previous journal it covers, its size and records. A missing snapshot is
+// generation 0 with no records.
+func (l *Ledger) readSnapshot(tier string) (int64, int64, int64, map[string]Record, error) {
 	p := l.snapPath(tier)
 	data, err := os.ReadFile(p)
 	if errors.Is(err, os.ErrNotExist) {
-		return 0, 0, map[string]Record{}, nil
+		return 0, 0, 0, map[string]Record{}, nil
 	}
 	if err != nil {
-		return 0, 0, nil, fmt.Errorf("keys: ledger %s: %w", p, err)
+		return 0, 0, 0, nil, fmt.Errorf("keys: ledger %s: %w", p, err)
 	}
 	h, off, err := readHeader(data, "snapshot")
 	if err != nil {
-		return 0, 0, nil, fmt.Errorf("keys: ledger %s: %w", p, err)
+		return 0, 0, 0, nil, fmt.Errorf("keys: ledger %s: %w", p, err)
 	}
 	recs := make(map[string]Record, bytes.Count(data, []byte{'\n'}))
 	_, err = eachLine(data[off:], func(n int, b []byte) error {
@@ -239,9 +244,9 @@ func (l *Ledger) readSnapshot(tier string) (int64, int64, map[string]Record, err
 		return nil
 	})
 	if err != nil {
-		return 0, 0, nil, err
+		return 0, 0, 0, nil, err
 	}
-	return h.Gen, int64(len(data)), recs, nil
+	return h.Gen, h.Covers, int64(len(data)), recs, nil
 }
 
 // tailJournal applies the journal's lines from byte off on and returns the
@@ -308,6 +313,11 @@ func encodeLines(ls []line) ([]byte, error) {
 		}
 	}
 	return buf.Bytes(), nil
+}
+
+func encodeSnapshotHeader(tier string, gen, covers int64, at time.Time) []byte {
+	b, _ := json.Marshal(header{Ledger: "snapshot", Tier: tier, Gen: gen, At: at.UTC(), Covers: covers})
+	return append(b, '\n')
 }
 
 func encodeHeader(kind, tier string, gen int64, at time.Time) []byte {

@@ -111,6 +111,7 @@ func TestCompactionFoldsTheJournal(t *testing.T) {
 	if _, err := w.Commit(ctx, cs[1:]...); err != nil {
 		t.Fatal(err)
 	}
+	w.waitCompactions()
 	ls := journalLines(t, dir, "trial")
 	if len(ls) != 1 || ls[0]["gen"] != 1.0 {
 		t.Fatalf("journal after compaction = %v, want an empty generation 1", ls)

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -44,8 +46,13 @@ type Ledger struct {
 	mu    chan struct{}
 	tiers map[string]*tierState
 
-	w      writer
-	errLog func(error) // where the writer reports posted changes it could not write
+	w writer
+	// due are compactions planned by the last commit (writer goroutine);
+	// compacting is set while a compactor runs, compactors waits for it.
+	due        []compaction
+	compacting atomic.Bool
+	compactors sync.WaitGroup
+	errLog     func(error) // where the writer reports posted changes it could not write
 	// hook, if set, is called at named points of a commit (crash tests).
 	hook func(point string)
 }
@@ -57,8 +64,11 @@ type tierState struct {
 	snapSize int64
 	torn     bool // a torn line follows off (a crashed append)
 	stale    bool // the journal predates the snapshot (compaction crashed)
-	recs     map[string]Record
-	sorted   []Record // recs by creation, nil when out of date
+	// carryFrom, carryTo: a stale journal's lines past what the snapshot
+	// covers, which the next journal starts with.
+	carryFrom, carryTo int64
+	recs               map[string]Record
+	sorted             []Record // recs by creation, nil when out of date
 }
 
 // NewLedger returns the ledger kept in dir. lock serializes writers across
@@ -217,7 +227,7 @@ func (l *Ledger) refresh(tier string) (*tierState, error) {
 // snapshot, and the read starts over.
 func (l *Ledger) load(tier string) (*tierState, error) {
 	for range 10 {
-		gen, size, recs, err := l.readSnapshot(tier)
+		gen, covers, size, recs, err := l.readSnapshot(tier)
 		if err != nil {
 			return nil, err
 		}
@@ -235,6 +245,18 @@ func (l *Ledger) load(tier string) (*tierState, error) {
 				return nil, err
 			}
 			return &tierState{recs: recs}, nil
+		case jgen == gen-1 && covers > 0:
+			// A compaction renamed its snapshot in and has not (or never
+			// will: it crashed) started the new journal: the old journal's
+			// lines past what the snapshot covers still count.
+			g, off, _, err := l.tailJournal(tier, jgen, covers, recs)
+			if err != nil {
+				return nil, err
+			}
+			if g != jgen {
+				continue // the new journal came meanwhile: read again
+			}
+			return &tierState{gen: gen, snapSize: size, stale: true, carryFrom: covers, carryTo: off, recs: recs}, nil
 		case jgen < gen:
 			// No journal, or one a crashed compaction already folded into
 			// the snapshot: the snapshot is the whole tier.

@@ -147,8 +147,14 @@ func (l *Ledger) Close(ctx context.Context) error {
 		l.w.abort()
 		return nil
 	}
+	compacted := make(chan struct{})
+	go func() {
+		<-l.w.exited
+		l.compactors.Wait() // started by the writer only, so none starts after it exits
+		close(compacted)
+	}()
 	select {
-	case <-l.w.exited:
+	case <-compacted:
 		l.w.abort()
 		return nil
 	case <-ctx.Done():
@@ -260,6 +266,9 @@ func (l *Ledger) commitBatch(batch []*pending) []*pending {
 	ctx, cancel := context.WithTimeout(l.w.base, commitTimeout)
 	defer cancel()
 	err := l.commit(ctx, batch)
+	// Before the callers hear back: a caller that waits for compactions
+	// (tests) then finds this one started.
+	l.startCompactions()
 	var failed []*pending
 	for _, p := range batch {
 		perr := err
