@@ -10,6 +10,7 @@ import (
 
 	"github.com/claude-route/claude-route/accounts"
 	"github.com/claude-route/claude-route/internal/clock"
+	"github.com/claude-route/claude-route/internal/testenv"
 )
 
 func scrape(t *testing.T, url string) string {
@@ -46,7 +47,7 @@ func TestUtilizationInPoolAndMetricsFromSnapshot(t *testing.T) {
 	if u := pool.Tiers[0].Accounts[0].Utilization; u == nil || *u.FiveHour != 0.42 || *u.SevenDay != 0.17 {
 		t.Fatalf("utilization in pool: %+v", u)
 	}
-	counter := &rtCounter{}
+	counter := &testenv.RoundTrips{}
 	e.apps[1].Store.Client.AddHook(counter)
 	body := scrape(t, u2)
 	if !strings.Contains(body, `claude_route_account_utilization{account="a1",window="5h"} 0.42`) ||
@@ -56,16 +57,16 @@ func TestUtilizationInPoolAndMetricsFromSnapshot(t *testing.T) {
 	// The pool snapshot is what a scrape reads; the store watchdog's own
 	// check runs every second on another key and is not a scrape's cost.
 	const poolKeys = "cr:{pool}:"
-	reads := counter.touching(poolKeys)
+	reads := counter.Touching(poolKeys)
 	for i := 0; i < 5; i++ {
 		scrape(t, u2)
 	}
-	if n := counter.touching(poolKeys); n != reads {
-		t.Fatalf("scrapes within 10 s must not read the store: %d round trips after the first scrape's %d: %v", n-reads, reads, counter.names())
+	if n := counter.Touching(poolKeys); n != reads {
+		t.Fatalf("scrapes within 10 s must not read the store: %d round trips after the first scrape's %d: %v", n-reads, reads, counter.Names())
 	}
 	clk.Advance(11 * time.Second)
 	scrape(t, u2)
-	if n := counter.touching(poolKeys); n == reads {
+	if n := counter.Touching(poolKeys); n == reads {
 		t.Fatal("a scrape after 10 s must refresh the snapshot")
 	}
 }

@@ -4,11 +4,8 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/claude-route/claude-route/internal/testenv"
 	"github.com/claude-route/claude-route/tiers"
@@ -18,29 +15,6 @@ import (
 // quota far above the traffic, so every request takes the counted path.
 const benchTiers = `{"tiers": [{"name": "bench", "slots": 50, "families": ["sonnet", "opus", "other"],
   "quotas": {"sonnet": 100000000, "opus": 100000000}, "validity": "720h"}]}`
-
-// commandStats reads INFO commandstats: command → calls.
-func commandStats(t testing.TB, c redis.UniversalClient) map[string]int64 {
-	t.Helper()
-	info, err := c.Info(context.Background(), "commandstats").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]int64{}
-	for _, line := range strings.Split(info, "\n") {
-		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
-		if !ok || !strings.HasPrefix(name, "cmdstat_") {
-			continue
-		}
-		for _, kv := range strings.Split(rest, ",") {
-			if v, ok := strings.CutPrefix(kv, "calls="); ok {
-				n, _ := strconv.ParseInt(v, 10, 64)
-				out[strings.TrimPrefix(name, "cmdstat_")] = n
-			}
-		}
-	}
-	return out
-}
 
 // Redis commands per request of one bound key, usage included, as the
 // server counts them (INFO commandstats, which also counts the commands a
@@ -94,9 +68,8 @@ func commandsPerRequest(t *testing.T, tiersJSON string) (float64, string) {
 	if err := app.Usage.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(srv.Port)})
-	t.Cleanup(func() { _ = c.Close() })
-	before := commandStats(t, c)
+	c := testenv.Client(t, srv.URL())
+	before := testenv.CommandStats(t, c)
 	const n = 200
 	for i := range n {
 		if r := post(t, url, "/v1/messages", key, msgBody("claude-sonnet-4-5", i%2 == 1)); r.status != 200 {
@@ -106,7 +79,7 @@ func commandsPerRequest(t *testing.T, tiersJSON string) (float64, string) {
 	if err := app.Usage.Flush(ctx); err != nil { // this traffic's usage, counted once
 		t.Fatal(err)
 	}
-	after := commandStats(t, c)
+	after := testenv.CommandStats(t, c)
 	var total int64
 	var parts []string
 	for name, calls := range after {

@@ -20,10 +20,14 @@ import (
 	"github.com/claude-route/claude-route/internal/clock"
 	"github.com/claude-route/claude-route/internal/fakeupstream"
 	"github.com/claude-route/claude-route/internal/testenv"
+	"github.com/claude-route/claude-route/keys"
 	"github.com/claude-route/claude-route/tiers"
 )
 
 const adminToken = "test-admin-token"
+
+// keyIDOf is the admin API's non-secret id of a client key.
+func keyIDOf(key string) string { return keys.ID(keys.Hash(key)) }
 
 // env is one test world: a fake upstream, an account folder, a ledger and
 // the real Redis, with one or more proxy instances sharing them.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/claude-route/claude-route/internal/clock"
 	"github.com/claude-route/claude-route/internal/fakeupstream"
+	"github.com/claude-route/claude-route/internal/testenv"
 )
 
 // served counts the fake's /v1/messages requests per credential.
@@ -310,7 +311,7 @@ func TestOverflowCostsOneRoundTrip(t *testing.T) {
 	}
 	e.srvs[0].handlers.Wait()
 	e.srvs[0].waitBackground()
-	counter := &rtCounter{}
+	counter := &testenv.RoundTrips{}
 	e.apps[0].Store.Client.AddHook(counter)
 	if r := post(t, url, "/v1/messages", key, msgBody("claude-sonnet-4-5", false)); r.status != 200 {
 		t.Fatalf("while limited: %d %s", r.status, r.body)
@@ -320,13 +321,13 @@ func TestOverflowCostsOneRoundTrip(t *testing.T) {
 		t.Fatalf("b1 must serve the limited a1's key: %v", got)
 	}
 	// Clearing b1's failure count (after its answer) is not on the way in.
-	n := counter.beforeUsage()
-	for _, trip := range counter.names() {
+	n := counter.BeforeUsage()
+	for _, trip := range counter.Names() {
 		if len(trip) == 1 && trip[0] == "hdel cr:{pool}:fails" {
 			n--
 		}
 	}
 	if n > 3 {
-		t.Fatalf("%d round trips before forwarding an overflow, budget 2 + 1 (%v)", n, counter.names())
+		t.Fatalf("%d round trips before forwarding an overflow, budget 2 + 1 (%v)", n, counter.Names())
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/claude-route/claude-route/internal/clock"
 	"github.com/claude-route/claude-route/internal/fakeupstream"
+	"github.com/claude-route/claude-route/internal/testenv"
 )
 
 var msgID = regexp.MustCompile(`msg_[A-Za-z0-9]+`)
@@ -394,23 +395,23 @@ func TestHotPathRoundTrips(t *testing.T) {
 	if err := e.apps[0].Ledger.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	counter := &rtCounter{spareSHA: e.apps[0].Limiter.SpareHash()}
+	counter := &testenv.RoundTrips{SpareSHA: e.apps[0].Limiter.SpareHash()}
 	e.apps[0].Store.Client.AddHook(counter)
 	for _, model := range []string{"claude-sonnet-4-5", "claude-haiku-4-5"} {
-		counter.reset()
+		counter.Reset()
 		if r := post(t, url, "/v1/messages", key, msgBody(model, false)); r.status != 200 {
 			t.Fatal(r.status)
 		}
 		e.srvs[0].handlers.Wait() // the request has ended, its lease released
-		if n := counter.beforeUsage(); n > 2 {
-			t.Fatalf("%s: %d round trips before forwarding, budget 2 (%v)", model, n, counter.names())
+		if n := counter.BeforeUsage(); n > 2 {
+			t.Fatalf("%s: %d round trips before forwarding, budget 2 (%v)", model, n, counter.Names())
 		}
 		released := false
-		for _, trip := range counter.names() {
+		for _, trip := range counter.Names() {
 			released = released || (len(trip) == 1 && trip[0] == "lease-release")
 		}
 		if !released {
-			t.Fatalf("%s: the key's concurrency lease was not released (%v)", model, counter.names())
+			t.Fatalf("%s: the key's concurrency lease was not released (%v)", model, counter.Names())
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/claude-route/claude-route/internal/clock"
 	"github.com/claude-route/claude-route/internal/fakeupstream"
+	"github.com/claude-route/claude-route/internal/testenv"
 	"github.com/claude-route/claude-route/keys"
 )
 
@@ -192,7 +193,7 @@ func TestQuotaSparesCountExactlyAndSettleAtShutdown(t *testing.T) {
 	e.apiAccount("trial", "t1")
 	url := e.start()
 	key := e.issue("trial")
-	counter := &rtCounter{spareSHA: e.apps[0].Limiter.SpareHash()}
+	counter := &testenv.RoundTrips{SpareSHA: e.apps[0].Limiter.SpareHash()}
 	e.apps[0].Store.Client.AddHook(counter)
 	for i := 1; i <= 12; i++ {
 		r := post(t, url, "/v1/messages", key, msgBody("claude-sonnet-4-5-20250929", i%2 == 0))
@@ -205,13 +206,13 @@ func TestQuotaSparesCountExactlyAndSettleAtShutdown(t *testing.T) {
 	}
 	e.stop(0)
 	spareRuns := 0
-	for _, trip := range counter.names() {
+	for _, trip := range counter.Names() {
 		if len(trip) == 1 && trip[0] == "spare-run" {
 			spareRuns++
 		}
 	}
 	if spareRuns == 0 {
-		t.Fatalf("no spare was taken: %v", counter.names())
+		t.Fatalf("no spare was taken: %v", counter.Names())
 	}
 	rdb := e.rdb()
 	zs, err := rdb.ZRangeWithScores(context.Background(), "cr:rl:"+keys.Hash(key)+":sonnet", 0, -1).Result()

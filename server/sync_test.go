@@ -11,19 +11,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/claude-route/claude-route/internal/clock"
 	"github.com/claude-route/claude-route/internal/testenv"
-	"github.com/claude-route/claude-route/store"
 )
 
-func (e *env) rdb() redis.UniversalClient {
-	o, _ := store.ParseURL(e.redisURL)
-	c := redis.NewUniversalClient(o)
-	e.t.Cleanup(func() { _ = c.Close() })
-	return c
-}
+// rdb is a client to the world's store, closed when the test ends.
+func (e *env) rdb() testenv.RedisClient { return testenv.Client(e.t, e.redisURL) }
 
 func (e *env) sync() map[string]any {
 	var out struct {
