@@ -169,6 +169,11 @@ func (s *Store) Page(ctx context.Context, f Filter, cursor string, limit int) ([
 	return s.ledger.Page(ctx, f, s.clk.Now(), cursor, limit)
 }
 
+// Each calls fn for every ledger record that matches f (Ledger.Each).
+func (s *Store) Each(ctx context.Context, f Filter, fn func(Record)) error {
+	return s.ledger.Each(ctx, f, s.clk.Now(), fn)
+}
+
 // RestoreMany is Restore for many records, in pipelined batches (sync
 // after a flush); it returns how many records Redis lacked.
 func (s *Store) RestoreMany(ctx context.Context, recs []Record) (int, error) {

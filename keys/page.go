@@ -102,3 +102,21 @@ func (l *Ledger) Page(ctx context.Context, f Filter, now time.Time, cursor strin
 	}
 	return out, next, nil
 }
+
+// Each calls fn for every ledger record that matches f, in no order, from
+// the records in memory (brought up to date first): no copy, no sort, no
+// Redis. For counts over every key (a tier's sold and unbound keys before
+// each bulk issue), which paging through 100,000 records made cost about
+// a second at that size. fn runs with the ledger's mutex held: it must be
+// quick and must not call the ledger.
+func (l *Ledger) Each(ctx context.Context, f Filter, now time.Time, fn func(Record)) error {
+	return l.view(ctx, func(sts []*tierState) {
+		for _, st := range sts {
+			for _, r := range st.recs {
+				if f.match(r, now) {
+					fn(r)
+				}
+			}
+		}
+	})
+}

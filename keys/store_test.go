@@ -235,6 +235,15 @@ func TestList(t *testing.T) {
 					if ids(got) != ids(tc.want) {
 						t.Fatalf("List = %s, want %s", ids(got), ids(tc.want))
 					}
+					// Each visits the same records, in no order.
+					var each []Record
+					if err := f.store.Each(ctx, tc.f, func(r Record) { each = append(each, r) }); err != nil {
+						t.Fatal(err)
+					}
+					sortRecords(each)
+					if ids(each) != ids(tc.want) {
+						t.Fatalf("Each = %s, want %s", ids(each), ids(tc.want))
+					}
 				})
 			}
 		})

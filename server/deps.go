@@ -35,6 +35,8 @@ type KeyStore interface {
 	List(ctx context.Context, f keys.Filter) ([]keys.Record, error)
 	// Page lists the ledger's keys in creation order, a page at a time.
 	Page(ctx context.Context, f keys.Filter, cursor string, limit int) ([]keys.Record, string, error)
+	// Each calls fn for every record that matches f, in no order.
+	Each(ctx context.Context, f keys.Filter, fn func(keys.Record)) error
 	Revoke(ctx context.Context, ref string) (keys.Record, error)
 	SetAccount(ctx context.Context, hash, account string) error
 	// PostBinding records a new binding in the ledger without waiting.

@@ -24,25 +24,20 @@ func (s *Server) stock(ctx context.Context) (map[string]tierStock, error) {
 		return nil, err
 	}
 	out := map[string]tierStock{}
-	cursor := ""
-	for {
-		recs, next, err := s.d.Keys.Page(ctx, keys.Filter{Status: keys.StatusActive}, cursor, keys.MaxPage)
-		if err != nil {
-			return nil, err
+	// Counted in place (no page copies): a bulk issue counts before each
+	// batch, and its time must not grow with the ledger.
+	err = s.d.Keys.Each(ctx, keys.Filter{Status: keys.StatusActive}, func(r keys.Record) {
+		st := out[r.Tier]
+		st.sold++
+		if _, ok := bound[r.Hash]; !ok {
+			st.unbound++
 		}
-		for _, r := range recs {
-			st := out[r.Tier]
-			st.sold++
-			if _, ok := bound[r.Hash]; !ok {
-				st.unbound++
-			}
-			out[r.Tier] = st
-		}
-		if next == "" || len(recs) == 0 {
-			return out, nil
-		}
-		cursor = next
+		out[r.Tier] = st
+	})
+	if err != nil {
+		return nil, err
 	}
+	return out, nil
 }
 
 // sellingWarning says why issuing n more keys of tier oversells it, or ""
