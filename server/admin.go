@@ -55,7 +55,7 @@ func (s *Server) forgetAfterChange(c *gin.Context) {
 		c.Next()
 		return
 	}
-	if ttl := s.keyCache.TTL(); ttl > 0 && strings.HasPrefix(c.FullPath(), "/admin/api/keys/:ref") {
+	if ttl := s.gate.KeyCacheTTL(); ttl > 0 && strings.HasPrefix(c.FullPath(), "/admin/api/keys/:ref") {
 		w := &settlingWriter{ResponseWriter: c.Writer, settle: func() {
 			// The change was written before its answer: TTL from now,
 			// every copy read before it has expired.
@@ -103,8 +103,7 @@ func (w *settlingWriter) WriteString(str string) (int, error) {
 
 // forget empties both caches (package cache).
 func (s *Server) forget() {
-	s.keyCache.Flush()
-	s.gate.Forget()
+	s.gate.ForgetAll()
 }
 
 // adminAuth admits the operator's bearer token, compared in constant time
@@ -297,7 +296,7 @@ func (s *Server) adminShowKey(c *gin.Context) {
 	if tier, ok := s.d.Tiers.Get(rec.Tier); ok {
 		q := gin.H{}
 		for fam, limit := range tier.Quotas {
-			if res, err := s.d.Limiter.Peek(ctx, s.quotaRequest(&caller{hash: rec.Hash, tier: tier}, fam, limit)); err == nil {
+			if res, err := s.d.Limiter.Peek(ctx, s.quotaRequest(&caller{Hash: rec.Hash, Tier: tier}, fam, limit)); err == nil {
 				q[fam] = gin.H{"used": res.Count, "limit": limit, "reset": res.Reset.UTC()}
 			}
 		}

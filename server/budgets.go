@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"net/http"
 	"time"
 
 	"github.com/claude-route/claude-route/keys"
@@ -17,51 +16,11 @@ type SpendBook interface {
 	Spent(ctx context.Context, keyHash string) (spend.Spent, error)
 }
 
-// budgetsOf is a key's budgets: its own where it sets a window, else its
-// tier's.
-func budgetsOf(tier *tiers.Tier, own keys.Budgets) spend.Limits {
-	var lim spend.Limits
-	if b := tier.Budgets; !b.IsZero() {
-		lim = spend.Limits{DayUSD: b.DayUSD, WeekUSD: b.WeekUSD}
-	}
-	if own.DayUSD > 0 {
-		lim.DayUSD = own.DayUSD
-	}
-	if own.WeekUSD > 0 {
-		lim.WeekUSD = own.WeekUSD
-	}
-	return lim
-}
-
-// checkBudget refuses a key whose day or week budget is spent: 429 naming
-// the budget and its reset, x-should-retry: false (waiting seconds does not
-// help). A key without budgets costs nothing here; one with budgets one
-// MGET.
-func (s *Server) checkBudget(ctx context.Context, cl *caller) *httpError {
-	lim := budgetsOf(cl.tier, cl.rec.Budgets)
-	if s.d.Spend == nil || lim == (spend.Limits{}) {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, storeBudget)
-	defer cancel()
-	sp, err := s.d.Spend.Spent(ctx, cl.hash)
-	if err != nil {
-		return storeDown(err)
-	}
-	r := spend.Over(sp, lim)
-	if r == nil {
-		return nil
-	}
-	return &httpError{status: http.StatusTooManyRequests, typ: errRateLimit, noRetry: true,
-		retryAfter: r.Reset.Sub(s.d.Clock.Now()),
-		msg:        "Budget exceeded: this key's " + r.Error(), cause: r}
-}
-
 // addSpend adds one answer's list-price cost to the key's spend, when the
 // key has budgets. It runs after the answer on the server's background
 // group: one pipeline, so every replica sees it at once.
 func (s *Server) addSpend(cl *caller, family, model string, u usage.Usage) {
-	if s.d.Spend == nil || budgetsOf(cl.tier, cl.rec.Budgets) == (spend.Limits{}) {
+	if s.d.Spend == nil || cl.Budgets() == (spend.Limits{}) {
 		return
 	}
 	n := tokensOf(usage.Totals{Requests: 1, Usage: u})
@@ -77,7 +36,7 @@ func (s *Server) addSpend(cl *caller, family, model string, u usage.Usage) {
 		defer s.bg.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := s.d.Spend.Add(ctx, cl.hash, usd); err != nil {
+		if err := s.d.Spend.Add(ctx, cl.Hash, usd); err != nil {
 			s.log.WithFields(logFields(cl)).WithError(err).Warn("could not add the answer's cost to the key's spend")
 		}
 	}()
@@ -95,7 +54,7 @@ type BudgetView struct {
 // budgetViews lists the key's budgets with their spend (nil: none).
 func (s *Server) budgetViews(ctx context.Context, rec keys.Record, tier *tiers.Tier) ([]BudgetView, error) {
 	hash := rec.Hash
-	lim := budgetsOf(tier, rec.Budgets)
+	lim := (&caller{Rec: rec, Tier: tier}).Budgets()
 	if s.d.Spend == nil || lim == (spend.Limits{}) {
 		return nil, nil
 	}

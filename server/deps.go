@@ -7,7 +7,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/claude-route/claude-route/accounts"
-	"github.com/claude-route/claude-route/concurrency"
 	"github.com/claude-route/claude-route/keys"
 	"github.com/claude-route/claude-route/login"
 	"github.com/claude-route/claude-route/ratelimit"
@@ -22,7 +21,6 @@ import (
 
 // KeyStore is the client-key store.
 type KeyStore interface {
-	QueueGet(ctx context.Context, pipe redis.Pipeliner, hash string) *redis.MapStringStringCmd
 	Issue(ctx context.Context, tier string, validity time.Duration, note, account string) (string, keys.Record, error)
 	IssueMany(ctx context.Context, tier string, validity time.Duration, note string, n int) ([]string, []keys.Record, error)
 	// IssueManyWith is IssueMany with every option (validity from first use).
@@ -39,8 +37,6 @@ type KeyStore interface {
 	Each(ctx context.Context, f keys.Filter, fn func(keys.Record)) error
 	Revoke(ctx context.Context, ref string) (keys.Record, error)
 	SetAccount(ctx context.Context, hash, account string) error
-	// PostBinding records a new binding in the ledger without waiting.
-	PostBinding(tier, hash, account string) error
 	SetExpiry(ctx context.Context, ref string, until time.Time) (keys.Record, error)
 	SetNote(ctx context.Context, ref, note string) (keys.Record, error)
 	// SetBudgets replaces the key's own budgets (zero windows: the tier's).
@@ -50,8 +46,6 @@ type KeyStore interface {
 
 // Pool binds keys to accounts.
 type Pool interface {
-	QueueBound(ctx context.Context, pipe redis.Pipeliner, keyHash string) *redis.StringCmd
-	QueueState(ctx context.Context, pipe redis.Pipeliner, tier, account string) accounts.StateCmds
 	Bind(ctx context.Context, keyHash, tier string, slots int) (accounts.Binding, error)
 	BindTo(ctx context.Context, keyHash, tier string, slots int, account string) (accounts.Binding, error)
 	BindKey(ctx context.Context, keyHash, tier string, slots int, expires time.Time) (accounts.Binding, error)
@@ -80,12 +74,6 @@ type AccountStore interface {
 
 // Limiter admits requests into the 5-hour windows.
 type Limiter interface {
-	QueueAdmit(ctx context.Context, pipe redis.Pipeliner, r ratelimit.Request) *ratelimit.Pending
-	// AdmitMerged admits in a run shared with concurrent admissions of
-	// the same window; on error, Abandon the result's id.
-	AdmitMerged(ctx context.Context, r ratelimit.Request) (*ratelimit.Result, error)
-	Abandon(ctx context.Context, res ratelimit.Result) error
-	Refund(ctx context.Context, res ratelimit.Result) error
 	Peek(ctx context.Context, r ratelimit.Request) (ratelimit.Result, error)
 }
 
@@ -128,19 +116,6 @@ type Pinger interface {
 // it never blocks and parses nothing on the response path.
 type UtilObserver interface {
 	ObserveHeaders(account string, h map[string][]string, at time.Time)
-}
-
-// Leases hand out each key's concurrency places; the entry rides in the
-// authentication pipeline, so a key under its limit costs no round trip.
-// Batcher runs a request's pipelined commands in one round trip shared
-// with other requests (store.Coalescer). Its error means the commands were
-// not sent; otherwise each command carries its own result.
-type Batcher interface {
-	Do(ctx context.Context, queue func(redis.Pipeliner)) error
-}
-
-type Leases interface {
-	QueueEnter(ctx context.Context, pipe redis.Pipeliner, keyHash string) *concurrency.Entry
 }
 
 // LoginFlow runs `account login`'s sign-ins (package login); a started

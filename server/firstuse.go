@@ -32,8 +32,8 @@ func (s *Server) activate(cl *caller) {
 		defer s.bg.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		exp, did, err := s.d.Keys.Activate(ctx, cl.hash, at)
-		s.keyCache.Drop(cl.hash)
+		exp, did, err := s.d.Keys.Activate(ctx, cl.Hash, at)
+		s.gate.ForgetKey(cl.Hash)
 		if err != nil {
 			s.log.WithFields(logFields(cl)).WithError(err).Warn("could not activate the key at its first use")
 			return

@@ -1,6 +1,9 @@
 package server
 
-import "github.com/claude-route/claude-route/app"
+import (
+	"github.com/claude-route/claude-route/admission"
+	"github.com/claude-route/claude-route/app"
+)
 
 // ForApp builds the HTTP surface of an assembled App: the one mapping of
 // the App's parts to the server's Deps, shared by `serve` and the tests.
@@ -13,8 +16,9 @@ func ForApp(cfg Config, a *app.App) *Server {
 	d := Deps{
 		Pipelines: a.Store.Client, Store: a.Store, Tiers: a.Tiers, Keys: a.Keys, Pool: a.Pool, Accounts: a.Accounts,
 		Limiter: a.Limiter, Refresher: a.Refresher, Usage: a.Usage, Spend: a.Spend, Syncer: a.Syncer,
-		Util: a.Util, Leases: a.Leases, Clock: a.Cfg.Clock, Log: a.Cfg.Log, Alerts: a.Alerts,
-		Batch: a.Batch,
+		Util: a.Util, Clock: a.Cfg.Clock, Log: a.Cfg.Log, Alerts: a.Alerts,
+		Admission: admission.Stores{Keys: a.Keys, Pool: a.Pool, Accounts: a.Accounts, Limiter: a.Limiter,
+			Leases: a.Leases, Spend: a.Spend, Batch: a.Batch},
 	}
 	if a.Login != nil { // a nil *login.Flow in the interface would not be nil
 		d.Login = a.Login

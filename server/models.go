@@ -74,7 +74,7 @@ func (s *Server) modelList(c *gin.Context) {
 		w.finish()
 		return
 	}
-	ms := tierModels(s.d.Tiers.Load(), cl.tier)
+	ms := tierModels(s.d.Tiers.Load(), cl.Tier)
 	if oa {
 		data := make([]openaiModel, 0, len(ms))
 		for _, m := range ms {
@@ -105,7 +105,7 @@ func (s *Server) modelGet(c *gin.Context) {
 		return
 	}
 	id := c.Param("id")
-	for _, m := range tierModels(s.d.Tiers.Load(), cl.tier) {
+	for _, m := range tierModels(s.d.Tiers.Load(), cl.Tier) {
 		if m.ID != id {
 			continue
 		}

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -11,7 +10,6 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/sirupsen/logrus"
 
-	"github.com/claude-route/claude-route/accounts"
 	"github.com/claude-route/claude-route/admission"
 	"github.com/claude-route/claude-route/ratelimit"
 	"github.com/claude-route/claude-route/relay"
@@ -34,148 +32,97 @@ func (s *Server) countTokensHandler(c *ginContext) { s.proxy(c, false) }
 
 // request is one customer request as the proxy handles it.
 type request struct {
-	cl      *caller
+	s       *Server
+	c       *ginContext
+	cl      *caller // the admission's scope
 	body    []byte
 	model   string
 	modelAt [2]int // where model lies in body (admission.Fields.ModelAt)
-	family  string
 	stream  bool
-	counted bool
-	quota   *ratelimit.Result // nil when the family is unlimited or not counted
-	acct    accounts.Account
 	start   time.Time
-	// ticket holds the key's place, the body's bytes and the quota place.
-	ticket *admission.Ticket
-	// state is the bound account's pool state read in admission.
-	state accounts.State
+	// adm holds the key's place, the body's bytes and the quota place.
+	adm *admission.Admission
 	// served names the account that answered (an overflow one, maybe).
 	served string
 }
 
+// proxy reads Admit → Route → Settle. The admission ends however the
+// request ends (answer, refusal, client gone, panic): Admit gives back
+// what a refused request took, and the deferred Release what an admitted
+// one holds.
 func (s *Server) proxy(c *ginContext, counted bool) {
-	// The ticket's holdings (the key's place, the body's bytes) are
-	// released when the request ends, however it ends (answer, refusal,
-	// client gone, panic).
-	tk := &admission.Ticket{}
-	defer s.settle(c.Request.Context(), tk)
-	req := s.receive(c, counted, tk)
-	if req == nil || !s.admitted(c, req) {
-		return // refused: answered
+	ctx := c.Request.Context()
+	req := &request{s: s, c: c}
+	adm, err := s.gate.Admit(ctx, admission.Request{Key: clientKey(c.Request.Header), Counted: counted, Body: req})
+	if err != nil {
+		s.refuse(c, req, err)
+		return
+	}
+	defer adm.Release()
+	req.adm, req.cl = adm, &adm.Caller
+	if s.log.IsLevelEnabled(logrus.DebugLevel) {
+		s.debugAdmitted(req)
 	}
 	// From here on the body belongs to the upstream call: its buffer is
-	// not recycled. Routing sends it and relays the answer; the stream
-	// runs under this frame and the router's for its whole life, and they
-	// stay small (DESIGN.md, stacks).
-	out := s.router.Do(c.Request.Context(), c.Writer, s.routeRequest(c.Request, req))
-	s.forwarded(c.Request.URL.Path, req, s.settleOutcome(c.Writer, req, out))
+	// not recycled. Routing sends it and relays the answer.
+	out := s.router.Do(ctx, c.Writer, s.routeRequest(c.Request, req))
+	s.forwarded(c.Request.URL.Path, req, s.settle(c.Writer, req, out))
 }
 
 // forwarded counts and logs a forwarded request: one line per request,
 // what an operator greps for at 3 a.m.
 func (s *Server) forwarded(path string, req *request, status int) {
 	cl := req.cl
-	s.metrics.request(cl.tier.Name, req.family, status)
+	s.metrics.request(cl.Tier.Name, req.adm.Family, status)
 	s.log.WithFields(logrus.Fields{
-		"key": cl.rec.ID, "tier": cl.tier.Name, "account": req.served, "model": req.model,
+		"key": cl.Rec.ID, "tier": cl.Tier.Name, "account": req.served, "model": req.model,
 		"stream": req.stream, "status": status, "ms": s.d.Clock.Now().Sub(req.start).Milliseconds(),
 	}).Info(path)
 }
 
-// admitted runs the admission (binding, quota, account: package
-// admission) and answers a refusal itself.
-func (s *Server) admitted(c *ginContext, req *request) bool {
-	cl := req.cl
-	if req.counted {
-		if herr := s.checkBudget(c.Request.Context(), cl); herr != nil {
-			s.refuseAdmission(c.Writer, req, herr)
-			return false
-		}
+// refuse answers a request the admission refused. A refusal before the
+// body was read drains the body, so the answer reaches a client still
+// sending it (golang/go#40747), unless the client left.
+func (s *Server) refuse(c *ginContext, req *request, err error) {
+	w, r := c.Writer, c.Request
+	herr := s.refusal(err)
+	var rf *admission.Refusal
+	if !errors.As(err, &rf) {
+		rf = &admission.Refusal{}
 	}
-	ar := &admission.Request{Key: cl.hash, Tier: cl.tier.Name, Account: cl.account, Bind: (&binder{s: s, cl: cl}).bind}
-	if limit, ok := cl.tier.Quota(req.family); ok && req.counted {
-		q := s.quotaRequest(cl, req.family, limit)
-		ar.Quota = &q
+	if req.body != nil {
+		s.bufs.put(req.body) // never went upstream: nobody reads it now
+		req.body = nil
 	}
-	ad, err := s.gate.Admit(c.Request.Context(), ar, req.ticket)
-	req.quota = req.ticket.Quota()
-	if err != nil {
-		s.refuseAdmission(c.Writer, req, s.admissionRefusal(req, err))
-		return false
+	tier, h := "", http.Header(nil)
+	if rf.Caller != nil {
+		tier = rf.Caller.Tier.Name
+	} else {
+		h = r.Header // names the key presented
 	}
-	if s.log.IsLevelEnabled(logrus.DebugLevel) {
-		s.debugAdmitted(cl, req.quota)
+	s.metrics.request(tier, rf.Family, herr.status)
+	s.logRefusal(rf.Caller, h, req.model, herr)
+	if rf.Quota != nil {
+		setQuotaHeaders(w.Header(), *rf.Quota)
 	}
-	req.acct, req.state = ad.Account, ad.State
-	return true
-}
-
-// admissionRefusal words the admission's refusal in the contract's shape.
-func (s *Server) admissionRefusal(req *request, err error) *httpError {
-	var herr *httpError
-	switch {
-	case errors.As(err, &herr):
-		return herr // the binding's own
-	case errors.Is(err, admission.ErrQuota) && req.quota != nil:
-		res := req.quota
-		s.metrics.quotaRefusals.WithLabelValues(req.cl.tier.Name, req.family).Inc()
-		return &httpError{status: http.StatusTooManyRequests, typ: errRateLimit, retryAfter: res.RetryAfter, noRetry: true,
-			msg: fmt.Sprintf("Rate limit exceeded for %s (%d/%d in %s)", req.family, res.Count, res.Limit, windowText(time.Duration(s.d.Tiers.Load().Window)))}
+	if herr.status == statusClientGone {
+		return
 	}
-	return storeDown(err)
-}
-
-func (s *Server) debugAdmitted(cl *caller, q *ratelimit.Result) {
-	if q != nil {
-		s.log.WithFields(logFields(cl)).Debugf("rate limit check passed: %d/%d requests", q.Count, q.Limit)
-	}
-	s.log.WithFields(logFields(cl)).Debugf("using assigned account: %s", cl.account)
-}
-
-// binder binds a caller's key for the admission.
-type binder struct {
-	s  *Server
-	cl *caller
-}
-
-func (b *binder) bind(ctx context.Context) (string, error) {
-	if herr := b.s.bind(ctx, b.cl); herr != nil {
-		return "", herr
-	}
-	return b.cl.account, nil
-}
-
-// refuseAdmission answers a request the admission refused.
-func (s *Server) refuseAdmission(w http.ResponseWriter, req *request, herr *httpError) {
-	cl := req.cl
-	s.bufs.put(req.body) // never went upstream: nobody reads it now
-	s.metrics.request(cl.tier.Name, req.family, herr.status)
-	s.logRefusal(cl, nil, req.model, herr)
-	s.refund(req) // a no-op when the quota itself refused
-	if req.quota != nil {
-		setQuotaHeaders(w.Header(), *req.quota)
+	if rf.Unread || rf.Kind == admission.BodyRefused && herr.status == http.StatusServiceUnavailable {
+		drain(w, r.Body, s.cfg.MaxBodyBytes) // unmetered now: nothing is kept
 	}
 	herr.write(w)
 }
 
-// settle ends the ticket when the request ends, however it ends (answer,
-// refusal, client gone, panic): the key's place and the body's bytes go
-// back, and a quota place no verdict settled (a panic) is refunded. A
-// lease whose release fails expires within its TTL.
-func (s *Server) settle(ctx context.Context, tk *admission.Ticket) {
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-	defer cancel()
-	tk.Release(rctx)
+func (s *Server) debugAdmitted(req *request) {
+	if q := req.adm.Quota(); q != nil {
+		s.log.WithFields(logFields(req.cl)).Debugf("rate limit check passed: %d/%d requests", q.Count, q.Limit)
+	}
+	s.log.WithFields(logFields(req.cl)).Debugf("using assigned account: %s", req.cl.Account)
 }
 
 func (s *Server) quotaRequest(cl *caller, family string, limit int) ratelimit.Request {
-	return ratelimit.Request{Subject: cl.hash, Family: family, Limit: limit, Window: time.Duration(s.d.Tiers.Load().Window)}
-}
-
-func windowText(d time.Duration) string {
-	if d%time.Hour == 0 {
-		return fmt.Sprintf("%d hours", int(d/time.Hour))
-	}
-	return d.String()
+	return ratelimit.Request{Subject: cl.Hash, Family: family, Limit: limit, Window: time.Duration(s.d.Tiers.Load().Window)}
 }
 
 func setQuotaHeaders(h http.Header, q ratelimit.Result) {
@@ -187,33 +134,29 @@ func setQuotaHeaders(h http.Header, q ratelimit.Result) {
 // refund gives the request's place back: it produced no answer. A
 // refund the store did not take is retried in the background by the gate.
 func (s *Server) refund(req *request) {
-	if req.ticket == nil {
-		return
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if _, err := req.ticket.Refund(ctx); err != nil {
+	if _, err := req.adm.Refund(ctx); err != nil {
 		s.log.WithFields(logFields(req.cl)).WithError(err).Warn("quota refund failed; retrying in the background")
 	}
 }
 
-// routeRequest is what routing needs of the request, on the heap (the
-// stream runs under forward's frame).
+// routeRequest is what routing needs of the request.
 func (s *Server) routeRequest(in *http.Request, req *request) *route.Request {
 	h := &answerHooks{s: s, req: req}
-	return &route.Request{In: in, Body: req.body, Tier: req.cl.tier.Name, Overflows: req.cl.tier.Overflows(), Key: req.cl.hash,
-		AccountConcurrency: req.cl.tier.AccountConcurrency,
-		Account:            req.acct, State: req.state, Rebind: h.rebind, Log: logFields(req.cl),
+	return &route.Request{In: in, Body: req.body, Tier: req.cl.Tier.Name, Overflows: req.cl.Tier.Overflows(), Key: req.cl.Hash,
+		AccountConcurrency: req.cl.Tier.AccountConcurrency,
+		Account:            req.adm.Account, State: req.adm.State, Rebind: req.adm.Rebind, Log: logFields(req.cl),
 		Hooks: relay.Hooks{Header: h.header, FirstByte: h.firstByte}}
 }
 
-// settleOutcome answers a refusal and settles the request from routing's
-// one outcome: refund and usage.
-func (s *Server) settleOutcome(w http.ResponseWriter, req *request, out route.Outcome) int {
+// settle answers a refusal and settles the request from routing's one
+// outcome: count or refund, and usage.
+func (s *Server) settle(w http.ResponseWriter, req *request, out route.Outcome) int {
 	req.served = out.Account
 	switch {
 	case out.Gone:
-		req.ticket.Count() // the client left before the answer: it counts
+		req.adm.Count() // the client left before the answer: it counts
 		return statusClientGone
 	case out.Refused != nil:
 		return s.answerSelf(w, req, s.refusal(out.Refused))
@@ -222,30 +165,17 @@ func (s *Server) settleOutcome(w http.ResponseWriter, req *request, out route.Ou
 	if res.Refund {
 		s.refund(req)
 	} else {
-		req.ticket.Count()
+		req.adm.Count()
 	}
 	if res.UsageOK && res.Status < 400 && s.d.Usage != nil {
 		s.recordUsage(req, res.Usage)
 	}
 	// A key sold from stock starts its validity with its first answer that
 	// counts (a refunded one does not).
-	if res.Status < 400 && !res.Refund && req.cl.rec.NotActivated() {
+	if res.Status < 400 && !res.Refund && req.cl.Rec.NotActivated() {
 		s.activate(req.cl)
 	}
 	return res.Status
-}
-
-// refusal turns routing's refusal into the contract's error.
-func (s *Server) refusal(err error) *httpError {
-	var herr *httpError
-	if errors.As(err, &herr) {
-		return herr
-	}
-	var rf *route.Refusal
-	if errors.As(err, &rf) {
-		return &httpError{status: rf.Status, typ: rf.Type, msg: rf.Msg, retryAfter: rf.RetryAfter, noRetry: rf.NoRetry, cause: rf.Cause}
-	}
-	return storeDown(err)
 }
 
 // answerSelf answers with the proxy's own error; no answer was produced,
@@ -255,8 +185,8 @@ func (s *Server) answerSelf(w http.ResponseWriter, req *request, herr *httpError
 	if relay.Refund(relay.Facts{Status: herr.status}) {
 		s.refund(req)
 	}
-	if req.quota != nil {
-		setQuotaHeaders(w.Header(), *req.quota)
+	if q := req.adm.Quota(); q != nil {
+		setQuotaHeaders(w.Header(), *q)
 	}
 	herr.write(w)
 	return herr.status
@@ -275,40 +205,27 @@ func (h *answerHooks) header(status int, hdr http.Header) {
 	if relay.Refund(relay.Facts{Status: status}) {
 		h.s.refund(h.req)
 	}
-	if h.req.quota != nil {
-		setQuotaHeaders(hdr, *h.req.quota)
+	if q := h.req.adm.Quota(); q != nil {
+		setQuotaHeaders(hdr, *q)
 	}
 }
 
 func (h *answerHooks) firstByte() {
-	h.s.metrics.ttfb.WithLabelValues(h.req.cl.tier.Name).Observe(h.s.d.Clock.Now().Sub(h.req.start).Seconds())
-}
-
-// rebind moves the key off its dead account (routing found it dead).
-func (h *answerHooks) rebind(ctx context.Context) (accounts.Account, error) {
-	s, cl := h.s, h.req.cl
-	if herr := s.bind(ctx, cl); herr != nil {
-		return accounts.Account{}, herr
-	}
-	acct, err := s.d.Accounts.Get(ctx, cl.account)
-	if err != nil {
-		return accounts.Account{}, storeDown(err)
-	}
-	return acct, nil
+	h.s.metrics.ttfb.WithLabelValues(h.req.cl.Tier.Name).Observe(h.s.d.Clock.Now().Sub(h.req.start).Seconds())
 }
 
 // recordUsage counts the answer's tokens. The recorder only adds them to
 // this replica's totals in memory (App.Run flushes them once a second), so
 // it costs the request no Redis command and needs no goroutine.
 func (s *Server) recordUsage(req *request, u usage.Usage) {
-	tier := req.cl.tier.Name
+	tier := req.cl.Tier.Name
 	s.metrics.tokens.WithLabelValues(tier, "input").Add(float64(u.InputTokens))
 	s.metrics.tokens.WithLabelValues(tier, "output").Add(float64(u.OutputTokens))
 	// A long-context request is recorded under its own model name, so every
 	// window prices it at the long-context rates.
 	model := s.d.Tiers.UsageModel(req.model, u.InputTokens+u.CacheCreationInputTokens+u.CacheReadInputTokens)
-	if err := s.d.Usage.RecordModel(context.Background(), req.cl.hash, req.served, req.family, model, u); err != nil {
+	if err := s.d.Usage.RecordModel(context.Background(), req.cl.Hash, req.served, req.adm.Family, model, u); err != nil {
 		s.log.WithField("account", req.served).WithError(err).Warn("could not record usage")
 	}
-	s.addSpend(req.cl, req.family, model, u)
+	s.addSpend(req.cl, req.adm.Family, model, u)
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/claude-route/claude-route/admission"
-	"github.com/claude-route/claude-route/cache"
 	"github.com/claude-route/claude-route/internal/clock"
 	"github.com/claude-route/claude-route/internal/logsample"
 	"github.com/claude-route/claude-route/relay"
@@ -92,12 +91,10 @@ type Deps struct {
 	Syncer Syncer
 	// Util takes each upstream answer's rate-limit headers (optional).
 	Util UtilObserver
-	// Leases limit each key's requests in flight; nil: no limit.
-	Leases Leases
-	// Batch sends the request path's pipelines together with other
-	// requests' (store.Coalescer); nil: each goes out on its own.
-	Batch  Batcher
-	Alerts AlertSink // nil: no alerts
+	// Admission are the admission's stores (keys, bindings, quotas,
+	// concurrency leases, spend, the shared pipeline).
+	Admission admission.Stores
+	Alerts    AlertSink // nil: no alerts
 	// Login runs `account login`'s sign-ins; nil: not configured.
 	Login LoginFlow
 	Clock clock.Clock
@@ -123,14 +120,10 @@ type Server struct {
 	bufs bodyPool
 	// inflight is the budget of request-body bytes held at once.
 	inflight *admission.Budget
-	// keyCache holds client keys' records and bindings by key hash;
-	// gate admits requests (binding, quota, account; package admission).
-	keyCache *cache.Map[keyEntry]
-	gate     *admission.Gate
+	// gate admits requests (package admission).
+	gate *admission.Gate
 	// refusals samples refusal log lines: one a second per key and reason.
 	refusals *logsample.Sampler
-	// countTokens bounds each key's count_tokens calls (counttokens.go).
-	countTokens *countBuckets
 }
 
 // New builds the server.
@@ -166,11 +159,10 @@ func New(cfg Config, d Deps) *Server {
 		IdleTimeout: cfg.StreamIdleTimeout, Clock: d.Clock, Transport: cfg.Transport})
 	s := &Server{cfg: cfg, d: d, log: d.Log,
 		inflight: admission.NewBudget(cfg.MaxInflightBodyBytes),
-		keyCache: cache.New[keyEntry](cfg.CacheTTL),
-		refusals: logsample.New(d.Clock, time.Second), countTokens: newCountBuckets(d.Clock)}
+		refusals: logsample.New(d.Clock, time.Second)}
 	s.metrics = newMetrics(s)
-	s.gate = admission.NewGate(admission.GateConfig{Pool: d.Pool, Accounts: d.Accounts, Limiter: d.Limiter,
-		Pipeline: s.pipelined, CacheTTL: cfg.CacheTTL, StoreBudget: storeBudget})
+	s.gate = admission.NewGate(admission.GateConfig{Stores: d.Admission, Tiers: d.Tiers, Clock: d.Clock, Log: d.Log,
+		CacheTTL: cfg.CacheTTL, StoreBudget: storeBudget})
 	s.router = route.New(route.Deps{Relay: up, Redis: d.Pipelines, Pool: d.Pool, Accounts: d.Accounts,
 		Refresher: d.Refresher, Util: d.Util, Metrics: routeMetrics{s.metrics}, Forget: s.gate.Forget,
 		Clock: d.Clock, Log: d.Log})

@@ -22,7 +22,7 @@ func (r *countRefunder) Refund(context.Context, ratelimit.Result) error {
 	return r.err
 }
 
-func TestTicket(t *testing.T) {
+func TestAdmission(t *testing.T) {
 	ctx := context.Background()
 	cases := []struct {
 		name        string
@@ -44,11 +44,11 @@ func TestTicket(t *testing.T) {
 				t.Fatal("40 of an empty budget of 100")
 			}
 			lease, ref := &countLease{}, &countRefunder{err: c.refundErr}
-			var tk Ticket
-			tk.HoldLease(lease)
-			tk.HoldBody(h)
+			var tk Admission
+			tk.holdLease(lease)
+			tk.holdBody(h)
 			if c.quota != nil {
-				tk.HoldQuota(c.quota, ref)
+				tk.holdQuota(*c.quota, ref)
 			}
 			back, err := tk.Refund(ctx)
 			if back != c.wantBack || (err != nil) != (c.refundErr != nil) {
@@ -58,11 +58,11 @@ func TestTicket(t *testing.T) {
 			if ref.n != c.wantRefunds {
 				t.Fatalf("limiter refunds %d, want %d", ref.n, c.wantRefunds)
 			}
-			if c.wantBack && (c.quota.Allowed || c.quota.Remaining != 3) {
-				t.Fatalf("the shared result is not updated: %+v", c.quota)
+			if q := tk.Quota(); c.wantBack && (q.Allowed || q.Remaining != 3) {
+				t.Fatalf("the quota shown is not updated: %+v", q)
 			}
-			tk.Release(ctx)
-			tk.Release(ctx)
+			tk.Release()
+			tk.Release()
 			if lease.n != 1 || b.InUse() != 0 {
 				t.Fatalf("release: lease released %d times, %d bytes still held", lease.n, b.InUse())
 			}
@@ -73,25 +73,25 @@ func TestTicket(t *testing.T) {
 // Whatever path a request takes, its quota place ends exactly once:
 // counted, refunded, or (when neither was decided, as after a panic)
 // given back by Release.
-func TestTicketEndsItsPlaceOnce(t *testing.T) {
+func TestAdmissionEndsItsPlaceOnce(t *testing.T) {
 	ctx := context.Background()
 	for _, c := range []struct {
 		name        string
-		settle      func(*Ticket)
+		settle      func(*Admission)
 		wantRefunds int
 	}{
-		{"counted: kept", func(tk *Ticket) { tk.Count() }, 0},
-		{"refunded: once", func(tk *Ticket) { _, _ = tk.Refund(ctx) }, 1},
-		{"counted, then a refund: kept", func(tk *Ticket) { tk.Count(); _, _ = tk.Refund(ctx) }, 0},
-		{"no verdict (a panic): given back by Release", func(*Ticket) {}, 1},
+		{"counted: kept", func(tk *Admission) { tk.Count() }, 0},
+		{"refunded: once", func(tk *Admission) { _, _ = tk.Refund(ctx) }, 1},
+		{"counted, then a refund: kept", func(tk *Admission) { tk.Count(); _, _ = tk.Refund(ctx) }, 0},
+		{"no verdict (a panic): given back by Release", func(*Admission) {}, 1},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			ref := &countRefunder{}
-			var tk Ticket
-			tk.HoldQuota(&ratelimit.Result{Allowed: true, Limit: 5, Remaining: 2}, ref)
+			var tk Admission
+			tk.holdQuota(ratelimit.Result{Allowed: true, Limit: 5, Remaining: 2}, ref)
 			c.settle(&tk)
-			tk.Release(ctx)
-			tk.Release(ctx)
+			tk.Release()
+			tk.Release()
 			if ref.n != c.wantRefunds {
 				t.Fatalf("refunds %d, want %d", ref.n, c.wantRefunds)
 			}
