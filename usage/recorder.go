@@ -24,10 +24,14 @@ import (
 //	cr:usage:{acct:<name>}[:<unix>]
 //	cr:usage:{all}[:<unix>]
 //
-// Fields: requests, input, output, cache_creation, cache_read, cache_1h
-// (the part of cache_creation written with the 1-hour TTL); every hash
-// also keeps f:<family>:<field> per model family, so any window can be
-// priced per family.
+// Fields: r (requests), i (input), o (output), cw (cache_creation), cr
+// (cache_read), c1 (cache_1h: the part of cache_creation written with the
+// 1-hour TTL); every hash also keeps f:<family>:<field> per model family
+// and m:<model>:<field> per model, so any window can be priced. Hashes
+// written before issue 27 spell the fields out (requests, input, output,
+// cache_creation, cache_read, cache_1h); readers add both spellings, so
+// old and new data in one hash sum up. The short names save about 50 bytes
+// per hash, three hashes per active key.
 const (
 	keyPrefix = "cr:usage:"
 
@@ -52,7 +56,8 @@ const (
 	modelPrefix  = "m:"
 )
 
-var fields = [...]string{"requests", "input", "output", "cache_creation", "cache_read", "cache_1h"}
+// fields are the names written, in the order of Totals.values.
+var fields = [...]string{"r", "i", "o", "cw", "cr", "c1"}
 
 // ErrInvalid reports a Record call with a missing subject or negative counts.
 var ErrInvalid = errors.New("usage: invalid record")
@@ -77,20 +82,21 @@ func (t Totals) values() [len(fields)]int64 {
 	return [...]int64{t.Requests, t.InputTokens, t.OutputTokens, t.CacheCreationInputTokens, t.CacheReadInputTokens, t.CacheCreation1hInputTokens}
 }
 
-func (t *Totals) setField(name string, v int64) {
+// addField adds v to the count a hash field names, in either spelling.
+func (t *Totals) addField(name string, v int64) {
 	switch name {
-	case "requests":
-		t.Requests = v
-	case "input":
-		t.InputTokens = v
-	case "output":
-		t.OutputTokens = v
-	case "cache_creation":
-		t.CacheCreationInputTokens = v
-	case "cache_read":
-		t.CacheReadInputTokens = v
-	case "cache_1h":
-		t.CacheCreation1hInputTokens = v
+	case "r", "requests":
+		t.Requests += v
+	case "i", "input":
+		t.InputTokens += v
+	case "o", "output":
+		t.OutputTokens += v
+	case "cw", "cache_creation":
+		t.CacheCreationInputTokens += v
+	case "cr", "cache_read":
+		t.CacheReadInputTokens += v
+	case "c1", "cache_1h":
+		t.CacheCreation1hInputTokens += v
 	}
 }
 
@@ -284,7 +290,7 @@ func parseModels(h map[string]string) map[string]Totals {
 			out = make(map[string]Totals)
 		}
 		t := out[rest[:i]]
-		t.setField(rest[i+1:], v)
+		t.addField(rest[i+1:], v)
 		out[rest[:i]] = t
 	}
 	return out
@@ -312,11 +318,11 @@ func parseTotals(h map[string]string) (Totals, map[string]Totals, error) {
 				fam = make(map[string]Totals)
 			}
 			ft := fam[rest[:i]]
-			ft.setField(rest[i+1:], v)
+			ft.addField(rest[i+1:], v)
 			fam[rest[:i]] = ft
 			continue
 		}
-		t.setField(k, v)
+		t.addField(k, v)
 	}
 	return t, fam, nil
 }

@@ -364,3 +364,39 @@ func TestRecorderDays(t *testing.T) {
 		t.Fatalf("first day starts %v", days[0].Start)
 	}
 }
+
+// Hashes written before the short field names (requests, input, …) read
+// as before, and new traffic recorded into the same hashes adds to them.
+func TestOldFieldNamesStillCount(t *testing.T) {
+	rdb, _ := testenv.Mini(t)
+	clk := clock.NewFake(t0)
+	r := NewRecorder(rdb, clk)
+	ctx := context.Background()
+	old := []any{"requests", 2, "input", 10, "output", 4, "cache_read", 7,
+		"f:sonnet:requests", 2, "f:sonnet:input", 10, "f:sonnet:output", 4, "f:sonnet:cache_read", 7,
+		"m:claude-sonnet-4-5:requests", 2, "m:claude-sonnet-4-5:input", 10, "m:claude-sonnet-4-5:output", 4, "m:claude-sonnet-4-5:cache_read", 7}
+	sub := keySubject("k")
+	for _, k := range []string{totalsKey(sub), bucketKey(sub, bucketStart(clk.Now())), dayKey(sub, dayStart(clk.Now()))} {
+		if err := rdb.HSet(ctx, k, old...).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.RecordModel(ctx, "k", "a", "sonnet", "claude-sonnet-4-5", Usage{InputTokens: 1, OutputTokens: 1, CacheReadInputTokens: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewRecorder(rdb, clk).Key(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := tot(3, 11, 5, 0, 8)
+	for name, got := range map[string]Totals{"total": s.Total, "5h": s.Last5h, "24h": s.Last24h, "30d": s.Last30d,
+		"family": s.ByFamily["sonnet"], "model": s.ByModel["claude-sonnet-4-5"], "family 5h": s.Families.Last5h["sonnet"],
+		"model 30d": s.Models.Last30d["claude-sonnet-4-5"]} {
+		if got != want {
+			t.Errorf("%s: %+v, want %+v", name, got, want)
+		}
+	}
+}
