@@ -32,6 +32,9 @@ type testStore struct {
 	// 1-based count.
 	onCredentials func(n int)
 	reads         int
+	// lostReplies swaps are applied but answer an error, as a reply that
+	// came after the client's read timeout.
+	lostReplies int
 }
 
 func testAcctKey(name string) string { return "test:acct:" + name }
@@ -60,7 +63,10 @@ func (s *testStore) OAuthAccounts(ctx context.Context) ([]Account, error) {
 	return out, nil
 }
 
-var errNoAccount = errors.New("no such account")
+var (
+	errNoAccount = errors.New("no such account")
+	errLateReply = errors.New("i/o timeout (the store answered late)")
+)
 
 func (s *testStore) Credentials(ctx context.Context, name string) (Creds, error) {
 	if s.onCredentials != nil {
@@ -90,6 +96,10 @@ func (s *testStore) SwapCredentials(ctx context.Context, name, usedRefresh strin
 	}
 	n, err := testSwap.Run(ctx, s.rdb, []string{testAcctKey(name)}, usedRefresh,
 		next.AccessToken, next.RefreshToken, next.ExpiresAt.UnixMilli()).Int()
+	if err == nil && s.lostReplies > 0 {
+		s.lostReplies--
+		return false, errLateReply
+	}
 	return n == 1, err
 }
 
@@ -98,6 +108,9 @@ type testFiles struct {
 	clk    clock.Clock
 	mu     sync.Mutex
 	writes []fileWrite
+	// fails write-backs fail before any succeeds (the adapter's store
+	// lookup of the file's path answered late).
+	fails int
 }
 
 type fileWrite struct {
@@ -109,6 +122,10 @@ type fileWrite struct {
 func (f *testFiles) WriteBack(_ context.Context, name string, c Creds) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.fails > 0 {
+		f.fails--
+		return errLateReply
+	}
 	f.writes = append(f.writes, fileWrite{name: name, c: c, at: f.clk.Now()})
 	return nil
 }

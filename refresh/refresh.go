@@ -9,6 +9,10 @@
 // needed → token call → compare-and-set in the store → write the account
 // file → unlock. A replica that lost the race finds fresh credentials on
 // reload and only reschedules.
+// The two writes after a successful token call (the CAS and the file) are
+// retried (keep.go): the used refresh token is dead by then, and a store
+// reply that came after the client's read timeout must not leave the
+// file, which a store that lost its data is synced from, with it.
 //
 // The token endpoint is treated gently: after any successful refresh no
 // scheduled refresh starts for GlobalLock (cr:refresh:global, across
@@ -568,19 +572,13 @@ func (r *Refresher) do(ctx context.Context, name string, urgent bool, needed fun
 	}
 	work = after
 	next := Creds{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, ExpiresAt: tok.Expiry}
-	var ok bool
-	for try := 0; try < 3; try++ {
-		if ok, err = r.st.SwapCredentials(work, name, creds.RefreshToken, next); err == nil {
-			break
-		}
-		time.Sleep(time.Duration(try+1) * 100 * time.Millisecond)
-	}
+	ok, err := r.swap(work, name, creds.RefreshToken, next)
 	if err != nil {
 		r.release(work, log, claim)
 		// Keep them: in memory for the next try on this replica, and in the
 		// file, whose later expiry wins at the next sync.
 		r.putPending(name, pendingSwap{used: creds.RefreshToken, next: next})
-		if ferr := r.fw.WriteBack(work, name, next); ferr != nil {
+		if ferr := r.writeBack(work, name, next); ferr != nil {
 			log.WithError(ferr).Error("account file write-back failed too")
 		}
 		log.WithError(err).Error("refreshed credentials could not be stored in Redis yet; kept for the next try")
@@ -596,7 +594,7 @@ func (r *Refresher) do(ctx context.Context, name string, urgent bool, needed fun
 		return result{kind: notNeeded, creds: cur, err: ErrStale}
 	}
 	done := r.clk.Now()
-	if err := r.fw.WriteBack(work, name, next); err != nil {
+	if err := r.writeBack(work, name, next); err != nil {
 		// Redis holds the new tokens and a sync never moves them backwards;
 		// the file catches up at the next refresh.
 		log.WithError(err).Error("account file write-back failed; Redis has the new credentials")
