@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/claude-route/claude-route/accounts"
 )
@@ -26,6 +27,10 @@ func (g *Gate) bind(ctx context.Context, c *Caller) error {
 	case errors.Is(err, accounts.ErrEmpty):
 		return &Refusal{Kind: PoolEmpty, Msg: fmt.Sprintf("No %s accounts available in pool", c.Tier.Title()), Cause: err}
 	case err != nil:
+		// The script may have run with its answer lost (a read timeout):
+		// the binding is then in the store but not in the ledger until
+		// the next sync, and a flush in that gap would lose it.
+		g.postLostBinding(*c)
 		return storeDown(err)
 	}
 	c.Account = b.Account
@@ -46,6 +51,36 @@ func (g *Gate) post(c *Caller, account string) {
 	if err := g.cfg.Keys.PostBinding(c.Tier.Name, c.Hash, account); err != nil {
 		g.cfg.Log.WithFields(logFields(c)).WithError(err).Warn("could not record the binding in the ledger")
 	}
+}
+
+// postLostBinding reads back, in the background, the binding of a key
+// whose bind failed after it may have run, and posts it to the ledger
+// when the store holds one the key did not have before. The read is
+// retried as a give-back is (a store slow enough to lose the answer may
+// fail the next command too), for up to giveBackFor.
+func (g *Gate) postLostBinding(c Caller) {
+	g.bg.Add(1)
+	go func() {
+		defer g.bg.Done()
+		wait := 50 * time.Millisecond
+		for end := time.Now().Add(giveBackFor); ; wait *= 2 {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			acct, err := g.cfg.Pool.Bound(ctx, c.Hash)
+			cancel()
+			if err == nil {
+				if acct != "" && acct != c.Account {
+					g.cfg.Log.WithFields(logFields(&c)).Infof("binding to %s found after its answer was lost", acct)
+					g.post(&c, acct)
+				}
+				return
+			}
+			if time.Now().Add(wait).After(end) {
+				g.cfg.Log.WithFields(logFields(&c)).WithError(err).Warn("could not read back a binding whose answer was lost; sync will record it")
+				return
+			}
+			time.Sleep(wait)
+		}
+	}()
 }
 
 func logFields(c *Caller) map[string]any {
