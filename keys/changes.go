@@ -174,6 +174,12 @@ func (s *Store) Each(ctx context.Context, f Filter, fn func(Record)) error {
 	return s.ledger.Each(ctx, f, s.clk.Now(), fn)
 }
 
+// Lapsed lists the ledger's revoked and expired keys and the next expiry
+// ahead (Ledger.Lapsed), at the store's clock.
+func (s *Store) Lapsed(ctx context.Context) ([]string, time.Time, error) {
+	return s.ledger.Lapsed(ctx, s.clk.Now())
+}
+
 // RestoreMany is Restore for many records, in pipelined batches (sync
 // after a flush); it returns how many records Redis lacked.
 func (s *Store) RestoreMany(ctx context.Context, recs []Record) (int, error) {

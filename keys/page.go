@@ -120,3 +120,24 @@ func (l *Ledger) Each(ctx context.Context, f Filter, now time.Time, fn func(Reco
 		}
 	})
 }
+
+// Lapsed lists the keys the ledger holds as revoked or expired at now, and
+// the earliest expiry still ahead among the others (zero: none): what an
+// expiry sweep must look at, found in memory rather than by reading every
+// binding and record from Redis.
+func (l *Ledger) Lapsed(ctx context.Context, now time.Time) ([]string, time.Time, error) {
+	var out []string
+	var next time.Time
+	err := l.view(ctx, func(sts []*tierState) {
+		for _, st := range sts {
+			for h, r := range st.recs {
+				if r.Active(now) != nil {
+					out = append(out, h)
+				} else if !r.Expires.IsZero() && (next.IsZero() || r.Expires.Before(next)) {
+					next = r.Expires
+				}
+			}
+		}
+	})
+	return out, next, err
+}

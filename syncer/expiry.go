@@ -35,17 +35,16 @@ type Expirer struct {
 // clock's now, and returns the earliest future expiry of a bound key
 // (zero when none).
 func (x *Expirer) Sweep(ctx context.Context) (freed int, next time.Time, err error) {
-	binds, err := x.Pool.Bindings(ctx)
+	hashes, ledgerNext, narrowed, err := x.candidates(ctx)
 	if err != nil {
 		return 0, time.Time{}, fmt.Errorf("expiry sweep: %w", err)
-	}
-	hashes := make([]string, 0, len(binds))
-	for h := range binds {
-		hashes = append(hashes, h)
 	}
 	recs, err := x.Keys.Records(ctx, hashes)
 	if err != nil {
 		return 0, time.Time{}, fmt.Errorf("expiry sweep: %w", err)
+	}
+	if narrowed {
+		next = ledgerNext
 	}
 	now := x.Clock.Now()
 	for _, r := range recs {
@@ -69,6 +68,57 @@ func (x *Expirer) Sweep(ctx context.Context) (freed int, next time.Time, err err
 		}
 	}
 	return freed, next, nil
+}
+
+// lapsedKeys narrows a sweep to the keys the ledger, in memory, holds as
+// revoked or expired (keys.Store).
+type lapsedKeys interface {
+	Lapsed(ctx context.Context) ([]string, time.Time, error)
+}
+
+// boundMany reads the bindings of some keys (accounts.Pool).
+type boundMany interface {
+	BoundMany(ctx context.Context, keyHashes []string) (map[string]string, error)
+}
+
+// candidates are the bound keys a sweep reads the records of. With the
+// ledger and a pool that reads bindings by key, those are the bound ones
+// among the keys the ledger holds as lapsed, and next is the ledger's next
+// expiry (any key's: waking for an unbound one costs a sweep, not a
+// miss); narrowed says so. Otherwise every bound key, and next comes from
+// their records. At 100,000 keys reading every binding and record took
+// about 100,000 Redis commands a minute.
+func (x *Expirer) candidates(ctx context.Context) (hashes []string, next time.Time, narrowed bool, err error) {
+	lk, ok1 := x.Keys.(lapsedKeys)
+	bm, ok2 := x.Pool.(boundMany)
+	if !ok1 || !ok2 {
+		binds, err := x.Pool.Bindings(ctx)
+		if err != nil {
+			return nil, time.Time{}, false, err
+		}
+		for h := range binds {
+			hashes = append(hashes, h)
+		}
+		return hashes, time.Time{}, false, nil
+	}
+	lapsed, next, err := lk.Lapsed(ctx)
+	if err != nil {
+		return nil, time.Time{}, false, err
+	}
+	const chunk = 1000 // one HMGET each
+	for start := 0; start < len(lapsed); start += chunk {
+		part := lapsed[start:min(start+chunk, len(lapsed))]
+		bound, err := bm.BoundMany(ctx, part)
+		if err != nil {
+			return nil, time.Time{}, false, err
+		}
+		for _, h := range part {
+			if _, ok := bound[h]; ok {
+				hashes = append(hashes, h)
+			}
+		}
+	}
+	return hashes, next, true, nil
 }
 
 // Run sweeps until ctx ends. Its waits are on the configured clock.

@@ -2,10 +2,13 @@ package syncer
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/claude-route/claude-route/accounts"
 )
 
 // A key's slot is free at its expiry, not at the next 4-hourly sync: the
@@ -58,4 +61,39 @@ func waitPending(t *testing.T, e *env) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// noFullRead is a pool whose full read of the bindings fails the test.
+type noFullRead struct {
+	*accounts.Pool
+	t *testing.T
+}
+
+func (p noFullRead) Bindings(context.Context) (map[string]string, error) {
+	p.t.Error("the sweep read every binding")
+	return nil, errors.New("no full read")
+}
+
+// A sweep looks only at the keys the ledger holds as revoked or expired,
+// not at every binding and record in Redis (issue 27: at 100,000 keys
+// that was 100,000 commands a minute), and still frees their slots.
+func TestExpirySweepReadsOnlyLapsedKeys(t *testing.T) {
+	backends(t, func(t *testing.T, e *env) {
+		e.apiKeyFile("trial", "t1", "sk-ant-api03-T1")
+		e.sync()
+		short := e.issueFor("trial", time.Hour, true)
+		long := e.issueFor("trial", 24*time.Hour, true)
+		x := &Expirer{Pool: noFullRead{e.pool, t}, Keys: e.keys, Clock: e.clk, Log: logrus.New()}
+		e.clk.Advance(time.Hour)
+		freed, next, err := x.Sweep(e.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if freed != 1 || e.bound(short.Hash) != "" || e.bound(long.Hash) == "" {
+			t.Fatalf("freed %d (want 1); expired key bound to %q, the other to %q", freed, e.bound(short.Hash), e.bound(long.Hash))
+		}
+		if !next.Equal(long.Expires) {
+			t.Fatalf("next sweep at %v, want the next expiry %v", next, long.Expires)
+		}
+	})
 }
