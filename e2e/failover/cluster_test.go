@@ -75,7 +75,7 @@ func TestClusterFailover(t *testing.T) {
 		t.Fatalf("no synced replica for the {pool} slot %d", slot)
 	}
 
-	px := startProxy(t, addrs)
+	px := startProxy(t, e2eproc.NewPorts(t), addrs)
 	mc := redis.NewClient(&redis.Options{Addr: master})
 	defer mc.Close()
 	if _, ok := e2eproc.WaitFor(10*time.Second, func() bool {

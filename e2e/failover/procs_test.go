@@ -4,10 +4,8 @@ package failover
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,26 +14,22 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sirupsen/logrus"
-
-	"github.com/claude-route/claude-route/app"
+	"github.com/claude-route/claude-route/internal/e2eproc"
 	"github.com/claude-route/claude-route/internal/fakeupstream"
-	"github.com/claude-route/claude-route/internal/testenv"
-	"github.com/claude-route/claude-route/server"
 )
 
 const adminToken = "failover-admin-token-0123456789"
 
-// proxy is one in-process claude-route in front of the store under test,
-// with a fake upstream, one high account and one issued high key; it asks
-// for haiku, which high does not count, so probes never run out of quota.
+// proxy is one `claude-route serve` process (on a port of pt) in front of
+// the store under test, with a fake upstream, one high account and one
+// issued high key; it asks for haiku, which high does not count, so probes
+// never run out of quota.
 type proxy struct {
 	url string
 	key string
-	log *testenv.Buffer
 }
 
-func startProxy(t *testing.T, redisURL string) *proxy {
+func startProxy(t *testing.T, pt *e2eproc.Ports, redisURL string) *proxy {
 	t.Helper()
 	fake := fakeupstream.Start(fakeupstream.Options{})
 	t.Cleanup(fake.Close)
@@ -47,38 +41,11 @@ func startProxy(t *testing.T, redisURL string) *proxy {
 	if err := os.WriteFile(filepath.Join(acct, "high", "h1.json"), []byte(`{"apiKey":"sk-ant-api03-failover"}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	logs := &testenv.Buffer{}
-	log := logrus.New()
-	log.SetOutput(logs)
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.Assemble(ctx, app.Config{
-		UpstreamURL: fake.URL(),
-		RedisURL:    redisURL, AccountDir: acct, ProductDir: prod,
-		OAuthTokenURL: fake.TokenURL(), OAuthClientID: fakeupstream.ClientID,
-		SyncInterval: time.Hour, ShutdownGrace: 2 * time.Second, Log: log,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := server.ForApp(server.Config{AdminToken: adminToken}, a)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = a.Run(ctx, ln, srv)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		a.Close()
-		if t.Failed() {
-			t.Logf("proxy log:\n%s", logs.String())
-		}
-	})
-	p := &proxy{url: "http://" + ln.Addr().String(), log: logs}
+	env := []string{"REDIS_URL=" + redisURL, "ACCOUNT_DIR=" + acct, "PRODUCT_DIR=" + prod,
+		"UPSTREAM_URL=" + fake.URL(), "OAUTH_TOKEN_URL=" + fake.TokenURL(), "OAUTH_CLIENT_ID=" + fakeupstream.ClientID,
+		"ADMIN_TOKEN=" + adminToken, "SYNC_INTERVAL=1h", "SHUTDOWN_GRACE=2s", "LOG_LEVEL=info"}
+	srv := e2eproc.StartServe(t, e2eproc.BuildBinary(t), pt.Get(), env)
+	p := &proxy{url: srv.URL}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		req, _ := http.NewRequest(http.MethodPost, p.url+"/admin/api/keys", strings.NewReader(`{"tier":"high"}`))

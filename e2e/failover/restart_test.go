@@ -27,7 +27,7 @@ func TestRedisRestart(t *testing.T) {
 	port := pt.Get()
 	args := []string{"--appendonly", "yes", "--appendfsync", "always"}
 	r := e2eproc.StartRedis(t, dir, port, args...)
-	px := startProxy(t, "redis://"+e2eproc.Addr(port))
+	px := startProxy(t, pt, "redis://"+e2eproc.Addr(port))
 	pr := px.probe(3)
 	defer pr.close()
 	time.Sleep(300 * time.Millisecond)

@@ -98,7 +98,7 @@ func sentinelFailover(t *testing.T, name string, settled, empty bool) {
 			t.Fatal("sentinels did not settle")
 		}
 	}
-	px := startProxy(t, strings.Join(addrs, ",")+"?master=mymaster")
+	px := startProxy(t, pt, strings.Join(addrs, ",")+"?master=mymaster")
 	// The replica must hold the issued key before the master dies.
 	rc := redis.NewClient(&redis.Options{Addr: e2eproc.Addr(rport)})
 	defer rc.Close()
