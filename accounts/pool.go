@@ -513,8 +513,29 @@ func (p *Pool) Recount(ctx context.Context) (dropped int, err error) {
 }
 
 // Bindings returns every key hash → account binding.
+//
+// It reads the hash with HSCAN, 1,000 fields a call, not one HGETALL: at
+// 100,000 keys that was an 8 MB reply which held Redis (and every request
+// waiting on it) for tens of milliseconds and, on a loaded machine, ran
+// past the client's read timeout, failing the sync that called it. The
+// read is not one snapshot: a binding made or released meanwhile may be
+// seen or not, as with a read just before or after it.
 func (p *Pool) Bindings(ctx context.Context) (map[string]string, error) {
-	return p.rdb.HGetAll(ctx, keyBind).Result()
+	out := map[string]string{}
+	var cursor uint64
+	for {
+		kv, next, err := p.rdb.HScan(ctx, keyBind, cursor, "", 1000).Result()
+		if err != nil {
+			return nil, err
+		}
+		for i := 0; i+1 < len(kv); i += 2 {
+			out[kv[i]] = kv[i+1]
+		}
+		if next == 0 {
+			return out, nil
+		}
+		cursor = next
+	}
 }
 
 // RestoreBinding re-creates a binding read from the ledger when the key has

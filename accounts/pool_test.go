@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"testing"
 	"time"
@@ -304,5 +305,31 @@ func TestSwapAndPutRealRedis(t *testing.T) {
 	}
 	if _, err := s.Get(ctx, "nope"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("missing: %v", err)
+	}
+}
+
+// Bindings reads a big bind hash in several HSCAN calls and returns every
+// binding once (real Redis: past 128 fields the hash is a real table and
+// the cursor walks it).
+func TestBindingsOfABigPool(t *testing.T) {
+	rdb := testenv.Redis(t, 2)
+	ctx := context.Background()
+	p, _ := newPool(t, rdb)
+	want := map[string]string{}
+	args := []any{}
+	for i := range 2500 {
+		h, a := fmt.Sprintf("%064x", i), fmt.Sprintf("acc-%d", i%7)
+		want[h] = a
+		args = append(args, h, a)
+	}
+	if err := rdb.HSet(ctx, keyBind, args...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := p.Bindings(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(got, want) {
+		t.Fatalf("%d bindings read, want %d (the same)", len(got), len(want))
 	}
 }

@@ -670,11 +670,17 @@ func (s *Syncer) syncKeys(ctx context.Context, tierOf map[string]string, rep *Re
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		part := recs[start:min(start+chunk, len(recs))]
+		in := recs[start:min(start+chunk, len(recs))]
 		// Revocations and expiry changes go both ways: what Redis took
 		// and the ledger missed is written to the ledger first, so a
 		// flushed store can never bring a revoked key back.
-		part, fixed, err := s.reconcile(ctx, part)
+		var part []keys.Record
+		var fixed int
+		err := retryTimeouts(ctx, func() error {
+			var err error
+			part, fixed, err = s.reconcile(ctx, in)
+			return err
+		})
 		if err != nil {
 			return err
 		}
@@ -700,10 +706,10 @@ func (s *Syncer) syncKeys(ctx context.Context, tierOf map[string]string, rep *Re
 		// The bindings go back before the records: once the record is
 		// there the key is usable, and a request arriving in between
 		// would otherwise bind it to some other account.
-		if err := s.restoreBindings(ctx, binds, rep); err != nil {
+		if err := retryTimeouts(ctx, func() error { return s.restoreBindings(ctx, binds, rep) }); err != nil {
 			return err
 		}
-		if err := s.restoreRecords(ctx, restore, rep); err != nil {
+		if err := retryTimeouts(ctx, func() error { return s.restoreRecords(ctx, restore, rep) }); err != nil {
 			return err
 		}
 		for _, r := range inactive {
@@ -728,7 +734,12 @@ func (s *Syncer) syncKeys(ctx context.Context, tierOf map[string]string, rep *Re
 	// A key bound to an account that now serves another tier would be
 	// moved on its next request anyway; unbinding it now keeps the slot
 	// counts of the account's new tier true.
-	binds, err := s.pool.Bindings(ctx)
+	var binds map[string]string
+	err = retryTimeouts(ctx, func() error {
+		var err error
+		binds, err = s.pool.Bindings(ctx)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("read bindings: %w", err)
 	}
