@@ -4,13 +4,12 @@ import (
 	"context"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/claude-route/claude-route/accounts"
 	"github.com/claude-route/claude-route/keys"
 	"github.com/claude-route/claude-route/login"
 	"github.com/claude-route/claude-route/ratelimit"
 	"github.com/claude-route/claude-route/refresh"
+	"github.com/claude-route/claude-route/route"
 	"github.com/claude-route/claude-route/syncer"
 	"github.com/claude-route/claude-route/usage"
 )
@@ -61,13 +60,11 @@ type Pool interface {
 	// Passive health and overflow (accounts/health.go).
 	Fail(ctx context.Context, account, byKeyHash string) (time.Time, error)
 	Succeeded(ctx context.Context, account string) error
-	QueueOverflow(ctx context.Context, pipe redis.Pipeliner, tier, from string, mark accounts.OverflowMark) *accounts.OverflowCmd
 	View(ctx context.Context, tierNames []string, slotsOf func(string) int) (map[string][]accounts.AccountView, error)
 }
 
 // AccountStore holds upstream credentials.
 type AccountStore interface {
-	QueueGet(ctx context.Context, pipe redis.Pipeliner, name string) *redis.MapStringStringCmd
 	Get(ctx context.Context, name string) (accounts.Account, error)
 	All(ctx context.Context) ([]accounts.Account, error)
 }
@@ -123,4 +120,13 @@ type UtilObserver interface {
 type LoginFlow interface {
 	Start(ctx context.Context, tier, name string) (login.Started, error)
 	Finish(ctx context.Context, id, pasted string) (login.Started, login.Tokens, error)
+}
+
+// RouteStores are the stores the router reads and writes, in package
+// route's own terms: the overflow choice reads the tier's other accounts
+// in the same pipeline as the choice itself.
+type RouteStores struct {
+	Pipelines route.Pipeliner // the store's client
+	Pool      route.Pool
+	Accounts  route.Accounts
 }

@@ -14,11 +14,12 @@ func ForApp(cfg Config, a *app.App) *Server {
 	cfg.AccountDir = a.Cfg.AccountDir
 	cfg.UpstreamURL = a.Cfg.UpstreamURL
 	d := Deps{
-		Pipelines: a.Store.Client, Store: a.Store, Tiers: a.Tiers, Keys: a.Keys, Pool: a.Pool, Accounts: a.Accounts,
+		Store: a.Store, Tiers: a.Tiers, Keys: a.Keys, Pool: a.Pool, Accounts: a.Accounts,
 		Limiter: a.Limiter, Refresher: a.Refresher, Usage: a.Usage, Spend: a.Spend, Syncer: a.Syncer,
 		Util: a.Util, Clock: a.Cfg.Clock, Log: a.Cfg.Log, Alerts: a.Alerts,
 		Admission: admission.Stores{Keys: a.Keys, Pool: a.Pool, Accounts: a.Accounts, Limiter: a.Limiter,
 			Leases: a.Leases, Spend: a.Spend, Batch: a.Batch},
+		Routing: RouteStores{Pipelines: a.Store.Client, Pool: a.Pool, Accounts: a.Accounts},
 	}
 	if a.Login != nil { // a nil *login.Flow in the interface would not be nil
 		d.Login = a.Login

@@ -76,8 +76,6 @@ type Config struct {
 
 // Deps are the collaborators; all but Refresher, Usage and Syncer are required.
 type Deps struct {
-	// Pipelines opens the router's pipelines (the store's client).
-	Pipelines route.Pipeliner
 	Store     Pinger
 	Tiers     *tiers.Live // the table in service; a sync may replace it (TIERS_FILE)
 	Keys      KeyStore
@@ -94,7 +92,9 @@ type Deps struct {
 	// Admission are the admission's stores (keys, bindings, quotas,
 	// concurrency leases, spend, the shared pipeline).
 	Admission admission.Stores
-	Alerts    AlertSink // nil: no alerts
+	// Routing are the stores the router reads and writes.
+	Routing RouteStores
+	Alerts  AlertSink // nil: no alerts
 	// Login runs `account login`'s sign-ins; nil: not configured.
 	Login LoginFlow
 	Clock clock.Clock
@@ -163,7 +163,7 @@ func New(cfg Config, d Deps) *Server {
 	s.metrics = newMetrics(s)
 	s.gate = admission.NewGate(admission.GateConfig{Stores: d.Admission, Tiers: d.Tiers, Clock: d.Clock, Log: d.Log,
 		CacheTTL: cfg.CacheTTL, StoreBudget: storeBudget})
-	s.router = route.New(route.Deps{Relay: up, Redis: d.Pipelines, Pool: d.Pool, Accounts: d.Accounts,
+	s.router = route.New(route.Deps{Relay: up, Redis: d.Routing.Pipelines, Pool: d.Routing.Pool, Accounts: d.Routing.Accounts,
 		Refresher: d.Refresher, Util: d.Util, Metrics: routeMetrics{s.metrics}, Forget: s.gate.Forget,
 		Clock: d.Clock, Log: d.Log})
 	gin.SetMode(gin.ReleaseMode)
