@@ -237,7 +237,7 @@ type flakyPool struct {
 	n    int
 }
 
-func (f *flakyPool) View(ctx context.Context, tiers []string, slotsOf func(string) int) (map[string][]accounts.AccountView, error) {
+func (f *flakyPool) ViewSlots(ctx context.Context, tiers []string, slotsOf func(string) int) (map[string][]accounts.AccountView, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.n++

@@ -11,7 +11,7 @@ import (
 
 type onePool map[string][]accounts.AccountView
 
-func (p onePool) View(context.Context, []string, func(string) int) (map[string][]accounts.AccountView, error) {
+func (p onePool) ViewSlots(context.Context, []string, func(string) int) (map[string][]accounts.AccountView, error) {
 	return p, nil
 }
 

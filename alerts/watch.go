@@ -14,7 +14,9 @@ import (
 
 // PoolViewer is what the watcher reads: the pool of the given tiers.
 type PoolViewer interface {
-	View(ctx context.Context, tierNames []string, slotsOf func(string) int) (map[string][]accounts.AccountView, error)
+	// ViewSlots is the pool without the bound-key counts (which read
+	// every binding): the watcher polls it every few seconds.
+	ViewSlots(ctx context.Context, tierNames []string, slotsOf func(string) int) (map[string][]accounts.AccountView, error)
 }
 
 // AccountLister lists the accounts' credentials (accounts.Store), read
@@ -149,7 +151,7 @@ func (w *Watcher) read(ctx context.Context) (*snapshot, error) {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	names := w.Tiers()
-	view, err := w.Pool.View(ctx, names, w.SlotsOf)
+	view, err := w.Pool.ViewSlots(ctx, names, w.SlotsOf)
 	if err != nil {
 		return nil, err
 	}

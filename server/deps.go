@@ -61,6 +61,8 @@ type Pool interface {
 	Fail(ctx context.Context, account, byKeyHash string) (time.Time, error)
 	Succeeded(ctx context.Context, account string) error
 	View(ctx context.Context, tierNames []string, slotsOf func(string) int) (map[string][]accounts.AccountView, error)
+	// ViewSlots is View without the bound-key counts (metrics).
+	ViewSlots(ctx context.Context, tierNames []string, slotsOf func(string) int) (map[string][]accounts.AccountView, error)
 }
 
 // AccountStore holds upstream credentials.

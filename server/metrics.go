@@ -113,7 +113,7 @@ func (p *poolCollector) snapshot() (map[string][]accounts.AccountView, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	p.view, p.err = p.s.d.Pool.View(ctx, p.s.d.Tiers.Names(), p.s.slotsOf)
+	p.view, p.err = p.s.d.Pool.ViewSlots(ctx, p.s.d.Tiers.Names(), p.s.slotsOf)
 	p.at = now
 	return p.view, p.err
 }
