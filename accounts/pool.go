@@ -151,10 +151,7 @@ func (p *Pool) Bind(ctx context.Context, keyHash, tier string, slots int) (Bindi
 // BindKey is Bind for a key that expires at expires (zero: never): past
 // it, or once the key was retired, it is refused with ErrKeyInactive.
 func (p *Pool) BindKey(ctx context.Context, keyHash, tier string, slots int, expires time.Time) (Binding, error) {
-	// runBind's body, not a call to it: this is the request path's binding,
-	// and on a cluster one frame fewer is what keeps it within 8 KiB.
-	res, err := p.callBind(ctx, keyHash, tier, slots, "", false, expires)
-	return p.bindAnswer(res, err, tier, slots, "")
+	return p.runBind(ctx, keyHash, tier, slots, "", false, expires)
 }
 
 // BindTo binds the key to a named account of its tier (key issue --account).
@@ -172,14 +169,8 @@ func (p *Pool) bind(ctx context.Context, keyHash, tier string, slots int, want s
 // errAlreadyBound: RestoreBinding found a live binding and left it alone.
 var errAlreadyBound = errors.New("already bound")
 
+// runBind runs the bind script and reads its answer.
 func (p *Pool) runBind(ctx context.Context, keyHash, tier string, slots int, want string, onlyUnbound bool, expires time.Time) (Binding, error) {
-	// Three frames, not one: the script's round trip runs below the first
-	// two, on the stack a stream then keeps; they stay small.
-	res, err := p.callBind(ctx, keyHash, tier, slots, want, onlyUnbound, expires)
-	return p.bindAnswer(res, err, tier, slots, want)
-}
-
-func (p *Pool) callBind(ctx context.Context, keyHash, tier string, slots int, want string, onlyUnbound bool, expires time.Time) ([]any, error) {
 	flag := "0"
 	if onlyUnbound {
 		flag = "1"
@@ -189,9 +180,10 @@ func (p *Pool) callBind(ctx context.Context, keyHash, tier string, slots int, wa
 		exp = expires.UnixMilli()
 	}
 	now := p.clock.Now()
-	return bindScript.Run(ctx, p.rdb,
+	res, err := bindScript.Run(ctx, p.rdb,
 		[]string{keyBind, keyUsed, keyBL, keyLimited, keyTier(tier), keyGone, keyCool, keyUtil},
 		keyHash, slots, now.Unix(), want, flag, exp, now.UnixMilli()).Slice()
+	return p.bindAnswer(res, err, tier, slots, want)
 }
 
 func (p *Pool) bindAnswer(res []any, err error, tier string, slots int, want string) (Binding, error) {

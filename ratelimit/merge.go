@@ -58,9 +58,7 @@ func (l *Limiter) AdmitMerged(ctx context.Context, r Request) (*Result, error) {
 			return &w.res, err
 		}
 	}
-	// A small frame leads the run: the script's round trip runs below it.
-	// r goes by pointer: each frame below that took a copy would hold it.
-	l.runMerged(gk, g, &r)
+	l.runMerged(gk, g, r)
 	<-w.done
 	l.noteAdmit(r, &w.res, w.err)
 	return &w.res, w.err
@@ -140,9 +138,8 @@ func (l *Limiter) handOnLocked(gk string, g *mergeGroup) {
 }
 
 // runMerged runs one batch: everyone queued now (the leader first), up
-// to mergeMax; then hands the lead to whoever came meanwhile. Its frame
-// is small: the script's round trip runs below it on a request's stack.
-func (l *Limiter) runMerged(gk string, g *mergeGroup, r *Request) {
+// to mergeMax; then hands the lead to whoever came meanwhile.
+func (l *Limiter) runMerged(gk string, g *mergeGroup, r Request) {
 	l.mu.Lock()
 	n := min(len(g.queue), mergeMax)
 	batch := slices.Clone(g.queue[:n])
@@ -156,26 +153,16 @@ func (l *Limiter) runMerged(gk string, g *mergeGroup, r *Request) {
 	l.mu.Unlock()
 }
 
-// runMany runs manyScript for the batch. The script's round trip runs
-// below this frame on a request's stack, so the arguments are built and
-// the answer checked in frames of their own (manyArgs, manyAnswer).
-func (l *Limiter) runMany(r *Request, batch []*mergeWaiter) ([]int64, error) {
-	keys, ids := l.manyArgs(r, batch)
+// runMany runs manyScript for the batch: one place for each waiter.
+func (l *Limiter) runMany(r Request, batch []*mergeWaiter) ([]int64, error) {
+	args := make([]any, 0, 3+len(batch))
+	args = append(args, r.Limit, r.Window.Milliseconds(), l.nowArg())
+	for _, w := range batch {
+		args = append(args, w.id)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), mergeTimeout)
 	defer cancel()
-	return manyAnswer(l.many.Run(ctx, l.rdb, keys, ids...).Int64Slice())
-}
-
-func (l *Limiter) manyArgs(r *Request, batch []*mergeWaiter) (keys []string, ids []any) {
-	ids = make([]any, 0, 3+len(batch))
-	ids = append(ids, r.Limit, r.Window.Milliseconds(), l.nowArg())
-	for _, w := range batch {
-		ids = append(ids, w.id)
-	}
-	return []string{r.Key()}, ids
-}
-
-func manyAnswer(v []int64, err error) ([]int64, error) {
+	v, err := l.many.Run(ctx, l.rdb, []string{r.Key()}, args...).Int64Slice()
 	if err == nil && len(v) != 5 {
 		err = fmt.Errorf("script returned %d values, want 5", len(v))
 	}
@@ -183,13 +170,13 @@ func manyAnswer(v []int64, err error) ([]int64, error) {
 }
 
 // deliver gives each waiter of the batch its share of the run's answer.
-func deliver(r *Request, batch []*mergeWaiter, v []int64, err error) {
+func deliver(r Request, batch []*mergeWaiter, v []int64, err error) {
 	for i, w := range batch {
 		if err != nil {
 			w.res = Result{ID: w.id, Subject: r.Subject, Family: r.Family, Limit: r.Limit}
 			w.err = fmt.Errorf("ratelimit: admit %s: %w", r.Family, err)
 		} else {
-			w.res = mergedResult(*r, w.id, i, v)
+			w.res = mergedResult(r, w.id, i, v)
 		}
 		close(w.done)
 	}
