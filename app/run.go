@@ -82,21 +82,32 @@ func (a *App) Run(ctx context.Context, ln net.Listener, h HTTP) error {
 			}
 		})
 	}()
+	// Either listener ending (ctx, or a failure) ends both: a process
+	// whose public listener died exits rather than living on with only its
+	// admin surface.
+	sctx, stopServing := context.WithCancel(ctx)
+	defer stopServing()
 	adminErr := make(chan error, 1)
 	if a.AdminListener != nil {
-		go func() { adminErr <- h.ServeAdmin(ctx, a.AdminListener, a.Cfg.ShutdownGrace) }()
+		go func() {
+			err := h.ServeAdmin(sctx, a.AdminListener, a.Cfg.ShutdownGrace)
+			stopServing()
+			adminErr <- err
+		}()
 	} else {
 		adminErr <- nil
 	}
-	err := h.Serve(ctx, ln, a.Cfg.ShutdownGrace)
+	err := h.Serve(sctx, ln, a.Cfg.ShutdownGrace)
+	stopServing()
+	// Both surfaces drained before the background work stops.
+	if aerr := <-adminErr; err == nil {
+		err = aerr
+	}
 	stop()
 	wg.Wait()
 	a.flushUsage()
 	a.saveStoreFile() // after the usage totals: they are in it
 	a.closeLedger()
-	if aerr := <-adminErr; err == nil {
-		err = aerr
-	}
 	return err
 }
 

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -118,5 +119,59 @@ func TestRunSyncsServesAndWritesWhatIsInMemoryAtStop(t *testing.T) {
 	}
 	if fi, err := os.Stat(storeFile); err != nil || fi.Size() == 0 {
 		t.Fatalf("STORE_FILE not written at stop: %v", err)
+	}
+}
+
+// failingHTTP's public listener fails at once; its admin listener serves
+// until its context ends.
+type failingHTTP struct{ adminDone chan struct{} }
+
+var errAccept = errors.New("accept: too many open files")
+
+func (f *failingHTTP) Serve(context.Context, net.Listener, time.Duration) error { return errAccept }
+
+func (f *failingHTTP) ServeAdmin(ctx context.Context, _ net.Listener, _ time.Duration) error {
+	<-ctx.Done()
+	close(f.adminDone)
+	return nil
+}
+
+// A public listener that fails ends Run with its error, the admin
+// listener stopped too: the process exits (and is restarted) instead of
+// living on with only its admin surface until a signal comes.
+func TestRunEndsWhenTheListenerFails(t *testing.T) {
+	dir := t.TempDir()
+	log := logrus.New()
+	log.SetOutput(&testenv.Buffer{})
+	a, err := Assemble(t.Context(), Config{AccountDir: dir, ProductDir: filepath.Join(dir, "product"),
+		SyncInterval: time.Hour, ShutdownGrace: time.Second, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	listen := func() net.Listener {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		return ln
+	}
+	a.AdminListener = listen()
+	h := &failingHTTP{adminDone: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() { done <- a.Run(t.Context(), listen(), h) }() // a context that does not end
+	select {
+	case err := <-done:
+		if !errors.Is(err, errAccept) {
+			t.Fatalf("Run: %v, want the listener's error", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run still running 10 s after its listener failed")
+	}
+	select {
+	case <-h.adminDone:
+	default:
+		t.Fatal("the admin listener was left serving")
 	}
 }
