@@ -1,6 +1,8 @@
-// Package server wires the packages into the HTTP service: the customer API
-// (the proxy), the admin API and dashboard, /health and /metrics. It owns no
-// Redis state of its own.
+// Package server is the HTTP surface: the customer API (the proxy handler:
+// admit, route, settle), the admin API and dashboard, /health and /metrics.
+// It owns no Redis state and knows no Redis driver; package app assembles
+// the stores and runs the lifecycle, and ForApp builds a Server on an
+// assembled App.
 package server
 
 import (
