@@ -73,13 +73,19 @@ const rateLimitPrefix = "Anthropic-Ratelimit-"
 // ObserveHeaders records the rate-limit headers of an answer of account
 // (an http.Header) as the account's latest; an answer without any leaves
 // the previous one. It copies only those headers, into a buffer the
-// account reuses, and parses nothing: Flush does.
+// account reuses, and parses nothing: Flush does. An answer without
+// rate-limit headers (API-key accounts, most relays) costs a scan of its
+// header names: no lock, no allocation.
 func (w *UtilWriter) ObserveHeaders(account string, h map[string][]string, at time.Time) {
+	if !hasRateLimit(h) {
+		return
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	r := w.raw[account]
 	if r == nil {
 		r = &rawUtil{}
+		w.raw[account] = r
 	}
 	pairs := r.pairs[:0]
 	for k, vs := range h {
@@ -87,12 +93,18 @@ func (w *UtilWriter) ObserveHeaders(account string, h map[string][]string, at ti
 			pairs = append(pairs, k, vs[0])
 		}
 	}
-	if len(pairs) == 0 {
-		return
-	}
 	r.pairs, r.at, r.fresh = pairs, at, true
-	w.raw[account] = r
 	delete(w.pending, account)
+}
+
+// hasRateLimit reports whether h carries a rate-limit header with a value.
+func hasRateLimit(h map[string][]string) bool {
+	for k, vs := range h {
+		if len(vs) > 0 && strings.HasPrefix(k, rateLimitPrefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // Flush writes what was observed since the last flush: the latest
