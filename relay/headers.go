@@ -116,12 +116,30 @@ var errorAllow = map[string]bool{"Retry-After": true, "X-Should-Retry": true}
 // CopyResponseHeaders copies the allowed upstream headers into dst. The
 // length passes for whole answers only: the proxy may end a stream early
 // with an error event, so it does not promise a stream's length.
+// The copied values share one backing array (each header's slice capped
+// at its own end, so an Add to one never writes into the next): one
+// allocation per answer instead of one per header.
 func CopyResponseHeaders(dst, src http.Header, status int) {
 	sse := IsSSE(src)
+	var vals []string
 	for k, vv := range src {
 		ck := textproto.CanonicalMIMEHeaderKey(k)
 		if responseAllow[ck] || (status >= 400 && errorAllow[ck]) || (ck == "Content-Length" && !sse) {
-			dst[ck] = append([]string(nil), vv...)
+			if vals == nil {
+				vals = make([]string, 0, valueCount(src))
+			}
+			i := len(vals)
+			vals = append(vals, vv...)
+			dst[ck] = vals[i:len(vals):len(vals)]
 		}
 	}
+}
+
+// valueCount is how many values h holds.
+func valueCount(h http.Header) int {
+	n := 0
+	for _, vv := range h {
+		n += len(vv)
+	}
+	return n
 }

@@ -132,7 +132,7 @@ func (r *Router) send(ctx context.Context, c *call) (*relay.Call, error) {
 
 // upstreamFailed is the refusal for an attempt that produced no answer.
 func (r *Router) upstreamFailed(c *call, err error) error {
-	r.d.Log.WithFields(c.Log).WithField("account", c.acct.Name).Warnf("upstream call failed: %s", relay.RedactURLError(err))
+	r.d.Log.WithFields(c.logFields()).WithField("account", c.acct.Name).Warnf("upstream call failed: %s", relay.RedactURLError(err))
 	if relay.IsTimeout(err) {
 		return &Refusal{Status: http.StatusGatewayTimeout, Type: "timeout_error", Msg: "The upstream did not answer in time", Cause: err}
 	}

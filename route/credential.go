@@ -18,7 +18,7 @@ import (
 // their own key is bad.
 func (r *Router) accountFailed(ctx context.Context, c *call, att relay.Attempt) (retry bool, err error) {
 	reason := att.Reason
-	log := r.d.Log.WithFields(c.Log).WithField("account", c.acct.Name)
+	log := r.d.Log.WithFields(c.logFields()).WithField("account", c.acct.Name)
 	switch att.Kind {
 	case relay.Expired:
 		if r.d.Refresher == nil || c.acct.Kind != accounts.OAuth {

@@ -33,12 +33,12 @@ func (r *Router) overflow(ctx context.Context, c *call, att relay.Attempt) bool 
 		if r.d.Metrics != nil {
 			r.d.Metrics.Overflowed(c.Tier, att.Reason)
 		}
-		r.d.Log.WithFields(c.Log).WithField("from", from).WithField("to", to).WithField("reason", att.Reason).
+		r.d.Log.WithFields(c.logFields()).WithField("from", from).WithField("to", to).WithField("reason", att.Reason).
 			Info("overflow: serving this request from another account of the tier")
 		return true
 	}
 	if !errors.Is(err, accounts.ErrNoOverflow) {
-		r.d.Log.WithFields(c.Log).WithField("account", from).WithError(err).Warn("overflow failed")
+		r.d.Log.WithFields(c.logFields()).WithField("account", from).WithError(err).Warn("overflow failed")
 		r.settleAccount(from, mark) // the script may not have run
 	}
 	return false

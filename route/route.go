@@ -128,8 +128,9 @@ type Request struct {
 	// and returns the account it is bound to now. Its error is returned
 	// as Outcome.Refused as is.
 	Rebind func(ctx context.Context) (accounts.Account, error)
-	// Log names the request in log lines (key, tier).
-	Log logrus.Fields
+	// KeyID names the key in log lines (with Tier); the fields are built
+	// only when a line is written (logFields), not for every request.
+	KeyID string
 	// Hooks act on the relayed answer (relay.Hooks).
 	Hooks relay.Hooks
 }
@@ -216,13 +217,16 @@ func (r *Router) finish(c *call, res *relay.Result) Outcome {
 		r.d.Metrics.Streams(-1)
 	}
 	if res.ReadErr != nil && !res.ClientGone && !res.Shutdown {
-		r.d.Log.WithFields(c.Log).WithField("account", c.acct.Name).Warnf("upstream answer broke: %s", relay.RedactURLError(res.ReadErr))
+		r.d.Log.WithFields(c.logFields()).WithField("account", c.acct.Name).Warnf("upstream answer broke: %s", relay.RedactURLError(res.ReadErr))
 	}
 	if c.att.Kind == relay.Answer && res.Status < 500 {
 		r.succeeded(c)
 	}
 	return Outcome{Result: res, Account: c.acct.Name}
 }
+
+// logFields name the request in a log line.
+func (c *call) logFields() logrus.Fields { return logrus.Fields{"key": c.KeyID, "tier": c.Tier} }
 
 // header is the caller's header hook for a relayed rejected 429: it also
 // tells the client when the account's limit resets, unless the upstream

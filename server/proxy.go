@@ -44,6 +44,10 @@ type request struct {
 	adm *admission.Admission
 	// served names the account that answered (an overflow one, maybe).
 	served string
+	// routed and hooks are routing's view of the request (routeRequest),
+	// kept here: one allocation per request instead of three.
+	routed route.Request
+	hooks  answerHooks
 }
 
 // proxy reads Admit → Route → Settle. The admission ends however the
@@ -74,10 +78,17 @@ func (s *Server) proxy(c *ginContext, counted bool) {
 func (s *Server) forwarded(path string, req *request, status int) {
 	cl := req.cl
 	s.metrics.request(cl.Tier.Name, req.adm.Family, status)
-	s.log.WithFields(logrus.Fields{
+	if !s.log.IsLevelEnabled(logrus.InfoLevel) {
+		return
+	}
+	// The entry is built on these fields as they are: WithFields would
+	// copy them into a map of its own (and check each for a func) before
+	// Info copies them once more.
+	e := &logrus.Entry{Logger: s.log, Data: logrus.Fields{
 		"key": cl.Rec.ID, "tier": cl.Tier.Name, "account": req.served, "model": req.model,
 		"stream": req.stream, "status": status, "ms": s.d.Clock.Now().Sub(req.start).Milliseconds(),
-	}).Info(path)
+	}}
+	e.Info(path)
 }
 
 // refuse answers a request the admission refused. A refusal before the
@@ -125,10 +136,11 @@ func (s *Server) quotaRequest(cl *caller, family string, limit int) ratelimit.Re
 	return ratelimit.Request{Subject: cl.Hash, Family: family, Limit: limit, Window: time.Duration(s.d.Tiers.Load().Window)}
 }
 
+// setQuotaHeaders sets the key's x-ratelimit-* headers (as Set would:
+// canonical names, one value each), their values in one slice.
 func setQuotaHeaders(h http.Header, q ratelimit.Result) {
-	h.Set("X-Ratelimit-Limit", strconv.Itoa(q.Limit))
-	h.Set("X-Ratelimit-Remaining", strconv.Itoa(q.Remaining))
-	h.Set("X-Ratelimit-Reset", q.Reset.UTC().Format(time.RFC3339))
+	vs := []string{strconv.Itoa(q.Limit), strconv.Itoa(q.Remaining), q.Reset.UTC().Format(time.RFC3339)}
+	h["X-Ratelimit-Limit"], h["X-Ratelimit-Remaining"], h["X-Ratelimit-Reset"] = vs[0:1:1], vs[1:2:2], vs[2:3:3]
 }
 
 // refund gives the request's place back: it produced no answer. A
@@ -143,11 +155,13 @@ func (s *Server) refund(req *request) {
 
 // routeRequest is what routing needs of the request.
 func (s *Server) routeRequest(in *http.Request, req *request) *route.Request {
-	h := &answerHooks{s: s, req: req}
-	return &route.Request{In: in, Body: req.body, Tier: req.cl.Tier.Name, Overflows: req.cl.Tier.Overflows(), Key: req.cl.Hash,
+	h := &req.hooks
+	h.s, h.req = s, req
+	req.routed = route.Request{In: in, Body: req.body, Tier: req.cl.Tier.Name, Overflows: req.cl.Tier.Overflows(), Key: req.cl.Hash,
 		AccountConcurrency: req.cl.Tier.AccountConcurrency,
-		Account:            req.adm.Account, State: req.adm.State, Rebind: req.adm.Rebind, Log: logFields(req.cl),
+		Account:            req.adm.Account, State: req.adm.State, Rebind: req.adm.Rebind, KeyID: req.cl.Rec.ID,
 		Hooks: relay.Hooks{Header: h.header, FirstByte: h.firstByte}}
+	return &req.routed
 }
 
 // settle answers a refusal and settles the request from routing's one
