@@ -184,6 +184,19 @@ func TestResponseHeaderAllowlist(t *testing.T) {
 	if bad.Get("Retry-After") != "5" || bad.Get("Anthropic-Organization-Id") != "" {
 		t.Errorf("error answer headers: %v", bad)
 	}
+	// The copies share one backing array: adding a value to one header
+	// (the server adds its own) changes no other, nor the upstream's.
+	for k := range bad {
+		bad.Add(k, "added")
+	}
+	for k, vv := range bad {
+		if len(vv) != 2 || vv[0] != src.Get(k) || vv[1] != "added" {
+			t.Errorf("%s = %q after an Add, want [%q added]", k, vv, src.Get(k))
+		}
+		if src.Values(k)[0] == "added" || len(src.Values(k)) != 1 {
+			t.Errorf("upstream's %s changed: %q", k, src.Values(k))
+		}
+	}
 }
 
 // An upstream answering 307 to another host must not hand that host the
