@@ -504,6 +504,23 @@ func (p *Pool) Recount(ctx context.Context) (dropped int, err error) {
 	return n, nil
 }
 
+// SlotsUsed returns the slot counters: account → slots taken.
+func (p *Pool) SlotsUsed(ctx context.Context) (map[string]int, error) {
+	m, err := p.rdb.HGetAll(ctx, keyUsed).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read slot counters: %w", err)
+	}
+	out := make(map[string]int, len(m))
+	for a, v := range m {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return nil, fmt.Errorf("slot counter of %s: %w", a, err)
+		}
+		out[a] = n
+	}
+	return out, nil
+}
+
 // Bindings returns every key hash → account binding.
 //
 // It reads the hash with HSCAN, 1,000 fields a call, not one HGETALL: at

@@ -34,3 +34,44 @@ func retryTimeouts(ctx context.Context, op func() error) error {
 		}
 	}
 }
+
+// slotCounter reads the pool's slot counters (accounts.Pool).
+type slotCounter interface {
+	SlotsUsed(ctx context.Context) (map[string]int, error)
+}
+
+// countsAgree says whether the slot counters already match binds (read by
+// this sync) and every binding names an account of the pool (tierOf): then
+// the recount, one script over the whole bind hash that holds Redis for as
+// long as it runs (past the read timeout at 100,000 keys on a loaded
+// machine, failing the sync), has nothing to fix. Binds made while the
+// bindings were read can make them look apart; the recount then runs, as
+// it always did. Any doubt (no counter reader, a read error) runs it too.
+func (s *Syncer) countsAgree(ctx context.Context, tierOf map[string]string, binds map[string]string) bool {
+	sc, ok := s.pool.(slotCounter)
+	if !ok || binds == nil {
+		return false
+	}
+	used, err := sc.SlotsUsed(ctx)
+	if err != nil {
+		return false
+	}
+	counts := map[string]int{}
+	for _, a := range binds {
+		if _, member := tierOf[a]; !member {
+			return false
+		}
+		counts[a]++
+	}
+	for a, n := range counts {
+		if used[a] != n {
+			return false
+		}
+	}
+	for a, n := range used {
+		if n != counts[a] {
+			return false
+		}
+	}
+	return true
+}

@@ -540,14 +540,17 @@ func (s *Syncer) run(ctx context.Context) (rep Report, err error) {
 	if err != nil {
 		return rep, err
 	}
-	if err := s.syncKeys(ctx, tierOf, &rep); err != nil {
+	var binds map[string]string
+	if err := s.syncKeys(ctx, tierOf, &rep, &binds); err != nil {
 		return rep, err
 	}
-	dropped, err := s.pool.Recount(ctx)
-	if err != nil {
-		return rep, err
+	if !s.countsAgree(ctx, tierOf, binds) {
+		dropped, err := s.pool.Recount(ctx)
+		if err != nil {
+			return rep, err
+		}
+		rep.BindingsMoved += dropped
 	}
-	rep.BindingsMoved += dropped
 	if s.rf != nil {
 		// The sync itself succeeded; a re-plan failure is the refresher's
 		// to retry (it re-plans on its own schedule too).
@@ -653,8 +656,9 @@ type forgetter interface {
 
 // syncKeys brings back every ledger key Redis lacks, with its binding,
 // frees the slots of keys that are revoked or expired, and unbinds keys
-// whose account moved to another tier. tierOf is each account's tier.
-func (s *Syncer) syncKeys(ctx context.Context, tierOf map[string]string, rep *Report) error {
+// whose account moved to another tier. tierOf is each account's tier;
+// bindsOut gets the bindings it read at its end.
+func (s *Syncer) syncKeys(ctx context.Context, tierOf map[string]string, rep *Report, bindsOut *map[string]string) error {
 	recs, err := s.ledger.All(ctx)
 	if err != nil {
 		return fmt.Errorf("read ledger: %w", err)
@@ -743,6 +747,7 @@ func (s *Syncer) syncKeys(ctx context.Context, tierOf map[string]string, rep *Re
 	if err != nil {
 		return fmt.Errorf("read bindings: %w", err)
 	}
+	*bindsOut = binds
 	// A request may rebind such a key between the read and the release;
 	// releasing that fresh binding only makes it bind once more, never
 	// refuses it.
