@@ -74,6 +74,12 @@ type Config struct {
 	// StoreFile is STORE_FILE: with the embedded store, where its data is
 	// kept between runs (storefile.go). Empty: nothing is kept.
 	StoreFile string
+	// Store bounds each store call (zero fields: store.Open's defaults),
+	// and StoreBudget each batch of the request path's store work (0:
+	// StoreBudget). Production keeps both; tests on a store the machine's
+	// load slows down lengthen them.
+	Store       store.Options
+	StoreBudget time.Duration
 }
 
 // App is an assembled service: the store and every package on it. Its HTTP
@@ -168,13 +174,16 @@ func Assemble(ctx context.Context, cfg Config) (*App, error) {
 		return nil, fmt.Errorf("PRODUCT_DIR: %w", err)
 	}
 	store.RouteLogs(log)
-	st, err := store.Open(cfg.RedisURL, store.Options{})
+	st, err := store.Open(cfg.RedisURL, cfg.Store)
 	if err != nil {
 		return nil, err
 	}
+	if cfg.StoreBudget <= 0 {
+		cfg.StoreBudget = StoreBudget
+	}
 
 	rdb := st.Client
-	a := &App{Cfg: cfg, Store: st, Batch: store.NewCoalescer(rdb, 2, StoreBudget), Tiers: tiers.NewLive(cfg.Tiers, cfg.TiersFile)}
+	a := &App{Cfg: cfg, Store: st, Batch: store.NewCoalescer(rdb, 2, cfg.StoreBudget), Tiers: tiers.NewLive(cfg.Tiers, cfg.TiersFile)}
 	if err := a.restoreStore(ctx); err != nil {
 		a.Batch.Close()
 		st.Close()

@@ -21,6 +21,7 @@ import (
 	"github.com/claude-route/claude-route/internal/fakeupstream"
 	"github.com/claude-route/claude-route/internal/testenv"
 	"github.com/claude-route/claude-route/keys"
+	"github.com/claude-route/claude-route/store"
 	"github.com/claude-route/claude-route/tiers"
 )
 
@@ -54,6 +55,8 @@ type env struct {
 	adminURLs []string
 	tweaks    []func(*app.Config)
 	alerts    app.AlertConfig
+	// slack: the store deadlines of storeSlack, not production's.
+	slack bool
 }
 
 // withApp changes each instance's configuration before it is assembled.
@@ -94,6 +97,21 @@ func withQuickWatch() envOpt { return func(e *env) { e.alerts.WatchEvery = 200 *
 // withRedis points the world at a private redis-server (store-fault tests).
 func withRedis(url string) envOpt { return func(e *env) { e.redisURL = url } }
 
+// withStoreSlack gives the world the store deadlines of storeSlack, which
+// worlds on the shared test store have anyway.
+func withStoreSlack() envOpt { return func(e *env) { e.slack = true } }
+
+// storeSlack is the store deadlines of worlds on the shared test store:
+// seconds instead of production's 300/400 ms per call and 900 ms per batch
+// of a request's store work. That store answers as late as the machine's
+// load makes it, and production answers a late store with 503 (under load
+// TestKeyLifecycleAdminAPI got one). Store-fault tests use a private store
+// (withRedis) and keep production's deadlines.
+var storeSlack = struct {
+	call   store.Options
+	budget time.Duration
+}{store.Options{DialTimeout: 5 * time.Second, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second}, 10 * time.Second}
+
 // newEnvB is newEnv for benchmarks.
 func newEnvB(b *testing.B, opts ...envOpt) *env { return newEnv(b, opts...) }
 
@@ -113,6 +131,7 @@ func newEnv(t testing.TB, opts ...envOpt) *env {
 	}
 	if e.redisURL == "" {
 		e.redisURL = testenv.RedisURL(t, 7)
+		e.slack = true
 	}
 	t.Cleanup(e.fake.Close)
 	return e
@@ -159,6 +178,9 @@ func (e *env) start() string {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	scfg := Config{AdminToken: adminToken, HeaderTimeout: 2 * time.Second}
+	if e.slack {
+		scfg.StoreBudget = storeSlack.budget
+	}
 	for _, f := range e.srvCfg {
 		f(&scfg)
 	}
@@ -180,6 +202,9 @@ func (e *env) start() string {
 		Log:             log,
 	}
 	cfg.Alerts = e.alerts
+	if e.slack {
+		cfg.Store, cfg.StoreBudget = storeSlack.call, storeSlack.budget
+	}
 	for _, f := range e.tweaks {
 		f(&cfg)
 	}

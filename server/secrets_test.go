@@ -30,9 +30,7 @@ func TestNoSecretLeaks(t *testing.T) {
 		}
 		seen.Write(r.body)
 	}
-	var out struct{ Key string }
-	e.admin(http.MethodPost, "/admin/api/keys", map[string]string{"tier": "high", "account": "o1"}, &out)
-	key := out.Key
+	key := e.issue("high", "o1")
 	record(post(t, url, "/v1/messages", key, msgBody("claude-sonnet-4-5", false)))
 	record(post(t, url, "/v1/messages", key, msgBody("claude-sonnet-4-5", true)))
 	record(post(t, url, "/v1/messages/count_tokens", key, msgBody("claude-sonnet-4-5", false)))

@@ -59,6 +59,9 @@ type Config struct {
 	MetricsPublic bool
 	// AccountDir is ACCOUNT_DIR, where the admin API's account verbs write.
 	AccountDir string
+	// StoreBudget bounds each round of a request's store work before it
+	// goes upstream (0: storeBudget, 900 ms); past it the answer is 503.
+	StoreBudget time.Duration
 	// StreamIdleTimeout ends an answer when no byte came from the upstream
 	// for that long (STREAM_IDLE_TIMEOUT, default 5 m).
 	StreamIdleTimeout time.Duration
@@ -157,6 +160,9 @@ func New(cfg Config, d Deps) *Server {
 	if cfg.CacheTTL == 0 {
 		cfg.CacheTTL = time.Second
 	}
+	if cfg.StoreBudget <= 0 {
+		cfg.StoreBudget = storeBudget
+	}
 	up := relay.New(relay.Config{DefaultURL: cfg.UpstreamURL, HeaderTimeout: cfg.HeaderTimeout,
 		IdleTimeout: cfg.StreamIdleTimeout, Clock: d.Clock, Transport: cfg.Transport})
 	s := &Server{cfg: cfg, d: d, log: d.Log,
@@ -164,7 +170,7 @@ func New(cfg Config, d Deps) *Server {
 		refusals: logsample.New(d.Clock, time.Second)}
 	s.metrics = newMetrics(s)
 	s.gate = admission.NewGate(admission.GateConfig{Stores: d.Admission, Tiers: d.Tiers, Clock: d.Clock, Log: d.Log,
-		CacheTTL: cfg.CacheTTL, StoreBudget: storeBudget})
+		CacheTTL: cfg.CacheTTL, StoreBudget: cfg.StoreBudget})
 	s.router = route.New(route.Deps{Relay: up, Redis: d.Routing.Pipelines, Pool: d.Routing.Pool, Accounts: d.Routing.Accounts,
 		Refresher: d.Refresher, Util: d.Util, Metrics: routeMetrics{s.metrics}, Forget: s.gate.Forget,
 		Clock: d.Clock, Log: d.Log})

@@ -126,3 +126,42 @@ func TestSlowStoreCountsExactly(t *testing.T) {
 		t.Fatalf("served %d: quota count %d, usage requests %d (statuses %v)", served, used, requests, statuses)
 	}
 }
+
+// A request whose store replies come 450 ms late, past the store client's
+// 400 ms read timeout: production's deadlines answer 503 (what a loaded
+// machine did to TestKeyLifecycleAdminAPI once), the harness's storeSlack
+// serves it. Worlds on the shared test store have storeSlack, so their
+// tests do not assume a machine fast enough for production's deadlines.
+func TestStoreSlackRidesOutLateReplies(t *testing.T) {
+	if testenv.IsCluster() {
+		t.Skip("the slow proxy fronts one server; the unit stage runs this")
+	}
+	tests := []struct {
+		name string
+		opts []envOpt
+		want int
+	}{
+		{"production's deadlines", nil, http.StatusServiceUnavailable},
+		{"the harness's slack", []envOpt{withStoreSlack()}, http.StatusOK},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			base := testenv.RedisURL(t, 7)
+			o, err := store.ParseURL(base)
+			if err != nil {
+				t.Fatal(err)
+			}
+			proxy := testenv.NewSlowProxy(t, o.Addrs[0], 0)
+			e := newEnv(t, append(tc.opts, withRedis("redis://"+proxy.Addr()+base[strings.LastIndexByte(base, '/'):]))...)
+			e.apiAccount("high", "h1")
+			url := e.start()
+			key := e.issue("high") // not used yet: its first request reads the store
+			proxy.SetDelay(450 * time.Millisecond)
+			r := post(t, url, "/v1/messages", key, msgBody("claude-sonnet-4-5", false))
+			proxy.SetDelay(0)
+			if r.status != tc.want {
+				t.Fatalf("status %d, want %d: %s", r.status, tc.want, r.body)
+			}
+		})
+	}
+}
