@@ -90,54 +90,28 @@ var mapped = map[string]bool{
 // request that cannot be converted faithfully is an *Error with status 400
 // naming the parameter, never a silently different request.
 func ConvertRequest(body []byte, opts RequestOptions) (Request, *Error) {
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(body, &fields); err != nil || fields == nil {
-		return Request{}, badRequest("", "The request body must be a JSON object: %s", jsonErr(err))
-	}
-	// Explicit nulls mean "not given", as OpenAI treats them.
-	for k, v := range fields {
-		if string(v) == "null" {
-			delete(fields, k)
-		}
-	}
-	if err := checkParams(fields); err != nil {
+	fields, err := fieldsOf(body, checkParams)
+	if err != nil {
 		return Request{}, err
 	}
 	var out messagesRequest
-	if err := str(fields, "model", &out.Model); err != nil {
+	if out.Model, err = modelOf(fields, opts); err != nil {
 		return Request{}, err
 	}
-	if strings.TrimSpace(out.Model) == "" {
-		return Request{}, badRequest("model", "model: a model name is required")
-	}
-	if opts.Model != nil {
-		out.Model = opts.Model(out.Model)
-	}
-	var err *Error
 	if out.System, out.Messages, err = convertMessages(fields["messages"]); err != nil {
 		return Request{}, err
 	}
 	if out.MaxTokens, err = maxTokens(fields, opts.MaxTokens, "max_completion_tokens", "max_tokens"); err != nil {
 		return Request{}, err
 	}
-	if out.Temperature, err = number(fields, "temperature", 0, 1,
-		"temperature: Claude models accept 0 to 1"); err != nil {
-		return Request{}, err
-	}
-	if out.TopP, err = number(fields, "top_p", 0, 1, "top_p: must be between 0 and 1"); err != nil {
+	if err = sampling(fields, &out); err != nil {
 		return Request{}, err
 	}
 	if out.StopSequences, err = stops(fields["stop"]); err != nil {
 		return Request{}, err
 	}
-	if v, ok := fields["user"]; ok {
-		var u string
-		if json.Unmarshal(v, &u) != nil {
-			return Request{}, badRequest("user", "user: must be a string")
-		}
-		if u != "" {
-			out.Metadata = &metadata{UserID: userID(u)}
-		}
+	if out.Metadata, err = endUser(fields, "user"); err != nil {
+		return Request{}, err
 	}
 	req := Request{}
 	if v, ok := fields["stream"]; ok && json.Unmarshal(v, &req.Stream) != nil {
@@ -176,12 +150,7 @@ func ConvertRequest(body []byte, opts RequestOptions) (Request, *Error) {
 			return Request{}, err
 		}
 	}
-	b, merr := marshalErr(out)
-	if merr != nil {
-		return Request{}, badRequest("", "The request could not be converted: %v", merr)
-	}
-	req.Body, req.Model = b, out.Model
-	return req, nil
+	return finish(req, out)
 }
 
 // checkParams refuses unknown and unmappable parameters, naming them all

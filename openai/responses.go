@@ -44,27 +44,13 @@ var responsesMapped = map[string]bool{
 // The request it returns converts its answer into a response object or
 // the Responses stream.
 func ConvertResponsesRequest(body []byte, opts RequestOptions) (Request, *Error) {
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(body, &fields); err != nil || fields == nil {
-		return Request{}, badRequest("", "The request body must be a JSON object: %s", jsonErr(err))
-	}
-	for k, v := range fields {
-		if string(v) == "null" {
-			delete(fields, k)
-		}
-	}
-	if err := checkResponsesParams(fields); err != nil {
+	fields, err := fieldsOf(body, checkResponsesParams)
+	if err != nil {
 		return Request{}, err
 	}
 	var out messagesRequest
-	if err := str(fields, "model", &out.Model); err != nil {
+	if out.Model, err = modelOf(fields, opts); err != nil {
 		return Request{}, err
-	}
-	if strings.TrimSpace(out.Model) == "" {
-		return Request{}, badRequest("model", "model: a model name is required")
-	}
-	if opts.Model != nil {
-		out.Model = opts.Model(out.Model)
 	}
 	var system []string
 	if v, ok := fields["instructions"]; ok {
@@ -91,22 +77,11 @@ func ConvertResponsesRequest(body []byte, opts RequestOptions) (Request, *Error)
 			return Request{}, err
 		}
 	}
-	if out.Temperature, err = number(fields, "temperature", 0, 1, "temperature: Claude models accept 0 to 1"); err != nil {
+	if err = sampling(fields, &out); err != nil {
 		return Request{}, err
 	}
-	if out.TopP, err = number(fields, "top_p", 0, 1, "top_p: must be between 0 and 1"); err != nil {
+	if out.Metadata, err = endUser(fields, "user", "safety_identifier"); err != nil {
 		return Request{}, err
-	}
-	for _, name := range []string{"user", "safety_identifier"} {
-		if v, ok := fields[name]; ok {
-			var u string
-			if json.Unmarshal(v, &u) != nil {
-				return Request{}, badRequest(name, "%s: must be a string", name)
-			}
-			if u != "" {
-				out.Metadata = &metadata{UserID: userID(u)}
-			}
-		}
 	}
 	req := Request{responses: true}
 	if v, ok := fields["stream"]; ok && json.Unmarshal(v, &req.Stream) != nil {
@@ -145,12 +120,7 @@ func ConvertResponsesRequest(body []byte, opts RequestOptions) (Request, *Error)
 			}
 		}
 	}
-	b, merr := marshalErr(out)
-	if merr != nil {
-		return Request{}, badRequest("", "The request could not be converted: %v", merr)
-	}
-	req.Body, req.Model = b, out.Model
-	return req, nil
+	return finish(req, out)
 }
 
 func checkResponsesParams(fields map[string]json.RawMessage) *Error {
