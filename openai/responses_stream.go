@@ -6,8 +6,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/claude-route/claude-route/internal/sse"
 )
 
 // ResponsesStream converts a Messages SSE stream into the Responses API's
@@ -16,19 +14,16 @@ import (
 // response.incomplete) with the usage. Like Stream, each Write converts
 // every event those bytes complete and writes the result in one call.
 type ResponsesStream struct {
-	w          io.Writer
-	created    int64
-	answerTool string
-	parser     *sse.Parser
-	out        []byte
-	seq        int
+	sseConverter // Write, Done
+	created      int64
+	answerTool   string
+	seq          int
 
 	resp    response
 	started bool
 	blocks  map[int]*openItem // Messages block index → its output item
 	usage   anthropicUsage
 	stop    string
-	done    bool
 }
 
 // openItem is an output item being streamed.
@@ -40,27 +35,9 @@ type openItem struct {
 }
 
 func (r Request) newResponsesStream(w io.Writer, created time.Time) *ResponsesStream {
-	s := &ResponsesStream{w: w, created: created.Unix(), answerTool: r.AnswerTool, blocks: map[int]*openItem{}}
-	s.parser = sse.NewParser(MaxEvent, nil, s.dispatch)
+	s := &ResponsesStream{created: created.Unix(), answerTool: r.AnswerTool, blocks: map[int]*openItem{}}
+	s.init(w, s.convert)
 	return s
-}
-
-// Done reports whether the converted stream is complete (response.completed,
-// response.incomplete or an error was written).
-func (s *ResponsesStream) Done() bool { return s.done }
-
-// Write consumes upstream SSE bytes.
-func (s *ResponsesStream) Write(p []byte) (int, error) {
-	n := len(p)
-	s.out = s.out[:0]
-	_, _ = s.parser.Write(p)
-	if len(s.out) == 0 {
-		return n, nil
-	}
-	if _, err := s.w.Write(s.out); err != nil {
-		return 0, err
-	}
-	return n, nil
 }
 
 // streamEvent is every Responses stream event's fields, in the order the
@@ -97,18 +74,9 @@ func (s *ResponsesStream) emit(e streamEvent) {
 
 var zero = 0
 
-func (s *ResponsesStream) dispatch(name, data []byte) {
-	if s.done {
-		return
-	}
-	var ev upstreamEvent
-	if err := json.Unmarshal(data, &ev); err != nil {
-		return
-	}
-	typ := ev.Type
-	if len(name) > 0 {
-		typ = string(name)
-	}
+// convert writes the events of one upstream event (response.completed,
+// response.incomplete or an error ends the stream: sseConverter.done).
+func (s *ResponsesStream) convert(typ string, ev *upstreamEvent, data []byte) {
 	switch typ {
 	case "message_start":
 		if s.started {
@@ -121,9 +89,9 @@ func (s *ResponsesStream) dispatch(name, data []byte) {
 		s.emit(streamEvent{Type: "response.created", Response: &r})
 		s.emit(streamEvent{Type: "response.in_progress", Response: &r})
 	case "content_block_start":
-		s.blockStart(ev)
+		s.blockStart(*ev)
 	case "content_block_delta":
-		s.blockDelta(ev)
+		s.blockDelta(*ev)
 	case "content_block_stop":
 		s.blockStop(ev.Index)
 	case "message_delta":

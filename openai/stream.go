@@ -2,12 +2,9 @@ package openai
 
 import (
 	"bytes"
-	"encoding/json"
 	"io"
 	"time"
 	"unicode/utf8"
-
-	"github.com/claude-route/claude-route/internal/sse"
 )
 
 // Stream converts an Anthropic Messages SSE stream into OpenAI
@@ -17,12 +14,9 @@ import (
 // it returns, so nothing waits for the end of the stream. The caller
 // flushes after each Write.
 type Stream struct {
-	w            io.Writer
+	sseConverter // Write, Done
 	created      int64
 	includeUsage bool
-
-	parser *sse.Parser
-	out    []byte // what one Write produces
 
 	id, model string
 	// prefix is every chunk's opening up to its choices, fixed once the
@@ -37,7 +31,6 @@ type Stream struct {
 	nextTool    int
 	usage       anthropicUsage
 	finished    bool // the chunk with finish_reason was sent
-	done        bool // [DONE] or an error was sent: nothing follows
 }
 
 // NewStream returns a converter writing to w; created stamps every chunk,
@@ -49,33 +42,14 @@ func NewStream(w io.Writer, created time.Time, includeUsage bool) *Stream {
 // NewStream returns a converter for the answer to r (its usage option and
 // its forced answer tool, whose input streams as content).
 func (r Request) NewStream(w io.Writer, created time.Time) *Stream {
-	s := &Stream{w: w, created: created.Unix(), includeUsage: r.IncludeUsage, answerTool: r.AnswerTool, tools: map[int]int{}}
-	s.parser = sse.NewParser(MaxEvent, nil, s.dispatch)
+	s := &Stream{created: created.Unix(), includeUsage: r.IncludeUsage, answerTool: r.AnswerTool, tools: map[int]int{}}
+	s.init(w, s.convert)
 	return s
 }
 
 // MaxEvent bounds one line and one event's data of the upstream stream; a
 // longer event is dropped unread (no Messages event comes near it).
 const MaxEvent = 1 << 20
-
-// Done reports whether the converted stream is complete ([DONE] or an
-// error event was written).
-func (s *Stream) Done() bool { return s.done }
-
-// Write consumes upstream SSE bytes. It reports len(p) unless the
-// underlying writer fails.
-func (s *Stream) Write(p []byte) (int, error) {
-	n := len(p)
-	s.out = s.out[:0]
-	_, _ = s.parser.Write(p)
-	if len(s.out) == 0 {
-		return n, nil
-	}
-	if _, err := s.w.Write(s.out); err != nil {
-		return 0, err
-	}
-	return n, nil
-}
 
 // upstreamEvent holds the fields of every Messages stream event that the
 // conversion reads.
@@ -98,18 +72,9 @@ type upstreamEvent struct {
 	Usage anthropicUsage `json:"usage"`
 }
 
-func (s *Stream) dispatch(name, data []byte) {
-	if s.done {
-		return
-	}
-	var ev upstreamEvent
-	if err := json.Unmarshal(data, &ev); err != nil {
-		return // not an event of the Messages stream: nothing to convert
-	}
-	typ := ev.Type
-	if len(name) > 0 {
-		typ = string(name)
-	}
+// convert writes the chunks of one upstream event ([DONE] or an error
+// event ends the stream: sseConverter.done).
+func (s *Stream) convert(typ string, ev *upstreamEvent, data []byte) {
 	switch typ {
 	case "message_start":
 		s.id, s.model = completionID(ev.Message.ID), ev.Message.Model
