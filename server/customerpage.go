@@ -3,8 +3,6 @@ package server
 import (
 	"context"
 	"embed"
-	"io/fs"
-	"net/http"
 	"strconv"
 
 	"github.com/gin-gonic/gin"
@@ -21,25 +19,11 @@ import (
 var usagePageFiles embed.FS
 
 func (s *Server) usagePageRoutes(e *gin.Engine) {
-	sub, err := fs.Sub(usagePageFiles, "usagepage")
-	if err != nil {
-		panic(err) // the embedded tree is fixed at build time
-	}
-	files := http.StripPrefix("/usage", http.FileServer(http.FS(sub)))
-	serve := func(c *gin.Context) {
-		h := c.Writer.Header()
-		h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'")
-		h.Set("X-Frame-Options", "DENY")
-		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("Cache-Control", "no-cache")
-		files.ServeHTTP(c.Writer, c.Request)
-	}
+	serve := servePage(e, usagePageFiles, "usagepage", "/usage")
 	e.GET("/usage", func(c *gin.Context) {
 		c.Request.URL.Path = "/usage/" // the index, without a redirect
 		serve(c)
 	})
-	e.GET("/usage/", serve)
-	e.GET("/usage/assets/*file", serve)
 }
 
 // maxCustomerDays is the most days GET /v1/usage?days=N lists (the 30-day
