@@ -73,22 +73,7 @@
 
   // ---------- DOM helpers ----------
 
-  // el builds an element; strings among children become text nodes.
-  function el(tag, props, ...children) {
-    const e = document.createElement(tag);
-    for (const [k, v] of Object.entries(props || {})) {
-      if (v === undefined || v === null || v === false) continue;
-      if (k === 'class') e.className = v;
-      else if (k === 'text') e.textContent = String(v);
-      else if (k === 'onclick') e.addEventListener('click', v);
-      else e.setAttribute(k, String(v));
-    }
-    for (const c of children) {
-      if (c === null || c === undefined || c === false) continue;
-      e.append(c instanceof Node ? c : document.createTextNode(String(c)));
-    }
-    return e;
-  }
+  const { el } = window.CRUI; // common.js
 
   const td = (content, cls) => el('td', { class: cls }, content);
 

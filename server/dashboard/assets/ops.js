@@ -8,46 +8,11 @@
 'use strict';
 
 (() => {
-  const TOKEN_KEY = 'claude-route.admin-token';
-
-  async function call(method, path, body) {
-    const headers = { Accept: 'application/json', Authorization: 'Bearer ' + (sessionStorage.getItem(TOKEN_KEY) || '') };
-    const init = { method, headers, cache: 'no-store', credentials: 'omit' };
-    if (body !== undefined) {
-      headers['Content-Type'] = 'application/json';
-      init.body = typeof body === 'string' ? body : JSON.stringify(body);
-    }
-    const res = await fetch('api' + path, init);
-    let data = null;
-    try { data = await res.json(); } catch (e) { data = null; }
-    if (!res.ok) throw new Error((data && data.error && data.error.message) || res.statusText || 'request failed');
-    return data;
-  }
-
-  function el(tag, props, ...children) {
-    const e = document.createElement(tag);
-    for (const [k, v] of Object.entries(props || {})) {
-      if (v === undefined || v === null || v === false) continue;
-      if (k === 'class') e.className = v;
-      else if (k === 'text') e.textContent = String(v);
-      else e.setAttribute(k, String(v));
-    }
-    for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
-    return e;
-  }
+  const { TOKEN_KEY, call, el, outcome, refreshDashboard } = window.CRUI;
 
   function options(select, values) {
     select.replaceChildren(...values.map(([v, label]) => el('option', { value: v, text: label })));
   }
-
-  // Outcome line under a form: green on success, red on error.
-  function outcome(p, ok, text) {
-    p.className = ok ? 'muted small' : 'error';
-    p.textContent = text;
-    p.hidden = false;
-  }
-
-  const refreshDashboard = () => { const b = document.getElementById('refresh-now'); if (b) b.click(); };
 
   async function tiers() {
     try {
