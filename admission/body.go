@@ -70,16 +70,16 @@ func ScanBody(b []byte) (Fields, error) {
 		i = jsonscan.SkipValue(b, i)
 		val := b[vstart:i]
 		switch {
-		case key == "model":
+		case string(key) == "model":
 			if seen {
 				return f, bodyErr("model: the field appears more than once; send it once")
 			}
 			seen, model = true, val
 			f.ModelAt = [2]int{vstart, i}
-		case strings.EqualFold(key, "model"):
+		case bytes.EqualFold(key, modelName):
 			// EqualFold is the folding encoding/json matches field names with.
 			return f, bodyErr("model: the body carries %q, a case variant of \"model\"; send the field once, spelled model", key)
-		case key == "stream":
+		case string(key) == "stream":
 			// The last one wins, as in every JSON reader the upstream may use.
 			switch string(val) {
 			case "true":
@@ -98,11 +98,15 @@ func ScanBody(b []byte) (Fields, error) {
 	if !seen || len(model) == 0 || model[0] != '"' {
 		return f, bodyErr("model: Field required (a model name string)")
 	}
-	if err := json.Unmarshal(model, &f.Model); err != nil || strings.TrimSpace(f.Model) == "" {
+	name, err := keyText(model)
+	if f.Model = string(name); err != nil || strings.TrimSpace(f.Model) == "" {
 		return f, bodyErr("model: Field required (a model name string)")
 	}
 	return f, nil
 }
+
+// modelName is the field EqualFold compares keys with.
+var modelName = []byte("model")
 
 // syntaxText words why b is not JSON, with the offset (error path only).
 func syntaxText(b []byte) string {
@@ -118,15 +122,17 @@ func syntaxText(b []byte) string {
 	return "invalid"
 }
 
-// keyText decodes a key string; escapes (\u0065) are rare, so the common
-// key costs no decoding beyond the conversion.
-func keyText(raw []byte) (string, error) {
+// keyText decodes a JSON string (a key, or the model's value) of a body
+// jsonscan.Valid and utf8.Valid accepted. Escapes (\u0065) are rare: a
+// string without one is its raw bytes, returned in place (no allocation;
+// comparing them with string(x) == "model" converts nothing).
+func keyText(raw []byte) ([]byte, error) {
 	if bytes.IndexByte(raw, '\\') < 0 {
-		return string(raw[1 : len(raw)-1]), nil
+		return raw[1 : len(raw)-1], nil
 	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err != nil {
-		return "", err
+		return nil, err
 	}
-	return s, nil
+	return []byte(s), nil
 }

@@ -116,3 +116,20 @@ func FuzzScanBody(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkScanBody reads a typical Messages body: the model's name is
+// the only allocation (keys and an unescaped value are compared in place).
+func BenchmarkScanBody(b *testing.B) {
+	body := []byte(`{"model":"claude-sonnet-4-5","max_tokens":1024,"stream":true,"system":"Be brief.",` +
+		`"messages":[{"role":"user","content":"` + strings.Repeat("hello ", 300) + `"}],"metadata":{"user_id":"u1"}}`)
+	if n := testing.AllocsPerRun(100, func() { _, _ = ScanBody(body) }); n > 1 {
+		b.Fatalf("%v allocations per body, want at most 1", n)
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for i := 0; i < b.N; i++ {
+		if f, err := ScanBody(body); err != nil || f.Model != "claude-sonnet-4-5" || !f.Stream {
+			b.Fatalf("%+v %v", f, err)
+		}
+	}
+}
