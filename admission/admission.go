@@ -101,7 +101,7 @@ func (a *Admission) Refund(ctx context.Context) (bool, error) {
 }
 
 func (a *Admission) refundLocked(ctx context.Context) (bool, error) {
-	if a.counted || !a.hasQuota || !a.quota.Allowed || a.refunder == nil {
+	if !a.refundableLocked() {
 		return false, nil
 	}
 	if err := a.refunder.Refund(ctx, a.quota); err != nil {
@@ -112,10 +112,17 @@ func (a *Admission) refundLocked(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
+// refundableLocked: a quota place was taken and neither counted nor
+// refunded yet.
+func (a *Admission) refundableLocked() bool {
+	return !a.counted && a.hasQuota && a.quota.Allowed && a.refunder != nil
+}
+
 // Release gives back the lease and the body bytes, and the quota place
 // when it was neither counted nor refunded; later calls do nothing. It
 // waits at most releaseFor for the store (a lease whose release fails
-// expires within its TTL).
+// expires within its TTL). A request that holds nothing in the store (no
+// lease, its place counted) ends without a context or a timer.
 func (a *Admission) Release() {
 	a.mu.Lock()
 	if a.released {
@@ -123,10 +130,14 @@ func (a *Admission) Release() {
 		return
 	}
 	a.released = true
-	ctx, cancel := context.WithTimeout(context.Background(), releaseFor)
-	defer cancel()
-	_, _ = a.refundLocked(ctx) // a refunder that fails retries by itself (Gate.Refund)
 	lease, body := a.lease, a.body
+	var ctx context.Context
+	if lease != nil || a.refundableLocked() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.Background(), releaseFor)
+		defer cancel()
+		_, _ = a.refundLocked(ctx) // a refunder that fails retries by itself (Gate.Refund)
+	}
 	a.mu.Unlock()
 	body.Release()
 	if lease != nil {

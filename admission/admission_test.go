@@ -98,3 +98,21 @@ func TestAdmissionEndsItsPlaceOnce(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkReleaseCounted is the end of the common request: its place
+// counted, no lease. It needs no store, so no context or timer either.
+func BenchmarkReleaseCounted(b *testing.B) {
+	run := func() {
+		var tk Admission
+		tk.holdQuota(ratelimit.Result{Allowed: true, Limit: 5, Remaining: 2}, &countRefunder{})
+		tk.Count()
+		tk.Release()
+	}
+	if n := testing.AllocsPerRun(100, run); n > 2 {
+		b.Fatalf("%v allocations, want at most 2 (the admission and its refunder; 6 with a context and timer)", n)
+	}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		run()
+	}
+}
