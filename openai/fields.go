@@ -6,8 +6,8 @@ import (
 )
 
 // What the chat.completions and Responses converters share: reading the
-// body's fields, the model, the sampling parameters, the end user and the
-// Messages body they produce.
+// body's fields, the model, the sampling parameters, the end user, a
+// function tool, tool_choice and the Messages body they produce.
 
 // fieldsOf reads a request body as a JSON object's fields and has check
 // refuse what the endpoint cannot map. Explicit nulls mean "not given",
@@ -82,4 +82,44 @@ func finish(req Request, out messagesRequest) (Request, *Error) {
 	}
 	req.Body, req.Model = b, out.Model
 	return req, nil
+}
+
+// appendTool appends a function tool to tools; p names where it is in the
+// request (tools[i], or tools[i].function where the API nests it).
+func appendTool(tools []tool, p, name, description string, parameters json.RawMessage) ([]tool, *Error) {
+	if !toolName.MatchString(name) {
+		return nil, badRequest(p+".name", "%s.name: must be 1 to 64 letters, digits, _ or -", p)
+	}
+	schema := parameters
+	if isNull(schema) {
+		schema = json.RawMessage(`{"type":"object","properties":{}}`)
+	} else if !isObjectSchema(schema) {
+		return nil, badRequest(p+".parameters", `%s.parameters: must be a JSON schema with "type": "object"`, p)
+	}
+	return append(tools, tool{Name: name, Description: description, InputSchema: compact(schema)}), nil
+}
+
+// toolChoiceOf reads tool_choice: auto, none, required, or a function
+// named as each API spells it (named reads the name, "" when v is not
+// such a choice; spelled shows the form in the error).
+func toolChoiceOf(fields map[string]json.RawMessage, named func(v json.RawMessage) string, spelled string) (*toolChoice, *Error) {
+	v, ok := fields["tool_choice"]
+	if !ok {
+		return nil, nil
+	}
+	var mode string
+	if json.Unmarshal(v, &mode) == nil {
+		switch mode {
+		case "auto", "none":
+			return &toolChoice{Type: mode}, nil
+		case "required":
+			return &toolChoice{Type: "any"}, nil
+		}
+		return nil, badRequest("tool_choice", "tool_choice: must be auto, none, required or a named function, got %q", mode)
+	}
+	name := named(v)
+	if name == "" {
+		return nil, badRequest("tool_choice", "tool_choice: must be auto, none, required or %s", spelled)
+	}
+	return &toolChoice{Type: "tool", Name: name}, nil
 }

@@ -367,42 +367,26 @@ func convertTools(fields map[string]json.RawMessage) ([]tool, *toolChoice, *Erro
 			if t.Type != "function" || t.Function == nil {
 				return nil, nil, badRequest(p+".type", "%s: only function tools are supported, got type %q", p, t.Type)
 			}
-			if !toolName.MatchString(t.Function.Name) {
-				return nil, nil, badRequest(p+".function.name", "%s.function.name: must be 1 to 64 letters, digits, _ or -", p)
+			var err *Error
+			if tools, err = appendTool(tools, p+".function", t.Function.Name, t.Function.Description, t.Function.Parameters); err != nil {
+				return nil, nil, err
 			}
-			schema := t.Function.Parameters
-			if isNull(schema) {
-				schema = json.RawMessage(`{"type":"object","properties":{}}`)
-			} else if !isObjectSchema(schema) {
-				return nil, nil, badRequest(p+".function.parameters", `%s.function.parameters: must be a JSON schema with "type": "object"`, p)
-			}
-			tools = append(tools, tool{Name: t.Function.Name, Description: t.Function.Description, InputSchema: compact(schema)})
 		}
 	}
-	var choice *toolChoice
-	if v, ok := fields["tool_choice"]; ok {
-		var mode string
-		if json.Unmarshal(v, &mode) == nil {
-			switch mode {
-			case "auto", "none":
-				choice = &toolChoice{Type: mode}
-			case "required":
-				choice = &toolChoice{Type: "any"}
-			default:
-				return nil, nil, badRequest("tool_choice", "tool_choice: must be auto, none, required or a named function, got %q", mode)
-			}
-		} else {
-			var named struct {
-				Type     string `json:"type"`
-				Function struct {
-					Name string `json:"name"`
-				} `json:"function"`
-			}
-			if json.Unmarshal(v, &named) != nil || named.Type != "function" || named.Function.Name == "" {
-				return nil, nil, badRequest("tool_choice", `tool_choice: must be auto, none, required or {"type":"function","function":{"name":…}}`)
-			}
-			choice = &toolChoice{Type: "tool", Name: named.Function.Name}
+	choice, err := toolChoiceOf(fields, func(v json.RawMessage) string {
+		var named struct {
+			Type     string `json:"type"`
+			Function struct {
+				Name string `json:"name"`
+			} `json:"function"`
 		}
+		if json.Unmarshal(v, &named) != nil || named.Type != "function" {
+			return ""
+		}
+		return named.Function.Name
+	}, `{"type":"function","function":{"name":…}}`)
+	if err != nil {
+		return nil, nil, err
 	}
 	return finishTools(fields, tools, choice)
 }

@@ -369,40 +369,24 @@ func responsesTools(fields map[string]json.RawMessage) ([]tool, *toolChoice, *Er
 				// tools.
 				continue
 			}
-			if !toolName.MatchString(t.Name) {
-				return nil, nil, badRequest(p+".name", "%s.name: must be 1 to 64 letters, digits, _ or -", p)
+			var err *Error
+			if tools, err = appendTool(tools, p, t.Name, t.Description, t.Parameters); err != nil {
+				return nil, nil, err
 			}
-			schema := t.Parameters
-			if isNull(schema) {
-				schema = json.RawMessage(`{"type":"object","properties":{}}`)
-			} else if !isObjectSchema(schema) {
-				return nil, nil, badRequest(p+".parameters", `%s.parameters: must be a JSON schema with "type": "object"`, p)
-			}
-			tools = append(tools, tool{Name: t.Name, Description: t.Description, InputSchema: compact(schema)})
 		}
 	}
-	var choice *toolChoice
-	if v, ok := fields["tool_choice"]; ok {
-		var mode string
-		if json.Unmarshal(v, &mode) == nil {
-			switch mode {
-			case "auto", "none":
-				choice = &toolChoice{Type: mode}
-			case "required":
-				choice = &toolChoice{Type: "any"}
-			default:
-				return nil, nil, badRequest("tool_choice", "tool_choice: must be auto, none, required or a named function, got %q", mode)
-			}
-		} else {
-			var named struct {
-				Type string `json:"type"`
-				Name string `json:"name"`
-			}
-			if json.Unmarshal(v, &named) != nil || named.Type != "function" || named.Name == "" {
-				return nil, nil, badRequest("tool_choice", `tool_choice: must be auto, none, required or {"type":"function","name":…}`)
-			}
-			choice = &toolChoice{Type: "tool", Name: named.Name}
+	choice, err := toolChoiceOf(fields, func(v json.RawMessage) string {
+		var named struct {
+			Type string `json:"type"`
+			Name string `json:"name"`
 		}
+		if json.Unmarshal(v, &named) != nil || named.Type != "function" {
+			return ""
+		}
+		return named.Name
+	}, `{"type":"function","name":…}`)
+	if err != nil {
+		return nil, nil, err
 	}
 	return finishTools(fields, tools, choice)
 }
