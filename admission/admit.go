@@ -22,23 +22,19 @@ type Request struct {
 	Counted bool
 	// Body reads the body once the key is known and holds its place.
 	Body BodyReader
+	// BodyMax is the most the body may take in the process's body budget
+	// (its declared length, or the size limit); ≤ 0: it takes none.
+	BodyMax int64
 }
 
 // BodyReader reads a request's body for the admission: after the key
 // check and the concurrency place, so a flood of large bodies on one key
-// waits in its queue instead of in memory.
+// waits in its queue instead of in memory. Its bytes take room in hold as
+// they arrive (nil: no budget); the admission owns hold and gives it back
+// however the request ends, a panic in the reader included. It returns
+// the model the body asks for (tier rules, family, quota).
 type BodyReader interface {
-	ReadBody(ctx context.Context, c *Caller) (Body, error)
-}
-
-// Body is what the admission needs of a body it had read.
-type Body struct {
-	// Model is the model the request asks for (tier rules, family, quota).
-	Model string
-	// Hold is the body's bytes in the process's budget (nil: none); the
-	// admission gives them back with its other holdings, whatever the
-	// reader returned.
-	Hold *Hold
+	ReadBody(ctx context.Context, c *Caller, hold *Hold) (model string, err error)
 }
 
 // Admit admits one request, in this order: the key (format, record and
@@ -85,12 +81,16 @@ func (g *Gate) admit(ctx context.Context, r Request, a *Admission) error {
 		}
 		a.holdLease(lease)
 	}
-	body, err := r.Body.ReadBody(ctx, c)
-	a.holdBody(body.Hold)
+	var hold *Hold
+	if r.BodyMax > 0 {
+		hold = g.cfg.Bodies.NewHold(c.Hash, r.BodyMax)
+		a.holdBody(hold)
+	}
+	model, err := r.Body.ReadBody(ctx, c, hold)
 	if err != nil {
 		return &Refusal{Kind: BodyRefused, Msg: "the request body was refused", Cause: err}
 	}
-	a.Family = g.cfg.Tiers.FamilyOf(body.Model)
+	a.Family = g.cfg.Tiers.FamilyOf(model)
 	if !c.Tier.Allows(a.Family) {
 		return refuse(ModelRefused, ModelRefusal(c.Tier))
 	}

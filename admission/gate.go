@@ -30,7 +30,9 @@ var ErrStore = errors.New("store unavailable")
 type GateConfig struct {
 	Stores
 	Tiers *tiers.Live
-	Clock clock.Clock
+	// Bodies is the process's budget of request-body bytes (nil: none).
+	Bodies *Budget
+	Clock  clock.Clock
 	// Log takes the bindings' news (a key moved, a ledger post failed).
 	Log logrus.FieldLogger
 	// CacheTTL serves a key's record and binding, and an account's record

@@ -184,18 +184,18 @@ func (s *Server) meterBody(ctx context.Context, r *http.Request, hold *admission
 
 // bodyMax is the most a request's body may hold in the budget: its
 // declared length, or MAX_BODY_BYTES when it declares none.
-func (s *Server) bodyMax(r *http.Request) (int64, bool) {
+func (s *Server) bodyMax(r *http.Request) int64 {
 	n := r.ContentLength
 	if cb, ok := r.Body.(*convertingBody); ok {
 		n = cb.sizeHint // the OpenAI body is what is read from the client
 	}
 	if n > s.cfg.MaxBodyBytes {
-		return 0, false // refused unread (413)
+		return 0 // refused unread (413): it holds nothing
 	}
 	if n < 0 {
 		n = s.cfg.MaxBodyBytes
 	}
-	return n, true
+	return n
 }
 
 // bodyRead tells net/http that the handler has read the whole body (and

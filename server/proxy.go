@@ -57,7 +57,8 @@ type request struct {
 func (s *Server) proxy(c *ginContext, counted bool) {
 	ctx := c.Request.Context()
 	req := &request{s: s, c: c}
-	adm, err := s.gate.Admit(ctx, admission.Request{Key: clientKey(c.Request.Header), Counted: counted, Body: req})
+	adm, err := s.gate.Admit(ctx, admission.Request{Key: clientKey(c.Request.Header), Counted: counted,
+		Body: req, BodyMax: s.bodyMax(c.Request)})
 	if err != nil {
 		s.refuse(c, req, err)
 		return

@@ -17,20 +17,15 @@ import (
 // (clientBody), and its model is read exactly as the upstream will read
 // it. An alias is resolved here: tier rules, quotas and logs see the real
 // model.
-func (req *request) ReadBody(ctx context.Context, cl *admission.Caller) (admission.Body, error) {
+func (req *request) ReadBody(ctx context.Context, cl *admission.Caller, hold *admission.Hold) (string, error) {
 	s, w, r := req.s, req.c.Writer, req.c.Request
-	var b admission.Body
-	if max, ok := s.bodyMax(r); ok {
-		b.Hold = s.inflight.NewHold(cl.Hash, max)
-		s.meterBody(ctx, r, b.Hold)
-	}
+	s.meterBody(ctx, r, hold)
 	if herr := s.readBody(w, r, cl.Tier.Name, req); herr != nil {
-		return b, herr
+		return "", herr
 	}
 	req.start = s.d.Clock.Now()
 	s.resolveAlias(req)
-	b.Model = req.model
-	return b, nil
+	return req.model, nil
 }
 
 // readBody reads the whole body (we need the model, and reading it before

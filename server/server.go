@@ -169,7 +169,7 @@ func New(cfg Config, d Deps) *Server {
 		inflight: admission.NewBudget(cfg.MaxInflightBodyBytes),
 		refusals: logsample.New(d.Clock, time.Second)}
 	s.metrics = newMetrics(s)
-	s.gate = admission.NewGate(admission.GateConfig{Stores: d.Admission, Tiers: d.Tiers, Clock: d.Clock, Log: d.Log,
+	s.gate = admission.NewGate(admission.GateConfig{Stores: d.Admission, Tiers: d.Tiers, Bodies: s.inflight, Clock: d.Clock, Log: d.Log,
 		CacheTTL: cfg.CacheTTL, StoreBudget: cfg.StoreBudget})
 	s.router = route.New(route.Deps{Relay: up, Redis: d.Routing.Pipelines, Pool: d.Routing.Pool, Accounts: d.Routing.Accounts,
 		Refresher: d.Refresher, Util: d.Util, Metrics: routeMetrics{s.metrics}, Forget: s.gate.Forget,
