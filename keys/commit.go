@@ -26,17 +26,11 @@ type commitRun struct {
 // goroutine only). A pending whose changes do not apply gets its own
 // error; an error returned here concerns the whole batch.
 func (l *Ledger) commit(ctx context.Context, batch []*pending) error {
-	if err := l.acquire(ctx); err != nil {
+	unlock, err := l.lockBoth(ctx)
+	if err != nil {
 		return err
 	}
-	defer l.release()
-	if l.lock != nil {
-		unlock, err := l.lock.Lock(ctx, LedgerLock)
-		if err != nil {
-			return fmt.Errorf("keys: ledger lock: %w", err)
-		}
-		defer unlock()
-	}
+	defer unlock()
 	if err := os.MkdirAll(l.dir, 0o700); err != nil {
 		return fmt.Errorf("keys: ledger: %w", err)
 	}

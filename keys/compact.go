@@ -99,17 +99,11 @@ func (l *Ledger) compactTier(p compaction) error {
 
 	ctx, cancel := context.WithTimeout(l.w.base, commitTimeout)
 	defer cancel()
-	if err := l.acquire(ctx); err != nil {
+	unlock, err := l.lockBoth(ctx)
+	if err != nil {
 		return err
 	}
-	defer l.release()
-	if l.lock != nil {
-		unlock, err := l.lock.Lock(ctx, LedgerLock)
-		if err != nil {
-			return fmt.Errorf("keys: ledger lock: %w", err)
-		}
-		defer unlock()
-	}
+	defer unlock()
 	st, err := l.refresh(p.tier)
 	if err != nil {
 		return err

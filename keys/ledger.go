@@ -154,6 +154,27 @@ func (l *Ledger) acquire(ctx context.Context) error {
 
 func (l *Ledger) release() { <-l.mu }
 
+// lockBoth takes the ledger's two locks, the in-process mutex and then the
+// cross-replica one (LedgerLock, when the ledger has a Locker), as every
+// writer of the files does; unlock releases both.
+func (l *Ledger) lockBoth(ctx context.Context) (unlock func(), err error) {
+	if err := l.acquire(ctx); err != nil {
+		return nil, err
+	}
+	if l.lock == nil {
+		return l.release, nil
+	}
+	unlockShared, err := l.lock.Lock(ctx, LedgerLock)
+	if err != nil {
+		l.release()
+		return nil, fmt.Errorf("keys: ledger lock: %w", err)
+	}
+	return func() {
+		unlockShared()
+		l.release()
+	}, nil
+}
+
 // tierNames lists the tiers that have files in the folder: a snapshot, a
 // journal or a legacy <tier>.json not migrated yet.
 func (l *Ledger) tierNames() ([]string, error) {

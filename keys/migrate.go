@@ -60,17 +60,11 @@ func (l *Ledger) Migrate(ctx context.Context) error {
 	if len(todo) == 0 {
 		return nil
 	}
-	if err := l.acquire(ctx); err != nil {
+	unlock, err := l.lockBoth(ctx)
+	if err != nil {
 		return err
 	}
-	defer l.release()
-	if l.lock != nil {
-		unlock, err := l.lock.Lock(ctx, LedgerLock)
-		if err != nil {
-			return fmt.Errorf("keys: ledger lock: %w", err)
-		}
-		defer unlock()
-	}
+	defer unlock()
 	c := &commitRun{l: l, now: time.Now().UTC(), states: map[string]*tierState{}}
 	for _, t := range todo {
 		st, err := c.tier(t)
