@@ -3,6 +3,7 @@ package relay
 import (
 	"net/http"
 	"net/textproto"
+	"slices"
 	"strings"
 )
 
@@ -10,53 +11,91 @@ import (
 const OAuthBeta = "oauth-2025-04-20"
 
 // hopHeaders are connection-scoped (RFC 9110 §7.6.1) and never forwarded.
-var hopHeaders = []string{
-	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
-	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+var hopHeaders = map[string]bool{
+	"Connection": true, "Proxy-Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true,
+	"Proxy-Authorization": true, "Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
 }
 
-// removeHop deletes hop-by-hop headers, including any named by Connection.
-func removeHop(h http.Header) {
-	for _, f := range h.Values("Connection") {
-		for _, name := range strings.Split(f, ",") {
-			if name = textproto.TrimString(name); name != "" {
-				h.Del(name)
-			}
+// notForwarded are left to the outbound request itself: the transport
+// sets Host and the length, and negotiates Accept-Encoding so that it
+// decompresses transparently and the usage tap reads the bytes.
+var notForwarded = map[string]bool{"Host": true, "Content-Length": true, "Accept-Encoding": true}
+
+// credentialHeaders are the folded names (lower case, '_' as '-') of
+// client headers that carry a credential: they never leave the proxy. A
+// customer who could send one upstream could make the account answer 401
+// and get it blacklisted. nginx, Envoy and many CGI-style stacks treat
+// x_api_key as x-api-key, so a name that folds to a credential is one.
+var credentialHeaders = []string{"x-api-key", "authorization", "cookie", "proxy-authorization"}
+
+// isCredential reports whether the header name folds to a credential's,
+// comparing in place (a name's spaces trimmed, case and '_' folded).
+func isCredential(name string) bool {
+	name = strings.TrimSpace(name)
+	for _, c := range credentialHeaders {
+		if foldEqual(name, c) {
+			return true
 		}
 	}
-	for _, name := range hopHeaders {
-		h.Del(name)
+	return false
+}
+
+// foldEqual compares name with a lower-case, '-' spelled target as
+// strings.ToLower (ASCII) and '_' → '-' would, without building either.
+func foldEqual(name, target string) bool {
+	if len(name) != len(target) {
+		return false // ToLower keeps an ASCII name's length; non-ASCII never folds to these
 	}
-}
-
-// fold is a header name as proxies compare it: lower case, '_' as '-'.
-// nginx, Envoy and many CGI-style stacks treat x_api_key as x-api-key, so
-// a name that folds to a credential is one.
-func fold(name string) string {
-	return strings.ReplaceAll(strings.ToLower(strings.TrimSpace(name)), "_", "-")
-}
-
-// credentialHeaders are the folded names of client headers that carry a
-// credential: they never leave the proxy. A customer who could send one
-// upstream could make the account answer 401 and get it blacklisted.
-var credentialHeaders = map[string]bool{
-	"x-api-key": true, "authorization": true, "cookie": true, "proxy-authorization": true,
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		case c == '_':
+			c = '-'
+		}
+		if c != target[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // OutboundHeaders builds the headers sent upstream: the client's own, as
-// sent, minus hop-by-hop headers and anything that folds to a credential
-// name. Accept-Encoding is left to the transport, which then decompresses
-// transparently and lets the usage tap read the bytes.
+// sent, minus hop-by-hop headers (and those named by Connection), anything
+// that folds to a credential name, and what the transport sets itself.
+// Only the headers kept are copied (one map, one backing array for their
+// values), instead of cloning everything and deleting.
 func OutboundHeaders(in http.Header) http.Header {
-	h := in.Clone()
-	removeHop(h)
-	for k := range h {
-		if credentialHeaders[fold(k)] {
-			delete(h, k)
+	var named []string // the names Connection lists, canonical (as Del would find them)
+	for _, f := range in["Connection"] {
+		for name := range strings.SplitSeq(f, ",") {
+			if name = textproto.TrimString(name); name != "" {
+				named = append(named, textproto.CanonicalMIMEHeaderKey(name))
+			}
 		}
 	}
-	for _, k := range []string{"Host", "Content-Length", "Accept-Encoding"} {
-		h.Del(k)
+	drop := func(k string) bool {
+		return hopHeaders[k] || notForwarded[k] || isCredential(k) || slices.Contains(named, k)
+	}
+	keys, vals := 0, 0
+	for k, vv := range in {
+		if !drop(k) {
+			keys, vals = keys+1, vals+len(vv)
+		}
+	}
+	h := make(http.Header, keys)
+	all := make([]string, vals)
+	for k, vv := range in {
+		switch {
+		case drop(k):
+		case vv == nil:
+			h[k] = nil // as Clone keeps it
+		default:
+			n := copy(all, vv)
+			h[k] = all[:n:n]
+			all = all[n:]
+		}
 	}
 	return h
 }
