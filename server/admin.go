@@ -263,8 +263,15 @@ func (s *Server) adminIssueKey(c *gin.Context) {
 	}
 	if in.Account != "" {
 		if _, err := s.d.Pool.BindTo(ctx, rec.Hash, tier.Name, tier.Slots, in.Account); err != nil {
-			// Lost a race for the last slot: take the key back.
+			// Take the key back, and its slot: a bind whose answer was
+			// lost (a store reply past the read timeout) may have run.
 			_, _ = s.d.Keys.Revoke(ctx, rec.ID)
+			_, _ = s.d.Pool.Retire(ctx, rec.Hash)
+			if !bindRefused(err) {
+				adminErr(c, http.StatusServiceUnavailable, "store unavailable: the key was not issued")
+				return
+			}
+			// Lost a race for the last slot, or the account changed.
 			adminErr(c, http.StatusConflict, "could not bind to "+in.Account+": "+err.Error())
 			return
 		}
@@ -429,6 +436,17 @@ func (s *Server) poolData(ctx context.Context, tierFilter string) ([]PoolTier, e
 }
 
 var errUnknownTier = errors.New("unknown tier")
+
+// bindRefused reports whether a bind failed on the pool's answer (full,
+// blacklisted, unknown…), not on the store.
+func bindRefused(err error) bool {
+	for _, e := range []error{accounts.ErrFull, accounts.ErrEmpty, accounts.ErrUnknownAccount, accounts.ErrBlacklisted, accounts.ErrKeyInactive} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
 
 func (s *Server) adminPool(c *gin.Context) {
 	data, err := s.poolData(c.Request.Context(), c.Query("tier"))

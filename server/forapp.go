@@ -10,7 +10,11 @@ import (
 // The App's account folder and upstream URL are the server's too, and the
 // server becomes the App's observer (its metrics count refreshes, syncs
 // and probes). Run the App with it: a.Run(ctx, ln, ForApp(cfg, a)).
-func ForApp(cfg Config, a *app.App) *Server {
+func ForApp(cfg Config, a *app.App) *Server { return forApp(cfg, a, nil) }
+
+// forApp is ForApp with change, when set, applied to the Deps before the
+// server is built (tests put a fault between the server and a store).
+func forApp(cfg Config, a *app.App, change func(*Deps)) *Server {
 	cfg.AccountDir = a.Cfg.AccountDir
 	cfg.UpstreamURL = a.Cfg.UpstreamURL
 	d := Deps{
@@ -23,6 +27,9 @@ func ForApp(cfg Config, a *app.App) *Server {
 	}
 	if a.Login != nil { // a nil *login.Flow in the interface would not be nil
 		d.Login = a.Login
+	}
+	if change != nil {
+		change(&d)
 	}
 	s := New(cfg, d)
 	a.Observe(s)

@@ -57,6 +57,7 @@ type env struct {
 	alerts    app.AlertConfig
 	// slack: the store deadlines of storeSlack, not production's.
 	slack bool
+	deps  []func(*Deps)
 }
 
 // withApp changes each instance's configuration before it is assembled.
@@ -96,6 +97,10 @@ func withQuickWatch() envOpt { return func(e *env) { e.alerts.WatchEvery = 200 *
 
 // withRedis points the world at a private redis-server (store-fault tests).
 func withRedis(url string) envOpt { return func(e *env) { e.redisURL = url } }
+
+// withDeps changes each instance's server dependencies before the server
+// is built (a fault between the server and a store).
+func withDeps(f func(*Deps)) envOpt { return func(e *env) { e.deps = append(e.deps, f) } }
 
 // withStoreSlack gives the world the store deadlines of storeSlack, which
 // worlds on the shared test store have anyway.
@@ -212,7 +217,11 @@ func (e *env) start() string {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	srv := ForApp(scfg, a)
+	srv := forApp(scfg, a, func(d *Deps) {
+		for _, f := range e.deps {
+			f(d)
+		}
+	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		e.t.Fatal(err)
