@@ -1,7 +1,10 @@
-// Package admission decides whether a customer request may go upstream:
-// what the body asks for, the key's place in its concurrency queue, and the
-// process-wide budget of request bytes in flight. It knows nothing of HTTP;
-// the server turns its refusals into answers.
+// Package admission decides, in one call (Gate.Admit), whether a customer
+// request may go upstream: its key, its place in the key's concurrency
+// queue, its body (in the process-wide budget of request bytes in flight)
+// and what the body asks for, the key's budget, its binding, its quota
+// place and its account. What it takes is held by one Admission, which
+// only Count, Refund and Release end. It knows nothing of HTTP; the server
+// words its one Refusal into an answer.
 package admission
 
 import (
