@@ -109,13 +109,16 @@ func objectKey(b []byte, i int) int {
 
 // stringEnd returns the index after the string starting at i, or -1.
 func stringEnd(b []byte, i int) int {
-	for i++; i < len(b); i++ {
+	for i++; ; i++ {
+		if i = nextSpecial(b, i); i >= len(b) {
+			return -1
+		}
 		switch c := b[i]; {
 		case c == '"':
 			return i + 1
 		case c < 0x20:
 			return -1
-		case c == '\\':
+		default: // '\\'
 			i++
 			if i >= len(b) {
 				return -1
@@ -137,7 +140,6 @@ func stringEnd(b []byte, i int) int {
 			}
 		}
 	}
-	return -1
 }
 
 func isHex(c byte) bool {
