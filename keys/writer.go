@@ -39,6 +39,7 @@ type writer struct {
 	mu      sync.Mutex
 	queue   []*pending
 	queued  int // changes in queue
+	writing int // changes of the batch being committed
 	started bool
 	closed  bool
 	wake    chan struct{}
@@ -163,11 +164,15 @@ func (l *Ledger) Close(ctx context.Context) error {
 	}
 }
 
-// Pending is the number of changes queued and not yet written.
+// Pending is the number of changes not yet written: queued, or in the
+// batch being committed (taken from the queue, not yet fsynced). 0 means
+// every change posted before the call is in the files (or failed and was
+// reported), which is what /metrics' claude_route_ledger_pending_changes
+// lets a bench or an operator see without reading the files.
 func (l *Ledger) Pending() int {
 	l.w.mu.Lock()
 	defer l.w.mu.Unlock()
-	return l.w.queued
+	return l.w.queued + l.w.writing
 }
 
 // take removes up to maxBatch changes' worth of pendings from the queue,
@@ -183,6 +188,7 @@ func (w *writer) take() (batch []*pending, took bool) {
 	taken := w.queue[:i:i]
 	w.queue = w.queue[i:]
 	w.queued -= n
+	w.writing = n
 	batch = taken[:0:0]
 	for _, p := range taken {
 		if p.gone != nil {
@@ -198,10 +204,16 @@ func (w *writer) take() (batch []*pending, took bool) {
 	return batch, len(taken) > 0
 }
 
-// requeue puts posted changes that failed back in front.
-func (w *writer) requeue(ps []*pending) {
+// written ends the batch take returned: it is in the files, or its
+// failed posted changes are put back in front (requeue).
+func (w *writer) written(failed []*pending) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.writing = 0
+	w.requeueLocked(failed)
+}
+
+func (w *writer) requeueLocked(ps []*pending) {
 	for _, p := range ps {
 		w.queued += len(p.cs)
 	}
@@ -225,9 +237,10 @@ func (l *Ledger) run() {
 				break
 			}
 			if len(batch) == 0 {
+				l.w.written(nil)
 				continue
 			}
-			failed := l.commitBatch(batch)
+			failed := l.commitBatch(batch, stopping)
 			if len(failed) == 0 {
 				continue
 			}
@@ -235,7 +248,6 @@ func (l *Ledger) run() {
 				l.report(failed)
 				continue
 			}
-			l.w.requeue(failed)
 			t := time.NewTimer(retryPosted)
 			select {
 			case <-t.C:
@@ -261,8 +273,10 @@ func (l *Ledger) report(ps []*pending) {
 }
 
 // commitBatch writes a batch and answers its waiters; it returns the
-// posted pendings that failed for a reason other than their own content.
-func (l *Ledger) commitBatch(batch []*pending) []*pending {
+// posted pendings that failed for a reason other than their own content,
+// put back in front of the queue unless stopping. Pending drops before
+// the waiters hear back, so a Flush is followed by Pending() == 0.
+func (l *Ledger) commitBatch(batch []*pending, stopping bool) []*pending {
 	ctx, cancel := context.WithTimeout(l.w.base, commitTimeout)
 	defer cancel()
 	err := l.commit(ctx, batch)
@@ -270,6 +284,18 @@ func (l *Ledger) commitBatch(batch []*pending) []*pending {
 	// (tests) then finds this one started.
 	l.startCompactions()
 	var failed []*pending
+	if err != nil {
+		for _, p := range batch {
+			if p.done == nil {
+				failed = append(failed, p)
+			}
+		}
+	}
+	if stopping {
+		l.w.written(nil)
+	} else {
+		l.w.written(failed)
+	}
 	for _, p := range batch {
 		perr := err
 		if perr == nil {
@@ -279,9 +305,7 @@ func (l *Ledger) commitBatch(batch []*pending) []*pending {
 			p.done <- perr
 			continue
 		}
-		if err != nil {
-			failed = append(failed, p)
-		} else if perr != nil && l.errLog != nil {
+		if err == nil && perr != nil && l.errLog != nil {
 			l.errLog(perr)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -112,6 +113,10 @@ func TestBindingsOfABurstSurviveAFlush(t *testing.T) {
 			t.Fatalf("%d of %d bindings were not in the ledger 1 s after the burst", missing, n)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	// The writer's own account of it, what `scripts/bench scale` polls.
+	if m := scrape(t, url); !strings.Contains(m, "\nclaude_route_ledger_pending_changes 0\n") {
+		t.Errorf("/metrics: no claude_route_ledger_pending_changes 0 once every binding is in the files:\n%s", m)
 	}
 
 	testenv.Flush(t, e.rdb())

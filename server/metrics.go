@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/claude-route/claude-route/accounts"
+	"github.com/claude-route/claude-route/keys"
 )
 
 // metrics live in a registry of the server's own (no global registry), so
@@ -59,11 +60,21 @@ func newMetrics(s *Server) *metrics {
 		overflows: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "claude_route_overflow_total",
 			Help: "Requests served by another account of the tier than the key's own, by reason."}, []string{"tier", "reason"}),
 	}
+	if lp, ok := s.d.Keys.(ledgerOwner); ok && lp.Ledger() != nil {
+		led := lp.Ledger()
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "claude_route_ledger_pending_changes",
+			Help: "Ledger changes of this replica not yet written (queued, or in the commit being fsynced); 0: every binding posted so far is in the ledger's files."},
+			func() float64 { return float64(led.Pending()) }))
+	}
 	reg.MustRegister(m.probes, m.requests, m.quotaRefusals, m.capacity, m.upstreamHeaders, m.ttfb, m.activeStreams,
 		m.tokens, m.refreshes, m.syncs, m.overflows, &poolCollector{s: s},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
+
+// ledgerOwner is a key store that writes through a ledger (keys.Store);
+// test doubles need not.
+type ledgerOwner interface{ Ledger() *keys.Ledger }
 
 func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
