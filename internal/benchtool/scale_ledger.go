@@ -1,0 +1,131 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/claude-route/claude-route/keys"
+)
+
+// ledgerWatch measures issue 27's "every binding is in the ledger within
+// 1 s of the burst's end" against what the writer did, not how fast a
+// reader parses the files. Its reader reads the files once before the
+// burst (the issued keys, tens of MB at 100,000 keys), so each poll
+// after it reads only what was appended since, and every poll's read
+// time is reported: the figure's resolution.
+type ledgerWatch struct {
+	reader *keys.Ledger
+	first  time.Duration // the reader's first read, before the burst
+}
+
+func newLedgerWatch(ctx context.Context, product string) (*ledgerWatch, error) {
+	w := &ledgerWatch{reader: keys.NewLedger(product, nil)}
+	t := time.Now()
+	if _, err := w.reader.All(ctx); err != nil {
+		return nil, fmt.Errorf("ledger first read: %w", err)
+	}
+	w.first = time.Since(t)
+	return w, nil
+}
+
+// bindingsFigures polls, from burstEnd on, (a) the replica's own count of
+// ledger changes not yet written (/metrics) until it is 0 and (b) the
+// ledger's files until they hold every binding the pool holds in Redis
+// (the keys actually bound: a key whose first request failed may have
+// none), each key on the same account. It returns the figures and how
+// many bindings the ledger holds.
+func (w *ledgerWatch) bindingsFigures(ctx context.Context, hc *http.Client, rdb *redis.Client, base, admin string, burstEnd time.Time) (map[string]any, int, error) {
+	pool, err := rdb.HGetAll(ctx, "cr:{pool}:bind").Result()
+	if err != nil {
+		return nil, 0, fmt.Errorf("pool bindings: %w", err)
+	}
+	out := map[string]any{"pool_bindings": len(pool), "reader_first_read_s": w.first.Seconds()}
+	const limit = 30 * time.Second
+	var reads, scrapes []float64
+	var writerIdle, allIn bool
+	held := 0
+	for !(writerIdle && allIn) {
+		if !writerIdle {
+			t := time.Now()
+			n, err := pendingChanges(ctx, hc, base, admin)
+			d := time.Since(t)
+			scrapes = append(scrapes, d.Seconds())
+			switch {
+			case err != nil:
+				out["writer_pending_error"] = err.Error()
+				writerIdle = true
+			case n == 0:
+				writerIdle = true
+				out["writer_idle_after_s"] = time.Since(burstEnd).Seconds()
+				out["writer_idle_scrape_s"] = d.Seconds()
+			}
+		}
+		if !allIn {
+			t := time.Now()
+			recs, err := w.reader.All(ctx)
+			if err != nil {
+				return nil, 0, err
+			}
+			d := time.Since(t)
+			reads = append(reads, d.Seconds())
+			held = 0
+			for _, r := range recs {
+				if a, ok := pool[r.Hash]; ok && r.Account == a {
+					held++
+				}
+			}
+			if held == len(pool) {
+				allIn = true
+				out["all_in_files_after_s"] = time.Since(burstEnd).Seconds()
+				out["all_in_files_poll_read_s"] = d.Seconds()
+			}
+		}
+		if time.Since(burstEnd) > limit {
+			out["in_files_after_30s"] = held
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	out["in_files"] = held
+	out["poll_read_s"] = map[string]float64{"median": median(reads), "max": maxOf(reads), "polls": float64(len(reads))}
+	if len(scrapes) > 0 {
+		out["metrics_scrape_s"] = map[string]float64{"median": median(scrapes), "max": maxOf(scrapes)}
+	}
+	return out, held, nil
+}
+
+// pendingChanges reads claude_route_ledger_pending_changes from /metrics.
+func pendingChanges(ctx context.Context, hc *http.Client, base, admin string) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+admin)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("/metrics: %d", resp.StatusCode)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "claude_route_ledger_pending_changes "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			return int(f), err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	return 0, fmt.Errorf("/metrics has no claude_route_ledger_pending_changes")
+}
