@@ -16,6 +16,14 @@ import (
 	"github.com/claude-route/claude-route/store"
 )
 
+// lateReply is how late the slow proxy delivers a reply in these tests: well
+// past the store's 400 ms read timeout. go-redis sets the read deadline only
+// once the write has returned, so a goroutine preempted for more than the
+// margin between the two (on the loaded 2-core CI machine, under -race)
+// started its deadline late enough to read a 450 ms reply in time, and the
+// write "succeeded" (2-3 runs in 40 failed that way).
+const lateReply = 2 * time.Second
+
 // A store whose replies arrive after the client's read timeout still runs
 // every command it receives. A client that re-sends after the timeout runs
 // a write twice: usage double-counted, two quota places, two refresh
@@ -64,7 +72,7 @@ func TestSlowStoreRunsEachWriteOnce(t *testing.T) {
 			if err := s.Client.Ping(ctx).Err(); err != nil {
 				t.Fatal(err)
 			}
-			proxy.SetDelay(450 * time.Millisecond)
+			proxy.SetDelay(lateReply)
 			if err := c.write(); err == nil {
 				t.Fatal("a reply later than the read timeout must be an error")
 			}

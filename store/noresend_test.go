@@ -60,7 +60,7 @@ func TestClusterClientRunsEachWriteOnce(t *testing.T) {
 				}()
 			}
 			wg.Wait()
-			proxy.SetDelay(450 * time.Millisecond)
+			proxy.SetDelay(lateReply)
 			if err := tc.write(); err == nil {
 				t.Fatal("a reply later than the read timeout must be an error")
 			}
