@@ -105,6 +105,7 @@ func runScale(ctx context.Context, args []string) error {
 	var firstErr sync.Once
 	var wg sync.WaitGroup
 	body := body(false)
+	stopFollow := watch.follow(ctx)
 	t := time.Now()
 	for range *c {
 		wg.Go(func() {
@@ -134,6 +135,7 @@ func runScale(ctx context.Context, args []string) error {
 	wg.Wait()
 	burst := time.Since(t).Seconds()
 	burstEnd := time.Now()
+	stopFollow()
 	out["first_use_s"] = burst
 	out["first_use_per_s"] = float64(*n) / burst
 	out["first_use_failed"] = failed.Load()
