@@ -135,15 +135,17 @@ func runScale(ctx context.Context, args []string) error {
 	wg.Wait()
 	burst := time.Since(t).Seconds()
 	burstEnd := time.Now()
+	// 3. The bindings in the ledger: first the writer's own count of
+	// changes not yet written, then the files, read by a reader that read
+	// the issued keys before the burst and followed it (scale_ledger.go).
+	figs := map[string]any{}
+	writerFigures(ctx, hc, *base, *admin, burstEnd, figs)
 	stopFollow()
 	out["first_use_s"] = burst
 	out["first_use_per_s"] = float64(*n) / burst
 	out["first_use_failed"] = failed.Load()
 
-	// 3. The bindings in the ledger: the writer's own count of changes
-	// not yet written, and the files read by a reader that read the
-	// issued keys before the burst (scale_ledger.go).
-	figs, ledgerBound, err := watch.bindingsFigures(ctx, hc, rdb, *base, *admin, burstEnd)
+	ledgerBound, err := watch.filesFigures(ctx, rdb, burstEnd, figs)
 	if err != nil {
 		return err
 	}

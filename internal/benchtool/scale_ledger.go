@@ -57,61 +57,72 @@ func (w *ledgerWatch) follow(ctx context.Context) (stop func()) {
 	return func() { cancel(); <-done }
 }
 
-// bindingsFigures polls, from burstEnd on, (a) the replica's own count of
-// ledger changes not yet written (/metrics) until it is 0 and (b) the
-// ledger's files until they hold every binding the pool holds in Redis
-// (the keys actually bound: a key whose first request failed may have
-// none), each key on the same account. It returns the figures and how
-// many bindings the ledger holds.
-func (w *ledgerWatch) bindingsFigures(ctx context.Context, hc *http.Client, rdb *redis.Client, base, admin string, burstEnd time.Time) (map[string]any, int, error) {
+// writerFigures polls, from burstEnd on, the replica's own count of
+// ledger changes not yet written (/metrics: queued, or in the commit
+// being fsynced) until it is 0: the writer's state, exact to one scrape
+// (milliseconds). Called first thing after the burst.
+func writerFigures(ctx context.Context, hc *http.Client, base, admin string, burstEnd time.Time, out map[string]any) {
+	var scrapes []float64
+	for i := 0; ; i++ {
+		t := time.Now()
+		n, err := pendingChanges(ctx, hc, base, admin)
+		d := time.Since(t)
+		scrapes = append(scrapes, d.Seconds())
+		if err != nil {
+			out["writer_pending_error"] = err.Error()
+			break
+		}
+		if i == 0 {
+			out["writer_pending_at_first_scrape"] = n
+		}
+		if n == 0 {
+			out["writer_idle_after_s"] = time.Since(burstEnd).Seconds()
+			break
+		}
+		if time.Since(burstEnd) > 30*time.Second {
+			out["writer_pending_after_30s"] = n
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	out["metrics_scrape_s"] = map[string]float64{"median": median(scrapes), "max": maxOf(scrapes), "scrapes": float64(len(scrapes))}
+}
+
+// filesFigures polls the ledger's files until they hold every binding
+// the pool holds in Redis (the keys actually bound: a key whose first
+// request failed may have none), each key on the same account. It
+// returns how many bindings the files hold.
+func (w *ledgerWatch) filesFigures(ctx context.Context, rdb *redis.Client, burstEnd time.Time, out map[string]any) (int, error) {
 	pool, err := rdb.HGetAll(ctx, "cr:{pool}:bind").Result()
 	if err != nil {
-		return nil, 0, fmt.Errorf("pool bindings: %w", err)
+		return 0, fmt.Errorf("pool bindings: %w", err)
 	}
-	out := map[string]any{"pool_bindings": len(pool), "reader_first_read_s": w.first.Seconds()}
-	const limit = 30 * time.Second
-	var reads, scrapes []float64
-	var writerIdle, allIn bool
+	out["pool_bindings"] = len(pool)
+	out["reader_first_read_s"] = w.first.Seconds()
+	var reads []float64
 	held := 0
-	for !(writerIdle && allIn) {
-		if !writerIdle {
-			t := time.Now()
-			n, err := pendingChanges(ctx, hc, base, admin)
-			d := time.Since(t)
-			scrapes = append(scrapes, d.Seconds())
-			switch {
-			case err != nil:
-				out["writer_pending_error"] = err.Error()
-				writerIdle = true
-			case n == 0:
-				writerIdle = true
-				out["writer_idle_after_s"] = time.Since(burstEnd).Seconds()
-				out["writer_idle_scrape_s"] = d.Seconds()
+	for {
+		t := time.Now()
+		n := 0
+		// In place (no copy, no sort): the poll costs the read of what
+		// was appended since the last one, and one pass over the records.
+		err := w.reader.Each(ctx, keys.Filter{}, time.Now(), func(r keys.Record) {
+			if a, ok := pool[r.Hash]; ok && r.Account == a {
+				n++
 			}
+		})
+		if err != nil {
+			return 0, err
 		}
-		if !allIn {
-			t := time.Now()
-			n := 0
-			// In place (no copy, no sort): the poll costs the read of what
-			// was appended since the last one, and one pass over the records.
-			err := w.reader.Each(ctx, keys.Filter{}, time.Now(), func(r keys.Record) {
-				if a, ok := pool[r.Hash]; ok && r.Account == a {
-					n++
-				}
-			})
-			if err != nil {
-				return nil, 0, err
-			}
-			d := time.Since(t)
-			reads = append(reads, d.Seconds())
-			held = n
-			if held == len(pool) {
-				allIn = true
-				out["all_in_files_after_s"] = time.Since(burstEnd).Seconds()
-				out["all_in_files_poll_read_s"] = d.Seconds()
-			}
+		d := time.Since(t)
+		reads = append(reads, d.Seconds())
+		held = n
+		if held == len(pool) {
+			out["all_in_files_after_s"] = time.Since(burstEnd).Seconds()
+			out["all_in_files_poll_read_s"] = d.Seconds()
+			break
 		}
-		if time.Since(burstEnd) > limit {
+		if time.Since(burstEnd) > 30*time.Second {
 			out["in_files_after_30s"] = held
 			break
 		}
@@ -119,10 +130,7 @@ func (w *ledgerWatch) bindingsFigures(ctx context.Context, hc *http.Client, rdb 
 	}
 	out["in_files"] = held
 	out["poll_read_s"] = map[string]float64{"median": median(reads), "max": maxOf(reads), "polls": float64(len(reads))}
-	if len(scrapes) > 0 {
-		out["metrics_scrape_s"] = map[string]float64{"median": median(scrapes), "max": maxOf(scrapes)}
-	}
-	return out, held, nil
+	return held, nil
 }
 
 // pendingChanges reads claude_route_ledger_pending_changes from /metrics.
