@@ -14,7 +14,7 @@ type Lease interface {
 	Release(ctx context.Context)
 }
 
-// Refunder gives a quota place back (the Gate is one).
+// Refunder gives a quota place back (ratelimit.Limiter is one).
 type Refunder interface {
 	Refund(ctx context.Context, res ratelimit.Result) error
 }
@@ -93,7 +93,7 @@ func (a *Admission) Count() {
 
 // Refund gives the quota place back, once, when one was taken and not
 // counted. It reports whether a place went back; a refund the store did
-// not take is retried in the background (Gate.Refund).
+// not take is retried in the background (ratelimit.Limiter.Refund).
 func (a *Admission) Refund(ctx context.Context) (bool, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -136,7 +136,7 @@ func (a *Admission) Release() {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(context.Background(), releaseFor)
 		defer cancel()
-		_, _ = a.refundLocked(ctx) // a refunder that fails retries by itself (Gate.Refund)
+		_, _ = a.refundLocked(ctx) // a refunder that fails retries by itself (ratelimit.Limiter.Refund)
 	}
 	a.mu.Unlock()
 	body.Release()

@@ -42,7 +42,7 @@ type BodyReader interface {
 // concurrency queue), its concurrency place (a wait in its queue when the
 // key is at its tier's limit), the body (r.Body), the tier's model rules,
 // the key's budget, and its binding, quota place and account (one round
-// trip, or none when the account is cached and a spare is at hand).
+// trip, or none when the account is cached and the limiter answers from memory).
 //
 // A refusal is a *Refusal, and whatever was taken for the request is
 // given back before Admit returns. An admitted request's Admission holds

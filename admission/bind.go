@@ -56,14 +56,14 @@ func (g *Gate) post(c *Caller, account string) {
 // postLostBinding reads back, in the background, the binding of a key
 // whose bind failed after it may have run, and posts it to the ledger
 // when the store holds one the key did not have before. The read is
-// retried as a give-back is (a store slow enough to lose the answer may
-// fail the next command too), for up to giveBackFor.
+// retried (a store slow enough to lose the answer may
+// fail the next command too), for up to readBackFor.
 func (g *Gate) postLostBinding(c Caller) {
 	g.bg.Add(1)
 	go func() {
 		defer g.bg.Done()
 		wait := 50 * time.Millisecond
-		for end := time.Now().Add(giveBackFor); ; wait *= 2 {
+		for end := time.Now().Add(readBackFor); ; wait *= 2 {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			acct, err := g.cfg.Pool.Bound(ctx, c.Hash)
 			cancel()

@@ -47,7 +47,7 @@ type GateConfig struct {
 // Gate admits requests: the key, its concurrency place, the body, its
 // budget, binding and quota place, and its account, in at most two round
 // trips (none for the store when the key and its account are cached and
-// a spare is at hand).
+// the limiter answers from memory).
 type Gate struct {
 	cfg    GateConfig
 	keys   *cache.Map[keyEntry]
@@ -85,7 +85,12 @@ func (g *Gate) ForgetAll() {
 }
 
 // Wait waits for the give-backs being retried in the background.
-func (g *Gate) Wait() { g.bg.Wait() }
+func (g *Gate) Wait() {
+	g.bg.Wait()
+	if g.cfg.Limiter != nil {
+		g.cfg.Limiter.Wait()
+	}
+}
 
 // acctEntry is what the account cache holds: an account's record and
 // its pool state as seen from one tier.
@@ -96,17 +101,12 @@ type acctEntry struct {
 }
 
 // place binds the key if needed, takes its quota place (q nil: none)
-// and loads its account. A refusal of the quota is ErrQuota; while
-// another replica holds places taken ahead of its requests (spares), it
-// waits for them (outside the store budget, at most twice) before
-// refusing.
+// and loads its account. A refusal of the quota is ErrQuota, after the
+// limiter's own waits (Limiter.Await) found asking again useless; they
+// run outside the store budget.
 func (g *Gate) place(ctx context.Context, a *Admission, q *ratelimit.Request) error {
 	err := g.placeOnce(ctx, a, q)
-	for try := 0; errors.Is(err, ErrQuota) && try < 2; try++ {
-		held := a.Quota().Held
-		if held <= 0 || !sleepCtx(ctx, held+10*time.Millisecond) {
-			break
-		}
+	for try := 0; errors.Is(err, ErrQuota) && g.cfg.Limiter.Await(ctx, *a.Quota(), try); try++ {
 		err = g.placeOnce(ctx, a, q)
 	}
 	return err
@@ -127,10 +127,7 @@ func (g *Gate) placeOnce(ctx context.Context, a *Admission, q *ratelimit.Request
 		// The account is cached: the quota is the only trip, shared with
 		// the same key's concurrent admissions (ratelimit.AdmitMerged).
 		res, err := g.cfg.Limiter.AdmitMerged(ctx, *q)
-		if err != nil {
-			if res != nil && res.ID != "" { // the run may have taken the place with its answer lost
-				g.giveBack(func(ctx context.Context) error { return g.cfg.Limiter.Abandon(ctx, *res) })
-			}
+		if err != nil { // a place whose answer was lost, the limiter gives back
 			return fmt.Errorf("%w: %w", ErrStore, err)
 		}
 		if err := g.hold(a, *res); err != nil {
@@ -172,11 +169,7 @@ func (g *Gate) load(ctx context.Context, a *Admission, q *ratelimit.Request) (*a
 	}
 	if pending != nil {
 		res, err := pending.Result(ctx)
-		if err != nil {
-			// A timeout (or a NOSCRIPT re-run that timed out) may have
-			// counted: take back a place whose answer was lost; removing a
-			// place never taken is harmless.
-			g.giveBack(pending.Abandon)
+		if err != nil { // a place whose answer was lost, the limiter gives back
 			return nil, fmt.Errorf("%w: %w", ErrStore, err)
 		}
 		if err := g.hold(a, res); err != nil {
@@ -198,58 +191,13 @@ func (g *Gate) load(ctx context.Context, a *Admission, q *ratelimit.Request) (*a
 
 // hold puts the quota's answer on the admission; a refusal is ErrQuota.
 func (g *Gate) hold(a *Admission, res ratelimit.Result) error {
-	a.holdQuota(res, g)
+	a.holdQuota(res, g.cfg.Limiter)
 	if !res.Allowed {
 		return ErrQuota
 	}
 	return nil
 }
 
-// Refund gives a place back (the admissions' refunder): at once, and when
-// that fails (a store slow enough to lose it), again in the background.
-func (g *Gate) Refund(ctx context.Context, res ratelimit.Result) error {
-	if err := g.cfg.Limiter.Refund(ctx, res); err != nil {
-		// ZREM of the request's own id is idempotent: a refund that did
-		// land and is sent again is harmless.
-		g.giveBack(func(ctx context.Context) error { return g.cfg.Limiter.Refund(ctx, res) })
-		return err
-	}
-	return nil
-}
-
-// giveBack runs a quota give-back (an idempotent ZREM of the request's
-// id) in the background until it succeeds, for up to giveBackFor. One try
-// is not enough: a store slow enough to lose an admission's answer also
-// fails the give-back's new connection (its handshake times out before the
-// command is sent), and the place would stay taken for the whole window.
-func (g *Gate) giveBack(do func(context.Context) error) {
-	g.bg.Add(1)
-	go func() {
-		defer g.bg.Done()
-		wait := 100 * time.Millisecond
-		for end := time.Now().Add(giveBackFor); ; wait *= 2 {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			err := do(ctx)
-			cancel()
-			if err == nil || time.Now().Add(wait).After(end) {
-				return
-			}
-			time.Sleep(wait)
-		}
-	}()
-}
-
-// giveBackFor bounds the retries of a give-back (and so a shutdown's wait).
-const giveBackFor = 10 * time.Second
-
-// sleepCtx waits d or until ctx ends; false if it ended.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
+// readBackFor bounds the retries of a lost binding's read-back (and so a
+// shutdown's wait).
+const readBackFor = 10 * time.Second

@@ -38,14 +38,19 @@ type Accounts interface {
 	Get(ctx context.Context, name string) (accounts.Account, error)
 }
 
-// Limiter takes places in the keys' windows (ratelimit.Limiter).
+// Limiter takes places in the keys' windows (ratelimit.Limiter). What a
+// place is made of (spares, held waits, request ids) is its own: a place
+// whose answer or refund was lost it gives back by itself.
 type Limiter interface {
 	QueueAdmit(ctx context.Context, pipe redis.Pipeliner, r ratelimit.Request) *ratelimit.Pending
 	// AdmitMerged admits in a run shared with concurrent admissions of
-	// the same window; on error, Abandon the result's id.
+	// the same window.
 	AdmitMerged(ctx context.Context, r ratelimit.Request) (*ratelimit.Result, error)
-	Abandon(ctx context.Context, res ratelimit.Result) error
 	Refund(ctx context.Context, res ratelimit.Result) error
+	// Await waits when asking again may turn a refusal into an admission.
+	Await(ctx context.Context, res ratelimit.Result, tries int) bool
+	// Wait waits for the give-backs still being retried.
+	Wait()
 }
 
 // Leases hand out each key's concurrency places (concurrency.Limiter);

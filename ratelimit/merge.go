@@ -39,8 +39,8 @@ type mergeWaiter struct {
 // the same results n separate Admits back to back would give. Nothing
 // overshoots: the limit is checked in Redis, as always. A caller whose
 // context ends while it waits for a run gets its error and was never
-// sent. On any other error the result carries the request's id: the
-// script may have run, so give the place back with Abandon.
+// sent. On any other error the script may have run: the limiter gives
+// the place back by itself (giveback.go).
 //
 // While the Limiter runs (Run), a request usually finds a spare: a place
 // taken for it in the background, so it is admitted without a round trip.
@@ -54,14 +54,21 @@ func (l *Limiter) AdmitMerged(ctx context.Context, r Request) (*Result, error) {
 	w, g, gk, lead := l.join(r)
 	if !lead {
 		if led, err := l.await(ctx, gk, g, w, r.Family); !led {
-			l.noteAdmit(r, &w.res, err)
-			return &w.res, err
+			return l.merged(r, w, err)
 		}
 	}
 	l.runMerged(gk, g, r)
 	<-w.done
-	l.noteAdmit(r, &w.res, w.err)
-	return &w.res, w.err
+	return l.merged(r, w, w.err)
+}
+
+// merged ends a merged admission: a place whose answer was lost goes back.
+func (l *Limiter) merged(r Request, w *mergeWaiter, err error) (*Result, error) {
+	l.noteAdmit(r, &w.res, err)
+	if err != nil {
+		l.giveBack(r.Key(), w.res.ID)
+	}
+	return &w.res, err
 }
 
 // join queues a waiter in its window's group; lead reports that it must
@@ -201,16 +208,4 @@ func mergedResult(r Request, id string, i int, v []int64) Result {
 	}
 	res.Remaining = max(r.Limit-res.Count, 0)
 	return res
-}
-
-// Abandon removes the place an admission whose answer was lost may have
-// taken (its id is in the result AdmitMerged returned with the error).
-func (l *Limiter) Abandon(ctx context.Context, res Result) error {
-	if res.ID == "" {
-		return nil
-	}
-	if err := l.rdb.ZRem(ctx, windowKey(res.Subject, res.Family), res.ID).Err(); err != nil {
-		return fmt.Errorf("ratelimit: abandon %s: %w", res.Family, err)
-	}
-	return nil
 }

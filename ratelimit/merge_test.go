@@ -170,14 +170,3 @@ func TestMergedCancelledNeverAdmitted(t *testing.T) {
 		t.Fatalf("%d groups left behind", len(l.groups))
 	}
 }
-
-// A lost answer leaves the caller the id to abandon.
-func TestMergedErrorCarriesID(t *testing.T) {
-	m := miniredis.RunT(t)
-	l := New(redis.NewClient(&redis.Options{Addr: m.Addr(), MaxRetries: -1}))
-	m.Close()
-	res, err := l.AdmitMerged(context.Background(), req("down", "sonnet", 5))
-	if err == nil || res.ID == "" || res.Allowed {
-		t.Fatalf("res %+v, err %v: want an error with the id to abandon", res, err)
-	}
-}

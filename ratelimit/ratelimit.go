@@ -52,6 +52,9 @@ type Limiter struct {
 	groups map[string]*mergeGroup
 
 	sp spares // places taken ahead of requests (spare.go)
+
+	// bg tracks give-backs retried off the request path (giveback.go).
+	bg sync.WaitGroup
 }
 
 // Option configures a Limiter.
@@ -259,6 +262,9 @@ func (p *Pending) Result(ctx context.Context) (Result, error) {
 	}
 	if err != nil {
 		p.err = fmt.Errorf("ratelimit: %s %s: %w", verb(p.id), p.req.Family, err)
+		// A timeout (or a NOSCRIPT re-run that timed out) may have
+		// counted: the place whose answer was lost goes back.
+		p.l.giveBack(p.keys[0], p.id)
 	} else {
 		p.res, p.err = toResult(p.req, p.id, v)
 	}
@@ -282,8 +288,10 @@ func (l *Limiter) Refund(ctx context.Context, res Result) error {
 	if res.spare {
 		l.forgetUsed(res)
 	}
-	if err := l.rdb.ZRem(ctx, windowKey(res.Subject, res.Family), res.ID).Err(); err != nil {
-		return fmt.Errorf("ratelimit: refund %s: %w", res.Family, err)
+	key := windowKey(res.Subject, res.Family)
+	if err := l.rdb.ZRem(ctx, key, res.ID).Err(); err != nil {
+		l.giveBack(key, res.ID) // a store too slow now takes it later
+		return fmt.Errorf("ratelimit: refund %s (retrying in the background): %w", res.Family, err)
 	}
 	return nil
 }
@@ -403,14 +411,4 @@ func toResult(r Request, id string, v []int64) (Result, error) {
 		res.ID = id
 	}
 	return res, nil
-}
-
-// Abandon removes this admission's entry, if the script recorded one, when
-// its answer was lost (the pipeline failed after the script may have run):
-// the caller could not learn the result, so the place must not stay taken.
-func (p *Pending) Abandon(ctx context.Context) error {
-	if p.id == "" {
-		return nil // a Peek records nothing
-	}
-	return p.l.rdb.ZRem(ctx, p.req.Key(), p.id).Err()
 }
