@@ -300,7 +300,7 @@ func TestOneKeysFailuresLeaveAccountsInService(t *testing.T) {
 // instance has seen the tier's accounts.
 func TestOverflowCostsOneRoundTrip(t *testing.T) {
 	clk := clock.NewFake(time.Now())
-	e := newEnv(t, withClock(clk))
+	e := newEnv(t, withClock(clk), withoutStoreWatch())
 	ka := e.apiAccount("high", "a1")
 	kb := e.apiAccount("high", "b1")
 	url := e.start()
