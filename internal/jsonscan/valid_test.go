@@ -59,3 +59,47 @@ func BenchmarkValid(b *testing.B) {
 		}
 	})
 }
+
+// codeBody is a Messages body as coding agents send them: source code and
+// tool output, where escapes (\n, \t, \") come every few bytes rather than
+// once a paragraph. It is what the request path mostly scans.
+func codeBody() []byte {
+	code := "func (s *Store) Get(ctx context.Context, id string) (*Account, error) {\n\traw, err := s.rdb.HGetAll(ctx, \"account:\"+id).Result()\n\tif err != nil {\n\t\treturn nil, fmt.Errorf(\"get account %s: %w\", id, err)\n\t}\n\treturn decode(raw)\n}\n"
+	type block struct {
+		Type    string `json:"type"`
+		Text    string `json:"text,omitempty"`
+		Content string `json:"content,omitempty"`
+	}
+	type msg struct {
+		Role    string  `json:"role"`
+		Content []block `json:"content"`
+	}
+	var msgs []msg
+	for i := 0; i < 8; i++ {
+		msgs = append(msgs,
+			msg{"user", []block{{Type: "tool_result", Content: strings.Repeat(code, 4)}}},
+			msg{"assistant", []block{{Type: "text", Text: "The wrapping with %w is right; pass a deadline through ctx."}}})
+	}
+	b, _ := json.Marshal(map[string]any{"model": "claude-sonnet-4-5", "max_tokens": 1024, "stream": true, "messages": msgs})
+	return b
+}
+
+func BenchmarkScanCode(b *testing.B) {
+	body := codeBody()
+	b.Run("Valid", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		for b.Loop() {
+			if !Valid(body) {
+				b.Fatal("invalid")
+			}
+		}
+	})
+	b.Run("Field", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		for b.Loop() {
+			if Field(body, "stream") == nil {
+				b.Fatal("no stream")
+			}
+		}
+	})
+}
