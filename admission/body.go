@@ -46,66 +46,70 @@ func bodyErr(format string, args ...any) error {
 // level is scanned and only the two values are decoded; the rest of the
 // body is validated, never unmarshalled.
 func ScanBody(b []byte) (Fields, error) {
-	var f Fields
 	if !utf8.Valid(b) {
-		return f, bodyErr("The request body is not valid UTF-8")
+		return Fields{}, bodyErr("The request body is not valid UTF-8")
 	}
-	if !jsonscan.Valid(b) {
-		return f, bodyErr("The request body is not valid JSON: %s", syntaxText(b))
+	// One pass validates the body and hands over its top-level members.
+	var s bodyScan
+	if !jsonscan.ValidObject(b, s.member) {
+		return Fields{}, bodyErr("The request body is not valid JSON: %s", syntaxText(b))
 	}
-	i := jsonscan.SkipWS(b, 0)
-	if b[i] != '{' {
-		return f, bodyErr("The request body is not valid JSON: expected a JSON object")
+	if b[jsonscan.SkipWS(b, 0)] != '{' {
+		return Fields{}, bodyErr("The request body is not valid JSON: expected a JSON object")
 	}
-	i = jsonscan.SkipWS(b, i+1)
-	var model []byte
-	seen := false
-	for b[i] != '}' {
-		// json.Valid holds, so a key string, a colon and a value follow.
-		end := jsonscan.SkipString(b, i)
-		key, err := keyText(b[i:end])
-		if err != nil {
-			return f, bodyErr("The request body is not valid JSON: %v", err)
-		}
-		i = jsonscan.SkipWS(b, end)
-		i = jsonscan.SkipWS(b, i+1) // the colon
-		vstart := i
-		i = jsonscan.SkipValue(b, i)
-		val := b[vstart:i]
-		switch {
-		case string(key) == "model":
-			if seen {
-				return f, bodyErr("model: the field appears more than once; send it once")
-			}
-			seen, model = true, val
-			f.ModelAt = [2]int{vstart, i}
-		case bytes.EqualFold(key, modelName):
-			// EqualFold is the folding encoding/json matches field names with.
-			return f, bodyErr("model: the body carries %q, a case variant of \"model\"; send the field once, spelled model", key)
-		case string(key) == "stream":
-			// The last one wins, as in every JSON reader the upstream may use.
-			switch string(val) {
-			case "true":
-				f.Stream = true
-			case "false", "null":
-				f.Stream = false
-			default:
-				return f, bodyErr("stream: Input should be a valid boolean")
-			}
-		}
-		i = jsonscan.SkipWS(b, i)
-		if b[i] == ',' {
-			i = jsonscan.SkipWS(b, i+1)
-		}
+	if s.err != nil {
+		return Fields{}, s.err
 	}
-	if !seen || len(model) == 0 || model[0] != '"' {
+	f := s.f
+	if !s.seen || len(s.model) == 0 || s.model[0] != '"' {
 		return f, bodyErr("model: Field required (a model name string)")
 	}
-	name, err := keyText(model)
+	name, err := keyText(s.model)
 	if f.Model = string(name); err != nil || strings.TrimSpace(f.Model) == "" {
 		return f, bodyErr("model: Field required (a model name string)")
 	}
 	return f, nil
+}
+
+// bodyScan reads the members ScanBody cares about; the first refusal wins.
+type bodyScan struct {
+	f     Fields
+	model []byte
+	seen  bool
+	err   error
+}
+
+func (s *bodyScan) member(rawKey, val []byte, at int) {
+	if s.err != nil {
+		return
+	}
+	key, err := keyText(rawKey)
+	if err != nil {
+		s.err = bodyErr("The request body is not valid JSON: %v", err)
+		return
+	}
+	switch {
+	case string(key) == "model":
+		if s.seen {
+			s.err = bodyErr("model: the field appears more than once; send it once")
+			return
+		}
+		s.seen, s.model = true, val
+		s.f.ModelAt = [2]int{at, at + len(val)}
+	case bytes.EqualFold(key, modelName):
+		// EqualFold is the folding encoding/json matches field names with.
+		s.err = bodyErr("model: the body carries %q, a case variant of \"model\"; send the field once, spelled model", key)
+	case string(key) == "stream":
+		// The last one wins, as in every JSON reader the upstream may use.
+		switch string(val) {
+		case "true":
+			s.f.Stream = true
+		case "false", "null":
+			s.f.Stream = false
+		default:
+			s.err = bodyErr("stream: Input should be a valid boolean")
+		}
+	}
 }
 
 // modelName is the field EqualFold compares keys with.

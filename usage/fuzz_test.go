@@ -2,6 +2,8 @@ package usage
 
 import (
 	"testing"
+
+	"github.com/claude-route/claude-route/internal/jsonscan"
 )
 
 func FuzzSSETap(f *testing.F) {
@@ -52,6 +54,15 @@ func FuzzParseJSON(f *testing.F) {
 		}
 		if !ok && u != (Usage{}) {
 			t.Fatalf("usage %+v reported without ok", u)
+		}
+		// One pass finds what validating and then looking for the field did.
+		var wu Usage
+		wok := false
+		if jsonscan.Valid(body) {
+			wu, wok = usageAt(jsonscan.Field(body, "usage"))
+		}
+		if wu != u || wok != ok {
+			t.Fatalf("ParseJSON %+v %v, Valid then Field %+v %v", u, ok, wu, wok)
 		}
 		// The tap with room for the body agrees with ParseJSON.
 		tap := NewJSONTap(len(body))

@@ -118,10 +118,17 @@ func (c *count) UnmarshalJSON(b []byte) error {
 // false when the body is not valid JSON or carries no usage object (an error
 // body, for instance).
 func ParseJSON(body []byte) (Usage, bool) {
-	if !jsonscan.Valid(body) { // truncated, or not JSON
+	// One pass validates the answer and finds its top-level usage (the
+	// first, as jsonscan.Field would).
+	var raw []byte
+	if !jsonscan.ValidObject(body, func(key, val []byte, _ int) {
+		if raw == nil && string(key) == `"usage"` {
+			raw = val
+		}
+	}) { // truncated, or not JSON
 		return Usage{}, false
 	}
-	return usageAt(jsonscan.Field(body, "usage"))
+	return usageAt(raw)
 }
 
 // usageAt decodes a raw usage object. Only that object is decoded: the

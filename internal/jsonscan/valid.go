@@ -9,10 +9,27 @@ const maxDepth = 10000
 // json.Valid drives a state machine through a function call per byte, and
 // it was the largest cost of reading a request body. Like json.Valid it
 // does not check UTF-8 (ScanBody does that first).
-func Valid(b []byte) bool {
+func Valid(b []byte) bool { return valid(b, nil) }
+
+// Member is one member of a top-level object: its raw key (quotes and
+// escapes as sent), its raw value and where the value starts in the
+// document.
+type Member func(key, val []byte, at int)
+
+// ValidObject is Valid, and when b is an object it calls each for every
+// member of its top level, in order, as the one pass goes: reading a
+// body's few top-level fields costs no second pass over it. each may be
+// called before a later byte proves b invalid; the caller acts only on a
+// true result.
+func ValidObject(b []byte, each Member) bool { return valid(b, each) }
+
+func valid(b []byte, each Member) bool {
 	// stack holds, per open container, '{' or '['.
 	var stackBuf [64]byte
 	stack := stackBuf[:0]
+	// key and val locate the top-level member being read (each only).
+	var key [2]int
+	val := 0
 	i := SkipWS(b, 0)
 	for {
 		// A value starts at i.
@@ -32,8 +49,12 @@ func Valid(b []byte) bool {
 				break
 			}
 			if c == '{' {
+				k := i
 				if i = objectKey(b, i); i < 0 {
 					return false
+				}
+				if each != nil && len(stack) == 1 {
+					key, val = [2]int{k, keyEnd(b, i)}, i
 				}
 			}
 			continue
@@ -64,6 +85,9 @@ func Valid(b []byte) bool {
 			return false
 		}
 		// A value ended at i: close containers, or go on to the next value.
+		if each != nil && len(stack) == 1 && stack[0] == '{' {
+			each(b[key[0]:key[1]], b[val:i], val)
+		}
 		for {
 			i = SkipWS(b, i)
 			if len(stack) == 0 {
@@ -76,6 +100,9 @@ func Valid(b []byte) bool {
 			if b[i] == top+2 {
 				stack = stack[:len(stack)-1]
 				i++
+				if each != nil && len(stack) == 1 && stack[0] == '{' {
+					each(b[key[0]:key[1]], b[val:i], val) // a container member ended
+				}
 				continue
 			}
 			if b[i] != ',' {
@@ -83,13 +110,27 @@ func Valid(b []byte) bool {
 			}
 			i = SkipWS(b, i+1)
 			if top == '{' {
+				k := i
 				if i = objectKey(b, i); i < 0 {
 					return false
+				}
+				if each != nil && len(stack) == 1 {
+					key, val = [2]int{k, keyEnd(b, i)}, i
 				}
 			}
 			break
 		}
 	}
+}
+
+// keyEnd returns the end of the key string whose member's value starts at
+// v: back over the blanks, the colon and the blanks before it.
+func keyEnd(b []byte, v int) int {
+	for v--; b[v] != ':'; v-- {
+	}
+	for v--; b[v] != '"'; v-- {
+	}
+	return v + 1
 }
 
 // objectKey reads `"key" :` at i and returns where the value starts, or -1.

@@ -1,6 +1,7 @@
 package jsonscan
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -100,6 +101,38 @@ func BenchmarkScanCode(b *testing.B) {
 			if Field(body, "stream") == nil {
 				b.Fatal("no stream")
 			}
+		}
+	})
+}
+
+// ValidObject answers as Valid does and, for an object, reports exactly
+// its top-level members: put back together they are the same document.
+func FuzzValidObject(f *testing.F) {
+	for _, s := range validSeeds {
+		f.Add([]byte(s))
+	}
+	f.Add([]byte(`{"a":{},"b":[],"c":{"d":[1,{"e":"}"}]},"f":"x\"y","g\\":true, "h" : null }`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var parts [][]byte
+		got := ValidObject(b, func(key, val []byte, at int) {
+			if string(b[at:at+len(val)]) != string(val) {
+				t.Fatalf("member value %q is not at %d", val, at)
+			}
+			parts = append(parts, append(append(append([]byte(nil), key...), ':'), val...))
+		})
+		if want := json.Valid(b); got != want {
+			t.Fatalf("ValidObject(%q) = %v, json.Valid = %v", b, got, want)
+		}
+		if i := SkipWS(b, 0); !got || b[i] != '{' {
+			return
+		}
+		rebuilt := []byte("{" + string(bytes.Join(parts, []byte(","))) + "}")
+		var x, y bytes.Buffer
+		if err := json.Compact(&x, b); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Compact(&y, rebuilt); err != nil || x.String() != y.String() {
+			t.Fatalf("members of %q rebuild %q (%v)", b, rebuilt, err)
 		}
 	})
 }
