@@ -98,7 +98,7 @@ func TestHTTP2HealthCheckEndsStreamOnDeadConnection(t *testing.T) {
 	tr := newTransport(time.Minute, 200*time.Millisecond, 200*time.Millisecond)
 	tr.TLSClientConfig = up.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
 	rl := New(Config{DefaultURL: "https://" + bh.ln.Addr().String(), Transport: tr})
-	call, err := rl.Send(context.Background(), httptest.NewRequest(http.MethodPost, "/v1/messages", nil), NewBody([]byte(`{}`), nil), Target{Token: "k"})
+	call, err := rl.Send(context.Background(), httptest.NewRequest(http.MethodPost, "/v1/messages", nil), []byte(`{}`), Target{Token: "k"})
 	if err != nil {
 		t.Fatal(err)
 	}

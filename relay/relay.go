@@ -8,9 +8,9 @@
 package relay
 
 import (
+	"bytes"
 	"context"
 	"errors"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -98,7 +98,7 @@ func (c *Call) Close() {
 // and headers) with body and the target's credential. It never sends the
 // body twice: whether another try is worth it is the caller's policy
 // (NeverSent tells it when the upstream cannot have seen this one).
-func (r *Relay) Send(ctx context.Context, in *http.Request, body *Body, t Target) (*Call, error) {
+func (r *Relay) Send(ctx context.Context, in *http.Request, body []byte, t Target) (*Call, error) {
 	base := t.BaseURL
 	if base == "" {
 		base = r.cfg.DefaultURL
@@ -109,32 +109,13 @@ func (r *Relay) Send(ctx context.Context, in *http.Request, body *Body, t Target
 	if in.URL.RawQuery != "" {
 		u += "?" + in.URL.RawQuery
 	}
-	rc, ok := body.reader()
-	if !ok {
-		return nil, errBodyGone
-	}
 	cctx, cancel := context.WithCancelCause(ctx)
-	out, err := http.NewRequestWithContext(cctx, http.MethodPost, u, rc)
+	out, err := http.NewRequestWithContext(cctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
-		if rc != nil {
-			_ = rc.Close()
-		}
 		cancel(nil)
 		return nil, err
 	}
 	out.Header = hdr
-	if rc != nil {
-		// The transport closes each reader it was given when done with it
-		// (Body counts them); asking again is its own retry of a request
-		// the upstream provably did not take (a refused HTTP/2 stream).
-		out.ContentLength = int64(len(body.Bytes()))
-		out.GetBody = func() (io.ReadCloser, error) {
-			if rc, ok := body.reader(); ok && rc != nil {
-				return rc, nil
-			}
-			return nil, errBodyGone
-		}
-	}
 	// A shutdown's cut ends the call too (Relay.Cut).
 	stop := context.AfterFunc(r.stop, func() { cancel(ErrShutdown) })
 	// The transport itself, not an http.Client: a RoundTripper never

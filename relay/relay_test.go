@@ -70,11 +70,11 @@ func TestNeverSent(t *testing.T) {
 	defer slow.Close()
 	rl := New(Config{HeaderTimeout: 100 * time.Millisecond})
 	in := httptest.NewRequest(http.MethodPost, "/v1/messages", nil)
-	_, err = rl.Send(context.Background(), in, NewBody([]byte(`{}`), nil), Target{BaseURL: refused, Token: "k"})
+	_, err = rl.Send(context.Background(), in, []byte(`{}`), Target{BaseURL: refused, Token: "k"})
 	if err == nil || !NeverSent(err) {
 		t.Fatalf("a refused connection never reached the upstream: %v", err)
 	}
-	_, err = rl.Send(context.Background(), in, NewBody([]byte(`{}`), nil), Target{BaseURL: slow.URL, Token: "k"})
+	_, err = rl.Send(context.Background(), in, []byte(`{}`), Target{BaseURL: slow.URL, Token: "k"})
 	if err == nil || NeverSent(err) || !IsTimeout(err) {
 		t.Fatalf("a header timeout may have been worked on: %v", err)
 	}
@@ -95,7 +95,7 @@ func TestCutEndsCallsInFlight(t *testing.T) {
 	defer close(release)
 	rl := New(Config{})
 	send := func() error {
-		_, err := rl.Send(context.Background(), httptest.NewRequest(http.MethodPost, "/v1/messages", nil), NewBody([]byte(`{}`), nil), Target{BaseURL: slow.URL, Token: "k"})
+		_, err := rl.Send(context.Background(), httptest.NewRequest(http.MethodPost, "/v1/messages", nil), []byte(`{}`), Target{BaseURL: slow.URL, Token: "k"})
 		return err
 	}
 	errc := make(chan error, 1)
@@ -215,7 +215,7 @@ func TestRedirectsAreNotFollowed(t *testing.T) {
 	defer up.Close()
 	rl := New(Config{DefaultURL: up.URL})
 	in := httptest.NewRequest(http.MethodPost, "/v1/messages", nil)
-	call, err := rl.Send(context.Background(), in, NewBody([]byte(`{}`), nil), Target{Token: "sk-ant-api03-secret"})
+	call, err := rl.Send(context.Background(), in, []byte(`{}`), Target{Token: "sk-ant-api03-secret"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +252,7 @@ func TestIdleTimeoutEndsStream(t *testing.T) {
 	}))
 	defer up.Close()
 	rl := New(Config{DefaultURL: up.URL, Clock: clk, IdleTimeout: 5 * time.Minute})
-	call, err := rl.Send(context.Background(), httptest.NewRequest(http.MethodPost, "/v1/messages", nil), NewBody([]byte(`{}`), nil), Target{Token: "k"})
+	call, err := rl.Send(context.Background(), httptest.NewRequest(http.MethodPost, "/v1/messages", nil), []byte(`{}`), Target{Token: "k"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,7 +307,7 @@ func TestWholeAnswerIsSentWhenCopied(t *testing.T) {
 			}))
 			defer up.Close()
 			rl := New(Config{DefaultURL: up.URL})
-			call, err := rl.Send(context.Background(), httptest.NewRequest(http.MethodPost, "/v1/messages", nil), NewBody([]byte(`{}`), nil), Target{Token: "k"})
+			call, err := rl.Send(context.Background(), httptest.NewRequest(http.MethodPost, "/v1/messages", nil), []byte(`{}`), Target{Token: "k"})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -107,10 +107,8 @@ func (r *Router) Cut() { r.d.Relay.Cut() }
 // Request is what routing needs of one admitted request.
 type Request struct {
 	// In gives the path, query and headers sent upstream.
-	In *http.Request
-	// Body is sent by each attempt; Do releases it once no attempt can
-	// follow, before the answer is relayed (a stream does not hold it).
-	Body *relay.Body
+	In   *http.Request
+	Body []byte
 	// Tier is the key's tier; Overflows whether it may borrow another
 	// account of it for one request.
 	Tier      string
@@ -188,7 +186,6 @@ type call struct {
 // stack for the stream's whole life.
 func (r *Router) Do(ctx context.Context, w http.ResponseWriter, req *Request) Outcome {
 	c, err := r.start(ctx, req)
-	req.Body.Release()
 	if err != nil || c.att.Kind == relay.Abandoned {
 		r.giveSlot(c)
 		return Outcome{Refused: err, Gone: err == nil, Account: c.acct.Name}

@@ -12,11 +12,12 @@ import (
 // bodyClasses are the capacities of pooled request-body buffers. Larger
 // bodies are rare and get an exact allocation: pooling them would pin
 // tens of MiB per idle buffer.
-var bodyClasses = [...]int{4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20}
+var bodyClasses = [...]int{16 << 10, 64 << 10, 256 << 10, 1 << 20}
 
-// bodyPool recycles request-body buffers. A buffer goes back when nothing
-// reads it any more: a refused request's at once, a forwarded one's when
-// routing and the transport are done with it (relay.Body).
+// bodyPool recycles the buffers of bodies of unknown length (chunked),
+// which grow from a pooled start. A buffer goes back only when no upstream
+// call read it: http.Transport may still be reading a request body after
+// RoundTrip returns, so a forwarded body is left to the GC.
 type bodyPool struct {
 	pools [len(bodyClasses)]sync.Pool
 }
@@ -66,7 +67,11 @@ func (p *bodyPool) readSized(w http.ResponseWriter, body io.ReadCloser, contentL
 		return readAnnounced(r, contentLength)
 	}
 	if contentLength >= 0 {
-		buf := p.get(int(contentLength))[:contentLength]
+		// Exactly its size, not a pooled class: most bodies go upstream,
+		// and a forwarded body cannot be recycled (http.Transport may still
+		// read it after RoundTrip returns), so a 2 KiB body taking a 16 KiB
+		// class buffer made half of all bytes allocated under load.
+		buf := make([]byte, contentLength)
 		n, err := io.ReadFull(r, buf)
 		if err != nil && !(errors.Is(err, io.EOF) && contentLength == 0) {
 			p.put(buf)

@@ -68,8 +68,8 @@ func (s *Server) proxy(c *ginContext, counted bool) {
 	if s.log.IsLevelEnabled(logrus.DebugLevel) {
 		s.debugAdmitted(req)
 	}
-	// From here on the body belongs to routing, which sends it and relays
-	// the answer.
+	// From here on the body belongs to the upstream call: its buffer is
+	// not recycled. Routing sends it and relays the answer.
 	out := s.router.Do(ctx, c.Writer, s.routeRequest(c.Request, req))
 	s.forwarded(c.Request.URL.Path, req, s.settle(c.Writer, req, out))
 }
@@ -158,11 +158,7 @@ func (s *Server) refund(req *request) {
 func (s *Server) routeRequest(in *http.Request, req *request) *route.Request {
 	h := &req.hooks
 	h.s, h.req = s, req
-	// The body's buffer goes back to the pool when routing and the
-	// transport are both done with it (relay.Body).
-	body := relay.NewBody(req.body, s.bufs.put)
-	req.body = nil
-	req.routed = route.Request{In: in, Body: body, Tier: req.cl.Tier.Name, Overflows: req.cl.Tier.Overflows(), Key: req.cl.Hash,
+	req.routed = route.Request{In: in, Body: req.body, Tier: req.cl.Tier.Name, Overflows: req.cl.Tier.Overflows(), Key: req.cl.Hash,
 		AccountConcurrency: req.cl.Tier.AccountConcurrency,
 		Account:            req.adm.Account, State: req.adm.State, Rebind: req.adm.Rebind, KeyID: req.cl.Rec.ID,
 		Hooks: relay.Hooks{Header: h.header, FirstByte: h.firstByte}}
