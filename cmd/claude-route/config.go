@@ -61,6 +61,10 @@ type config struct {
 	// rate once the grace has passed gets 408.
 	BodyMinRate   int64
 	BodyRateGrace time.Duration
+	// HeapFloor is GC_HEAP_FLOOR: the collector's heap goal is kept at
+	// least this many bytes (internal/gcfloor); 0, or GOGC set, leaves the
+	// collector alone.
+	HeapFloor int64
 	// PprofAddr serves runtime profiles on their own listener (PPROF_ADDR,
 	// off by default).
 	PprofAddr string
@@ -212,6 +216,13 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		return nil, &configError{"MAX_INFLIGHT_BODY_BYTES", fmt.Errorf("want a byte count of at least MAX_BODY_BYTES (%d), got %q", c.MaxBodyBytes, mi)}
 	}
 	c.MaxInflightBodyBytes = n
+	hf := env(getenv, "GC_HEAP_FLOOR", strconv.Itoa(32<<20))
+	if c.HeapFloor, err = strconv.ParseInt(hf, 10, 64); err != nil || c.HeapFloor < 0 {
+		return nil, &configError{"GC_HEAP_FLOOR", fmt.Errorf("want a byte count like 33554432, or 0 for none, got %q", hf)}
+	}
+	if getenv("GOGC") != "" {
+		c.HeapFloor = 0 // the operator tunes the collector: leave it be
+	}
 	switch c.LogFormat {
 	case "text", "json":
 	default:

@@ -56,6 +56,7 @@ func TestBadConfigurationNamesTheVariable(t *testing.T) {
 		{map[string]string{"BODY_READ_TIMEOUT": "slow"}, "BODY_READ_TIMEOUT"},
 		{map[string]string{"BODY_MIN_RATE": "fast"}, "BODY_MIN_RATE"},
 		{map[string]string{"BODY_RATE_GRACE": "0s"}, "BODY_RATE_GRACE"},
+		{map[string]string{"GC_HEAP_FLOOR": "32MB"}, "GC_HEAP_FLOOR"},
 	}
 	for _, c := range cases {
 		t.Run(c.want, func(t *testing.T) {
@@ -222,5 +223,27 @@ func TestOperatorCommands(t *testing.T) {
 	env["ADMIN_TOKEN"] = "wrong"
 	if out, code := cli("pool"); code == 0 || !strings.Contains(out, "Invalid admin token") {
 		t.Fatalf("wrong token: %d %q", code, out)
+	}
+}
+
+// GC_HEAP_FLOOR is on by default, off at 0, and off when the operator
+// sets GOGC: the collector is theirs then.
+func TestHeapFloorConfig(t *testing.T) {
+	for _, c := range []struct {
+		env  map[string]string
+		want int64
+	}{
+		{nil, 32 << 20},
+		{map[string]string{"GC_HEAP_FLOOR": "0"}, 0},
+		{map[string]string{"GC_HEAP_FLOOR": "134217728"}, 128 << 20},
+		{map[string]string{"GOGC": "200"}, 0},
+	} {
+		cfg, err := loadConfig(envOf(c.env))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.HeapFloor != c.want {
+			t.Errorf("env %v: heap floor %d, want %d", c.env, cfg.HeapFloor, c.want)
+		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/claude-route/claude-route/accounts"
 	"github.com/claude-route/claude-route/app"
+	"github.com/claude-route/claude-route/internal/gcfloor"
 	"github.com/claude-route/claude-route/internal/logbuf"
 	"github.com/claude-route/claude-route/login"
 	"github.com/claude-route/claude-route/server"
@@ -78,6 +79,15 @@ func cmdServe(ctx context.Context, getenv func(string) string, logOut io.Writer,
 	}
 	if _, err := os.Stat(cfg.AccountDir); err != nil {
 		log.Warnf("ACCOUNT_DIR %s does not exist: no upstream accounts yet. Add files as %s/<tier>/<name>.json, then run `claude-route sync`", cfg.AccountDir, cfg.AccountDir)
+	}
+	if cfg.HeapFloor > 0 {
+		fctx, stopFloor := context.WithCancel(ctx)
+		floorDone := make(chan struct{})
+		go func() {
+			defer close(floorDone)
+			gcfloor.Run(fctx, uint64(cfg.HeapFloor), 100, 500*time.Millisecond)
+		}()
+		defer func() { stopFloor(); <-floorDone }()
 	}
 	svc, ln, err := startApp(ctx, cfg, log)
 	if err != nil {
