@@ -103,13 +103,23 @@ func (t *SSETap) dispatch(name, data []byte) {
 	}
 	switch event {
 	case evMessageStart, evMessageDelta:
-		// Only the usage object is decoded (usageAt).
-		if !jsonscan.Valid(data) {
+		// Only the usage object is decoded (usageAt). One pass validates
+		// the event and finds it: top-level in message_delta, inside the
+		// message in message_start.
+		want := `"usage"`
+		if event == evMessageStart {
+			want = `"message"`
+		}
+		var raw []byte
+		if !jsonscan.ValidObject(data, func(key, val []byte, _ int) {
+			if raw == nil && string(key) == want {
+				raw = val
+			}
+		}) {
 			return
 		}
-		raw := jsonscan.Field(data, "usage")
 		if event == evMessageStart {
-			raw = jsonscan.Field(jsonscan.Field(data, "message"), "usage")
+			raw = jsonscan.Field(raw, "usage")
 		}
 		// Fields absent from this event keep what an earlier one said.
 		if w, ok := decodeUsage(raw); ok {
