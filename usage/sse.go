@@ -106,16 +106,12 @@ func (t *SSETap) dispatch(name, data []byte) {
 		// Only the usage object is decoded (usageAt). One pass validates
 		// the event and finds it: top-level in message_delta, inside the
 		// message in message_start.
-		want := `"usage"`
+		want := "usage"
 		if event == evMessageStart {
-			want = `"message"`
+			want = "message"
 		}
-		var raw []byte
-		if !jsonscan.ValidObject(data, func(key, val []byte, _ int) {
-			if raw == nil && string(key) == want {
-				raw = val
-			}
-		}) {
+		raw, ok := jsonscan.ValidField(data, want)
+		if !ok {
 			return
 		}
 		if event == evMessageStart {

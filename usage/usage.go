@@ -118,14 +118,9 @@ func (c *count) UnmarshalJSON(b []byte) error {
 // false when the body is not valid JSON or carries no usage object (an error
 // body, for instance).
 func ParseJSON(body []byte) (Usage, bool) {
-	// One pass validates the answer and finds its top-level usage (the
-	// first, as jsonscan.Field would).
-	var raw []byte
-	if !jsonscan.ValidObject(body, func(key, val []byte, _ int) {
-		if raw == nil && string(key) == `"usage"` {
-			raw = val
-		}
-	}) { // truncated, or not JSON
+	// One pass validates the answer and finds its top-level usage.
+	raw, ok := jsonscan.ValidField(body, "usage")
+	if !ok { // truncated, or not JSON
 		return Usage{}, false
 	}
 	return usageAt(raw)

@@ -73,3 +73,20 @@ func duplicateUsage(b []byte) bool {
 	}
 	return n > 1
 }
+
+// ValidField answers as Valid and Field together do.
+func FuzzValidField(f *testing.F) {
+	f.Add([]byte(`{"type":"message","usage":{"input_tokens":3},"usage":1}`), "usage")
+	f.Add([]byte(`{"a":[1,{"usage":0}],"b":"\"usage\"","usage":7}`), "usage")
+	f.Add([]byte(`{"usage"`), "usage")
+	f.Add([]byte(`[{"usage":1}]`), "usage")
+	f.Fuzz(func(t *testing.T, b []byte, key string) {
+		got, ok := ValidField(b, key)
+		if want := Valid(b); ok != want {
+			t.Fatalf("ValidField(%q) ok = %v, Valid = %v", b, ok, want)
+		}
+		if ok && string(got) != string(Field(b, key)) {
+			t.Fatalf("ValidField(%q, %q) = %q, Field = %q", b, key, got, Field(b, key))
+		}
+	})
+}

@@ -23,6 +23,18 @@ type Member func(key, val []byte, at int)
 // true result.
 func ValidObject(b []byte, each Member) bool { return valid(b, each) }
 
+// ValidField is Valid, and the raw value of key in the top level of the
+// object b (matched as Field matches it: the first, byte for byte), from
+// the same pass; nil when b is not an object or has no such member.
+func ValidField(b []byte, key string) (val []byte, ok bool) {
+	ok = valid(b, func(k, v []byte, _ int) {
+		if val == nil && len(k) == len(key)+2 && string(k[1:len(k)-1]) == key {
+			val = v
+		}
+	})
+	return val, ok
+}
+
 func valid(b []byte, each Member) bool {
 	// stack holds, per open container, '{' or '['.
 	var stackBuf [64]byte
