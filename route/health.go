@@ -110,22 +110,28 @@ func (r *Router) background(name, what string, do func(ctx context.Context) erro
 
 // settleAccount records what an attempt taught about an account that is
 // not overflowed from: a usage limit or one failure towards cooling.
+//
+// A limit is recorded before the client is answered: its next request must
+// find the account limited and be told to wait, not sent upstream again (a
+// replica's own change applies at once). Written in the background, it
+// could land after that next request's admission read the account. A
+// failure only counts towards cooling, off the response path.
 func (r *Router) settleAccount(name string, mark accounts.OverflowMark) {
-	if mark.LimitedUntil.IsZero() && !mark.Failure {
-		return
-	}
-	r.background(name, "could not record the account's limit or failure", func(ctx context.Context) error {
-		if !mark.LimitedUntil.IsZero() {
-			if err := r.d.Pool.Limit(ctx, name, mark.LimitedUntil); err != nil {
-				return err
-			}
+	if !mark.LimitedUntil.IsZero() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		err := r.d.Pool.Limit(ctx, name, mark.LimitedUntil)
+		cancel()
+		r.d.Forget()
+		if err != nil {
+			r.d.Log.WithField("account", name).WithError(err).Warn("could not record the account's limit")
 		}
-		if mark.Failure {
+	}
+	if mark.Failure {
+		r.background(name, "could not record the account's failure", func(ctx context.Context) error {
 			_, err := r.d.Pool.Fail(ctx, name, mark.By)
 			return err
-		}
-		return nil
-	})
+		})
+	}
 }
 
 // succeeded ends the account's run of failures, off the response path and
