@@ -193,7 +193,7 @@ func deliver(r Request, batch []*mergeWaiter, v []int64, err error) {
 func mergedResult(r Request, id string, i int, v []int64) Result {
 	take, before, oldest, nowMS := int(v[0]), int(v[1]), v[2], v[3]
 	now := time.UnixMilli(nowMS).UTC()
-	res := Result{Limit: r.Limit, Reset: now, Subject: r.Subject, Family: r.Family}
+	res := Result{Limit: r.Limit, Reset: now, Subject: r.Subject, Family: r.Family, at: nowMS}
 	if oldest > 0 {
 		res.Reset = time.UnixMilli(oldest).UTC().Add(r.Window)
 	}

@@ -151,6 +151,9 @@ type Result struct {
 	Subject, Family string
 
 	spare bool // admitted on one of this Limiter's spares
+	// at is the script's time (ms): answers that come back out of order
+	// are applied in the order they were made (spare.go).
+	at int64
 }
 
 // RetryAfterSeconds is RetryAfter rounded up to whole seconds, at least 1,
@@ -398,6 +401,7 @@ func toResult(r Request, id string, v []int64) (Result, error) {
 		Reset:     now,
 		Subject:   r.Subject,
 		Family:    r.Family,
+		at:        nowMS,
 	}
 	if oldest > 0 {
 		res.Reset = time.UnixMilli(oldest).UTC().Add(r.Window)

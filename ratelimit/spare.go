@@ -152,11 +152,15 @@ func (l *Limiter) takeSpare(r Request) *Result {
 // noteAdmit keeps spares for a window whose requests come close together:
 // after an admission that came within spareUse of the window's previous
 // one and left it at most half full. A key used now and then never has
-// spares: they would only expire unused.
+// spares: they would only expire unused. Every admission's count is noted
+// for a window that has spares, the upper half's too: a spare used next
+// builds on it (it was left out above half, and the request after an
+// admission there was told one place more than it had).
 func (l *Limiter) noteAdmit(r Request, res *Result, err error) {
-	if err != nil || !res.Allowed || res.Count+1 > r.Limit/2 {
+	if err != nil || !res.Allowed {
 		return
 	}
+	lower := res.Count+1 <= r.Limit/2
 	l.sp.mu.Lock()
 	defer l.sp.mu.Unlock()
 	if !l.sp.on {
@@ -165,6 +169,9 @@ func (l *Limiter) noteAdmit(r Request, res *Result, err error) {
 	now := l.now()
 	s := l.sp.sets[r.Key()]
 	if s == nil {
+		if !lower {
+			return
+		}
 		if l.sp.sets == nil {
 			l.sp.sets = map[string]*spareSet{}
 		}
@@ -175,14 +182,29 @@ func (l *Limiter) noteAdmit(r Request, res *Result, err error) {
 	if s.limit != r.Limit || s.window != r.Window {
 		return // takeSpare settles a tier change
 	}
+	if s.newer(res.at, res.Count) {
+		s.count, s.oldest, s.nowMS = res.Count, res.Reset.Add(-r.Window).UnixMilli(), res.at
+	}
+	if !lower {
+		return
+	}
 	gap := now.Sub(s.last)
 	s.last = now
-	s.count, s.oldest = res.Count, res.Reset.Add(-r.Window).UnixMilli()
-	s.nowMS = now.UnixMilli()
 	if gap < spareUse {
 		s.reserve = true
 		l.kickLocked(s)
 	}
+}
+
+// newer reports whether an answer made at ms (the script's clock) with
+// count admissions is at least as new as the one the set holds. A run's
+// answer and an admission's come back on separate connections, in either
+// order; an older one settled last undid a newer count, and the next
+// request on a spare was told it had one place more than it had. Within
+// one millisecond the larger count is the later (admissions only add; a
+// refund there errs on the side of fewer places).
+func (s *spareSet) newer(ms int64, count int) bool {
+	return ms > s.nowMS || ms == s.nowMS && count >= s.count
 }
 
 // forgetUsed drops a spare a request used from the rescoring queue: its
@@ -344,7 +366,9 @@ func (l *Limiter) settleLocked(s *spareSet, j *spareJob, v []int64, err error) {
 	for _, id := range j.reserve[:taken] {
 		s.free = append(s.free, spare{id: id, usable: usable})
 	}
-	s.count, s.oldest, s.nowMS = int(v[1]), v[2], v[3]
+	if s.newer(v[3], int(v[1])) {
+		s.count, s.oldest, s.nowMS = int(v[1]), v[2], v[3]
+	}
 	if !l.sp.on {
 		s.giveBackLocked(len(s.free)) // taken while the Limiter stopped
 	}
